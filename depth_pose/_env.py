@@ -1,0 +1,39 @@
+"""Project-local defaults for caches and offline behaviour, set before anny/ultralytics/wandb are imported.
+
+Anny reads ``ANNY_CACHE_DIR`` at import time and its first build costs ~1 minute, so the cache must be
+persistent and project-local; ultralytics and W&B must never reach for the network. Values already in the
+environment win.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def cache_root() -> Path:
+    """``<repo>/.cache`` for a source checkout, else ``~/.cache/depth_pose``."""
+    if (REPO_ROOT / "pyproject.toml").exists():
+        return REPO_ROOT / ".cache"
+    return Path.home() / ".cache" / "depth_pose"
+
+
+def apply_defaults() -> None:
+    root = cache_root()
+    defaults = {
+        "ANNY_CACHE_DIR": root / "anny",
+        "WARP_CACHE_PATH": root / "warp",
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": root / "wandb",
+        "WANDB_CACHE_DIR": root / "wandb-cache",
+        "WANDB_CONFIG_DIR": root / "wandb-config",
+        "YOLO_CONFIG_DIR": root / "ultralytics",
+        "YOLO_OFFLINE": "1",
+        "YOLO_AUTOINSTALL": "false",
+        "MPLCONFIGDIR": root / "matplotlib",
+        "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, str(value))

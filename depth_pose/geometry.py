@@ -1,0 +1,158 @@
+"""All camera geometry of the project, in one place (torch, batched over leading dimensions).
+
+Conventions
+-----------
+* Camera coordinates: x right, y down, z forward (metres), as OpenCV and KITTI. Depth = camera z.
+* World coordinates (the body model's): Z up, metres, floor at Z = 0. ``p_cam = R @ p_world + t``.
+* Intrinsics ``K`` are 3x3 pixel matrices ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]``; pixel centres sit at
+  integer coordinates + 0.5 of the pixel grid origin used by the detector (ultralytics: top-left corner = 0).
+* The project's target: the camera z of the midpoint of the two 3D hip keypoints (:func:`mid_hip`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def intrinsics(fx: Tensor | float, fy: Tensor | float, cx: Tensor | float, cy: Tensor | float) -> Tensor:
+    """Build ``K`` (..., 3, 3) from focal lengths and principal point (scalars or broadcastable tensors)."""
+    fx, fy, cx, cy = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=torch.float32) for v in (fx, fy, cx, cy)))
+    K = torch.zeros(*fx.shape, 3, 3, dtype=fx.dtype, device=fx.device)
+    K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 2, 2] = fx, fy, cx, cy, 1.0
+    return K
+
+
+def focal_from_hfov(hfov_deg: Tensor | float, width: Tensor | float) -> Tensor:
+    """Focal length in pixels for a horizontal field of view (degrees) and an image width (pixels)."""
+    hfov = torch.as_tensor(hfov_deg, dtype=torch.float32)
+    return torch.as_tensor(width, dtype=torch.float32) / (2.0 * torch.tan(torch.deg2rad(hfov) / 2.0))
+
+
+def intrinsics_from_hfov(hfov_deg: Tensor | float, width: Tensor | float, height: Tensor | float) -> Tensor:
+    """Square-pixel ``K`` with the principal point at the image centre."""
+    f = focal_from_hfov(hfov_deg, width)
+    w, h = torch.as_tensor(width, dtype=torch.float32), torch.as_tensor(height, dtype=torch.float32)
+    return intrinsics(f, f, w / 2.0, h / 2.0)
+
+
+def hfov_from_intrinsics(K: Tensor, width: Tensor | float) -> Tensor:
+    """Horizontal field of view (degrees) of ``K`` for an image ``width`` pixels wide."""
+    return torch.rad2deg(2.0 * torch.atan(torch.as_tensor(width, dtype=K.dtype) / (2.0 * K[..., 0, 0])))
+
+
+def check_intrinsics(K: Tensor) -> str | None:
+    """Return why ``K`` is unusable (not 3x3, non-finite, non-positive focal length, singular), else None."""
+    if K.shape[-2:] != (3, 3):
+        return f"K must be 3x3, got shape {tuple(K.shape[-2:])}"
+    if not torch.isfinite(K).all():
+        return "K has non-finite entries"
+    if (K[..., 0, 0] <= 0).any() or (K[..., 1, 1] <= 0).any():
+        return "K has a non-positive focal length"
+    if (torch.linalg.det(K.double()).abs() < 1e-9).any():
+        return "K is singular"
+    return None
+
+
+def project(points_cam: Tensor, K: Tensor, eps: float = 1e-6) -> Tensor:
+    """Pinhole projection of camera-frame points (..., N, 3) with ``K`` (..., 3, 3) to pixels (..., N, 2).
+
+    Points at or behind the camera (z <= eps) project to NaN.
+    """
+    z = points_cam[..., 2:3]
+    uvw = torch.einsum("...ij,...nj->...ni", K, points_cam)
+    px = uvw[..., :2] / z.clamp_min(eps)
+    return torch.where(z > eps, px, torch.full_like(px, float("nan")))
+
+
+def normalise_pixels(px: Tensor, K: Tensor) -> Tensor:
+    """Pixels (..., N, 2) -> normalised image coordinates ``K^-1 [u, v, 1]`` (..., N, 2): camera-agnostic rays.
+
+    Exact inverse of :func:`project` up to depth: ``normalise_pixels(project(p, K), K) == p[..., :2] / p[..., 2:]``.
+    """
+    fx, fy = K[..., 0, 0, None], K[..., 1, 1, None]
+    cx, cy, s = K[..., 0, 2, None], K[..., 1, 2, None], K[..., 0, 1, None]
+    y = (px[..., 1] - cy) / fy
+    x = (px[..., 0] - cx - s * y) / fx
+    return torch.stack((x, y), dim=-1)
+
+
+def backproject(px: Tensor, depth: Tensor, K: Tensor) -> Tensor:
+    """Pixels (..., N, 2) at camera depths ``z`` (..., N) -> camera-frame points (..., N, 3)."""
+    xy = normalise_pixels(px, K) * depth[..., None]
+    return torch.cat((xy, depth[..., None]), dim=-1)
+
+
+def transform_intrinsics(K: Tensor, scale: Tensor | float, offset: Tensor | tuple[float, float] = (0.0, 0.0)) -> Tensor:
+    """Intrinsics after resizing an image by ``scale`` then pasting it at pixel ``offset`` of a new canvas.
+
+    Used for the render downscale trick and for zoom crops (a crop at (x0, y0) is offset (-x0, -y0)).
+    Pixel coordinates map as ``u' = scale * u + offset_x`` (the convention of a corner-aligned resize).
+    """
+    scale = torch.as_tensor(scale, dtype=K.dtype, device=K.device)
+    offset = torch.as_tensor(offset, dtype=K.dtype, device=K.device)
+    out = K.clone()
+    out[..., 0, :] = K[..., 0, :] * scale[..., None]
+    out[..., 1, :] = K[..., 1, :] * scale[..., None]
+    out[..., 0, 2] = out[..., 0, 2] + offset[..., 0]
+    out[..., 1, 2] = out[..., 1, 2] + offset[..., 1]
+    return out
+
+
+def transform_pixels(px: Tensor, scale: Tensor | float, offset: Tensor | tuple[float, float] = (0.0, 0.0)) -> Tensor:
+    """Pixel coordinates under the same resize+paste as :func:`transform_intrinsics`."""
+    scale = torch.as_tensor(scale, dtype=px.dtype, device=px.device)
+    offset = torch.as_tensor(offset, dtype=px.dtype, device=px.device)
+    return px * scale[..., None, None] + offset[..., None, :]
+
+
+def rot_x(angle: Tensor) -> Tensor:
+    """Rotation matrices (..., 3, 3) about x by ``angle`` radians (right-handed)."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    o, z = torch.ones_like(angle), torch.zeros_like(angle)
+    return torch.stack((o, z, z, z, c, -s, z, s, c), dim=-1).reshape(*angle.shape, 3, 3)
+
+
+def rot_y(angle: Tensor) -> Tensor:
+    """Rotation matrices (..., 3, 3) about y by ``angle`` radians (right-handed)."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    o, z = torch.ones_like(angle), torch.zeros_like(angle)
+    return torch.stack((c, z, s, z, o, z, -s, z, c), dim=-1).reshape(*angle.shape, 3, 3)
+
+
+def rot_z(angle: Tensor) -> Tensor:
+    """Rotation matrices (..., 3, 3) about z by ``angle`` radians (right-handed)."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    o, z = torch.ones_like(angle), torch.zeros_like(angle)
+    return torch.stack((c, -s, z, s, c, z, z, z, o), dim=-1).reshape(*angle.shape, 3, 3)
+
+
+# World (Z up) looking along world +Y, to camera (x right, y down, z forward), before tilt and roll.
+WORLD_TO_LEVEL_CAMERA = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+
+def camera_rotation(tilt: Tensor, roll: Tensor, pan: Tensor | None = None) -> Tensor:
+    """World->camera rotation for a camera looking along world +Y (rotated by ``pan`` about Z), pitched up by
+    ``tilt`` (radians, positive = looking up) and rolled by ``roll`` about its optical axis."""
+    R = WORLD_TO_LEVEL_CAMERA.to(tilt)
+    if pan is not None:
+        R = R @ rot_z(-pan)
+    # Pitch about the camera x axis: positive tilt raises the optical axis (camera y is down).
+    return rot_z(roll) @ rot_x(-tilt) @ R
+
+
+def world_to_camera(points_world: Tensor, R: Tensor, t: Tensor) -> Tensor:
+    """``p_cam = R p_world + t`` for points (..., N, 3), ``R`` (..., 3, 3), ``t`` (..., 3)."""
+    return torch.einsum("...ij,...nj->...ni", R, points_world) + t[..., None, :]
+
+
+def mid_hip(points: Tensor, l_hip: int = 11, r_hip: int = 12) -> Tensor:
+    """Midpoint of the two hip keypoints (..., 3): the point whose camera z is the project's target."""
+    return 0.5 * (points[..., l_hip, :] + points[..., r_hip, :])
+
+
+def deg(x: float) -> float:
+    """Degrees -> radians (for config values)."""
+    return x * math.pi / 180.0
