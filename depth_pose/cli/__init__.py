@@ -1,0 +1,1 @@
+"""Command-line entry points (thin Hydra wrappers over plain functions)."""

@@ -1,0 +1,30 @@
+"""``dp-train``: train a depth model (config ``conf/train.yaml``); returns the optimised metric for sweeps."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import hydra
+from omegaconf import DictConfig
+
+import depth_pose  # noqa: F401  (environment defaults before lightning/wandb)
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(config_path="../../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    from depth_pose.train import train
+
+    metrics, objs = train(cfg)
+    name = cfg.get("optimized_metric", "val/ale")
+    cb = objs["trainer"].checkpoint_callback
+    value = metrics.get("best_val") if cb is not None and name == cb.monitor else None
+    value = metrics.get(name, math.nan) if value is None else value
+    log.info("%s = %.4f (best checkpoint: %s)", name, value, objs.get("best_ckpt"))
+    return float(value)
+
+
+if __name__ == "__main__":
+    main()

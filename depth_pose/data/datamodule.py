@@ -1,0 +1,144 @@
+"""LightningDataModule over a synthetic set held on the training device (see :mod:`.device_data`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from depth_pose.data.device_data import (
+    DeviceBatches,
+    HostSet,
+    check_fits,
+    load_host_set,
+    n_batches_for,
+    rank_slice,
+    split_indices,
+)
+
+log = logging.getLogger(__name__)
+
+
+class DeviceDataModule(L.LightningDataModule):
+    """Loads ``dir`` once, splits by pose with ``split_seed``, keeps this rank's slice of each split on its device.
+
+    ``dir``: a dataset directory (Parquet shards + manifest.json), or pass ``host_set`` directly (tests, benchmarks).
+    ``max_samples``: optional cap (first rows) for quick runs. ``device``: override (default: the trainer's).
+    """
+
+    def __init__(
+        self,
+        dir: str | Path | None = None,
+        batch_size: int = 4096,
+        eval_batch_size: int = 65536,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        max_samples: int | None = None,
+        memory_margin: float = 0.8,
+        host_set: HostSet | None = None,
+        device: str | None = None,
+    ) -> None:
+        super().__init__()
+        if dir is None and host_set is None:
+            raise ValueError("DeviceDataModule needs a dataset directory (data.dir) or a host_set")
+        self.dir = Path(dir) if dir is not None else None
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size)
+        self.fractions = (float(val_fraction), float(test_fraction))
+        self.split_seed = int(split_seed)
+        self.shuffle_seed = int(shuffle_seed)
+        self.max_samples = max_samples
+        self.memory_margin = memory_margin
+        self._host = host_set
+        self._device = torch.device(device) if device else None
+        self.splits: dict[str, dict[str, Tensor]] = {}
+        self.split_sizes: dict[str, int] = {}
+        self.rank, self.world = 0, 1
+
+    # --- placement ---------------------------------------------------------------------------------
+    def _placement(self) -> tuple[torch.device, int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            dev = self._device or trainer.strategy.root_device
+            return dev, trainer.global_rank, trainer.world_size
+        return self._device or torch.device("cpu"), 0, 1
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        device, self.rank, self.world = self._placement()
+        host = self._host if self._host is not None else load_host_set(self.dir)
+        if self.max_samples is not None and len(host) > int(self.max_samples):
+            m = int(self.max_samples)
+            host = HostSet(host.kp[:m], host.intr[:m], host.z[:m], host.special[:m], host.pose_id[:m])
+        idx = split_indices(host.pose_id, self.fractions, self.split_seed)
+        per_rank = sum(rank_slice(len(v), self.rank, self.world)[1] - rank_slice(len(v), self.rank, self.world)[0]
+                       for v in idx.values())
+        check_fits(per_rank, device, self.memory_margin)
+        for name, rows in idx.items():
+            self.split_sizes[name] = int(rows.numel())
+            a, b = rank_slice(rows.numel(), self.rank, self.world)
+            r = rows[a:b]
+            self.splits[name] = {
+                "kp": host.kp[r].to(device),
+                "intr": host.intr[r].to(device),
+                "z": host.z[r].to(device),
+                "special": host.special[r].to(device),
+                "row": r.to(device),
+            }
+        self._host = None  # the host copy is not needed any more
+        log.info("data on %s (rank %d/%d): %s", device, self.rank, self.world, self.split_sizes)
+
+    # --- loaders -----------------------------------------------------------------------------------
+    def _epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.current_epoch) if trainer is not None else 0
+
+    def _batches(self, name: str, train: bool) -> DeviceBatches:
+        if not self.splits:
+            self.setup()
+        n = self.split_sizes[name]
+        if n == 0:
+            raise ValueError(f"the {name} split is empty; adjust data.val_fraction/test_fraction or the set size")
+        bs = self.batch_size if train else self.eval_batch_size
+        return DeviceBatches(
+            self.splits[name], bs, n_batches_for(n, self.world, bs), shuffle=train,
+            seed=self.shuffle_seed, epoch_fn=self._epoch if train else None,
+        )
+
+    def train_dataloader(self) -> DeviceBatches:
+        return self._batches("train", True)
+
+    def val_dataloader(self) -> DeviceBatches:
+        return self._batches("val", False)
+
+    def test_dataloader(self) -> DeviceBatches:
+        return self._batches("test", False)
+
+    # --- statistics for the model's target standardisation --------------------------------------------
+    @torch.no_grad()
+    def target_stats(self, normaliser: Any, strategy: Any = None) -> tuple[float, float, float]:
+        """Mean/std of ``log z - log_ref`` and mean depth over the whole train split (summed over ranks)."""
+        from depth_pose.features import K_from_columns
+
+        t = self.splits["train"]
+        sums = torch.zeros(4, dtype=torch.float64, device=t["z"].device)
+        for a in range(0, t["z"].shape[0], 262144):
+            sl = slice(a, a + 262144)
+            obs = normaliser.observe(t["kp"][sl], K_from_columns(*t["intr"][sl].unbind(1)))
+            _, log_ref = normaliser.encode(obs)
+            v = (t["z"][sl].log() - log_ref).double()
+            sums += torch.stack([torch.tensor(float(v.numel()), device=v.device, dtype=torch.float64),
+                                 v.sum(), v.square().sum(), t["z"][sl].double().sum()])
+        if strategy is not None:
+            sums = strategy.reduce(sums, reduce_op="sum")
+        n = sums[0].clamp_min(1)
+        mean = sums[1] / n
+        std = (sums[2] / n - mean.square()).clamp_min(1e-12).sqrt()
+        return float(mean), float(std), float(sums[3] / n)

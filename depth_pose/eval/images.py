@@ -1,0 +1,162 @@
+"""Image sets with ground truth: a folder of images + ``gt.json``, run through YOLO pose, one labelled person
+matched per entry.
+
+Two ``gt.json`` layouts are read:
+
+* one image, top-level ``K`` and ``image``, ``people[]`` each with ``bbox_xyxy_px`` and ``gt_z_m``
+  (``kitti_000000``);
+* ``samples[]``, each with ``image``, ``K`` and ``person_depth_m_approx`` (or ``gt_z_m``), optionally a
+  ``bbox_xyxy_px`` (``phone_3to6m``).
+
+Matching: the detection with the highest IoU >= ``min_iou`` with the labelled box; without a box, the largest
+detection. Ids are the image stem (``stem-<i>`` when an image lists several people).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from depth_pose.detect import Detections
+from depth_pose.eval.io import EvalInputError, PeopleSet, _float_array
+from depth_pose.geometry import check_intrinsics
+from depth_pose.keypoints import NUM_KEYPOINTS
+
+
+@dataclass
+class LabelledPerson:
+    """One ground-truth entry of an image set."""
+
+    id: str
+    image: Path
+    K: np.ndarray  # (3, 3)
+    gt_z: float  # NaN when absent
+    box: np.ndarray | None  # (4,) xyxy px, None = take the largest detection
+
+
+def _gt_depth(entry: dict) -> float:
+    for key in ("gt_z_m", "person_depth_m_approx"):
+        v = entry.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
+            return float(v)
+    return math.nan
+
+
+def _K(value, where: str) -> np.ndarray:
+    try:
+        K = _float_array(value, (3, 3), f"{where}: K")
+    except ValueError as e:
+        raise EvalInputError(str(e)) from None
+    why = check_intrinsics(torch.as_tensor(K))
+    if why:
+        raise EvalInputError(f"{where}: {why}")
+    return K
+
+
+def read_image_set(folder: str | Path) -> list[LabelledPerson]:
+    """Parse ``folder/gt.json`` (either layout) into labelled people; EvalInputError when unusable."""
+    folder = Path(folder)
+    gt_path = folder / "gt.json"
+    if not folder.is_dir():
+        raise EvalInputError(f"image folder not found: '{folder}'")
+    if not gt_path.is_file():
+        raise EvalInputError(f"no gt.json in image folder '{folder}'")
+    try:
+        gt = json.loads(gt_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EvalInputError(f"cannot read '{gt_path}': {e}") from e
+    if not isinstance(gt, dict):
+        raise EvalInputError(f"'{gt_path}' must hold a JSON object")
+    people: list[LabelledPerson] = []
+    if "people" in gt:
+        if "image" not in gt or "K" not in gt:
+            raise EvalInputError(f"'{gt_path}': the 'people' layout needs top-level 'image' and 'K'")
+        K = _K(gt["K"], str(gt_path))
+        image = folder / str(gt["image"])
+        entries = gt["people"] if isinstance(gt["people"], list) else []
+        for i, p in enumerate(entries):
+            pid = Path(image).stem if len(entries) == 1 else f"{Path(image).stem}-{i}"
+            box = np.asarray(p["bbox_xyxy_px"], np.float64) if p.get("bbox_xyxy_px") is not None else None
+            people.append(LabelledPerson(pid, image, K, _gt_depth(p), box))
+    elif "samples" in gt:
+        for i, s in enumerate(gt["samples"] if isinstance(gt["samples"], list) else []):
+            if not isinstance(s, dict) or "image" not in s:
+                raise EvalInputError(f"'{gt_path}': samples[{i}] has no 'image'")
+            K = _K(s.get("K", gt.get("K")), f"{gt_path} samples[{i}]")
+            box = np.asarray(s["bbox_xyxy_px"], np.float64) if s.get("bbox_xyxy_px") is not None else None
+            people.append(LabelledPerson(Path(s["image"]).stem, folder / str(s["image"]), K, _gt_depth(s), box))
+    else:
+        raise EvalInputError(f"'{gt_path}': expected a 'people' or a 'samples' list")
+    if not people:
+        raise EvalInputError(f"'{gt_path}' lists no people")
+    return people
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box ``a`` (4,) with boxes ``b`` (M, 4) -> (M,)."""
+    x0, y0 = np.maximum(a[0], b[:, 0]), np.maximum(a[1], b[:, 1])
+    x1, y1 = np.minimum(a[2], b[:, 2]), np.minimum(a[3], b[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda bx: np.clip(bx[..., 2] - bx[..., 0], 0, None) * np.clip(bx[..., 3] - bx[..., 1], 0, None)  # noqa: E731
+    union = area(a) + area(b) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def match_person(det: Detections, box: np.ndarray | None, min_iou: float = 0.3) -> tuple[int | None, float]:
+    """Index of the detection for a labelled person (None when unmatched) and its IoU (NaN without a box)."""
+    if len(det) == 0:
+        return None, math.nan
+    if box is None:
+        areas = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
+        return int(np.argmax(areas)), math.nan
+    iou = box_iou(np.asarray(box, np.float64), det.boxes.astype(np.float64))
+    j = int(np.argmax(iou))
+    return (j, float(iou[j])) if iou[j] >= min_iou else (None, float(iou[j]))
+
+
+def detect_people(folder: str | Path, detector, min_iou: float = 0.3, progress: bool = True) -> PeopleSet:
+    """Run ``detector`` (a :class:`depth_pose.detect.PoseDetector`) on every labelled image and match people.
+
+    Unreadable images and unmatched people are listed in ``skipped`` (``image NAME``, why).
+    """
+    import cv2
+
+    people = read_image_set(folder)
+    ids, kps, Ks, gts, extra, skipped = [], [], [], [], [], []
+    cache: dict[Path, Detections | None] = {}
+    for person in tqdm(people, desc="detect", disable=not progress):
+        if person.image not in cache:
+            img = cv2.imread(str(person.image), cv2.IMREAD_COLOR) if person.image.is_file() else None
+            cache[person.image] = None if img is None else detector(img)[0]
+        det = cache[person.image]
+        where = f"image {person.image.name}"
+        if det is None:
+            skipped.append((where, "image missing or unreadable"))
+            continue
+        j, iou = match_person(det, person.box, min_iou)
+        if j is None:
+            why = "no person detected" if len(det) == 0 else f"no detection with IoU >= {min_iou} (best {iou:.2f})"
+            skipped.append((where, why))
+            continue
+        ids.append(person.id)
+        kps.append(det.keypoints[j].astype(np.float64))
+        Ks.append(person.K)
+        gts.append(person.gt_z)
+        extra.append({"image": person.image.name, "det_score": float(det.scores[j]),
+                      "det_box_xyxy_px": [round(float(v), 2) for v in det.boxes[j]],
+                      **({"iou": round(iou, 4)} if math.isfinite(iou) else {})})
+    return PeopleSet(
+        ids=ids,
+        keypoints=np.asarray(kps, np.float64).reshape(-1, NUM_KEYPOINTS, 3),
+        K=np.asarray(Ks, np.float64).reshape(-1, 3, 3),
+        gt_z=np.asarray(gts, np.float64).reshape(-1),
+        skipped=skipped,
+        extra=extra,
+        n_input=len(people),
+    )

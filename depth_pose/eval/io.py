@@ -1,0 +1,188 @@
+"""Reading keypoint sets (JSONL) and image sets (folder + gt.json), writing predictions atomically.
+
+Keypoint-set contract (one person per line, the format of ``kitti_pedestrians_dev.jsonl``): ``id`` (optional,
+default ``line<N>``), ``keypoints_xyc`` 17 x [x_px, y_px, conf], ``K`` 3 x 3, optional ``gt_z_m``; other fields
+are ignored. A joint with confidence 0 / NaN or NaN coordinates is unseen, not malformed. A line is malformed
+when it is not a JSON object, the keypoints are not 17 x 3 numbers (null counts as NaN), ``K`` is missing or
+fails :func:`depth_pose.geometry.check_intrinsics`, or ``gt_z_m`` is present but not a positive number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from depth_pose.geometry import check_intrinsics
+from depth_pose.keypoints import NUM_KEYPOINTS
+
+
+class EvalInputError(Exception):
+    """Unusable arguments or files (missing file, unreadable checkpoint, no mode chosen): exit code 2."""
+
+
+@dataclass
+class PeopleSet:
+    """People to score: ids, keypoints (N, 17, 3) px + conf, K (N, 3, 3), gt depth (N,) NaN when absent.
+
+    ``skipped`` lists ``(where, why)`` for input left out (a line number or an image name); ``extra`` holds
+    per-person fields copied to the output lines (image name, detection score, ...).
+    """
+
+    ids: list[str]
+    keypoints: np.ndarray
+    K: np.ndarray
+    gt_z: np.ndarray
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    extra: list[dict] = field(default_factory=list)
+    n_input: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def has_gt(self) -> np.ndarray:
+        return np.isfinite(self.gt_z)
+
+
+def _float_array(value, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Nested lists of numbers (null -> NaN) of exactly ``shape``, else ValueError naming ``what``."""
+    if not isinstance(value, list):
+        raise ValueError(f"{what} must be a nested list of shape {shape}, got {type(value).__name__}")
+
+    def conv(v):
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        if v is None:
+            return math.nan
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"{what} holds a non-number {v!r}")
+        return float(v)
+
+    try:
+        arr = np.asarray(conv(value), dtype=np.float64)
+    except ValueError as e:
+        if "non-number" in str(e):
+            raise
+        raise ValueError(f"{what} must have shape {shape} (ragged lists)") from None
+    if arr.shape != shape:
+        raise ValueError(f"{what} must have shape {shape}, got {arr.shape}")
+    return arr
+
+
+def clean_keypoints(kp: np.ndarray) -> np.ndarray:
+    """Unseen joints made explicit: non-finite coordinates -> NaN coordinates and confidence 0; NaN conf -> 0."""
+    kp = np.array(kp, dtype=np.float64, copy=True)
+    bad_xy = ~np.isfinite(kp[..., :2]).all(axis=-1)
+    kp[bad_xy, :2] = np.nan
+    conf = kp[..., 2]
+    conf[~np.isfinite(conf) | bad_xy] = 0.0
+    return kp
+
+
+def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, float]:
+    """One JSON object -> (id, keypoints (17, 3), K (3, 3), gt_z or NaN); ValueError says what is wrong."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object (got {type(obj).__name__})")
+    if "keypoints_xyc" not in obj:
+        raise ValueError("missing 'keypoints_xyc'")
+    kp = clean_keypoints(_float_array(obj["keypoints_xyc"], (NUM_KEYPOINTS, 3), "keypoints_xyc"))
+    if "K" not in obj or obj["K"] is None:
+        raise ValueError("missing 'K'")
+    K = _float_array(obj["K"], (3, 3), "K")
+    why = check_intrinsics(torch.as_tensor(K))
+    if why:
+        raise ValueError(why)
+    gt = obj.get("gt_z_m")
+    if gt is None:
+        gt_z = math.nan
+    elif isinstance(gt, bool) or not isinstance(gt, int | float) or not math.isfinite(gt) or gt <= 0:
+        raise ValueError(f"gt_z_m must be a positive number, got {gt!r}")
+    else:
+        gt_z = float(gt)
+    pid = obj.get("id", default_id)
+    return str(pid), kp, K, gt_z
+
+
+def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
+    """Read a keypoint set; malformed lines land in ``skipped`` as ``("line N", why)``; blank lines are ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalInputError(f"keypoints file not found: '{path}'")
+    ids, kps, Ks, gts, skipped = [], [], [], [], []
+    n_input = 0
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalInputError(f"cannot read keypoints file '{path}': {e}") from e
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        n_input += 1
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            skipped.append((f"line {lineno}", f"not JSON ({e.msg})"))
+            continue
+        try:
+            pid, kp, K, gt = parse_person(obj, f"line{lineno}")
+        except ValueError as e:
+            skipped.append((f"line {lineno}", str(e)))
+            continue
+        ids.append(pid)
+        kps.append(kp)
+        Ks.append(K)
+        gts.append(gt)
+    return PeopleSet(
+        ids=ids,
+        keypoints=np.asarray(kps, np.float64).reshape(-1, NUM_KEYPOINTS, 3),
+        K=np.asarray(Ks, np.float64).reshape(-1, 3, 3),
+        gt_z=np.asarray(gts, np.float64).reshape(-1),
+        skipped=skipped,
+        extra=[{} for _ in ids],
+        n_input=n_input,
+    )
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def json_safe(obj):
+    """Recursively turn numpy scalars/arrays into Python values and non-finite floats into None."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def atomic_write_json(path: str | Path, obj) -> Path:
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=1, allow_nan=False) + "\n")
+
+
+def atomic_write_jsonl(path: str | Path, rows: list[dict]) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in rows))

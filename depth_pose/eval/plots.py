@@ -1,0 +1,144 @@
+"""PNG figures of an evaluation (matplotlib, Agg backend; every function writes one file and returns its path)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+COLORS = {"model": "tab:blue", "box_height": "tab:orange", "shoulder_hip": "tab:green", "floor": "tab:gray"}
+LABELS = {"model": "model", "box_height": "box-height pinhole (1.71 m)", "shoulder_hip": "shoulder-hip pinhole (0.48 m)",
+          "floor": "floor 0.046 x z"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    _plt().close(fig)
+    return path
+
+
+def error_vs_distance(true_z: np.ndarray, preds: dict[str, np.ndarray], path: Path, bin_m: float = 5.0,
+                      floor_rel: float = 0.046) -> Path:
+    """|error| of the model per person (dots) and each method's mean |error| per ``bin_m`` depth bin (lines)."""
+    plt = _plt()
+    true_z = np.asarray(true_z, np.float64)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if "model" in preds:
+        ax.scatter(true_z, np.abs(preds["model"] - true_z), s=8, alpha=0.35, color=COLORS["model"], label="model, per person")
+    zmax = float(np.nanmax(true_z)) if true_z.size else 1.0
+    edges = np.arange(0.0, zmax + bin_m, bin_m)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    for name, pred in preds.items():
+        if name == "floor":
+            continue
+        err = np.abs(np.asarray(pred, np.float64) - true_z)
+        ale = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            sel = (true_z >= lo) & (true_z < hi) & np.isfinite(err)
+            ale.append(err[sel].mean() if sel.sum() >= 2 else np.nan)
+        n = int(np.isfinite(pred).sum())
+        ax.plot(centres, ale, "o-", color=COLORS.get(name), label=f"{LABELS.get(name, name)}: mean per {bin_m:g} m (n={n})")
+    zz = np.linspace(0, zmax, 50)
+    ax.plot(zz, floor_rel * zz, "--", color=COLORS["floor"], label=LABELS["floor"])
+    ax.set_xlabel("true depth z (m)")
+    ax.set_ylabel("|z_pred - z_true| (m)")
+    ymax = np.nanpercentile(np.abs(preds["model"] - true_z), 98) * 1.3 if "model" in preds and true_z.size else None
+    if ymax and np.isfinite(ymax):
+        ax.set_ylim(0, max(ymax, floor_rel * zmax * 1.2))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Depth error vs distance")
+    return _save(fig, path)
+
+
+def pred_vs_true(true_z: np.ndarray, pred: np.ndarray, sigma: np.ndarray, path: Path) -> Path:
+    """Predicted vs true depth with 1-sigma error bars and the identity line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.errorbar(true_z, pred, yerr=sigma, fmt="o", ms=3, alpha=0.5, elinewidth=0.7, color=COLORS["model"], label="model ± 1σ")
+    # Axis up to the larger of the true range and the predictions, but at most 1.5x the true range (outliers
+    # beyond are drawn at the edge as triangles).
+    tmax = float(np.nanmax(true_z)) if len(true_z) else 1.0
+    hi = 1.05 * max(tmax, min(float(np.nanmax(pred)) if len(pred) else tmax, 1.5 * tmax))
+    out = np.asarray(pred) > hi
+    if out.any():
+        ax.plot(np.asarray(true_z)[out], np.full(out.sum(), hi * 0.99), "^", color="tab:red", ms=6,
+                label=f"{int(out.sum())} beyond the axis")
+    ax.plot([0, hi], [0, hi], "k--", lw=1, label="ideal")
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, hi)
+    ax.set_xlabel("true depth z (m)")
+    ax.set_ylabel("predicted depth z (m)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Predicted vs true depth")
+    return _save(fig, path)
+
+
+def calibration(curve: dict, path: Path, title: str = "Uncertainty calibration") -> Path:
+    """Observed share within k sigma vs the Gaussian ideal (one point per k; diagonal = calibrated)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ideal, obs, ks = np.asarray(curve["ideal"]), np.asarray(curve["observed"]), curve["k"]
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ax.plot(ideal, obs, "o-", color=COLORS["model"], label="model")
+    lines = []
+    for k, x, y in zip(ks, ideal, obs):
+        if k in (1.0, 2.0):
+            ax.plot([x], [y], "s", ms=9, mfc="none", color="tab:red")
+            lines.append(f"≤{k:g}σ: {100 * y:.0f}% (ideal {100 * x:.0f}%)")
+    if lines:
+        ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=9,
+                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
+    ax.set_xlabel("expected share within kσ (Gaussian)")
+    ax.set_ylabel("observed share within kσ")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def pose_ratio_bars(per_pose: dict[str, dict], path: Path) -> Path:
+    """Per pose: median |pred/true - 1| (bars, %) with whiskers from the 25th to the 75th percentile, model
+    beside the box-height baseline (log scale)."""
+    plt = _plt()
+    poses = list(per_pose)
+    x = np.arange(len(poses))
+    fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(poses) + 2), 4.5))
+    w = 0.38
+    lows = []
+    for off, key, name in ((-w / 2, "model", "model"), (w / 2, "box_height", "box_height")):
+        med = np.array([100 * per_pose[p][key]["median"] for p in poses], np.float64)
+        q = np.array([per_pose[p][key].get("q25_q75", [np.nan, np.nan]) for p in poses], np.float64) * 100
+        yerr = np.stack([np.clip(med - q[:, 0], 0, None), np.clip(q[:, 1] - med, 0, None)])
+        ax.bar(x + off, med, w, yerr=np.nan_to_num(yerr), capsize=2, color=COLORS[name], label=LABELS[name])
+        for xi, m, top in zip(x + off, med, q[:, 1]):
+            if np.isfinite(m):
+                ax.text(xi, np.nanmax([m, top]) * 1.06, f"{m:.1f}" if m < 10 else f"{m:.0f}", ha="center",
+                        va="bottom", fontsize=7)
+        lows.append(np.nanmin(np.where(q[:, 0] > 0, q[:, 0], np.nan)) if np.isfinite(q).any() else 1.0)
+    ax.set_xticks(x)
+    ax.set_xticklabels(poses, rotation=35, ha="right")
+    ax.set_ylabel("median |z_pred / z_true - 1| (%), whiskers: quartiles")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=max(0.05, 0.5 * float(np.nanmin(lows))))
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    ax.set_title("Pose invariance: relative depth error per pose")
+    return _save(fig, path)

@@ -1,0 +1,263 @@
+"""``dp-eval`` as a plain function: score a keypoint set, an image set or a synthetic suite; write predictions,
+``metrics.json``, ``report.md`` and PNG plots beside ``out``.
+
+Exit-code contract (applied by :mod:`depth_pose.cli.eval`): 0 every input entry scored, 3 some left out (listed
+with their line numbers / image names), 2 unusable arguments or files (:class:`EvalInputError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from depth_pose.eval import baselines as bl
+from depth_pose.eval import plots
+from depth_pose.eval.io import (
+    EvalInputError,
+    PeopleSet,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    read_keypoints_jsonl,
+)
+from depth_pose.eval.metrics import calibration_curve, depth_metrics, per_band
+from depth_pose.eval.report import invariance_report, people_report
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
+
+
+def abs_path(p: str | Path) -> Path:
+    """A path relative to the directory the command was launched from (Hydra's runtime.cwd when running)."""
+    from hydra.utils import to_absolute_path
+
+    return Path(to_absolute_path(str(p)))
+
+
+def default_out(name: str) -> Path:
+    """``<hydra run dir>/<name>`` inside a Hydra app, else ``./eval_outputs/<name>``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir) / name
+    return Path.cwd() / "eval_outputs" / name
+
+
+def check_out(out: Path) -> Path:
+    """``out`` must be a file path whose folder can be created/written (else exit 2 before any work)."""
+    if out.is_dir():
+        raise EvalInputError(f"out='{out}' is a directory; give a file name such as PRED.jsonl")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EvalInputError(f"cannot create the output folder '{out.parent}': {e}") from e
+    if not os.access(out.parent, os.W_OK):
+        raise EvalInputError(f"output folder '{out.parent}' is not writable")
+    return out
+
+
+def load_predictor(ckpt: str | None, device: str = "cpu"):
+    """:meth:`DepthPredictor.load` with every failure turned into :class:`EvalInputError` (exit 2)."""
+    from depth_pose.predictor import DepthPredictor
+
+    path = None if ckpt in (None, "", "default") else abs_path(ckpt)
+    try:
+        return DepthPredictor.load(path, device=device)
+    except Exception as e:  # unreadable / wrong file: a usage error, not a crash
+        raise EvalInputError(f"cannot load model '{path or 'default'}': {type(e).__name__}: {e}") from e
+
+
+def model_name(predictor) -> str:
+    meta = getattr(predictor, "metadata", {}) or {}
+    return str(meta.get("source", "default"))
+
+
+def score_people(people: PeopleSet, predictor, bcfg: DictConfig | dict) -> dict[str, np.ndarray]:
+    """Model depth + sigma and the baselines' depths for every person of ``people`` (arrays (N,))."""
+    n = len(people)
+    if n == 0:
+        empty = np.zeros(0)
+        return {"model": empty, "sigma": empty, "box_height": empty, "shoulder_hip": empty, "floor": empty}
+    pred = predictor.predict(people.keypoints.astype(np.float32), people.K.astype(np.float32))
+    z, s = np.asarray(pred.z_m, np.float64), np.asarray(pred.sigma_m, np.float64)
+    if not (np.isfinite(z).all() and np.isfinite(s).all()):
+        bad = [people.ids[i] for i in np.flatnonzero(~(np.isfinite(z) & np.isfinite(s)))[:5]]
+        raise RuntimeError(f"the model returned non-finite depth for {bad} (predictor contract broken)")
+    return {
+        "model": z,
+        "sigma": s,
+        "box_height": bl.box_height_depth(people.keypoints, people.K, bcfg["stature_m"], bcfg["kp_extent_over_stature"],
+                                          bcfg["vis_threshold"], bcfg["box_require_full_body"]),
+        "shoulder_hip": bl.shoulder_hip_depth(people.keypoints, people.K, bcfg["shoulder_hip_m"],
+                                              bcfg["shoulder_hip_min_conf"]),
+        "floor": bl.floor_depth(people.gt_z, bcfg["floor_rel"]),
+    }
+
+
+def _r(x: float, nd: int = 4) -> float | None:
+    return round(float(x), nd) if math.isfinite(float(x)) else None
+
+
+def output_rows(people: PeopleSet, scores: dict[str, np.ndarray]) -> list[dict]:
+    """One output dict per person: id, z_pred_m, z_sigma_m, [gt_z_m, abs_err_m], baselines, extra fields."""
+    rows = []
+    for i, pid in enumerate(people.ids):
+        row = {"id": pid, "z_pred_m": _r(scores["model"][i]), "z_sigma_m": _r(scores["sigma"][i])}
+        if math.isfinite(people.gt_z[i]):
+            row["gt_z_m"] = float(people.gt_z[i])
+            row["abs_err_m"] = _r(abs(scores["model"][i] - people.gt_z[i]))
+        row["z_box_height_m"] = _r(scores["box_height"][i])
+        row["z_shoulder_hip_m"] = _r(scores["shoulder_hip"][i])
+        row.update(people.extra[i] if i < len(people.extra) else {})
+        rows.append(row)
+    return rows
+
+
+def people_metrics(people: PeopleSet, scores: dict[str, np.ndarray]) -> dict:
+    """Metrics of each method on the people with ground truth (overall + per band) and the calibration curve."""
+    gt = people.has_gt
+    true = people.gt_z[gt]
+    methods = {}
+    for name in ("model", "box_height", "shoulder_hip", "floor"):
+        sig = scores["sigma"][gt] if name == "model" else None
+        m = depth_metrics(scores[name][gt], true, sig)
+        m["bands"] = per_band(scores[name][gt], true, sig)
+        methods[name] = m
+    # The baselines apply to subsets: the model on exactly the same people, for a like-for-like comparison.
+    same = {}
+    for name in ("box_height", "shoulder_hip"):
+        sel = np.isfinite(scores[name][gt])
+        m = depth_metrics(scores["model"][gt][sel], true[sel], scores["sigma"][gt][sel])
+        m["bands"] = per_band(scores["model"][gt][sel], true[sel], scores["sigma"][gt][sel])
+        same[name] = m
+    out = {"n_with_gt": int(gt.sum()), "methods": methods if gt.any() else {},
+           "model_on_baseline_people": same if gt.any() else {}}
+    if gt.any():
+        out["calibration_curve"] = calibration_curve(scores["model"][gt], true, scores["sigma"][gt])
+    return out
+
+
+def flat_numbers(d: dict, prefix: str = "") -> dict[str, float]:
+    """Nested metrics -> ``{"a/b/c": number}`` (numbers only)."""
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= flat_numbers(v, f"{prefix}{k}/")
+        elif isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def log_to_loggers(cfg: DictConfig, metrics: dict, images: list[Path]) -> None:
+    """Send flat metrics (and the PNGs, where the logger takes images) to every logger in ``cfg.logger``
+    (the shared ``conf/logger`` group: ``logger=wandb`` gives an offline W&B run; default ``none``)."""
+    loggers = cfg.get("logger") or {}
+    if not loggers:
+        return
+    from hydra.utils import instantiate
+
+    for name, lcfg in loggers.items():
+        if not lcfg or "_target_" not in lcfg:
+            continue
+        logger = instantiate(lcfg)
+        logger.log_metrics({f"eval/{k}": v for k, v in flat_numbers(metrics).items()})
+        if images and hasattr(logger, "log_image"):
+            for p in images:
+                logger.log_image(key=f"eval/{p.stem}", images=[str(p)])
+        logger.finalize("success")
+        if name == "wandb":
+            import wandb
+
+            wandb.finish()
+
+
+def evaluate_people(people: PeopleSet, cfg: DictConfig, predictor, out: Path, input_name: str, mode: str) -> dict:
+    """Score ``people``, write predictions + metrics.json + report.md + plots beside ``out``; return the metrics."""
+    bcfg = dict(cfg.baselines) | {"vis_threshold": cfg.vis_threshold}
+    scores = score_people(people, predictor, bcfg)
+    atomic_write_jsonl(out, output_rows(people, scores))
+    metrics = {
+        "mode": mode,
+        "input": input_name,
+        "out": str(out),
+        "model": model_name(predictor),
+        "n_input": people.n_input,
+        "n_scored": len(people),
+        "n_skipped": len(people.skipped),
+        "skipped": [{"where": w, "why": y} for w, y in people.skipped],
+        "baselines": bcfg,
+    } | people_metrics(people, scores)
+    out_dir = out.parent
+    images: list[Path] = []
+    if cfg.plots and metrics["n_with_gt"] > 0:
+        gt = people.has_gt
+        true = people.gt_z[gt]
+        preds = {k: scores[k][gt] for k in ("model", "box_height", "shoulder_hip")}
+        images.append(plots.error_vs_distance(true, preds, out_dir / "error_vs_distance.png", floor_rel=bcfg["floor_rel"]))
+        images.append(plots.pred_vs_true(true, scores["model"][gt], scores["sigma"][gt], out_dir / "pred_vs_true.png"))
+        images.append(plots.calibration(metrics["calibration_curve"], out_dir / "calibration.png"))
+    metrics["plots"] = [str(p) for p in images]
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    report = people_report(metrics)
+    atomic_write_text(out_dir / "report.md", report)
+    print(report, flush=True)
+    log_to_loggers(cfg, metrics, images)
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Run the evaluation chosen by ``keypoints=``, ``images=`` or ``suite=``; return the metrics dict.
+
+    ``metrics["exit_code"]`` is 0 or 3 (see module docstring); :class:`EvalInputError` means exit 2.
+    """
+    modes = [k for k in ("keypoints", "images", "suite") if cfg.get(k) not in (None, "")]
+    if len(modes) != 1:
+        raise EvalInputError("give exactly one of keypoints=FILE.jsonl, images=DIR or suite=invariance "
+                             f"(got {modes or 'none'})")
+    mode = modes[0]
+    if mode == "suite":
+        if cfg.suite != "invariance":
+            raise EvalInputError(f"unknown suite '{cfg.suite}' (known: invariance)")
+        from depth_pose.eval.invariance import run_invariance
+
+        out = check_out(abs_path(cfg.out) if cfg.get("out") else default_out("invariance_samples.jsonl"))
+        predictor = load_predictor(cfg.get("ckpt"), cfg.device)
+        res = run_invariance(predictor, cfg.invariance, out_jsonl=out, bcfg=dict(cfg.baselines) | {"vis_threshold": cfg.vis_threshold},
+                             plots_enabled=bool(cfg.plots), progress=bool(cfg.progress))
+        report = invariance_report(res)
+        atomic_write_text(out.parent / "report.md", report)
+        print(report, flush=True)
+        log_to_loggers(cfg, res, [Path(p) for p in res.get("plots", [])])
+        res["exit_code"] = EXIT_OK
+        return res
+
+    src = abs_path(cfg[mode])
+    if mode == "keypoints" and not src.is_file():
+        raise EvalInputError(f"keypoints file not found: '{src}'")
+    out = check_out(abs_path(cfg.out) if cfg.get("out") else default_out("predictions.jsonl"))
+    if mode == "keypoints":
+        people = read_keypoints_jsonl(src)
+        predictor = load_predictor(cfg.get("ckpt"), cfg.device)
+    else:
+        from hydra.utils import instantiate
+
+        from depth_pose.eval.images import detect_people, read_image_set
+
+        read_image_set(src)  # fail fast (exit 2) on a bad folder before loading anything
+        predictor = load_predictor(cfg.get("ckpt"), cfg.device)
+        try:
+            detector = instantiate(cfg.detector)
+        except Exception as e:
+            raise EvalInputError(f"cannot build the pose detector: {type(e).__name__}: {e}") from e
+        people = detect_people(src, detector, cfg.match_iou, progress=bool(cfg.progress))
+    for where, why in people.skipped:
+        log.warning("left out %s: %s", where, why)
+    metrics = evaluate_people(people, cfg, predictor, out, str(src), mode)
+    metrics["exit_code"] = EXIT_PARTIAL if people.skipped else EXIT_OK
+    return metrics

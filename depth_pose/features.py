@@ -1,0 +1,263 @@
+"""THE one keypoint normalisation, shared by training (per batch, on the device) and inference.
+
+Pipeline: detector keypoints ``(B, 17, 3)`` (pixels + confidence) and intrinsics ``K`` ->
+:func:`observe` (visibility mask, coordinates through ``K^-1``) -> optional augmentation on the device
+(:func:`augment`: extra joint masking, leg truncation, horizontal flip) -> :meth:`Normaliser.encode`
+(model inputs + a per-sample reference ``log_ref`` so the network predicts ``log z - log_ref``).
+
+Two variants (``features.name``):
+
+* ``normalised`` (ours): keypoints as camera rays ``K^-1 [u, v, 1]`` (one model serves any camera), centred
+  on the centroid ``c`` of the visible joints and divided by their RMS spread ``s``; inputs
+  ``[(u - c) / s masked to 0 (34), mask (17), c (2), log s (1)]``; target relative to the pinhole prior
+  ``log z ~ -log s`` (depth = size^-1), so the net only learns the pose-dependent correction.
+* ``raw_pixels`` (the seed's): 51 floats ``[x / W, y / H, mask]`` in pixels of one fixed camera, unseen joints
+  at 0; target plain ``log z``. Only valid for the camera it was trained on (ablation).
+
+The model never sees raw confidences: a joint is visible iff ``conf >= threshold`` and its coordinates are
+finite (detectors disagree on confidences; OpenPifPaf-style forced-complete poses put guesses at conf 0.01).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from depth_pose.geometry import normalise_pixels
+from depth_pose.keypoints import (
+    FLIP_INDEX,
+    INDEX,
+    NUM_KEYPOINTS,
+)
+
+FEATURES_VERSION = 1
+VARIANTS = ("normalised", "raw_pixels")
+LEG_JOINTS = (INDEX["left_knee"], INDEX["right_knee"], INDEX["left_ankle"], INDEX["right_ankle"])
+ANKLES = (INDEX["left_ankle"], INDEX["right_ankle"])
+S_MIN = 1e-3  # floor of the normalised RMS radius (a 1.7 m person ~400 m away): bounds log_ref
+MIN_VISIBLE_FOR_SCALE = 3  # fewer visible joints: centre/scale from every finite joint (guessed positions)
+
+
+def as_K(K: Tensor, n: int) -> Tensor:
+    """Intrinsics as ``(n, 3, 3)`` float32 from ``(3, 3)`` or ``(n, 3, 3)``."""
+    K = torch.as_tensor(K, dtype=torch.float32)
+    if K.shape == (3, 3):
+        K = K.expand(n, 3, 3)
+    if K.shape != (n, 3, 3):
+        raise ValueError(f"K must have shape (3, 3) or ({n}, 3, 3), got {tuple(K.shape)}")
+    return K
+
+
+def K_from_columns(fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor, skew: Tensor | None = None) -> Tensor:
+    """``(N, 3, 3)`` intrinsics from the shard columns ``fx, fy, cx, cy, skew``."""
+    K = torch.zeros(fx.shape[0], 3, 3, dtype=fx.dtype, device=fx.device)
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = fx, fy, cx, cy, 1.0
+    if skew is not None:
+        K[:, 0, 1] = torch.nan_to_num(skew, nan=0.0)
+    return K
+
+
+def visibility(kp_xyc: Tensor, threshold: float) -> Tensor:
+    """``(B, 17)`` bool: confidence >= threshold and finite coordinates."""
+    finite = torch.isfinite(kp_xyc[..., 0]) & torch.isfinite(kp_xyc[..., 1])
+    conf = torch.nan_to_num(kp_xyc[..., 2], nan=0.0)
+    return finite & (conf >= threshold)
+
+
+@dataclass
+class Observed:
+    """Keypoints after :func:`observe`: coordinates (normalised rays or pixels) + visibility mask."""
+
+    xy: Tensor  # (B, 17, 2), NaN-free (unseen joints keep their coordinate if finite, else 0)
+    mask: Tensor  # (B, 17) bool: visible
+    finite: Tensor | None = None  # (B, 17) bool: finite coordinates (a guess when not visible)
+
+
+@dataclass
+class Normaliser:
+    """Configuration + implementation of the keypoint normalisation (stored in every checkpoint)."""
+
+    name: str = "normalised"
+    threshold: float = 0.1
+    # Fewer confident joints than this: every finite joint counts as visible (a forced-complete detector's
+    # guesses beat no skeleton; the synthetic noise model makes such guesses too, so training sees the same).
+    min_visible: int = 5
+    # raw_pixels only: the fixed camera's image size (pixels are divided by it).
+    image_size: tuple[float, float] = (1242.0, 375.0)
+    version: int = FEATURES_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in VARIANTS:
+            raise ValueError(f"unknown features name {self.name!r}; choose one of {VARIANTS}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ValueError(f"features threshold must be in [0, 1], got {self.threshold}")
+        self.threshold = float(self.threshold)
+        self.image_size = tuple(float(v) for v in self.image_size)
+
+    # --- identity -------------------------------------------------------------------------------------
+    @property
+    def in_dim(self) -> int:
+        return 2 * NUM_KEYPOINTS + NUM_KEYPOINTS + 3 if self.name == "normalised" else 3 * NUM_KEYPOINTS
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["image_size"] = list(self.image_size)
+        d["in_dim"] = self.in_dim
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Normaliser:
+        d = dict(d)
+        d.pop("in_dim", None)
+        return cls(**d)
+
+    def check_compatible(self, stored: dict[str, Any], source: str = "checkpoint") -> None:
+        """Raise if a checkpoint's stored normalisation is not what this code computes."""
+        if stored.get("version") != FEATURES_VERSION or stored.get("name") not in VARIANTS:
+            raise ValueError(
+                f"{source} was trained with feature normalisation {stored.get('name')!r} version "
+                f"{stored.get('version')!r}, but depth_pose.features implements version {FEATURES_VERSION} of "
+                f"{VARIANTS}; retrain the model (make model) or use a matching depth_pose version"
+            )
+        if int(stored.get("in_dim", -1)) != Normaliser.from_dict(stored).in_dim:
+            raise ValueError(f"{source}: stored feature in_dim {stored.get('in_dim')} does not match the code")
+
+    # --- pipeline -------------------------------------------------------------------------------------
+    def observe(self, kp_xyc: Tensor, K: Tensor) -> Observed:
+        """Visibility mask and coordinates (normalised rays for ``normalised``, pixels for ``raw_pixels``).
+
+        Visible = confidence >= threshold and finite; if fewer than ``min_visible`` joints are, every finite joint
+        is used (the detector's guesses)."""
+        if kp_xyc.ndim != 3 or kp_xyc.shape[1:] != (NUM_KEYPOINTS, 3):
+            raise ValueError(f"keypoints must have shape (N, {NUM_KEYPOINTS}, 3), got {tuple(kp_xyc.shape)}")
+        mask = visibility(kp_xyc, self.threshold)
+        finite = torch.isfinite(kp_xyc[..., 0]) & torch.isfinite(kp_xyc[..., 1])
+        few = (mask.sum(1) < self.min_visible) & (finite.sum(1) > mask.sum(1))
+        mask = torch.where(few[:, None], finite, mask)
+        px = torch.nan_to_num(kp_xyc[..., :2], nan=0.0, posinf=0.0, neginf=0.0)
+        if self.name == "normalised":
+            xy = normalise_pixels(px, K.to(px))
+        else:
+            xy = px
+        return Observed(xy=xy, mask=mask, finite=finite)
+
+    def encode(self, obs: Observed) -> tuple[Tensor, Tensor]:
+        """Model inputs ``(B, in_dim)`` and the reference ``log_ref`` (B,) such that ``log z = out + log_ref``.
+
+        Samples with fewer than 3 visible joints take centre and scale from every finite joint (guessed
+        positions; all joints if none is finite); the mask input stays the true one so the model can tell (the
+        predictor also widens their sigma). The scale is floored at ``S_MIN`` so ``log_ref`` stays bounded.
+        """
+        xy, mask = obs.xy, obs.mask
+        if self.name == "raw_pixels":
+            size = torch.tensor(self.image_size, dtype=xy.dtype, device=xy.device)
+            x = torch.where(mask[..., None], xy / size, torch.zeros_like(xy))
+            feats = torch.cat((x.flatten(1), mask.to(xy.dtype)), dim=1)
+            return feats, torch.zeros(xy.shape[0], dtype=xy.dtype, device=xy.device)
+        m = mask.to(xy.dtype)
+        finite = obs.finite if obs.finite is not None else torch.ones_like(mask)
+        fb = torch.where((finite.sum(1) >= 2)[:, None], finite, torch.ones_like(finite)).to(xy.dtype)
+        w = torch.where((m.sum(1) < MIN_VISIBLE_FOR_SCALE)[:, None], fb, m)
+        n = w.sum(1, keepdim=True)
+        c = (xy * w[..., None]).sum(1) / n  # (B, 2)
+        d = xy - c[:, None, :]
+        s = ((d.square().sum(-1) * w).sum(1) / n.squeeze(1)).sqrt().clamp_min(S_MIN)  # RMS radius
+        u = torch.where(mask[..., None], d / s[:, None, None], torch.zeros_like(d))
+        log_s = s.log()
+        feats = torch.cat((u.flatten(1), m, c, log_s[:, None]), dim=1)
+        return feats, -log_s
+
+    def __call__(self, kp_xyc: Tensor, K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``observe`` + ``encode`` without augmentation: (features, log_ref, mask)."""
+        obs = self.observe(kp_xyc, K)
+        feats, log_ref = self.encode(obs)
+        return feats, log_ref, obs.mask
+
+
+def flip(obs: Observed, which: Tensor | None = None) -> Observed:
+    """Horizontal flip in normalised coordinates (x -> -x about the principal point, FLIP_INDEX swap) of the
+    samples where ``which`` (B,) is True (all when None). Depth is unchanged."""
+    idx = torch.tensor(FLIP_INDEX, device=obs.xy.device)
+    xy_f = obs.xy[:, idx].clone()
+    xy_f[..., 0] = -xy_f[..., 0]
+    mask_f = obs.mask[:, idx]
+    fin_f = obs.finite[:, idx] if obs.finite is not None else None
+    if which is None:
+        return Observed(xy=xy_f, mask=mask_f, finite=fin_f)
+    w = which[:, None]
+    return Observed(
+        xy=torch.where(w[..., None], xy_f, obs.xy),
+        mask=torch.where(w, mask_f, obs.mask),
+        finite=torch.where(w, fin_f, obs.finite) if fin_f is not None else None,
+    )
+
+
+@dataclass
+class Augment:
+    """Training-time augmentation on the device (config group ``features``, key ``augment``).
+
+    * ``p_drop``: probability that a sample loses ``1..max_drop`` random visible joints (occlusion);
+    * ``p_truncate``: probability that the legs (knees + ankles, or ankles only) are cut off (image border);
+    * ``p_flip``: horizontal flip in normalised coordinates (x -> -x about the principal point, left/right
+      joints swapped with FLIP_INDEX); depth is unchanged. Not applied to ``raw_pixels``.
+    A sample keeps its original mask if augmentation would leave fewer than ``min_visible`` joints.
+    """
+
+    p_drop: float = 0.0
+    max_drop: int = 4
+    p_truncate: float = 0.0
+    p_flip: float = 0.0
+    min_visible: int = 4
+
+    def __call__(self, obs: Observed, flip_ok: bool = True, generator: torch.Generator | None = None) -> Observed:
+        xy, mask = obs.xy, obs.mask
+        B, J = mask.shape
+        dev = mask.device
+
+        def rand(*shape: int) -> Tensor:
+            return torch.rand(*shape, device=dev, generator=generator)
+
+        new = mask.clone()
+        if self.p_drop > 0:
+            k = torch.randint(1, max(1, self.max_drop) + 1, (B, 1), device=dev, generator=generator)
+            scores = torch.where(mask, rand(B, J), torch.full((B, J), 2.0, device=dev))
+            rank = scores.argsort(1).argsort(1)  # rank 0 = most likely dropped among visible
+            drop = (rank < k) & mask & (rand(B, 1) < self.p_drop)
+            new &= ~drop
+        if self.p_truncate > 0:
+            legs = torch.zeros(B, J, dtype=torch.bool, device=dev)
+            whole = rand(B) < 0.5
+            legs[:, list(ANKLES)] = True
+            legs[:, list(LEG_JOINTS)] |= whole[:, None]
+            cut = rand(B, 1) < self.p_truncate
+            new &= ~(legs & cut)
+        keep_old = new.sum(1) < min(self.min_visible, J)
+        new = torch.where(keep_old[:, None], mask, new)
+        out = Observed(xy=xy, mask=new, finite=obs.finite)
+        if flip_ok and self.p_flip > 0:
+            out = flip(out, rand(B) < self.p_flip)
+        return out
+
+
+def from_config(cfg: Any) -> tuple[Normaliser, Augment]:
+    """Build (Normaliser, Augment) from the ``features`` config group (a dict-like)."""
+    cfg = dict(cfg) if cfg is not None else {}
+    aug = dict(cfg.pop("augment", None) or {})
+    cfg.pop("_target_", None)
+    norm = Normaliser(
+        name=cfg.get("name", "normalised"),
+        threshold=cfg.get("threshold", 0.1),
+        min_visible=int(cfg.get("min_visible", 5)),
+        image_size=tuple(cfg.get("image_size", (1242.0, 375.0))),
+    )
+    return norm, Augment(**aug)
+
+
+def laplace_std(log_b: Tensor) -> Tensor:
+    """Std of a Laplace with scale ``b`` (``sqrt(2) b``)."""
+    return math.sqrt(2.0) * log_b.exp()

@@ -1,0 +1,138 @@
+"""Training entry: ``train(cfg) -> (metrics, objects)`` (Hydra config ``conf/train.yaml``).
+
+Data: ``data.dir`` if set, else a synthetic set generated (or reused) from the generation groups at the top
+level of the config (body, pose_sampling, camera, noise, render) + ``data.num_samples``,
+``data.samples_per_pose``, ``data.gen_seed`` via :func:`generation.pipeline.ensure_dataset`, so
+``dp-train -m pose_sampling=uniform,normal,hybrid`` trains one model per sampling strategy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from depth_pose.features import from_config as features_from_config
+
+log = logging.getLogger(__name__)
+
+GEN_GROUPS = ("body", "pose_sampling", "camera", "noise", "render", "project")
+# data.* keys that configure generation rather than the datamodule.
+GEN_DATA_KEYS = {"num_samples": "num_samples", "samples_per_pose": "samples_per_pose", "gen_seed": "seed",
+                 "gen_shard_size": "shard_size", "gen_batch_size": "batch_size", "gen_device": "device"}
+DM_EXCLUDE = set(GEN_DATA_KEYS) | {"dir", "gen_out_dir"}
+
+
+def generation_config(cfg: DictConfig) -> DictConfig:
+    """The ``dp-generate`` config described by a train config (generation groups + ``data.*`` keys)."""
+    gen: dict[str, Any] = {}
+    for g in GEN_GROUPS:
+        if g in cfg:
+            gen[g] = OmegaConf.to_container(cfg[g], resolve=True)
+    for src, dst in GEN_DATA_KEYS.items():
+        if src in cfg.data and cfg.data[src] is not None:
+            gen[dst] = cfg.data[src]
+    gen.setdefault("shard_size", 100000)
+    gen.setdefault("batch_size", 65536)
+    gen.setdefault("device", "cpu")
+    gen.update({"overwrite": False, "progress": bool(cfg.get("progress", True)), "contact_sheet": False,
+                "paths": OmegaConf.to_container(cfg.paths, resolve=True)})
+    gen_cfg = OmegaConf.create(gen)
+    out_dir = cfg.data.get("gen_out_dir")
+    if out_dir is None:
+        from generation.pipeline import dataset_id
+
+        out_dir = str(Path(cfg.paths.data_dir) / "synthetic" / dataset_id(gen_cfg))
+    gen_cfg.out_dir = str(out_dir)
+    return gen_cfg
+
+
+def resolve_data_dir(cfg: DictConfig) -> tuple[Path, str]:
+    """Dataset directory (generating it if needed) and its id (manifest ``dataset_id`` or the path)."""
+    from generation.shards import load_manifest
+
+    if cfg.data.get("dir"):
+        path = Path(cfg.data.dir)
+    else:
+        from generation.pipeline import ensure_dataset
+
+        path = Path(ensure_dataset(generation_config(cfg)))
+    manifest = load_manifest(path)
+    return path, str(manifest.get("dataset_id", path.name))
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``: null, a file, or ``last`` = the newest ``last.ckpt`` of this output dir or of any train run."""
+    ck = cfg.get("ckpt_path")
+    if not ck:
+        return None
+    if ck != "last":
+        if not Path(ck).exists():
+            raise FileNotFoundError(f"ckpt_path={ck} does not exist")
+        return str(ck)
+    here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if here.exists():
+        return str(here)
+    runs = sorted(Path(cfg.paths.log_dir).glob("train*/**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise FileNotFoundError(f"ckpt_path=last but no last.ckpt under {cfg.paths.log_dir}; nothing to resume")
+    log.info("resuming from %s", runs[-1])
+    return str(runs[-1])
+
+
+def build(cfg: DictConfig, data_dir: Path | None = None) -> dict[str, Any]:
+    """Instantiate datamodule, model, callbacks, loggers and trainer from ``cfg``."""
+    feat_norm, feat_aug = features_from_config(OmegaConf.to_container(cfg.features, resolve=True))
+    dm_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DM_EXCLUDE}
+    datamodule = hydra.utils.instantiate(dm_kwargs, dir=str(data_dir) if data_dir is not None else None)
+    model = hydra.utils.instantiate(
+        cfg.model, features=feat_norm.to_dict(), augment=vars(feat_aug), _recursive_=False
+    )
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return {"datamodule": datamodule, "model": model, "trainer": trainer, "callbacks": callbacks, "loggers": loggers}
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config as plain resolved containers (without Hydra's own node)."""
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in cfg if k != "hydra"}
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit (and optionally test) a depth model; returns (metrics, objects).
+
+    ``metrics``: the final ``val/*`` (and ``test/*``) values as floats, plus ``best_val`` (best monitored
+    score of the checkpoint callback) and ``best_ckpt``. ``objects``: trainer, model, datamodule, data_dir.
+    """
+    L.seed_everything(int(cfg.get("seed", 0)), workers=False)
+    data_dir, data_id = resolve_data_dir(cfg)
+    objs = build(cfg, data_dir)
+    model, trainer, dm = objs["model"], objs["trainer"], objs["datamodule"]
+    resolved = resolved_config(cfg)
+    model.extra_checkpoint = json.loads(json.dumps({"config": resolved, "data_id": data_id,
+                                                     "data_dir": str(data_dir)}, default=str))
+    for lg in objs["loggers"]:
+        try:
+            lg.log_hyperparams(resolved)
+        except Exception as err:  # a logger that cannot store nested config must not stop training
+            log.warning("logger %s could not store the config: %s", type(lg).__name__, err)
+    ckpt_path = resolve_ckpt_path(cfg)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+    ckpt_cb = trainer.checkpoint_callback
+    best = getattr(ckpt_cb, "best_model_path", "") if ckpt_cb is not None else ""
+    if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
+        metrics["best_val"] = float(ckpt_cb.best_model_score)
+    if cfg.get("test", False):
+        res = trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True) if best else \
+            trainer.test(model, datamodule=dm)
+        metrics.update({k: float(v) for k, v in (res[0] if res else {}).items()})
+    objs.update({"data_dir": data_dir, "data_id": data_id, "best_ckpt": best})
+    return metrics, objs

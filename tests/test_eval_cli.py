@@ -1,0 +1,152 @@
+"""dp-eval on keypoint files: output contract, malformed lines, exit codes (CLI run in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depth_pose.eval.io import read_keypoints_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+K = [[721.5, 0.0, 609.6], [0.0, 721.5, 172.9], [0.0, 0.0, 1.0]]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """An untrained model in the shipped safetensors + JSON format (plumbing tests need no accuracy)."""
+    from depth_pose.models.module import DepthModule
+    from depth_pose.predictor import export_model
+
+    m = DepthModule()
+    m.set_target_stats(0.0, 1.0, 12.0)
+    return export_model(m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"})
+
+
+def person(z: float = 10.0, conf: float = 0.9) -> list[list[float]]:
+    """A standing person (17 x [x, y, conf]) at roughly ``z`` metres with K above."""
+    f, h = 721.5, 1.5
+    ys = np.array([0.0, -0.03, -0.03, -0.02, -0.02, 0.15, 0.15, 0.45, 0.45, 0.7, 0.7, 0.65, 0.65, 1.1, 1.1, 1.5, 1.5])
+    xs = np.array([0, 0.03, -0.03, 0.07, -0.07, 0.2, -0.2, 0.25, -0.25, 0.27, -0.27, 0.1, -0.1, 0.1, -0.1, 0.1, -0.1])
+    u = 609.6 + f * xs / z
+    v = 172.9 + f * (ys - 0.2 * h) / z
+    return [[float(a), float(b), conf] for a, b in zip(u, v)]
+
+
+def line(pid: str, kp, k=K, gt: float | None = 10.0, **extra) -> str:
+    obj = {"id": pid, "keypoints_xyc": kp, "K": k, **extra}
+    if gt is not None:
+        obj["gt_z_m"] = gt
+    return json.dumps(obj)
+
+
+def malformed_file(path: Path) -> Path:
+    unseen = [[float("nan"), float("nan"), 0.0]] * 17
+    lines = [
+        line("good-1", person(10.0), image="x"),  # 1: fine (extra fields ignored)
+        "{not json",  # 2
+        line("short", person()[:16]),  # 3: 16 joints
+        json.dumps({"id": "noK", "keypoints_xyc": person()}),  # 4: K missing
+        line("singular", person(), k=[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 0]]),  # 5: singular K
+        line("negf", person(), k=[[-700.0, 0, 600], [0, 700.0, 170], [0, 0, 1]]),  # 6: non-positive focal
+        "",  # 7: blank: ignored
+        line("unseen", unseen, gt=None),  # 8: every joint unseen (NaN coords, conf 0): still scored
+        line("zeroconf", person(20.0, conf=0.0), gt=20.0),  # 9: confidences all 0: still scored
+        "[1, 2, 3]",  # 10: JSON but not an object
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    return subprocess.run([sys.executable, "-m", "depth_pose.cli.eval", *args, "progress=false", "plots=false",
+                           f"hydra.run.dir={cwd / 'hydra_run'}"], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_reader_reports_line_numbers(tmp_path):
+    ps = read_keypoints_jsonl(malformed_file(tmp_path / "in.jsonl"))
+    assert ps.ids == ["good-1", "unseen", "zeroconf"]
+    assert ps.n_input == 9  # the blank line is not an entry
+    where = dict(ps.skipped)
+    assert set(where) == {"line 2", "line 3", "line 4", "line 5", "line 6", "line 10"}
+    assert "not JSON" in where["line 2"] and "shape (17, 3)" in where["line 3"]
+    assert "missing 'K'" in where["line 4"] and "singular" in where["line 5"]
+    assert "non-positive focal" in where["line 6"] and "not a JSON object" in where["line 10"]
+    assert np.isnan(ps.gt_z[1]) and ps.gt_z[2] == 20.0
+    assert (ps.keypoints[1, :, 2] == 0).all()
+
+
+def test_cli_malformed_file_exit_3_and_relative_paths(tmp_path, tiny_model):
+    malformed_file(tmp_path / "in.jsonl")
+    r = run_cli(["keypoints=in.jsonl", "out=res/pred.jsonl", f"ckpt={tiny_model}"], cwd=tmp_path)
+    assert r.returncode == 3, r.stderr[-2000:]
+    for n in (2, 3, 4, 5, 6, 10):
+        assert f"left out line {n}:" in r.stderr
+    assert "left out line 8" not in r.stderr and "left out line 9" not in r.stderr
+    rows = [json.loads(s) for s in (tmp_path / "res" / "pred.jsonl").read_text().splitlines()]
+    assert [r_["id"] for r_ in rows] == ["good-1", "unseen", "zeroconf"]
+    for r_ in rows:
+        assert np.isfinite(r_["z_pred_m"]) and np.isfinite(r_["z_sigma_m"]) and r_["z_sigma_m"] > 0
+    assert "gt_z_m" in rows[0] and rows[0]["abs_err_m"] == pytest.approx(abs(rows[0]["z_pred_m"] - 10.0), abs=1e-3)
+    assert "gt_z_m" not in rows[1] and "abs_err_m" not in rows[1]
+    metrics = json.loads((tmp_path / "res" / "metrics.json").read_text())
+    assert (metrics["n_input"], metrics["n_scored"], metrics["n_skipped"], metrics["n_with_gt"]) == (9, 3, 6, 2)
+    assert metrics["methods"]["model"]["n"] == 2
+    assert (tmp_path / "res" / "report.md").is_file()
+    assert "ALE (m)" in r.stdout  # the table goes to stdout
+
+
+def test_cli_usage_errors_exit_2(tmp_path):
+    r = run_cli(["keypoints=missing.jsonl", "out=p.jsonl"], cwd=tmp_path)
+    assert r.returncode == 2 and "missing.jsonl" in r.stderr
+    r = run_cli(["out=p.jsonl"], cwd=tmp_path)  # no mode
+    assert r.returncode == 2 and "exactly one of" in r.stderr
+    r = run_cli(["keypoints=missing.jsonl", "no_such_key=1"], cwd=tmp_path)  # bad override (Hydra's error)
+    assert r.returncode == 2
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def compose_eval(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("eval", overrides=overrides)
+
+
+def test_unreadable_checkpoint_is_a_usage_error(tmp_path):
+    from depth_pose.eval.io import EvalInputError
+    from depth_pose.eval.run import evaluate
+
+    (tmp_path / "good.jsonl").write_text(line("a", person()) + "\n")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    bad.with_suffix(".json").write_text('{"hparams": {}, "normalisation": {}}')
+    for ckpt in (bad, tmp_path / "absent.ckpt"):
+        cfg = compose_eval([f"keypoints={tmp_path / 'good.jsonl'}", f"out={tmp_path / 'p.jsonl'}", f"ckpt={ckpt}"])
+        with pytest.raises(EvalInputError, match="cannot load model"):
+            evaluate(cfg)
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_evaluate_in_process_all_good_exit_0(tmp_path, tiny_model):
+    """The plain function behind the CLI, composed with hydra (exit code 0 when every line is scored)."""
+    from depth_pose.eval.run import evaluate
+
+    (tmp_path / "good.jsonl").write_text("\n".join(line(f"p{i}", person(z), gt=z) for i, z in enumerate((5.0, 12.0, 25.0))))
+    cfg = compose_eval([f"keypoints={tmp_path / 'good.jsonl'}", f"out={tmp_path / 'o' / 'pred.jsonl'}",
+                        f"ckpt={tiny_model}", "progress=false"])
+    m = evaluate(cfg)
+    assert m["exit_code"] == 0 and m["n_scored"] == 3 and m["n_skipped"] == 0
+    # Baselines on the same people: these synthetic stick people have a 0.5 m shoulder-hip segment.
+    rows = [json.loads(s) for s in (tmp_path / "o" / "pred.jsonl").read_text().splitlines()]
+    for r_, z in zip(rows, (5.0, 12.0, 25.0)):
+        assert r_["z_shoulder_hip_m"] == pytest.approx(z * 0.48 / np.hypot(0.1, 0.5), rel=1e-3)
+    for name in ("error_vs_distance", "pred_vs_true", "calibration"):
+        assert (tmp_path / "o" / f"{name}.png").stat().st_size > 5000

@@ -1,0 +1,109 @@
+"""Evaluation metrics and geometric baselines against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from depth_pose.detect import Detections
+from depth_pose.eval import baselines as bl
+from depth_pose.eval.images import box_iou, match_person
+from depth_pose.eval.io import json_safe
+from depth_pose.eval.metrics import calibration_curve, depth_metrics, gaussian_coverage, median_iqr, per_band
+
+PRED = np.array([10.0, 22.0, 27.0, 52.0, np.nan])
+TRUE = np.array([9.0, 20.0, 30.0, 40.0, 15.0])
+SIGMA = np.array([2.0, 1.0, 3.0, 5.0, 1.0])
+
+
+def test_depth_metrics_hand_computed():
+    m = depth_metrics(PRED, TRUE, SIGMA)
+    # |err| = 1, 2, 3, 12 on the 4 people with a prediction (the NaN one is left out, still counted in n_total).
+    assert (m["n"], m["n_total"]) == (4, 5)
+    assert m["ale_m"] == pytest.approx(4.5)
+    assert m["median_abs_m"] == pytest.approx(2.5)
+    assert m["rel_err"] == pytest.approx((1 / 9 + 2 / 20 + 3 / 30 + 12 / 40) / 4)
+    assert m["bias_rel"] == pytest.approx((1 / 9 + 2 / 20 - 3 / 30 + 12 / 40) / 4)
+    assert m["delta_1.25"] == pytest.approx(0.75)  # 52/40 = 1.3 fails, 10/9, 22/20, 30/27 pass
+    assert (m["alp_0.5m"], m["alp_1m"], m["alp_2m"]) == (0.0, 0.0, 0.25)  # strict: |err| = 1 is not < 1
+    assert m["cov_1sigma"] == pytest.approx(0.5)  # 1<=2 yes, 2<=1 no, 3<=3 yes, 12<=5 no
+    assert m["cov_2sigma"] == pytest.approx(0.75)
+    assert m["rmse_m"] == pytest.approx(math.sqrt((1 + 4 + 9 + 144) / 4))
+
+
+def test_per_band_and_empty_band():
+    b = per_band(PRED, TRUE)
+    assert list(b) == ["0-10", "10-20", "20-30", ">30"]
+    assert b["0-10"]["ale_m"] == pytest.approx(1.0) and b["0-10"]["n"] == 1
+    assert b["10-20"]["n"] == 0 and b["10-20"]["n_total"] == 1 and b["10-20"]["ale_m"] is None  # only the NaN one
+    assert b["20-30"]["ale_m"] == pytest.approx(2.0)  # true 20 (30 belongs to >30)
+    assert b[">30"]["ale_m"] == pytest.approx(7.5)
+
+
+def test_calibration_curve_and_gaussian():
+    assert gaussian_coverage(1.0) == pytest.approx(0.6827, abs=1e-4)
+    assert gaussian_coverage(2.0) == pytest.approx(0.9545, abs=1e-4)
+    c = calibration_curve(PRED, TRUE, SIGMA, levels=(0.5, 1.0, 2.0, 3.0))
+    # |err|/sigma = 0.5, 2, 1, 2.4
+    assert c["observed"] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    # A calibrated Gaussian sample lands near the ideal.
+    rng = np.random.default_rng(0)
+    t = rng.uniform(5, 40, 20000)
+    s = 0.05 * t
+    c = calibration_curve(t + rng.normal(0, 1, t.size) * s, t, s, levels=(1.0, 2.0))
+    assert c["observed"] == pytest.approx(c["ideal"], abs=0.01)
+
+
+def test_median_iqr():
+    assert median_iqr(np.array([1.0, 2.0, 3.0, 4.0, 5.0, np.nan])) == pytest.approx((3.0, 2.0))
+    assert all(math.isnan(v) for v in median_iqr(np.array([np.nan])))
+
+
+def _person(K_f: float = 1000.0) -> tuple[np.ndarray, np.ndarray]:
+    kp = np.zeros((1, 17, 3))
+    kp[..., 0], kp[..., 1], kp[..., 2] = 500.0, 200.0, 0.9
+    kp[0, 1] = [500.0, 100.0, 0.9]  # left eye: top
+    kp[0, 15] = [500.0, 300.0, 0.9]  # left ankle: bottom
+    kp[0, 5], kp[0, 11] = [480.0, 130.0, 0.9], [480.0, 250.0, 0.9]  # left shoulder-hip: 120 px
+    kp[0, 6], kp[0, 12] = [520.0, 130.0, 0.2], [520.0, 230.0, 0.9]  # right side: shoulder below 0.3
+    K = np.array([[K_f, 0.0, 600.0], [0.0, K_f, 180.0], [0.0, 0.0, 1.0]])
+    return kp, K
+
+
+def test_box_height_baseline():
+    kp, K = _person()
+    z = bl.box_height_depth(kp, K)
+    assert z[0] == pytest.approx(1.71 * 0.88 * 1000.0 / 200.0)
+    # Unseen (conf < 0.1) joints do not count: hide the ankles -> no full body -> not applicable.
+    kp2 = kp.copy()
+    kp2[0, [15, 16], 2] = 0.05
+    assert np.isnan(bl.box_height_depth(kp2, K)[0])
+    assert bl.box_height_depth(kp2, K, require_full_body=False)[0] == pytest.approx(1.71 * 0.88 * 1000.0 / 150.0)  # eye 100 -> hip 250
+
+
+def test_shoulder_hip_baseline():
+    kp, K = _person()
+    assert bl.shoulder_hip_depth(kp, K)[0] == pytest.approx(0.48 * 1000.0 / 120.0)  # left side only
+    kp[0, 6, 2] = 0.9  # right side now qualifies: length 100 px -> mean 110 px
+    assert bl.shoulder_hip_depth(kp, K)[0] == pytest.approx(0.48 * 1000.0 / 110.0)
+    kp[0, [5, 6], 2] = 0.1
+    assert np.isnan(bl.shoulder_hip_depth(kp, K)[0])
+    assert bl.floor_depth(np.array([10.0]))[0] == pytest.approx(10.46)
+
+
+def test_box_iou_and_matching():
+    a = np.array([0.0, 0.0, 10.0, 10.0])
+    b = np.array([[5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    assert box_iou(a, b) == pytest.approx([50 / 150, 0.0])
+    det = Detections(b.astype(np.float32), np.ones(2, np.float32), np.zeros((2, 17, 3), np.float32))
+    assert match_person(det, a, 0.3)[0] == 0
+    assert match_person(det, a, 0.4)[0] is None
+    big = Detections(np.array([[0, 0, 5, 5], [0, 0, 50, 60]], np.float32), np.ones(2, np.float32), np.zeros((2, 17, 3), np.float32))
+    assert match_person(big, None)[0] == 1  # no box: the largest detection
+
+
+def test_json_safe():
+    assert json_safe({"a": np.float32(1.5), "b": [float("nan"), np.int64(3)], "c": np.array([1.0, np.inf])}) == {
+        "a": 1.5, "b": [None, 3], "c": [1.0, None]}

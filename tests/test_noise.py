@@ -1,0 +1,112 @@
+"""Detector-noise model (generation/noise.py): statistics of jitter, misses, swaps and confidence patterns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from test_camera import standing
+
+from generation.camera import CameraSampler
+from generation.noise import DetectorNoise
+from generation.project import observe
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+THR = 0.1
+
+
+@pytest.fixture(scope="module")
+def scene():
+    n = 40000
+    posed = standing(n)
+    cams = CameraSampler().sample(posed, torch.Generator().manual_seed(3))
+    return cams, observe(posed, cams)
+
+
+def noise_cfg(name: str):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name=f"noise/{name}").noise
+
+
+def test_none_is_exact(scene):
+    cams, obs = scene
+    det = instantiate(noise_cfg("none"))(obs, torch.Generator().manual_seed(0), cams)
+    torch.testing.assert_close(det[..., :2], obs.gt_px)
+    assert torch.equal(det[..., 2] >= THR, obs.gt_visible)
+
+
+def test_yolo_like_statistics(scene):
+    cams, obs = scene
+    noise = instantiate(noise_cfg("yolo_like"))
+    det = noise(obs, torch.Generator().manual_seed(0), cams)
+    conf, seen = det[..., 2], det[..., 2] >= THR
+    # Same seed -> same output.
+    torch.testing.assert_close(det, noise(obs, torch.Generator().manual_seed(0), cams), equal_nan=True)
+    # Confidences on the right side of the threshold, with margin, and plausible.
+    assert conf[seen].min() >= 0.25 and conf[seen].max() <= 0.99 and conf[~seen].max() < 0.05
+    assert 0.35 < conf[seen].median() < 0.9
+    # Misses: more than the exact visibility, and many more for small people; NaN only for unseen joints.
+    assert (~seen).float().mean() > (~obs.gt_visible).float().mean() + 0.05
+    size = obs.person_px_height
+    small, big = size < 40, size > 200
+    miss_small = (~seen[small] & obs.gt_visible[small]).float().mean()
+    miss_big = (~seen[big] & obs.gt_visible[big]).float().mean()
+    assert miss_small > 3 * miss_big
+    assert not torch.isnan(det[seen]).any()
+    # Face dropped more than hips for small people (per-joint weights).
+    assert (~seen[small, 1]).float().mean() > 2 * (~seen[small, 11]).float().mean()
+    # Jitter: median error of visible joints ~ a percent or two of the person size, hips noisier than eyes.
+    err = (det[..., :2] - obs.gt_px).norm(dim=-1) / size[:, None].clamp_min(1)
+    ok = seen & obs.gt_visible & (size[:, None] > 100)
+    med = err[ok].median().item()
+    assert 0.005 < med < 0.04
+    assert err[:, 11][ok[:, 11]].median() > 1.8 * err[:, 1][ok[:, 1]].median()
+    # Heavy tail: the 99.5th percentile is far beyond a Gaussian's (~3.3 sigma vs median 1.18 sigma).
+    assert err[ok].quantile(0.995) > 6 * med
+
+
+def test_unseen_patterns_share_and_swaps(scene):
+    cams, obs = scene
+    noise = DetectorNoise(forced_complete_share=0.4, nan_share=0.3, swap_prob=0.0, flip_prob=0.0)
+    det = noise(obs, torch.Generator().manual_seed(1), cams)
+    conf = det[..., 2]
+    unseen = conf < THR
+    # Outside the image (or self-occluded) is always unseen.
+    assert unseen[~obs.gt_visible].all()
+    # Forced-complete rows: all unseen joints at conf ~0.01 with finite guessed positions inside the image.
+    rows = unseen.any(1)
+    forced = rows & ((conf >= 0.005) & (conf < 0.015) | ~unseen).all(1) & ~torch.isnan(det[..., 0]).any(1)
+    yolo = rows & ~forced
+    share = forced[rows].float().mean().item()
+    assert abs(share - 0.4) < 0.05
+    f = det[forced][unseen[forced]]
+    assert torch.isfinite(f).all()
+    w = cams.img_w[forced, None].expand(-1, 17)[unseen[forced]]
+    assert (f[:, 0] >= 0).all() and (f[:, 0] <= w - 1).all()
+    # YOLO-like unseen joints: NaN coordinates for ~nan_share of them.
+    nan_share = torch.isnan(det[yolo][unseen[yolo]][:, 0]).float().mean().item()
+    assert abs(nan_share - 0.3) < 0.03
+    # Swaps: with flip_prob = 1, every detection is mirrored left/right.
+    flip = DetectorNoise(flip_prob=1.0, swap_prob=0.0, drop_prob=0, occluder_prob=0, small_drop_max=0,
+                         rel_sigma=0, floor_px=0, outlier_prob=0)
+    d = flip(obs, torch.Generator().manual_seed(0), cams)
+    both = obs.gt_visible[:, 5] & obs.gt_visible[:, 6] & obs.gt_visible[:, 0]
+    torch.testing.assert_close(d[both, 5, :2], obs.gt_px[both, 6])
+    torch.testing.assert_close(d[both, 0, :2], obs.gt_px[both, 0])
+    one = DetectorNoise(swap_prob=0.5, flip_prob=0.0, rel_sigma=0, floor_px=0, outlier_prob=0)
+    d = one(obs, torch.Generator().manual_seed(0), cams)
+    swapped = ((d[..., :2] - obs.gt_px).abs().amax(-1) > 1e-3) & (d[..., 2] >= THR)
+    frac = swapped.any(1).float().mean().item()
+    assert 0.3 < frac < 0.5  # ~0.5 of rows, minus swaps of pairs that are unseen
+
+
+def test_bad_noise_config():
+    with pytest.raises(ValueError, match="threshold"):
+        DetectorNoise(visible_conf_min=0.05)
+    with pytest.raises(ValueError, match="forced_share|probability"):
+        DetectorNoise(forced_complete_share=1.5)
+    with pytest.raises(ValueError, match="joint_scale"):
+        DetectorNoise(joint_scale=[1.0] * 5)
