@@ -40,6 +40,17 @@ def compose_config(overrides: list[str]):
     return cfg
 
 
+def _data_config(data_dir: str | Path | None) -> dict | None:
+    """The generation config recorded in the dataset's manifest (what the model was trained on)."""
+    from generation.shards import load_manifest
+
+    try:
+        cfg = load_manifest(data_dir)["config"] if data_dir else None
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+    return {k: v for k, v in cfg.items() if k not in ("paths", "out_dir", "progress")} if cfg else None
+
+
 def make_default_model(overrides: list[str] | None = None, out: str | Path = DEFAULT_MODEL) -> tuple[Path, dict]:
     """Train, reload the best checkpoint (weights only) and export it with provenance; returns (path, metadata)."""
     from depth_pose.train import resolved_config, train
@@ -57,6 +68,7 @@ def make_default_model(overrides: list[str] | None = None, out: str | Path = DEF
         "recipe": "conf/train.yaml + experiment=default_model " + " ".join(overrides or []),
         "data_id": objs["data_id"],
         "data_dir": str(objs["data_dir"]),
+        "data_config": _data_config(objs["data_dir"]),
         "metrics": metrics,
         "train_wall_s": round(wall, 1),
         "best_ckpt": str(objs["best_ckpt"]),
@@ -81,6 +93,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path = DEFAULT_MODEL, note: s
         "recipe": "conf/train.yaml + experiment=default_model (exported from a checkpoint) " + note,
         "data_id": pred.metadata.get("data_id"),
         "data_dir": pred.metadata.get("data_dir"),
+        "data_config": _data_config(pred.metadata.get("data_dir")),
         "metrics": {"best_val_ale_so_far": min(scores.values()) if scores else None},
         "epoch": ck.get("epoch"),
         "global_step": ck.get("global_step"),

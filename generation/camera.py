@@ -187,7 +187,8 @@ class CameraSampler:
         ok = inside.sum(-1) >= self.min_visible
         if self.min_person_px > 0:
             pxf = torch.nan_to_num(px, nan=0.0)
-            ok &= (pxf.amax(1) - pxf.amin(1)).amax(-1) >= self.min_person_px
+            lo, hi = torch.aminmax(pxf, dim=1)
+            ok &= (hi - lo).amax(-1) >= self.min_person_px
         return kp_cam, px, ok
 
     # ------------------------------------------------------------------ public
@@ -212,14 +213,15 @@ class CameraSampler:
                 if idx.numel() == 0:
                     break
                 q = self._draw(idx.numel(), generator, device)
-                q["z"] = p["z"][idx]  # keep the target: its distribution stays exactly the configured one
-                Kq, Rq, tq = self._place(q, hip_height[idx])
-                kc, pq, ok = self._project(kp[idx], Kq, Rq, tq, q["w"], q["h"])
-                sel = idx[ok]
+                q["z"] = p["z"].index_select(0, idx)  # keep the target: its distribution stays exactly the configured one
+                Kq, Rq, tq = self._place(q, hip_height.index_select(0, idx))
+                kc, pq, ok = self._project(kp.index_select(0, idx), Kq, Rq, tq, q["w"], q["h"])
+                okn = ok.nonzero().squeeze(1)
+                sel = idx.index_select(0, okn)
                 for key in p:
-                    p[key][sel] = q[key][ok]
-                K[sel], R[sel], t[sel] = Kq[ok], Rq[ok], tq[ok]
-                kp_cam[sel], px[sel] = kc[ok], pq[ok]
+                    p[key].index_copy_(0, sel, q[key].index_select(0, okn))
+                for dst, src in ((K, Kq), (R, Rq), (t, tq), (kp_cam, kc), (px, pq)):
+                    dst.index_copy_(0, sel, src.index_select(0, okn))
                 bad[sel] = False
             idx = bad.nonzero().squeeze(1)
             if idx.numel():

@@ -107,7 +107,7 @@ class DetectorNoise:
         rand = lambda *s: torch.rand(*s, generator=g, device=dev, dtype=dt)  # noqa: E731
         # Person size in pixels: keypoint box extent (NaN-safe: points behind the camera count as 0).
         pxf = torch.nan_to_num(px, nan=0.0)
-        lo_xy, hi_xy_box = pxf.amin(1), pxf.amax(1)  # (B, 2)
+        lo_xy, hi_xy_box = torch.aminmax(pxf, dim=1)  # (B, 2)
         ext = hi_xy_box - lo_xy
         size = ext.amax(-1).clamp(1.0, 1e5)
         # Random numbers: 2 normals + 2 uniforms per joint, each used by mutually exclusive branches.

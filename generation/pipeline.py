@@ -5,6 +5,9 @@
   missing shard and yields exactly the data of an uninterrupted run; the same config gives the same data.
   All randomness of a shard is drawn for the whole shard at once (``shard_size`` bounds memory); ``batch_size``
   only chunks the (deterministic) body posing, so it does not change the data.
+* Speed knobs that do not change the data (not in the dataset id): ``workers`` (shards written by that many
+  forked processes, 0 = one per core; default 1) and ``threads`` (torch intra-op threads while sampling,
+  default 1: on the 2-core box 2 threads made the chain ~6x slower, see docs/bench_generation.md).
 * :func:`dataset_id` is a short hash of everything that determines the data, :func:`ensure_dataset`
   generates a set if it is absent or incomplete and reuses it otherwise.
 """

@@ -160,7 +160,7 @@ def test_dp_generate_render_draft_end_to_end(tmp_path):
         "body.n_bodies=8", "render.poses_per_chunk=2", "render.workers=2", "progress=false",
         "pose_sampling.p_preset=1.0", f"pose_sampling.preset_weights={{{_ONLY_STANDING}}}", "pose_sampling.interp_max=0.0",
         "pose_sampling.p_spine_turn=0", "pose_sampling.p_hands_up=0", "pose_sampling.p_head_turn=0",
-        "camera.depth_max_m=20",
+        "camera.depth_max_m=20", "render.keep_images=true",
     ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("generate", overrides=overrides)
@@ -173,6 +173,7 @@ def test_dp_generate_render_draft_end_to_end(tmp_path):
     assert len(df) == 30 and (df["source"] == "render").all()
     assert df["scale"].between(0.0, 1.0).all() and (df["oks"] >= 0.5).all()
     assert (out / "contact_sheet.png").stat().st_size > 10_000
+    assert len(list((out / "images").glob("*.jpg"))) == counts["yolo_images"]  # keep_images: every YOLO canvas
     # exact labels: gt columns are the projection of the stored camera (K) of a point at depth z_m
     assert np.isfinite(df[["gt_left_hip_x", "gt_right_hip_y", "z_m", "fx", "cx"]].to_numpy()).all()
     assert df["z_m"].between(0.5, 21.0).all()

@@ -60,7 +60,7 @@ def error_vs_distance(true_z: np.ndarray, preds: dict[str, np.ndarray], path: Pa
     if ymax and np.isfinite(ymax):
         ax.set_ylim(0, max(ymax, floor_rel * zmax * 1.2))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     ax.set_title("Depth error vs distance")
     return _save(fig, path)
 

@@ -27,9 +27,10 @@ def _pct1(v) -> str:
 def _rows(methods: dict[str, dict], same: dict[str, dict] | None) -> list[tuple[str, dict]]:
     """Table rows: each method, and after each baseline the model on exactly that baseline's people."""
     rows = []
+    n_model = methods.get("model", {}).get("n")
     for name, m in methods.items():
         rows.append((METHOD_TITLES.get(name, name), m))
-        if same and name in same:
+        if same and name in same and same[name]["n"] != n_model:
             rows.append((f"↳ model on the same {same[name]['n']} people", same[name]))
     return rows
 

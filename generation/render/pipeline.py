@@ -131,7 +131,9 @@ class RenderGenerator:
                     views.append({"pose": p, "cam": v, "K": Kr, "R": R, "t": t, "targets": tg,
                                   "job": len(jobs), "img": len(job["views"]) - 1})
             # split a pose's views over several jobs so that every worker has work (the mesh is sent to each)
-            n_split = min(len(job["views"]), max(1, -(-int(self.rcfg.workers) // n_poses)))
+            # (and at most ``views_per_job`` renders per job, so that little is left to drain at the end)
+            n_split = min(len(job["views"]), max(1, -(-int(self.rcfg.workers) // n_poses),
+                                                 -(-len(job["views"]) // int(self.rcfg.get("views_per_job", 4)))))
             size = -(-len(job["views"]) // n_split) if job["views"] else 1
             first = len(jobs)
             for k in range(max(n_split, 1)):
@@ -228,6 +230,7 @@ class RenderGenerator:
             plan = self._plan(chunk, g, rng)
             return plan, [self.pool.submit(j) for j in plan["jobs"]]
 
+        t_start = time.perf_counter()
         nxt = launch()
         while got < n_rows:
             plan, futures = nxt
@@ -266,7 +269,7 @@ class RenderGenerator:
             if nxt is None and got < n_rows:
                 nxt = launch()
         bar.close()
-        # drain the extra chunk in flight
+        self.timing["produce_s"] += time.perf_counter() - t_start  # excludes draining the chunk in flight
         if nxt is not None:  # drain the chunk in flight (cancel what has not started)
             for f in nxt[1]:
                 f.cancel()
