@@ -45,11 +45,11 @@ def step(title: str) -> float:
 
 
 def run(samples: int, epochs: int, out: Path) -> dict:
-    from generation.pipeline import generate
     from depth_pose.eval.run import evaluate
     from depth_pose.predict.run import predict
     from depth_pose.predictor import export_model
     from depth_pose.train import train
+    from generation.pipeline import generate
 
     out.mkdir(parents=True, exist_ok=True)
     root = f"paths.root_dir={REPO_ROOT}"

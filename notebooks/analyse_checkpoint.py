@@ -26,11 +26,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from hydra import compose, initialize_config_dir
 
 from depth_pose.eval.metrics import depth_metrics
 from depth_pose.predictor import DepthPredictor
-from depth_pose.schema import KP_COLS
+from depth_pose.features import K_from_columns
+from depth_pose.schema import INTRINSIC_COLS, KP_COLS
 from generation.pipeline import generate
 from generation.shards import read_frame
 
@@ -50,7 +52,6 @@ with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         overrides=[
             f"num_samples={N_SAMPLES}",
             "seed=12345",
-            "body.seed=12345",
             f"out_dir={OUT / 'testset'}",
             "progress=false",
             "paths.root_dir=.",
@@ -66,10 +67,7 @@ print(len(df), "samples;", df["preset"].replace("", "(none)").value_counts().hea
 # %%
 predictor = DepthPredictor.load(CKPT)
 kp = df[KP_COLS].to_numpy(np.float32).reshape(-1, 17, 3)
-K = np.zeros((len(df), 3, 3), np.float32)
-K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 0, 1], K[:, 2, 2] = (
-    df.fx, df.fy, df.cx, df.cy, df.skew, 1.0
-)
+K = K_from_columns(*(torch.as_tensor(df[c].to_numpy(np.float32)) for c in INTRINSIC_COLS)).numpy()
 pred = predictor.predict(kp, K)
 df["z_pred"], df["sigma"] = pred.z_m, pred.sigma_m
 df["abs_err"] = (df.z_pred - df.z_m).abs()
