@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from depth_pose.features import Normaliser, as_K, flip, visibility
+from depth_pose.fileio import atomic_write
 from depth_pose.geometry import check_intrinsics
 from depth_pose.keypoints import NUM_KEYPOINTS
 from depth_pose.models.module import DepthModule
@@ -45,20 +44,6 @@ class DepthPrediction:
     sigma_m: np.ndarray  # (N,)
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; model files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_model(module: DepthModule, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (.safetensors, weights + buffers) and its ``.json`` metadata, each atomically."""
     path = Path(path)
@@ -67,14 +52,14 @@ def export_model(module: DepthModule, path: str | Path, metadata: dict[str, Any]
     meta["normalisation"] = module.normaliser.to_dict()
     meta["format"] = "depth_pose.model/1"
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": meta["format"]}))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": meta["format"]}))
 
     def _json(tmp: str) -> None:
         with open(tmp, "w") as f:
             json.dump(meta, f, indent=1, default=str)
             f.write("\n")
 
-    _atomic_write(path.with_suffix(".json"), _json)
+    atomic_write(path.with_suffix(".json"), _json)
     return path
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,13 +25,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from depth_pose.fileio import atomic_write
 from depth_pose.schema import ALL_COLS, TAG_COLS
 
 MANIFEST = "manifest.json"
 FORMAT = "depth_pose.shards/1"
 SHARD_GLOB = "shard-*.parquet"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 # Column types: float32 by default; these are the exceptions.
 _INT64 = {"sample_id", "pose_id"}
@@ -62,21 +59,6 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    """Write via ``write(tmp_path)`` to a temporary file in the same directory, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -131,7 +113,7 @@ def write_shard(out_dir: str | Path, index: int, table: pa.Table, compression: s
     if table.schema != SCHEMA:
         table = table.cast(SCHEMA)
     path = Path(out_dir) / shard_name(index)
-    _atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, compression=compression,
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression=compression,
                                                          use_dictionary=DICTIONARY_COLS))
     return {"index": int(index), "file": path.name, "rows": int(table.num_rows), "sha256": sha256_file(path)}
 
@@ -145,7 +127,7 @@ def write_manifest(out_dir: str | Path, manifest: dict) -> Path:
             json.dump(manifest, f, indent=1, sort_keys=False)
             f.write("\n")
 
-    _atomic_write_bytes(path, _write)
+    atomic_write(path, _write)
     return path
 
 

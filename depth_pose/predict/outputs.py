@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depth_pose.fileio import atomic_write, atomic_write_text
 from depth_pose.keypoints import SKELETON
 
 CSV_FIELDS = (
@@ -64,18 +65,15 @@ def annotate(image: np.ndarray, records: list[dict], kp_thr: float = 0.3) -> np.
 
 
 def write_image_atomic(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"cannot write image '{path}'")
-    os.replace(tmp, path)
+    def _write(tmp: str) -> None:
+        if not cv2.imwrite(tmp, image):
+            raise OSError(f"cannot write image '{path}'")
+
+    atomic_write(path, _write, suffix=path.suffix)
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
 
 
 def _json_default(o):
