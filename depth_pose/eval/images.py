@@ -26,7 +26,6 @@ from tqdm import tqdm
 from depth_pose.detect import Detections
 from depth_pose.eval.io import EvalInputError, PeopleSet, _float_array
 from depth_pose.geometry import check_intrinsics
-from depth_pose.keypoints import NUM_KEYPOINTS
 
 
 @dataclass
@@ -151,12 +150,4 @@ def detect_people(folder: str | Path, detector, min_iou: float = 0.3, progress: 
         extra.append({"image": person.image.name, "det_score": float(det.scores[j]),
                       "det_box_xyxy_px": [round(float(v), 2) for v in det.boxes[j]],
                       **({"iou": round(iou, 4)} if math.isfinite(iou) else {})})
-    return PeopleSet(
-        ids=ids,
-        keypoints=np.asarray(kps, np.float64).reshape(-1, NUM_KEYPOINTS, 3),
-        K=np.asarray(Ks, np.float64).reshape(-1, 3, 3),
-        gt_z=np.asarray(gts, np.float64).reshape(-1),
-        skipped=skipped,
-        extra=extra,
-        n_input=len(people),
-    )
+    return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, extra, len(people))

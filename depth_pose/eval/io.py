@@ -49,6 +49,20 @@ class PeopleSet:
     def has_gt(self) -> np.ndarray:
         return np.isfinite(self.gt_z)
 
+    @classmethod
+    def from_lists(cls, ids: list[str], kps: list, Ks: list, gts: list, skipped: list[tuple[str, str]],
+                   extra: list[dict] | None, n_input: int) -> PeopleSet:
+        """Stack per-person lists (possibly empty) into a set."""
+        return cls(
+            ids=ids,
+            keypoints=np.asarray(kps, np.float64).reshape(-1, NUM_KEYPOINTS, 3),
+            K=np.asarray(Ks, np.float64).reshape(-1, 3, 3),
+            gt_z=np.asarray(gts, np.float64).reshape(-1),
+            skipped=skipped,
+            extra=extra if extra is not None else [{} for _ in ids],
+            n_input=n_input,
+        )
+
 
 def _float_array(value, shape: tuple[int, ...], what: str) -> np.ndarray:
     """Nested lists of numbers (null -> NaN) of exactly ``shape``, else ValueError naming ``what``."""
@@ -138,15 +152,7 @@ def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
         kps.append(kp)
         Ks.append(K)
         gts.append(gt)
-    return PeopleSet(
-        ids=ids,
-        keypoints=np.asarray(kps, np.float64).reshape(-1, NUM_KEYPOINTS, 3),
-        K=np.asarray(Ks, np.float64).reshape(-1, 3, 3),
-        gt_z=np.asarray(gts, np.float64).reshape(-1),
-        skipped=skipped,
-        extra=[{} for _ in ids],
-        n_input=n_input,
-    )
+    return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, None, n_input)
 
 
 def json_safe(obj):
