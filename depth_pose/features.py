@@ -20,7 +20,6 @@ finite (detectors disagree on confidences; OpenPifPaf-style forced-complete pose
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -257,7 +256,3 @@ def from_config(cfg: Any) -> tuple[Normaliser, Augment]:
     )
     return norm, Augment(**aug)
 
-
-def laplace_std(log_b: Tensor) -> Tensor:
-    """Std of a Laplace with scale ``b`` (``sqrt(2) b``)."""
-    return math.sqrt(2.0) * log_b.exp()

@@ -136,11 +136,14 @@ WORLD_TO_LEVEL_CAMERA = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1
 def camera_rotation(tilt: Tensor, roll: Tensor, pan: Tensor | None = None) -> Tensor:
     """World->camera rotation for a camera looking along world +Y (rotated by ``pan`` about Z), pitched up by
     ``tilt`` (radians, positive = looking up) and rolled by ``roll`` about its optical axis."""
-    R = WORLD_TO_LEVEL_CAMERA.to(tilt)
     if pan is not None:
-        R = R @ rot_z(-pan)
-    # Pitch about the camera x axis: positive tilt raises the optical axis (camera y is down).
-    return rot_z(roll) @ rot_x(-tilt) @ R
+        # Pitch about the camera x axis: positive tilt raises the optical axis (camera y is down).
+        return rot_z(roll) @ rot_x(-tilt) @ (WORLD_TO_LEVEL_CAMERA.to(tilt) @ rot_z(-pan))
+    # rot_z(roll) @ rot_x(-tilt) @ WORLD_TO_LEVEL_CAMERA, written out (the generator's hot path).
+    ct, st, cr, sr = torch.cos(tilt), torch.sin(tilt), torch.cos(roll), torch.sin(roll)
+    zero = torch.zeros_like(ct)
+    rows = (cr, -sr * st, sr * ct, sr, cr * st, -cr * ct, zero, ct, st)
+    return torch.stack(rows, dim=-1).reshape(*tilt.shape, 3, 3)
 
 
 def world_to_camera(points_world: Tensor, R: Tensor, t: Tensor) -> Tensor:
@@ -161,19 +164,22 @@ def deg(x: float) -> float:
 def world_to_pixels(points_world: Tensor, R: Tensor, t: Tensor, K: Tensor, eps: float = 1e-6
                     ) -> tuple[Tensor, Tensor]:
     """``(world_to_camera(p, R, t), project(that, K))`` for points (B, N, 3) and per-row ``R``, ``t``, ``K``
-    (B, 3, 3), (B, 3), (B, 3, 3), fused: broadcast multiply-adds instead of batched tiny matmuls (~2.5x faster
-    on CPU for large B; the data generator's hot path). Same formulas, equal up to float round-off."""
+    (B, 3, 3), (B, 3), (B, 3, 3), fused: broadcast multiply-adds instead of batched tiny matmuls, on
+    component-major ("planar") memory. The results are (B, N, 3) / (B, N, 2) views of (3, B, N) / (2, B, N)
+    storage, so every per-component op downstream reads contiguous memory (~3x faster than the interleaved
+    layout on CPU; the data generator's hot path). Same formulas, equal up to float round-off."""
+    B, N = points_world.shape[:2]
     X, Y, Z = points_world.unbind(-1)
-    cam = torch.empty_like(points_world)
+    cam_p = points_world.new_empty(3, B, N)
     for i in range(3):
-        r, o = R[:, i], cam[..., i]
+        r, o = R[:, i], cam_p[i]
         torch.mul(X, r[:, 0:1], out=o)
         o.addcmul_(Y, r[:, 1:2]).addcmul_(Z, r[:, 2:3]).add_(t[:, i:i + 1])
-    z = cam[..., 2]
-    zc = torch.where(z > eps, z, float("nan"))  # at or behind the camera -> NaN pixels
-    px = points_world.new_empty(*points_world.shape[:-1], 2)
+    z = cam_p[2]
+    inv_z = torch.where(z > eps, z, float("nan")).reciprocal_()  # at or behind the camera -> NaN pixels
+    px_p = points_world.new_empty(2, B, N)
     for i in range(2):
-        o = px[..., i]
-        torch.mul(cam[..., 0], K[:, i, 0:1], out=o)
-        o.addcmul_(cam[..., 1], K[:, i, 1:2]).addcmul_(z, K[:, i, 2:3]).div_(zc)
-    return cam, px
+        o = px_p[i]
+        torch.mul(cam_p[0], K[:, i, 0:1], out=o)
+        o.addcmul_(cam_p[1], K[:, i, 1:2]).addcmul_(z, K[:, i, 2:3]).mul_(inv_z)
+    return cam_p.permute(1, 2, 0), px_p.permute(1, 2, 0)

@@ -106,7 +106,8 @@ class DepthPredictor:
         if not stored:
             raise ValueError(f"{path}: no keypoint normalisation stored; cannot check it matches depth_pose.features")
         Normaliser().check_compatible(stored, source=str(path))
-        module = DepthModule(**{k: hp[k] for k in ("net", "features", "augment", "loss", "name") if k in hp})
+        module = DepthModule(**{k: hp[k] for k in ("net", "features", "augment", "loss", "name", "sigma_coverage")
+                                if k in hp})
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"{path}: weights do not match the model (missing {missing}, unexpected {unexpected})")
@@ -152,7 +153,7 @@ class DepthPredictor:
             mu = 0.5 * (mu + mu_f)
             log_b = torch.logaddexp(log_b, log_b_f) - math.log(2.0)  # mean of the two scales
         z = mu.exp()
-        sigma = z * math.sqrt(2.0) * log_b.exp()
+        sigma = self.module.sigma_m(mu, log_b)  # calibrated on the synthetic validation split
         sigma = torch.where(few, torch.maximum(sigma * FALLBACK_SIGMA_FACTOR, FALLBACK_MIN_REL_SIGMA * z), sigma)
         prior = self.module.z_train_mean
         prior = prior if torch.isfinite(prior) else torch.tensor(10.0, device=z.device)

@@ -56,6 +56,8 @@ def main() -> None:
         cfg = compose(config_name="generate", overrides=[f"samples_per_pose={args.spp}", "paths.root_dir=/tmp",
                                                          *args.overrides])
     cfg = pipeline.with_defaults(cfg)
+    if bool(cfg.get("keep_heap", True)):  # as dp-generate's processes do
+        pipeline.keep_freed_memory()
     t0 = time.perf_counter()
     gen = pipeline.Generator(cfg)
     t_build = time.perf_counter() - t0
@@ -79,7 +81,7 @@ def main() -> None:
     W = max(1, args.workers)
     global _GEN
     _GEN = gen
-    with mp.get_context("fork").Pool(W, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+    with mp.get_context("fork").Pool(W, initializer=pipeline._worker_init, initargs=(1, bool(cfg.keep_heap))) as pool:
         parts = [(-(-n // W), k) for k in range(W)]
         pool.map(_chain_part, parts)  # warm-up
         t_par, _ = best(lambda: pool.map(_chain_part, parts), args.repeats)

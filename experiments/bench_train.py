@@ -73,9 +73,10 @@ def _trainer(epochs: int, timer: EpochTimer, limit_train: int | float = 1.0, val
                      num_sanity_val_steps=0)
 
 
-def _module(epochs: int) -> DepthModule:
+def _module(epochs: int, lr: float | None = None) -> DepthModule:
     sched = {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": epochs, "eta_min": 1e-5}
-    return DepthModule(net=MLP_BASE, augment=AUG, optimizer=OPT, scheduler=sched)
+    opt = {**OPT, "lr": lr} if lr else OPT
+    return DepthModule(net=MLP_BASE, augment=AUG, optimizer=opt, scheduler=sched)
 
 
 class _DictLoader:
@@ -139,11 +140,17 @@ def converge(args) -> dict:
     host = _host(args)
     out = {}
     curves = {}
-    for name, epochs in (("run", args.epochs), ("reference", args.epochs * args.ref_factor)):
+    runs = (("run", args.epochs), ("reference", args.epochs * args.ref_factor))
+    if args.ref_json:  # reuse a reference curve measured earlier with the same recipe
+        ref = json.loads(Path(args.ref_json).read_text())
+        curves["reference"] = ref["curves"]["reference"]
+        out.update({k: ref[k] for k in ("reference_epochs", "reference_wall_s")})
+        runs = runs[:1]
+    for name, epochs in runs:
         L.seed_everything(0)
-        dm = DeviceDataModule(host_set=host, batch_size=4096, val_fraction=0.02, test_fraction=0.0)
+        dm = DeviceDataModule(host_set=host, batch_size=args.batch, val_fraction=0.02, test_fraction=0.0)
         timer = EpochTimer()
-        model = _module(epochs)
+        model = _module(epochs, args.lr)
         wall = time.perf_counter()
         _trainer(epochs, timer, val=True).fit(model, datamodule=dm)
         curves[name] = timer.curve
@@ -159,7 +166,7 @@ def converge(args) -> dict:
                 "run_best_ale": min(a for _, a in curves["run"]),
                 "time_to_within_5pct_s": hit_run[0] if hit_run else None,
                 "reference_time_to_within_5pct_s": min(hit) if hit else None, "curves": curves})
-    print(f"\ntime to converge, mlp_base, {len(host):,} rows, batch 4096")
+    print(f"\ntime to converge, mlp_base, {len(host):,} rows, batch {args.batch}, lr {args.lr or OPT['lr']}")
     print(f"{'':<34}{'value':>12}")
     print(f"{'reference best val ALE (m)':<34}{ref:>12.3f}")
     print(f"{'run best val ALE (m)':<34}{out['run_best_ale']:>12.3f}")
@@ -178,6 +185,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=40, help="throughput: training batches timed per pipeline")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--ref-factor", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=4096, help="converge: batch size")
+    ap.add_argument("--lr", type=float, default=None, help=f"converge: AdamW learning rate (default {OPT['lr']})")
+    ap.add_argument("--ref-json", default=None, help="converge: reuse the reference curve of an earlier --json")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     if args.n is None:

@@ -177,19 +177,17 @@ class CameraSampler:
         K = geometry.intrinsics(p["f"], p["f"], p["cx"], p["cy"])
         return K, R, t
 
-    def _project(self, kp_world: Tensor, K: Tensor, R: Tensor, t: Tensor, w: Tensor, h: Tensor
-                 ) -> tuple[Tensor, Tensor, Tensor]:
-        """Camera-frame keypoints, pixels and whether the camera is acceptable: at least ``min_visible``
-        keypoints inside the image and a keypoint box of at least ``min_person_px`` (larger side)."""
-        kp_cam, px = geometry.world_to_pixels(kp_world, R, t, K)
-        u, v = px[..., 0], px[..., 1]
+    def _accept(self, px: Tensor, w: Tensor, h: Tensor) -> Tensor:
+        """(B,) bool: at least ``min_visible`` keypoints inside the image and a keypoint box of at least
+        ``min_person_px`` (larger side; NaN pixels, i.e. behind the camera, count as 0)."""
+        u, v = px.unbind(-1)  # contiguous (B, N) planes: world_to_pixels returns planar storage
         inside = (u >= 0).logical_and_(u < w[:, None]).logical_and_(v >= 0).logical_and_(v < h[:, None])
         ok = inside.sum(-1) >= self.min_visible
         if self.min_person_px > 0:
-            pxf = torch.nan_to_num(px, nan=0.0)
-            lo, hi = torch.aminmax(pxf, dim=1)
-            ok &= (hi - lo).amax(-1) >= self.min_person_px
-        return kp_cam, px, ok
+            u_lo, u_hi = torch.aminmax(torch.nan_to_num(u, nan=0.0), dim=1)
+            v_lo, v_hi = torch.aminmax(torch.nan_to_num(v, nan=0.0), dim=1)
+            ok &= torch.maximum(u_hi - u_lo, v_hi - v_lo) >= self.min_person_px
+        return ok
 
     # ------------------------------------------------------------------ public
     def sample(self, posed: PosedBodies, generator: torch.Generator, return_projection: bool = False
@@ -206,8 +204,11 @@ class CameraSampler:
         K, R, t = self._place(p, hip_height)
         proj = None
         if self.min_visible > 0 or self.min_person_px > 0:
-            kp_cam, px, ok0 = self._project(kp, K, R, t, p["w"], p["h"])
-            bad = ~ok0
+            kp_cam, px = geometry.world_to_pixels(kp, R, t, K)
+            bad = ~self._accept(px, p["w"], p["h"])
+            # Resample the rejected rows' parameters (only the scalars are copied back; the cameras and the
+            # projection are rebuilt once for every row at the end: same formulas, fewer scattered copies).
+            changed = False
             for _ in range(self.max_rounds):
                 idx = bad.nonzero().squeeze(1)
                 if idx.numel() == 0:
@@ -215,28 +216,25 @@ class CameraSampler:
                 q = self._draw(idx.numel(), generator, device)
                 q["z"] = p["z"].index_select(0, idx)  # keep the target: its distribution stays exactly the configured one
                 Kq, Rq, tq = self._place(q, hip_height.index_select(0, idx))
-                kc, pq, ok = self._project(kp.index_select(0, idx), Kq, Rq, tq, q["w"], q["h"])
-                okn = ok.nonzero().squeeze(1)
+                _, pq = geometry.world_to_pixels(kp.index_select(0, idx), Rq, tq, Kq)
+                okn = self._accept(pq, q["w"], q["h"]).nonzero().squeeze(1)
                 sel = idx.index_select(0, okn)
                 for key in p:
                     p[key].index_copy_(0, sel, q[key].index_select(0, okn))
-                for dst, src in ((K, Kq), (R, Rq), (t, tq), (kp_cam, kc), (px, pq)):
-                    dst.index_copy_(0, sel, src.index_select(0, okn))
-                bad[sel] = False
+                bad.index_fill_(0, sel, False)
+                changed = True
             idx = bad.nonzero().squeeze(1)
             if idx.numel():
                 # Last resort: aim the optical axis (tilt) at the hip (clamped to the tilt range), narrowest lens.
-                q = {k: v[idx] for k, v in p.items()}
-                elev = torch.atan2(hip_height[idx] - q["height"], q["z"]) * (180.0 / math.pi)
-                q["tilt"] = elev.clamp(*self.tilt)
-                q["lat"] = torch.full_like(q["lat"], 0.5)
-                q["hfov"] = torch.full_like(q["hfov"], self.hfov[0])  # narrowest lens: largest person
-                q["f"] = geometry.focal_from_hfov(q["hfov"], q["w"])
-                Kq, Rq, tq = self._place(q, hip_height[idx])
-                for key in p:
-                    p[key][idx] = q[key]
-                K[idx], R[idx], t[idx] = Kq, Rq, tq
-                kp_cam[idx], px[idx], _ = self._project(kp[idx], Kq, Rq, tq, q["w"], q["h"])
+                elev = torch.atan2(hip_height[idx] - p["height"][idx], p["z"][idx]) * (180.0 / math.pi)
+                p["tilt"][idx] = elev.clamp(*self.tilt)
+                p["lat"][idx] = 0.5
+                p["hfov"][idx] = self.hfov[0]  # narrowest lens: largest person
+                p["f"][idx] = geometry.focal_from_hfov(p["hfov"][idx], p["w"][idx])
+                changed = True
+            if changed:
+                K, R, t = self._place(p, hip_height)
+                kp_cam, px = geometry.world_to_pixels(kp, R, t, K)
             proj = (kp_cam, px)
         cams = Cameras(
             K=K,

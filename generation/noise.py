@@ -98,70 +98,75 @@ class DetectorNoise:
 
     def __call__(self, obs: Observations, generator: torch.Generator, cameras: Cameras | None = None) -> Tensor:
         """Detector-like ``(B, 17, 3)`` keypoints for ``obs``; ``cameras`` (row-aligned) bounds guessed positions
-        to the image."""
+        to the image.
+
+        Works on component planes ((2, B, 17) pixels: contiguous per-coordinate ops, ~2x faster than the
+        interleaved layout on CPU); the result is a (B, 17, 3) view of (3, B, 17) storage.
+        """
         px, vis = obs.gt_px, obs.gt_visible
         if not self.enabled:
-            return torch.cat((px, vis[..., None].to(px.dtype)), dim=-1)
+            return torch.cat((px.permute(2, 0, 1), vis[None].to(px.dtype))).permute(1, 2, 0)
         g, dev, dt = generator, px.device, px.dtype
         B, J = vis.shape
         rand = lambda *s: torch.rand(*s, generator=g, device=dev, dtype=dt)  # noqa: E731
+        pxp = px.permute(2, 0, 1).contiguous()  # (2, B, J); free when px is already planar (world_to_pixels)
         # Person size in pixels: keypoint box extent (NaN-safe: points behind the camera count as 0).
-        pxf = torch.nan_to_num(px, nan=0.0)
-        lo_xy, hi_xy_box = torch.aminmax(pxf, dim=1)  # (B, 2)
-        ext = hi_xy_box - lo_xy
-        size = ext.amax(-1).clamp(1.0, 1e5)
+        pxf = torch.nan_to_num(pxp, nan=0.0)
+        (u_lo, u_hi), (v_lo, v_hi) = torch.aminmax(pxf[0], dim=1), torch.aminmax(pxf[1], dim=1)
+        lo_uv, hi_uv = torch.stack((u_lo, v_lo)), torch.stack((u_hi, v_hi))  # (2, B)
+        ext = hi_uv - lo_uv
+        size = torch.maximum(ext[0], ext[1]).clamp_(1.0, 1e5)
         # Random numbers: 2 normals + 2 uniforms per joint, each used by mutually exclusive branches.
-        nrm = torch.randn(B, J, 2, generator=g, device=dev, dtype=dt)
-        u = rand(B, J, 2)
-        u0, u1 = u[..., 0], u[..., 1]  # u0: outlier (u0 < p) | drop (u0 >= 1 - p); u1: confidence | NaN choice
+        nrm = torch.randn(2, B, J, generator=g, device=dev, dtype=dt)
+        u = rand(2, B, J)
+        u0, u1 = u[0], u[1]  # u0: outlier (u0 < p) | drop (u0 >= 1 - p); u1: confidence | NaN choice
         s = rand(B, 6)  # per detection: quality, occluder x3, forced pattern, (swaps drawn below)
         # Pixel jitter: per-detection log-normal quality, per-joint scale, heavy-tailed outliers.
         quality = torch.exp(self.quality_log_std * math.sqrt(2.0) * torch.erfinv(2 * s[:, :1] - 1).clamp(-6, 6))
         sigma = ((self.rel_sigma * size[:, None]) * quality) * self.joint_scale.to(dev, dt)
-        sigma = sigma.clamp_min(self.floor_px)
-        sigma = sigma * (1.0 + (self.outlier_scale - 1.0) * (u0 < self.outlier_prob))
-        xy = torch.addcmul(px, sigma[..., None], nrm)
+        sigma = sigma.clamp_min_(self.floor_px)
+        sigma = torch.where(u0 < self.outlier_prob, sigma * self.outlier_scale, sigma)
         # Missed joints: random drops, more when small (face first).
-        smallness = ((self.small_px - size) / self.small_px).clamp(0.0, 1.0)
+        smallness = ((self.small_px - size) / self.small_px).clamp_(0.0, 1.0)
         p_keep = (1.0 - self.drop_prob) - self.small_drop_max * smallness[:, None] * self.small_drop_weight.to(dev, dt)
         seen = vis & (u0 < p_keep)
         # Occluder (car, bike, another person, frame edge): hides the bottom part or one side of the person.
         rows = (s[:, 1] < self.occluder_prob).nonzero().squeeze(1)
         if rows.numel():
-            so, p_r = s[rows], pxf[rows]
-            lo_r, ext_r = lo_xy[rows], ext[rows]
+            so = s[rows]
+            lo_r, ext_r = lo_uv[:, rows], ext[:, rows]
             bottom = so[:, 2] < 0.6
-            cut_v = lo_r[:, 1] + (0.35 + 0.5 * so[:, 3]) * ext_r[:, 1]
-            cut_u = lo_r[:, 0] + (0.3 + 0.4 * so[:, 3]) * ext_r[:, 0]
+            cut_v = lo_r[1] + (0.35 + 0.5 * so[:, 3]) * ext_r[1]
+            cut_u = lo_r[0] + (0.3 + 0.4 * so[:, 3]) * ext_r[0]
             left = so[:, 3] < 0.5
             hide = torch.where(
                 bottom[:, None],
-                p_r[..., 1] > cut_v[:, None],
-                (p_r[..., 0] < cut_u[:, None]) == left[:, None],
+                pxf[1, rows] > cut_v[:, None],
+                (pxf[0, rows] < cut_u[:, None]) == left[:, None],
             )
             seen[rows] &= ~hide
-        # Visible confidences: higher for bigger, better detections.
+        unseen = ~seen
+        out = torch.empty(3, B, J, device=dev, dtype=dt)
+        # Visible confidences: higher for bigger, better detections (the model only uses conf >= threshold).
         q = (size / self.small_px).clamp(0.4, 1.0)[:, None] / quality.clamp_min(0.7)
         lo, hi = self.vis_conf
-        out = torch.empty(B, J, 3, device=dev, dtype=dt)
-        out[..., :2] = xy
-        out[..., 2] = (lo + (hi - lo) * u1.log().mul_(0.35).exp_() * q).clamp(lo, hi)
-        # Unseen joints: YOLO-like or forced-complete-like per detection (computed on the unseen ones only).
-        ub, uj = (~seen).nonzero(as_tuple=True)
-        if ub.numel():
-            forced = (s[:, 5] < self.forced_share)[ub]
-            r = u1[ub, uj]
-            if cameras is not None:
-                img = torch.stack((cameras.img_w, cameras.img_h), -1).to(dev, dt)[ub] - 1.0
-            else:  # no image size known: keep within the keypoint box grown by 50%
-                img = (hi_xy_box + 0.5 * ext)[ub]
-            guess = torch.addcmul(px[ub, uj], (self.guess_rel_sigma * size[ub])[:, None], nrm[ub, uj])
-            xy_u = torch.where(forced[:, None], guess, xy[ub, uj])
-            xy_u = torch.minimum(torch.nan_to_num(xy_u, nan=0.0).clamp_min(0.0), img)
-            xy_u[~forced & (r < self.nan_share)] = torch.nan
-            out[ub, uj, :2] = xy_u
-            out[ub, uj, 2] = torch.where(forced, self.forced_conf * (0.5 + r), self.unseen_conf_max * r)
-        return _swap(out, rand(B, 2), self.swap_prob, self.flip_prob, g)
+        conf = torch.sqrt(u1).mul_(q).mul_(hi - lo).add_(lo).clamp_(lo, hi)
+        # Unseen joints, YOLO-like or forced-complete-like per detection, as dense selects over all joints
+        # (cheaper than gathering the ~25% scattered unseen ones). Forced-complete guesses are the true position
+        # plus a large error (the same normals, a larger sigma), clipped to the image.
+        forced = (s[:, 5] < self.forced_share)[:, None]  # (B, 1)
+        if cameras is not None:
+            img = torch.stack((cameras.img_w, cameras.img_h)).to(dev, dt) - 1.0  # (2, B)
+        else:  # no image size known: keep within the keypoint box grown by 50%
+            img = hi_uv + 0.5 * ext
+        sigma = torch.where(unseen & forced, (self.guess_rel_sigma * size)[:, None], sigma)
+        xy = torch.addcmul(pxp, sigma, nrm)  # (2, B, J)
+        xy_u = torch.minimum(torch.nan_to_num(xy, nan=0.0).clamp_min_(0.0), img[..., None])
+        torch.where(unseen, xy_u, xy, out=out[:2])
+        out[:2].masked_fill_(unseen & ~forced & (u1 < self.nan_share), torch.nan)
+        conf_u = torch.where(forced, self.forced_conf * (0.5 + u1), self.unseen_conf_max * u1)
+        torch.where(unseen, conf_u, conf, out=out[2])
+        return _swap(out.permute(1, 2, 0), rand(B, 2), self.swap_prob, self.flip_prob, g)
 
 
 def _swap(det: Tensor, s: Tensor, swap_prob: float, flip_prob: float, g: torch.Generator) -> Tensor:

@@ -36,13 +36,15 @@ def self_occluded(kp_cam: Tensor, px: Tensor, ear_cos: float = 0.8, face_margin_
     B = kp_cam.shape[0]
     hidden = torch.zeros(B, kp_cam.shape[1], dtype=torch.bool, device=kp_cam.device)
     # Head: viewing ray to the ear midpoint; face hidden when the nose is farther than the ears.
-    l_ear, r_ear = kp_cam[:, _L_EAR], kp_cam[:, _R_EAR]
+    # Component-first (3, B) vectors: contiguous when kp_cam is planar (world_to_pixels), cheap otherwise.
+    kc = kp_cam.permute(2, 0, 1)
+    l_ear, r_ear = kc[:, :, _L_EAR], kc[:, :, _R_EAR]
     head = 0.5 * (l_ear + r_ear)
-    ray = head / head.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    away = ((kp_cam[:, NOSE] - head) * ray).sum(-1) > face_margin_m
+    ray = head / (head * head).sum(0).sqrt_().clamp_min_(1e-6)
+    away = ((kc[:, :, NOSE] - head) * ray).sum(0) > face_margin_m
     hidden[:, _FACE_SEL] = away[:, None]
     ear = l_ear - r_ear
-    cos = (ear * ray).sum(-1) / ear.norm(dim=-1).clamp_min(1e-6)
+    cos = (ear * ray).sum(0) / (ear * ear).sum(0).sqrt_().clamp_min_(1e-6)
     hidden[:, _L_EAR] = cos > ear_cos  # left ear farther, ear axis near the ray
     hidden[:, _R_EAR] = cos < -ear_cos
     # Torso: two triangles (ls, rs, rh) and (ls, rh, lh) in the image; depth interpolated barycentrically.
@@ -93,7 +95,7 @@ def observe(posed: PosedBodies, cameras: Cameras, self_occlusion: bool = True,
     vmax = torch.nan_to_num(v, nan=-inf, posinf=-inf, neginf=-inf).amax(-1)
     vmin = torch.nan_to_num(v, nan=inf, posinf=inf, neginf=inf).amin(-1)
     person_px_height = (vmax - vmin).clamp_min(0).nan_to_num(0.0, posinf=0.0, neginf=0.0)
-    det = torch.cat((px, visible[..., None].to(px.dtype)), dim=-1)
+    det = torch.cat((px.permute(2, 0, 1), visible[None].to(px.dtype))).permute(1, 2, 0)  # planar (3, B, 17)
     return Observations(
         keypoints_cam=kp_cam,
         gt_px=px,

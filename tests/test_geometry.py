@@ -60,6 +60,15 @@ def test_camera_rotation_tilt_sign_and_level():
     torch.testing.assert_close(Rt @ Rt.T, torch.eye(3), atol=1e-6, rtol=0)
 
 
+def test_camera_rotation_closed_form_equals_the_product():
+    g = torch.Generator().manual_seed(0)
+    tilt, roll = (torch.rand(2, 100, generator=g) - 0.5) * 2.0
+    product = geometry.rot_z(roll) @ geometry.rot_x(-tilt) @ geometry.WORLD_TO_LEVEL_CAMERA
+    torch.testing.assert_close(geometry.camera_rotation(tilt, roll), product, atol=1e-6, rtol=0)
+    pan = torch.zeros(100)  # the pan variant goes through the product and agrees at pan = 0
+    torch.testing.assert_close(geometry.camera_rotation(tilt, roll, pan), product, atol=1e-6, rtol=0)
+
+
 def test_intrinsics_from_hfov():
     K = geometry.intrinsics_from_hfov(90.0, 1280, 720)
     assert K[0, 0].item() == pytest.approx(640.0, rel=1e-5)

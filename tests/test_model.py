@@ -61,9 +61,10 @@ def test_module_learns_depth_from_size(loss):
     assert rel < 0.05  # pinhole prior + learned correction on a rigid-ish body
 
 
-def _export(tmp_path, features=None) -> DepthPredictor:
+def _export(tmp_path, features=None, sigma_scale: float = 1.0) -> DepthPredictor:
     m = DepthModule(net={"width": 32, "depth": 2}, features=features)
     m.set_target_stats(0.5, 0.2, 12.0)
+    m.sigma_scale.fill_(sigma_scale)
     path = export_model(m, tmp_path / "m.safetensors", {"data_id": "toy"})
     return path
 
@@ -110,14 +111,37 @@ def test_predictor_refuses_other_normalisation(tmp_path):
         DepthPredictor.load(tmp_path / "nope.safetensors")
 
 
-def test_sigma_is_laplace_std_in_metres(tmp_path):
-    pred = DepthPredictor.load(_export(tmp_path, features=Normaliser().to_dict()))
+def test_sigma_is_calibrated_laplace_std_in_metres(tmp_path):
+    pred = DepthPredictor.load(_export(tmp_path, features=Normaliser().to_dict(), sigma_scale=0.8))
+    assert float(pred.module.sigma_scale) == pytest.approx(0.8)  # the calibration travels with the weights
     b = _batch(8)
     feats, log_ref, _ = pred.normaliser(b["kp"], geometry.intrinsics(720.0, 720.0, 610.0, 175.0))
     with torch.no_grad():
         mu, log_b = pred.module(feats, log_ref)
     out = pred.predict(b["kp"], geometry.intrinsics(720.0, 720.0, 610.0, 175.0), flip_tta=False)
-    np.testing.assert_allclose(out.sigma_m, (mu.exp() * math.sqrt(2) * log_b.exp()).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(out.sigma_m, (0.8 * mu.exp() * math.sqrt(2) * log_b.exp()).numpy(), rtol=1e-4)
+
+
+def test_model_files_without_sigma_scale_still_load(tmp_path):
+    """Models exported before calibration existed load with their raw Laplace std (scale 1)."""
+    from safetensors.torch import load_file, save_file
+
+    path = _export(tmp_path, sigma_scale=0.5)
+    state = load_file(str(path))
+    del state["sigma_scale"]
+    save_file(state, str(path))
+    assert float(DepthPredictor.load(path).module.sigma_scale) == 1.0
+
+
+def test_histogram_quantile_matches_numpy():
+    from depth_pose.models.module import histogram_quantile
+
+    x = np.random.default_rng(0).lognormal(0.0, 0.8, 200_000)
+    lo, hi, bins = -12.0, 6.0, 3600
+    counts = torch.histc(torch.tensor(np.log(x), dtype=torch.float32), bins=bins, min=lo, max=hi)
+    for q in (0.1, 0.5, 0.6827, 0.95):
+        assert histogram_quantile(counts, q, lo, hi) == pytest.approx(np.quantile(x, q), rel=3e-3)
+    assert histogram_quantile(torch.zeros(bins), 0.5, lo, hi) == 1.0
 
 
 @pytest.mark.real

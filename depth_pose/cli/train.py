@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -11,9 +12,10 @@ from omegaconf import DictConfig
 import depth_pose  # noqa: F401  (environment defaults before lightning/wandb)
 
 log = logging.getLogger(__name__)
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # absolute: works from any cwd and as a console script
 
 
-@hydra.main(config_path="../../conf", config_name="train", version_base="1.3")
+@hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     from depth_pose.train import train
 
