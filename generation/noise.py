@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from depth_pose.keypoints import FLIP_INDEX, NUM_KEYPOINTS
+from generation.project import exact_detections
 from generation.types import Cameras, Observations
 
 # Relative jitter per joint (COCO order): face precise, hips/ankles loose (detectors disagree most there).
@@ -105,7 +106,7 @@ class DetectorNoise:
         """
         px, vis = obs.gt_px, obs.gt_visible
         if not self.enabled:
-            return torch.cat((px.permute(2, 0, 1), vis[None].to(px.dtype))).permute(1, 2, 0)
+            return exact_detections(px, vis)
         g, dev, dt = generator, px.device, px.dtype
         B, J = vis.shape
         rand = lambda *s: torch.rand(*s, generator=g, device=dev, dtype=dt)  # noqa: E731

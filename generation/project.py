@@ -30,6 +30,12 @@ def inside_image(px: Tensor, img_w: Tensor, img_h: Tensor) -> Tensor:
     return (u >= 0).logical_and_(u < w).logical_and_(v >= 0).logical_and_(v < h)
 
 
+def exact_detections(px: Tensor, visible: Tensor) -> Tensor:
+    """The 'no noise' detector: (B, N, 3) = exact pixels + confidence 1 (visible) / 0 (unseen), as a view of
+    planar (3, B, N) storage like :func:`depth_pose.geometry.world_to_pixels`' outputs."""
+    return torch.cat((px.permute(2, 0, 1), visible[None].to(px.dtype))).permute(1, 2, 0)
+
+
 def self_occluded(kp_cam: Tensor, px: Tensor, ear_cos: float = 0.8, face_margin_m: float = 0.05,
                   torso_margin_m: float = 0.1) -> Tensor:
     """(B, 17) bool: joints hidden by the person's own head or torso (cheap geometric rules)."""
@@ -95,7 +101,7 @@ def observe(posed: PosedBodies, cameras: Cameras, self_occlusion: bool = True,
     vmax = torch.nan_to_num(v, nan=-inf, posinf=-inf, neginf=-inf).amax(-1)
     vmin = torch.nan_to_num(v, nan=inf, posinf=inf, neginf=inf).amin(-1)
     person_px_height = (vmax - vmin).clamp_min(0).nan_to_num(0.0, posinf=0.0, neginf=0.0)
-    det = torch.cat((px.permute(2, 0, 1), visible[None].to(px.dtype))).permute(1, 2, 0)  # planar (3, B, 17)
+    det = exact_detections(px, visible)
     return Observations(
         keypoints_cam=kp_cam,
         gt_px=px,
