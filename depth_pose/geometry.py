@@ -161,25 +161,30 @@ def deg(x: float) -> float:
     return x * math.pi / 180.0
 
 
+def planar(points: Tensor) -> Tensor:
+    """(B, N, k) -> its component-major "planar" form (k, N, B): a free view when ``points`` is already a view
+    of planar storage (what :func:`world_to_pixels_planar` and the generator produce), else one copy."""
+    return points.permute(2, 1, 0).contiguous()
+
+
+def world_to_pixels_planar(points: Tensor, R: Tensor, t: Tensor, K: Tensor, eps: float = 1e-6
+                           ) -> tuple[Tensor, Tensor]:
+    """``(world_to_camera(p, R, t), project(that, K))`` on planar points (3, N, B) with per-sample ``R``, ``t``,
+    ``K`` (B, 3, 3), (B, 3), (B, 3, 3): camera points (3, N, B) and pixels (2, N, B), NaN at or behind the
+    camera. Broadcast multiply-adds over the sample axis, which is innermost and contiguous: long vector loops
+    instead of batched tiny matmuls (the data generator's hot path; fuses well under ``torch.compile``)."""
+    X, Y, Z = points[0], points[1], points[2]
+    cam = [X * R[:, i, 0] + Y * R[:, i, 1] + Z * R[:, i, 2] + t[:, i] for i in range(3)]
+    z = cam[2]
+    inv_z = torch.where(z > eps, z, float("nan")).reciprocal()
+    px = [(cam[0] * K[:, i, 0] + cam[1] * K[:, i, 1] + z * K[:, i, 2]) * inv_z for i in range(2)]
+    return torch.stack(cam), torch.stack(px)
+
+
 def world_to_pixels(points_world: Tensor, R: Tensor, t: Tensor, K: Tensor, eps: float = 1e-6
                     ) -> tuple[Tensor, Tensor]:
-    """``(world_to_camera(p, R, t), project(that, K))`` for points (B, N, 3) and per-row ``R``, ``t``, ``K``
-    (B, 3, 3), (B, 3), (B, 3, 3), fused: broadcast multiply-adds instead of batched tiny matmuls, on
-    component-major ("planar") memory. The results are (B, N, 3) / (B, N, 2) views of (3, B, N) / (2, B, N)
-    storage, so every per-component op downstream reads contiguous memory (~3x faster than the interleaved
-    layout on CPU; the data generator's hot path). Same formulas, equal up to float round-off."""
-    B, N = points_world.shape[:2]
-    X, Y, Z = points_world.unbind(-1)
-    cam_p = points_world.new_empty(3, B, N)
-    for i in range(3):
-        r, o = R[:, i], cam_p[i]
-        torch.mul(X, r[:, 0:1], out=o)
-        o.addcmul_(Y, r[:, 1:2]).addcmul_(Z, r[:, 2:3]).add_(t[:, i:i + 1])
-    z = cam_p[2]
-    inv_z = torch.where(z > eps, z, float("nan")).reciprocal_()  # at or behind the camera -> NaN pixels
-    px_p = points_world.new_empty(2, B, N)
-    for i in range(2):
-        o = px_p[i]
-        torch.mul(cam_p[0], K[:, i, 0:1], out=o)
-        o.addcmul_(cam_p[1], K[:, i, 1:2]).addcmul_(z, K[:, i, 2:3]).mul_(inv_z)
-    return cam_p.permute(1, 2, 0), px_p.permute(1, 2, 0)
+    """:func:`world_to_pixels_planar` for points (B, N, 3): returns (B, N, 3) / (B, N, 2) views of planar
+    (3, N, B) / (2, N, B) storage, so every per-component op downstream reads contiguous memory. Same formulas
+    as :func:`world_to_camera` + :func:`project`, equal up to float round-off."""
+    cam, px = world_to_pixels_planar(planar(points_world), R, t, K, eps)
+    return cam.permute(2, 1, 0), px.permute(2, 1, 0)

@@ -10,6 +10,10 @@ Measures, on distinct (body, pose, camera) samples with ``samples_per_pose`` cam
   * ``generate()`` end to end to disk (Parquet shards + manifest) with ``workers=1`` and ``--workers``.
 
     .venv/bin/python experiments/bench_generation.py [--rows 400000] [--spp 8] [--repeats 3] [--anny-batches 2]
+
+The fused kernels (``compile=true``, what ``compile=auto`` picks for sets of >= 1 M rows) are on unless an
+override says ``compile=false``; the eager chain is always measured too, in the same process (the ratio
+``compiled_vs_eager``); the one-off compile time is printed as ``warm-up``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import depth_pose  # noqa: F401
-from generation import pipeline, shards
+from generation import kernels, pipeline, shards
 from generation.pose import torch_threads
 from generation.project import observe
 
@@ -54,7 +58,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(config_name="generate", overrides=[f"samples_per_pose={args.spp}", "paths.root_dir=/tmp",
-                                                         *args.overrides])
+                                                         "compile=true", *args.overrides])
     cfg = pipeline.with_defaults(cfg)
     if bool(cfg.get("keep_heap", True)):  # as dp-generate's processes do
         pipeline.keep_freed_memory()
@@ -65,7 +69,14 @@ def main() -> None:
     n_poses = -(-n // spp)
     g = torch.Generator().manual_seed(0)
 
-    # Whole chain, as generate() runs it per shard.
+    # Whole chain, as generate() runs it per shard; eager first (the baseline of the compiled kernels).
+    compiled = gen.compiled
+    kernels.configure(False)
+    t_eager, _ = best(lambda: gen.sample(n, g, int(cfg.batch_size)), args.repeats)
+    kernels.configure(compiled)
+    t0 = time.perf_counter()
+    gen.warm_up()
+    t_compile = time.perf_counter() - t0
     t_all, res = best(lambda: gen.sample(n, g, int(cfg.batch_size)), args.repeats)
     poses, posed, cams, obs, rep = res
     # Stages, separately (same sizes, same torch threads as inside Generator.sample).
@@ -124,7 +135,8 @@ def main() -> None:
 
     rate = n / t_all
     rows = [
-        ("whole chain (in memory), 1 process", n, t_all),
+        ("whole chain (in memory), 1 process, eager", n, t_eager),
+        (f"whole chain (in memory), 1 process{', compiled' if compiled else ''}", n, t_all),
         (f"whole chain (in memory), {W} processes", n, t_par),
         ("  pose sampling", n_poses, t_pose),
         ("  body posing (fast path)", n_poses, t_body),
@@ -140,7 +152,7 @@ def main() -> None:
     ]
     print(f"config: pose_sampling={cfg.pose_sampling.get('name')} samples_per_pose={spp} rows={n} "
           f"poses={n_poses} torch threads={torch.get_num_threads()} (inside sample: {gen.threads}) "
-          f"workers={W} (stage build {t_build:.1f} s) load average {os.getloadavg()[0]:.1f}")
+          f"workers={W} compile={compiled} (warm-up {t_compile:.1f} s) (stage build {t_build:.1f} s) load average {os.getloadavg()[0]:.1f}")
     print(f"{'stage':40s} {'items':>9s} {'seconds':>9s} {'items/s':>12s} {'x Anny':>8s}")
     for name, items, t in rows:
         print(f"{name:40s} {items:9d} {t:9.3f} {items / t:12,.0f} {items / t / anny_rate:8.1f}")

@@ -26,6 +26,7 @@ from torch import Tensor
 
 import depth_pose  # noqa: F401  (sets ANNY_CACHE_DIR etc. before anny is imported)
 from depth_pose.keypoints import L_HIP, R_HIP
+from generation.kernels import kernel, take_last
 from generation.types import BodyShapes, PoseBatch, PosedBodies
 
 SIDES = ("L", "R")
@@ -368,41 +369,15 @@ class BodyModel:
             raise IndexError(f"body_index out of range [0, {len(self.shapes)})")
         cols = self._columns(poses)
         rot = poses.rotations.to(self.device, torch.float32)
-        B, A, K = len(bi), len(self.bone_names), NUM_REGRESSOR_POINTS
-        out = rot.new_empty(B, K, 3)
+        B, K = len(bi), NUM_REGRESSOR_POINTS
+        out = rot.new_empty(3, K, B)  # planar; returned as its (B, K, 3) view
         # structure-of-arrays layout (components, ..., samples): tiny 3x3 products as long vector ops
         for s in range(0, B, chunk):
             b = bi[s:s + chunk]
-            n = len(b)
-            D = rot[s:s + chunk].permute(1, 2, 3, 0).contiguous()  # (n_bones, 3, 3, n)
-            off = self._off_soa.index_select(2, b)  # (3, A, n) head offsets
-            P = self._P_soa.index_select(2, b)  # (3, n_pairs, n) keypoint offsets
-            G: list[Tensor | None] = [None] * A  # posed rotation of each bone, None = identity
-            w = off.new_empty(3, A, n)  # posed head of each bone
-            w[:, 0] = 0.0
-            if cols[0] is not None:
-                G[0] = D[cols[0]]
-            for a in range(1, A):
-                p = self._pslot[a]
-                Gp = G[p]
-                if Gp is None:
-                    torch.add(w[:, p], off[:, a], out=w[:, a])
-                else:
-                    w[:, a] = w[:, p] + Gp[:, 0] * off[0, a] + Gp[:, 1] * off[1, a] + Gp[:, 2] * off[2, a]
-                if cols[a] is None:
-                    G[a] = Gp
-                else:
-                    Da = D[cols[a]]
-                    G[a] = Da if Gp is None else (
-                        Gp[:, 0, None] * Da[0] + Gp[:, 1, None] * Da[1] + Gp[:, 2, None] * Da[2])
-            for a, (p0, p1) in enumerate(self._pair_ranges):
-                Ga = G[a]
-                if p1 > p0 and Ga is not None:
-                    Pa = P[:, p0:p1]  # (3, n_a, n)
-                    P[:, p0:p1] = Ga[:, 0, None] * Pa[0] + Ga[:, 1, None] * Pa[1] + Ga[:, 2, None] * Pa[2]
-            kp = self._scatter_kp @ P + self._C @ w  # (3, K, n)
-            out[s:s + chunk] = kp.permute(2, 1, 0)
-        return out
+            kp = _forward_kinematics(rot[s:s + chunk], take_last(self._off_soa, b), take_last(self._P_soa, b), cols, self._pslot, self._pair_ranges,
+                                     self._scatter_kp, self._C)
+            out[:, :, s:s + chunk] = kp
+        return out.permute(2, 1, 0)
 
     def pose(self, body_index: Tensor, poses: PoseBatch) -> PosedBodies:
         """Posed COCO keypoints (B, 17, 3) in the world: lowest of the 23 points on Z = 0, mid-hip at X = Y = 0.
@@ -435,6 +410,44 @@ class BodyModel:
                          rotations=torch.eye(3, device=self.device).expand(n, len(self.bone_names), 3, 3).clone(),
                          joint_names=[], angles_deg=torch.zeros(n, 0, 3, device=self.device), strategy="rest",
                          preset=[""] * n, tags={})
+
+
+@kernel
+def _forward_kinematics(rot: Tensor, off: Tensor, P: Tensor, cols: list[int | None], pslot: list[int],
+                        pair_ranges: list[tuple[int, int]], scatter_kp: Tensor, C: Tensor) -> Tensor:
+    """Keypoints (3, K, n) of ``n`` posed bodies: bone rotations ``rot`` (n, n_bones, 3, 3), the bodies' head
+    offsets ``off`` (3, A, n) and keypoint offsets ``P`` (3, n_pairs, n); ``cols``/``pslot``/``pair_ranges``
+    describe the posable skeleton (see :meth:`BodyModel._build_fast_path`). Pure math (a
+    :func:`generation.kernels.kernel`)."""
+    D = rot.permute(1, 2, 3, 0)  # (n_bones, 3, 3, n): free for JointSet.rotations' (J, 3, 3, B) storage
+    if D.stride(-1) != 1:
+        D = D.contiguous()
+    A = len(pslot)
+    G: list[Tensor | None] = [None] * A  # posed rotation of each bone, None = identity
+    w: list[Tensor] = [torch.zeros_like(off[:, 0])]  # posed head of each bone, (3, n)
+    if cols[0] is not None:
+        G[0] = D[cols[0]]
+    for a in range(1, A):
+        p = pslot[a]
+        Gp = G[p]
+        if Gp is None:
+            w.append(w[p] + off[:, a])
+        else:
+            w.append(w[p] + Gp[:, 0] * off[0, a] + Gp[:, 1] * off[1, a] + Gp[:, 2] * off[2, a])
+        ca = cols[a]
+        if ca is None:
+            G[a] = Gp
+        else:
+            Da = D[ca]
+            G[a] = Da if Gp is None else (Gp[:, 0, None] * Da[0] + Gp[:, 1, None] * Da[1] + Gp[:, 2, None] * Da[2])
+    parts = []
+    for a, (p0, p1) in enumerate(pair_ranges):
+        if p1 > p0:
+            Pa, Ga = P[:, p0:p1], G[a]  # (3, n_a, n)
+            parts.append(Pa if Ga is None else (Ga[:, 0, None] * Pa[0] + Ga[:, 1, None] * Pa[1]
+                                                + Ga[:, 2, None] * Pa[2]))
+    Pp = torch.cat(parts, dim=1)
+    return scatter_kp @ Pp + C @ torch.stack(w, dim=1)  # (3, K, n)
 
 
 def _det3(M: Tensor) -> Tensor:

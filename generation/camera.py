@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from depth_pose import geometry
+from generation.kernels import kernel, nan_to, take_last
 from generation.types import Cameras, PosedBodies
 
 
@@ -177,17 +178,21 @@ class CameraSampler:
         K = geometry.intrinsics(p["f"], p["f"], p["cx"], p["cy"])
         return K, R, t
 
-    def _accept(self, px: Tensor, w: Tensor, h: Tensor) -> Tensor:
-        """(B,) bool: at least ``min_visible`` keypoints inside the image and a keypoint box of at least
-        ``min_person_px`` (larger side; NaN pixels, i.e. behind the camera, count as 0)."""
-        u, v = px.unbind(-1)  # contiguous (B, N) planes: world_to_pixels returns planar storage
-        inside = (u >= 0).logical_and_(u < w[:, None]).logical_and_(v >= 0).logical_and_(v < h[:, None])
-        ok = inside.sum(-1) >= self.min_visible
-        if self.min_person_px > 0:
-            u_lo, u_hi = torch.aminmax(torch.nan_to_num(u, nan=0.0), dim=1)
-            v_lo, v_hi = torch.aminmax(torch.nan_to_num(v, nan=0.0), dim=1)
-            ok &= torch.maximum(u_hi - u_lo, v_hi - v_lo) >= self.min_person_px
-        return ok
+    def _check(self, p: dict[str, Tensor], hip_height: Tensor, kp: Tensor
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Cameras of ``p`` + projection of ``kp`` + acceptance, in one fused kernel (:func:`_place_and_check`)."""
+        return _place_and_check(p, hip_height, kp, self.min_visible, self.min_person_px)
+
+    @staticmethod
+    def _scatter(p: dict[str, Tensor], out: list[Tensor], rows: Tensor, q: dict[str, Tensor], res: tuple,
+                 pick: Tensor) -> None:
+        """Write entries ``pick`` of a resampled subset (parameters ``q``, results ``res``) to ``rows``."""
+        for key in p:
+            p[key].index_copy_(0, rows, q[key].index_select(0, pick))
+        for k in range(3):  # K, R, t: per-sample first axis
+            out[k].index_copy_(0, rows, res[k].index_select(0, pick))
+        for k in (3, 4):  # planar projections: samples on the last axis
+            out[k].view(-1, out[k].shape[-1]).index_copy_(1, rows, take_last(res[k], pick).flatten(0, -2))
 
     # ------------------------------------------------------------------ public
     def sample(self, posed: PosedBodies, generator: torch.Generator, return_projection: bool = False
@@ -195,47 +200,45 @@ class CameraSampler:
         """One camera per row of ``posed`` (float32, on the keypoints' device).
 
         ``return_projection``: also return ``(keypoints_cam, pixels)`` of the final cameras when the visibility
-        check computed them (else None), for :func:`generation.project.observe` to reuse.
+        check computed them (else None), for :func:`generation.project.observe` to reuse: (B, 17, 3) / (B, 17, 2)
+        views of planar storage.
         """
-        kp = posed.keypoints.float()
-        n, device = kp.shape[0], kp.device
-        hip_height = geometry.mid_hip(kp)[:, 2]
+        kp = geometry.planar(posed.keypoints.float())  # (3, 17, B); free when the body model made it planar
+        n, device = kp.shape[2], kp.device
+        hip_height = geometry.mid_hip(kp.permute(2, 1, 0))[:, 2]
         p = self._draw(n, generator, device)
-        K, R, t = self._place(p, hip_height)
         proj = None
         if self.min_visible > 0 or self.min_person_px > 0:
-            kp_cam, px = geometry.world_to_pixels(kp, R, t, K)
-            bad = ~self._accept(px, p["w"], p["h"])
-            # Resample the rejected rows' parameters (only the scalars are copied back; the cameras and the
-            # projection are rebuilt once for every row at the end: same formulas, fewer scattered copies).
-            changed = False
+            out = list(self._check(p, hip_height, kp))  # K, R, t, keypoints_cam, pixels, ok
+            bad = ~out[5]
+            # Resample the rejected rows (all parameters but the target depth) and write the accepted ones'
+            # parameters, cameras and projections into place (planar arrays: along the sample axis).
             for _ in range(self.max_rounds):
                 idx = bad.nonzero().squeeze(1)
                 if idx.numel() == 0:
                     break
                 q = self._draw(idx.numel(), generator, device)
                 q["z"] = p["z"].index_select(0, idx)  # keep the target: its distribution stays exactly the configured one
-                Kq, Rq, tq = self._place(q, hip_height.index_select(0, idx))
-                _, pq = geometry.world_to_pixels(kp.index_select(0, idx), Rq, tq, Kq)
-                okn = self._accept(pq, q["w"], q["h"]).nonzero().squeeze(1)
+                res = self._check(q, hip_height.index_select(0, idx), take_last(kp, idx))
+                okn = res[5].nonzero().squeeze(1)
                 sel = idx.index_select(0, okn)
-                for key in p:
-                    p[key].index_copy_(0, sel, q[key].index_select(0, okn))
+                self._scatter(p, out, sel, q, res, okn)
                 bad.index_fill_(0, sel, False)
-                changed = True
             idx = bad.nonzero().squeeze(1)
             if idx.numel():
                 # Last resort: aim the optical axis (tilt) at the hip (clamped to the tilt range), narrowest lens.
-                elev = torch.atan2(hip_height[idx] - p["height"][idx], p["z"][idx]) * (180.0 / math.pi)
-                p["tilt"][idx] = elev.clamp(*self.tilt)
-                p["lat"][idx] = 0.5
-                p["hfov"][idx] = self.hfov[0]  # narrowest lens: largest person
-                p["f"][idx] = geometry.focal_from_hfov(p["hfov"][idx], p["w"][idx])
-                changed = True
-            if changed:
-                K, R, t = self._place(p, hip_height)
-                kp_cam, px = geometry.world_to_pixels(kp, R, t, K)
-            proj = (kp_cam, px)
+                q = {k: v.index_select(0, idx) for k, v in p.items()}
+                elev = torch.atan2(hip_height[idx] - q["height"], q["z"]) * (180.0 / math.pi)
+                q["tilt"] = elev.clamp(*self.tilt)
+                q["lat"] = torch.full_like(q["lat"], 0.5)
+                q["hfov"] = torch.full_like(q["hfov"], self.hfov[0])  # narrowest lens: largest person
+                q["f"] = geometry.focal_from_hfov(q["hfov"], q["w"])
+                res = self._check(q, hip_height.index_select(0, idx), take_last(kp, idx))
+                self._scatter(p, out, idx, q, res, torch.arange(idx.numel(), device=device))
+            K, R, t, kp_cam, px, _ = out
+            proj = (kp_cam.permute(2, 1, 0), px.permute(2, 1, 0))
+        else:
+            K, R, t = self._place(p, hip_height)
         cams = Cameras(
             K=K,
             R=R,
@@ -249,3 +252,34 @@ class CameraSampler:
             hfov_deg=p["hfov"],
         )
         return (cams, proj) if return_projection else cams
+
+
+def _placed_and_checked(p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_visible: int,
+                        min_person_px: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(K, R, t, keypoints_cam, pixels, ok)``: the cameras of ``p`` (:meth:`CameraSampler._place`), the
+    projection of the planar keypoints ``kp`` (3, N, B) through them (planar (3, N, B) / (2, N, B)) and the
+    acceptance test: at least ``min_visible`` keypoints inside the image and a keypoint box of at least
+    ``min_person_px`` (larger side; NaN pixels, i.e. behind the camera, count as 0)."""
+    K, R, t = CameraSampler._place(p, hip_height)
+    kp_cam, px = geometry.world_to_pixels_planar(kp, R, t, K)
+    u, v = px[0], px[1]  # (N, B): reductions over the joints are element-wise ops over rows
+    inside = (u >= 0) & (u < p["w"]) & (v >= 0) & (v < p["h"])
+    ok = inside.sum(0) >= min_visible
+    if min_person_px > 0:
+        u0, v0 = nan_to(u, 0.0), nan_to(v, 0.0)
+        ext = torch.maximum(u0.amax(0) - u0.amin(0), v0.amax(0) - v0.amin(0))
+        ok = ok & (ext >= min_person_px)
+    return K, R, t, kp_cam, px, ok
+
+
+@kernel
+def _place_and_check(p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_visible: int, min_person_px: float
+                     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`_placed_and_checked` as a fused kernel (:mod:`generation.kernels`)."""
+    return _placed_and_checked(p, hip_height, kp, min_visible, min_person_px)
+
+
+@kernel
+def _accepted(p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_visible: int, min_person_px: float) -> Tensor:
+    """Only the acceptance of :func:`_placed_and_checked` (resampling rounds need nothing else)."""
+    return _placed_and_checked(p, hip_height, kp, min_visible, min_person_px)[5]

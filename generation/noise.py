@@ -23,7 +23,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from depth_pose import geometry
 from depth_pose.keypoints import FLIP_INDEX, NUM_KEYPOINTS
+from generation.kernels import kernel, nan_to
 from generation.project import exact_detections
 from generation.types import Cameras, Observations
 
@@ -101,79 +103,81 @@ class DetectorNoise:
         """Detector-like ``(B, 17, 3)`` keypoints for ``obs``; ``cameras`` (row-aligned) bounds guessed positions
         to the image.
 
-        Works on component planes ((2, B, 17) pixels: contiguous per-coordinate ops, ~2x faster than the
-        interleaved layout on CPU); the result is a (B, 17, 3) view of (3, B, 17) storage.
+        Random numbers are drawn here, the math runs in :func:`_noise_planar` on planar (component, joint,
+        sample) storage (a fused kernel when :mod:`generation.kernels` is on); the result is a (B, 17, 3) view
+        of (3, 17, B) storage.
         """
         px, vis = obs.gt_px, obs.gt_visible
         if not self.enabled:
             return exact_detections(px, vis)
         g, dev, dt = generator, px.device, px.dtype
-        B, J = vis.shape
-        rand = lambda *s: torch.rand(*s, generator=g, device=dev, dtype=dt)  # noqa: E731
-        pxp = px.permute(2, 0, 1).contiguous()  # (2, B, J); free when px is already planar (world_to_pixels)
-        # Person size in pixels: keypoint box extent (NaN-safe: points behind the camera count as 0).
-        pxf = torch.nan_to_num(pxp, nan=0.0)
-        (u_lo, u_hi), (v_lo, v_hi) = torch.aminmax(pxf[0], dim=1), torch.aminmax(pxf[1], dim=1)
-        lo_uv, hi_uv = torch.stack((u_lo, v_lo)), torch.stack((u_hi, v_hi))  # (2, B)
-        ext = hi_uv - lo_uv
-        size = torch.maximum(ext[0], ext[1]).clamp_(1.0, 1e5)
-        # Random numbers: 2 normals + 2 uniforms per joint, each used by mutually exclusive branches.
-        nrm = torch.randn(2, B, J, generator=g, device=dev, dtype=dt)
-        u = rand(2, B, J)
-        u0, u1 = u[0], u[1]  # u0: outlier (u0 < p) | drop (u0 >= 1 - p); u1: confidence | NaN choice
-        s = rand(B, 6)  # per detection: quality, occluder x3, forced pattern, (swaps drawn below)
-        # Pixel jitter: per-detection log-normal quality, per-joint scale, heavy-tailed outliers.
-        quality = torch.exp(self.quality_log_std * math.sqrt(2.0) * torch.erfinv(2 * s[:, :1] - 1).clamp(-6, 6))
-        sigma = ((self.rel_sigma * size[:, None]) * quality) * self.joint_scale.to(dev, dt)
-        sigma = sigma.clamp_min_(self.floor_px)
-        sigma = torch.where(u0 < self.outlier_prob, sigma * self.outlier_scale, sigma)
-        # Missed joints: random drops, more when small (face first).
-        smallness = ((self.small_px - size) / self.small_px).clamp_(0.0, 1.0)
-        p_keep = (1.0 - self.drop_prob) - self.small_drop_max * smallness[:, None] * self.small_drop_weight.to(dev, dt)
-        seen = vis & (u0 < p_keep)
-        # Occluder (car, bike, another person, frame edge): hides the bottom part or one side of the person.
-        rows = (s[:, 1] < self.occluder_prob).nonzero().squeeze(1)
-        if rows.numel():
-            so = s[rows]
-            lo_r, ext_r = lo_uv[:, rows], ext[:, rows]
-            bottom = so[:, 2] < 0.6
-            cut_v = lo_r[1] + (0.35 + 0.5 * so[:, 3]) * ext_r[1]
-            cut_u = lo_r[0] + (0.3 + 0.4 * so[:, 3]) * ext_r[0]
-            left = so[:, 3] < 0.5
-            hide = torch.where(
-                bottom[:, None],
-                pxf[1, rows] > cut_v[:, None],
-                (pxf[0, rows] < cut_u[:, None]) == left[:, None],
-            )
-            seen[rows] &= ~hide
-        unseen = ~seen
-        out = torch.empty(3, B, J, device=dev, dtype=dt)
-        # Visible confidences: higher for bigger, better detections (the model only uses conf >= threshold).
-        q = (size / self.small_px).clamp(0.4, 1.0)[:, None] / quality.clamp_min(0.7)
-        lo, hi = self.vis_conf
-        conf = torch.sqrt(u1).mul_(q).mul_(hi - lo).add_(lo).clamp_(lo, hi)
-        # Unseen joints, YOLO-like or forced-complete-like per detection, as dense selects over all joints
-        # (cheaper than gathering the ~25% scattered unseen ones). Forced-complete guesses are the true position
-        # plus a large error (the same normals, a larger sigma), clipped to the image.
-        forced = (s[:, 5] < self.forced_share)[:, None]  # (B, 1)
+        pp = geometry.planar(px)  # (2, J, B); free when px is a view of planar storage (observe)
+        J, B = pp.shape[1:]
+        # Random numbers: 2 normals + 2 uniforms per joint (each used by mutually exclusive branches), 6 per
+        # detection (quality, occluder x3, forced pattern, spare), 2 for left/right swaps.
+        nrm = torch.randn(2, J, B, generator=g, device=dev, dtype=dt)
+        u = torch.rand(2, J, B, generator=g, device=dev, dtype=dt)
+        s = torch.rand(8, B, generator=g, device=dev, dtype=dt)
         if cameras is not None:
             img = torch.stack((cameras.img_w, cameras.img_h)).to(dev, dt) - 1.0  # (2, B)
-        else:  # no image size known: keep within the keypoint box grown by 50%
-            img = hi_uv + 0.5 * ext
-        sigma = torch.where(unseen & forced, (self.guess_rel_sigma * size)[:, None], sigma)
-        xy = torch.addcmul(pxp, sigma, nrm)  # (2, B, J)
-        xy_u = torch.minimum(torch.nan_to_num(xy, nan=0.0).clamp_min_(0.0), img[..., None])
-        torch.where(unseen, xy_u, xy, out=out[:2])
-        out[:2].masked_fill_(unseen & ~forced & (u1 < self.nan_share), torch.nan)
-        conf_u = torch.where(forced, self.forced_conf * (0.5 + u1), self.unseen_conf_max * u1)
-        torch.where(unseen, conf_u, conf, out=out[2])
-        return _swap(out.permute(1, 2, 0), rand(B, 2), self.swap_prob, self.flip_prob, g)
+        else:
+            img = torch.full((2, B), torch.inf, device=dev, dtype=dt)
+        det = _noise_planar(self, pp, vis.T.to(dt), nrm, u, s, img, cameras is not None)
+        return _swap(det.permute(2, 1, 0), s[6:].T, self.swap_prob, self.flip_prob, g)
+
+
+@kernel
+def _noise_planar(nz: DetectorNoise, pp: Tensor, vis: Tensor, nrm: Tensor, u: Tensor, s: Tensor, img: Tensor,
+                  has_image: bool) -> Tensor:
+    """The math of :meth:`DetectorNoise.__call__` on planar pixels ``pp`` (2, J, B), visibility ``vis`` (J, B,
+    0/1 float) and the drawn random numbers; returns detections (3, J, B). Pure (a
+    :func:`generation.kernels.kernel`; masks that get stored are floats: Inductor stores bools slowly)."""
+    dt = pp.dtype
+    # Person size in pixels: keypoint box extent (NaN-safe: points behind the camera count as 0).
+    pxf = nan_to(pp, 0.0)
+    lo_uv, hi_uv = pxf.amin(1), pxf.amax(1)  # (2, B)
+    ext = hi_uv - lo_uv
+    size = torch.maximum(ext[0], ext[1]).clamp(1.0, 1e5)
+    u0, u1 = u[0], u[1]  # u0: outlier (u0 < p) | drop (u0 >= 1 - p); u1: confidence | NaN choice
+    # Pixel jitter: per-detection log-normal quality, per-joint scale, heavy-tailed outliers.
+    quality = torch.exp(nz.quality_log_std * math.sqrt(2.0) * torch.erfinv(2 * s[0] - 1).clamp(-6, 6))  # (B,)
+    joint_scale = nz.joint_scale.to(pp.device, dt)[:, None]
+    sigma = ((nz.rel_sigma * size) * quality) * joint_scale  # (J, B)
+    sigma = sigma.clamp_min(nz.floor_px)
+    sigma = torch.where(u0 < nz.outlier_prob, sigma * nz.outlier_scale, sigma)
+    # Missed joints: random drops, more when small (face first).
+    smallness = ((nz.small_px - size) / nz.small_px).clamp(0.0, 1.0)
+    p_keep = (1.0 - nz.drop_prob) - nz.small_drop_max * smallness * nz.small_drop_weight.to(pp.device, dt)[:, None]
+    seen = vis * (u0 < p_keep).to(dt)  # 0/1
+    # Occluder (car, bike, another person, frame edge): hides the bottom part or one side of the person.
+    occluded = s[1] < nz.occluder_prob
+    cut_v = lo_uv[1] + (0.35 + 0.5 * s[3]) * ext[1]
+    cut_u = lo_uv[0] + (0.3 + 0.4 * s[3]) * ext[0]
+    hide = torch.where(s[2] < 0.6, pxf[1] > cut_v, (pxf[0] < cut_u) == (s[3] < 0.5))
+    unseen = (seen * (1.0 - (hide & occluded).to(dt))) < 0.5
+    # Visible confidences: higher for bigger, better detections (the model only uses conf >= threshold).
+    q = (size / nz.small_px).clamp(0.4, 1.0) / quality.clamp_min(0.7)
+    lo, hi = nz.vis_conf
+    conf = (torch.sqrt(u1) * q * (hi - lo) + lo).clamp(lo, hi)
+    # Unseen joints, YOLO-like or forced-complete-like per detection, as dense selects over all joints.
+    # Forced-complete guesses are the true position plus a large error (the same normals, a larger sigma),
+    # clipped to the image (no image size known: to the keypoint box grown by 50%).
+    forced = s[5] < nz.forced_share  # (B,)
+    bound = img if has_image else hi_uv + 0.5 * ext
+    sigma = torch.where(unseen & forced, nz.guess_rel_sigma * size, sigma)
+    xy = pp + sigma * nrm  # (2, J, B)
+    xy_u = torch.minimum(nan_to(xy, 0.0).clamp_min(0.0), bound[:, None])
+    xy = torch.where(unseen, xy_u, xy)
+    xy = torch.where(unseen & ~forced & (u1 < nz.nan_share), torch.nan, xy)
+    conf_u = torch.where(forced, nz.forced_conf * (0.5 + u1), nz.unseen_conf_max * u1)
+    conf = torch.where(unseen, conf_u, conf)
+    return torch.cat((xy, conf[None]))
 
 
 def _swap(det: Tensor, s: Tensor, swap_prob: float, flip_prob: float, g: torch.Generator) -> Tensor:
     """Left/right confusions: one random pair (prob ``swap_prob``) or the whole body (prob ``flip_prob``).
 
-    Works in place on the affected rows only.
+    ``s`` (B, 2) uniforms. Works in place on the affected rows only.
     """
     J = det.shape[1]
     full = s[:, 1] < flip_prob

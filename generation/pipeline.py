@@ -5,7 +5,8 @@
   missing shard and yields exactly the data of an uninterrupted run; the same config gives the same data.
   All randomness of a shard is drawn for the whole shard at once (``shard_size`` bounds memory); ``batch_size``
   only chunks the (deterministic) body posing, so it does not change the data.
-* Speed knobs that do not change the data (not in the dataset id): ``workers`` (shards written by that many
+* Speed knobs that do not change the data (not in the dataset id): ``compile`` (fused kernels, see
+  :mod:`generation.kernels`; equal to eager up to float round-off), ``workers`` (shards written by that many
   forked processes, 0 = one per core; default 1) and ``threads`` (torch intra-op threads while sampling,
   default 1: on the 2-core box 2 threads made the chain ~6x slower, see docs/bench_generation.md) and
   ``keep_heap`` (glibc: keep freed memory in the process instead of returning it to the OS, see
@@ -29,9 +30,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from depth_pose import geometry
 from depth_pose.keypoints import COCO_NAMES
 from depth_pose.schema import ALL_COLS, TAG_COLS
-from generation import shards
+from generation import kernels, shards
 from generation.types import BodyShapes, Cameras, Observations, PoseBatch, PosedBodies
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "workers": 1,  # processes generating shards in parallel (0: one per CPU core); the data does not change
     "threads": 1,  # torch intra-op threads while sampling (0: unchanged); 1 was 6x faster than 2 on 2 busy cores
     "keep_heap": True,  # glibc malloc keeps freed memory (no page faults on every multi-MB tensor); data unchanged
+    "compile": "auto",  # fused kernels (generation.kernels): true | false | auto (CPU sets >= 1 M rows)
     "project": {"self_occlusion": True},
     "render": {"name": "none"},
 }
@@ -58,7 +61,8 @@ ID_KEYS = ("body", "pose_sampling", "camera", "noise", "render", "project", "num
 # Bumped whenever the generator's code draws different data for the same config (RNG layout, formulas), so a
 # set made by older code is never reused as if it were this code's (it is part of the dataset id).
 # 2: planar noise draws (2, B, 17), sqrt visible confidences (2026-11-25).
-GENERATOR_VERSION = 2
+# 3: joint-major planar layout (noise draws (2, 17, B), (8, B)); dense occluder branch (2026-11-26).
+GENERATOR_VERSION = 3
 GENERATED_FILES = (shards.MANIFEST, "contact_sheet.png")
 _BODY_CACHE: dict[str, Any] = {}  # the last body banks built in this process (oldest first)
 _BODY_CACHE_SIZE = 2
@@ -173,6 +177,11 @@ class Generator:
         self.spp = int(cfg.samples_per_pose)
         self.threads = int(cfg.get("threads", 1))
         self.self_occlusion = bool(cfg.project.get("self_occlusion", True))
+        self.compiled = kernels.configure(kernels.resolve(cfg.get("compile", "auto"), int(cfg.get("num_samples", 0)),
+                                                          str(self.device)))
+        if self.compiled:
+            log.info("fused generator kernels on (compile=%s): a one-off compile of ~20 s (~1 min the first time "
+                     "on a machine), then ~2x the eager rate", cfg.get("compile", "auto"))
         stages = stages if stages is not None else build_stages(cfg)
         self.camera, self.noise, self.pose_sampler = stages["camera"], stages["noise"], stages["pose_sampling"]
         body_kwargs = {} if "seed" in cfg.body else {"seed": int(cfg.seed)}
@@ -184,6 +193,12 @@ class Generator:
                 _BODY_CACHE.pop(next(iter(_BODY_CACHE)))
             _BODY_CACHE[key] = _instantiate("body", cfg.body, **body_kwargs)
         self.body = _BODY_CACHE[key]
+
+    def warm_up(self) -> None:
+        """Compile the fused kernels now (when on) with a tiny throw-away batch, e.g. before forking workers."""
+        if self.compiled:
+            with torch.no_grad():
+                self.sample(64, torch.Generator(device=self.device).manual_seed(0))
 
     def sample(self, n_rows: int, g: torch.Generator, batch_size: int | None = None,
                g_pose: torch.Generator | None = None) -> tuple[PoseBatch, PosedBodies, Cameras, Observations, Tensor]:
@@ -209,10 +224,12 @@ class Generator:
         for s in range(0, n_poses, chunk):
             sub = _slice_poses(poses, s, s + chunk)
             kps.append(self.body.pose(body_index[s:s + chunk], sub).keypoints)
-        kp = (kps[0] if len(kps) == 1 else torch.cat(kps)).to(self.device, torch.float32)
+        kp = geometry.planar(kps[0] if len(kps) == 1 else torch.cat(kps)).to(self.device, torch.float32)
         rep = torch.arange(n_poses, device=self.device).repeat_interleave(self.spp)[:n_rows]
-        # row r shows pose r // spp: contiguous block copies instead of a gather
-        kp = kp[:, None].expand(n_poses, self.spp, *kp.shape[1:]).reshape(-1, *kp.shape[1:])[:n_rows]
+        # Row r shows pose r // spp. Planar (3, 17, rows) storage, the samples innermost: every later stage
+        # runs long contiguous vector ops over samples; PosedBodies.keypoints is its (rows, 17, 3) view.
+        kp = kp[..., None].expand(*kp.shape, self.spp).reshape(*kp.shape[:2], -1)[..., :n_rows].contiguous()
+        kp = kp.permute(2, 1, 0)
         bi = body_index[:, None].expand(n_poses, self.spp).reshape(-1)[:n_rows]
         posed = PosedBodies(keypoints=kp, body_index=bi)
         cams, proj = self.camera.sample(posed, g, return_projection=True)
@@ -259,13 +276,13 @@ def columns(poses: PoseBatch, posed: PosedBodies, cams: Cameras, obs: Observatio
     """Shard columns from the stage outputs (``rep``: pose index of each row)."""
     n = len(rep)
     rep_np = _np(rep)
-    det = _np(obs.det_xyc.float())
-    gt = _np(obs.gt_px.float())
+    det = _np(geometry.planar(obs.det_xyc.float()))  # (3, 17, B): every column is a contiguous row
+    gt = _np(geometry.planar(obs.gt_px.float()))
     K = _np(cams.K.float())
     cols: dict[str, Any] = {}
     for j, name in enumerate(COCO_NAMES):
-        cols[f"{name}_x"], cols[f"{name}_y"], cols[f"{name}_c"] = det[:, j, 0], det[:, j, 1], det[:, j, 2]
-        cols[f"gt_{name}_x"], cols[f"gt_{name}_y"] = gt[:, j, 0], gt[:, j, 1]
+        cols[f"{name}_x"], cols[f"{name}_y"], cols[f"{name}_c"] = det[0, j], det[1, j], det[2, j]
+        cols[f"gt_{name}_x"], cols[f"gt_{name}_y"] = gt[0, j], gt[1, j]
     bits = (obs.gt_visible.to(torch.int64) << torch.arange(17, device=rep.device)).sum(-1)
     hip = _np(obs.hip_cam.float())
     ground = _np(obs.ground_cam.float())
@@ -480,6 +497,7 @@ def _run_shards(gen: Generator, tasks: list[tuple], workers: int):
 
     global _WORKER_GEN
     _WORKER_GEN = gen
+    gen.warm_up()  # compile once here; the forked workers inherit the compiled kernels
     try:
         init = (gen.threads or 1, bool(gen.cfg.get("keep_heap", True)))
         with mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=init) as pool:

@@ -23,6 +23,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from generation.kernels import kernel
 from generation.types import PoseBatch
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -138,14 +139,10 @@ class JointSet:
 
         Each factor is Rodrigues' ``R_k = I + sin(t_k) K_k + (1 - cos(t_k)) K_k^2`` about a fixed joint axis, so
         ``R_flex R_abd R_rot`` (mirrored on the right) is a fixed per-joint linear map of the 27 monomials
-        ``[1, sin, vers]_flex x [1, sin, vers]_abd x [1, sin, vers]_rot``: one batched GEMM per call.
+        ``[1, sin, vers]_flex x [1, sin, vers]_abd x [1, sin, vers]_rot``: one batched GEMM per call. The result
+        is a view of (J, 3, 3, B) storage, the layout the body model's forward kinematics reads.
         """
-        B, J = angles_deg.shape[:2]
-        rad = torch.deg2rad((angles_deg - self.rest) * self.sign).permute(2, 1, 0)  # (3 axes, J, B)
-        b = torch.stack((torch.ones_like(rad), torch.sin(rad), 1.0 - torch.cos(rad)), 1)  # (3 axes, 3 terms, J, B)
-        mono = (b[0][:, None, None] * b[1][None, :, None] * b[2][None, None, :]).reshape(27, J, B)
-        R = torch.bmm(self._monomial_map().transpose(1, 2).to(mono.dtype), mono.transpose(0, 1))  # (J, 9, B)
-        return R.permute(2, 0, 1).reshape(B, J, 3, 3)
+        return _rotations(angles_deg, self.rest, self.sign, self._monomial_map())
 
     def _monomial_map(self) -> Tensor:
         """(J, 27, 9): row (i, j, k) = (A_i B_j C_k) flattened, A/B/C in {I, K, K^2} of the flex/abd/rot axes."""
@@ -210,6 +207,18 @@ class UniformPoseSampler(PoseSampler):
         j = self.joints
         u = torch.rand(n, *j.lo.shape, generator=g)
         return j.lo + u * (j.hi - j.lo), [""] * n, {}
+
+
+@kernel
+def _rotations(angles_deg: Tensor, rest: Tensor, sign: Tensor, mono_map: Tensor) -> Tensor:
+    """:meth:`JointSet.rotations`' math: (B, J, 3, 3) view of (J, 3, 3, B) storage. Pure (a
+    :func:`generation.kernels.kernel`)."""
+    B, J = angles_deg.shape[:2]
+    rad = torch.deg2rad((angles_deg - rest) * sign).permute(2, 1, 0)  # (3 axes, J, B)
+    b = torch.stack((torch.ones_like(rad), torch.sin(rad), 1.0 - torch.cos(rad)), 1)  # (3 axes, 3 terms, J, B)
+    mono = (b[0][:, None, None] * b[1][None, :, None] * b[2][None, None, :]).reshape(27, J, B)
+    R = torch.bmm(mono_map.transpose(1, 2).to(mono.dtype), mono.transpose(0, 1))  # (J, 9, B)
+    return R.view(J, 3, 3, B).permute(3, 0, 1, 2)
 
 
 def truncnorm(n: int, mean: Tensor, sigma: Tensor, lo: Tensor, hi: Tensor, g: torch.Generator) -> Tensor:
