@@ -1,7 +1,8 @@
 """Convention check of a depth model on the 178 real KITTI dev pedestrians (read-only shared data).
 
 Prints ALE, distance-band errors, relative error, bias and calibration of sigma for the model and for the
-shoulder-hip pinhole rule (0.48 m). Fit nothing to this set: it is a check, not a validation split.
+shoulder-hip pinhole rule (0.48 m), and how much of the error the people's statures (KITTI box heights)
+explain. Fit nothing to this set: it is a check, not a validation split.
 
     python experiments/kitti_check.py [--model PATH] [--data ../shared/data/real/kitti_pedestrians_dev.jsonl]
 """
@@ -31,6 +32,14 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return kp, K, z
 
 
+def box_heights(path: Path) -> np.ndarray | None:
+    """KITTI 3D box heights (m) when every line has ``gt_box_hwl_m``, else None."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not all("gt_box_hwl_m" in r for r in rows):
+        return None
+    return np.array([r["gt_box_hwl_m"][0] for r in rows], dtype=np.float64)
+
+
 def shoulder_hip_rule(kp: np.ndarray, K: np.ndarray, length_m: float = 0.48) -> np.ndarray:
     """z = f * 0.48 m / (pixel distance mid-shoulder -> mid-hip): the classic baseline."""
     sh = 0.5 * (kp[:, L_SHOULDER, :2] + kp[:, R_SHOULDER, :2])
@@ -55,6 +64,34 @@ def report(name: str, zh: np.ndarray, z: np.ndarray, sigma: np.ndarray | None = 
     return out
 
 
+def stature_analysis(zh: np.ndarray, z: np.ndarray, box_h: np.ndarray) -> dict:
+    """How much of the error a stature-blind method cannot avoid on THIS set, using KITTI's 3D box heights as
+    the people's statures (nothing is fitted: the set's own mean is only used to centre the comparison).
+
+    A method that reads every keypoint perfectly but assumes one stature ``h0`` for everyone predicts
+    ``z * h0 / h``: its relative error is ``s = h0 / h - 1``. Reported: that oracle's ALE (the set's stature
+    floor; box heights include label noise and a few sitting people, so it overstates the true floor), the
+    correlation of the model's relative error ``r`` with ``s``, and the ALE left after removing ``s``.
+    """
+    r = zh / z - 1
+    h0 = float(box_h.mean())
+    s = h0 / box_h - 1
+    upright = (box_h >= 1.5) & (box_h <= 2.0)
+    out = {
+        "box_h_mean_m": h0, "box_h_std_m": float(box_h.std()), "box_h_rel_std": float(box_h.std() / h0),
+        "oracle_ale_m": float(np.abs(s * z).mean()), "oracle_ale_upright_m": float(np.abs(s * z)[upright].mean()),
+        "n_upright": int(upright.sum()), "corr_r_s": float(np.corrcoef(r, s)[0, 1]),
+        "model_ale_m": float(np.abs(zh - z).mean()), "model_ale_upright_m": float(np.abs(zh - z)[upright].mean()),
+        "ale_without_stature_term_m": float(np.abs((r - s) * z).mean()),
+    }
+    print(f"\nstature (KITTI box heights {h0:.2f} +- {out['box_h_std_m']:.3f} m, {100 * out['box_h_rel_std']:.1f}%): "
+          f"a perfect stature-blind method would get ALE {out['oracle_ale_m']:.2f} m "
+          f"({out['oracle_ale_upright_m']:.2f} m on the {out['n_upright']} with 1.5-2.0 m boxes; the model there: "
+          f"{out['model_ale_upright_m']:.2f} m); corr(model rel. error, stature term) = {out['corr_r_s']:.2f}; "
+          f"model ALE without the stature term {out['ale_without_stature_term_m']:.2f} m")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model file (default: the shipped default model)")
@@ -72,6 +109,9 @@ def main() -> None:
           f"{'d<1.25':>6} {'fin':>4}  in1sig")
     res = {"model": report("model", out.z_m, z, out.sigma_m),
            "shoulder_hip_0.48": report("shoulder-hip 0.48 m rule", shoulder_hip_rule(kp, K), z)}
+    h = box_heights(path)
+    if h is not None:
+        res["stature"] = stature_analysis(out.z_m.astype(np.float64), z.astype(np.float64), h)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
 

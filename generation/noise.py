@@ -29,8 +29,9 @@ from generation.kernels import kernel, nan_to
 from generation.project import exact_detections
 from generation.types import Cameras, Observations
 
-# Relative jitter per joint (COCO order): face precise, hips/ankles loose (detectors disagree most there).
-DEFAULT_JOINT_SCALE = (0.6, 0.5, 0.5, 0.7, 0.7, 1.0, 1.0, 1.1, 1.1, 1.2, 1.2, 1.6, 1.6, 1.2, 1.2, 1.4, 1.4)
+# Relative jitter per joint (COCO order), x rel_sigma = sigma / person height measured for YOLO11n-pose on renders
+# (docs/bench_render.md): face precise, hips/knees/elbows loose, ankles loosest.
+DEFAULT_JOINT_SCALE = (0.6, 0.6, 0.6, 0.6, 0.6, 1.0, 1.0, 1.4, 1.4, 1.3, 1.3, 1.5, 1.5, 1.4, 1.4, 2.2, 2.2)
 # How much more likely each joint is dropped when the person is small (face and wrists first).
 DEFAULT_SMALL_DROP_WEIGHT = (1.5, 1.6, 1.6, 1.2, 1.2, 0.2, 0.2, 0.8, 0.8, 1.2, 1.2, 0.2, 0.2, 0.6, 0.6, 0.9, 0.9)
 _PAIRS = torch.tensor([(i, FLIP_INDEX[i]) for i in range(NUM_KEYPOINTS) if FLIP_INDEX[i] > i])  # (8, 2)
@@ -44,8 +45,8 @@ class DetectorNoise:
         name: str = "yolo_like",
         enabled: bool = True,
         visibility_threshold: float = 0.1,
-        rel_sigma: float = 0.012,
-        floor_px: float = 0.8,
+        rel_sigma: float = 0.02,
+        floor_px: float = 3.0,
         joint_scale: Sequence[float] = DEFAULT_JOINT_SCALE,
         quality_log_std: float = 0.4,
         outlier_prob: float = 0.02,

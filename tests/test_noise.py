@@ -58,12 +58,13 @@ def test_yolo_like_statistics(scene):
     assert not torch.isnan(det[seen]).any()
     # Face dropped more than hips for small people (per-joint weights).
     assert (~seen[small, 1]).float().mean() > 2 * (~seen[small, 11]).float().mean()
-    # Jitter: median error of visible joints ~ a percent or two of the person size, hips noisier than eyes.
+    # Jitter: median error of visible joints a few percent of the person size (YOLO on renders: 0.04-0.06 of
+    # the height for the body joints at >= 90 px, docs/bench_render.md), hips noisier than eyes.
     err = (det[..., :2] - obs.gt_px).norm(dim=-1) / size[:, None].clamp_min(1)
     ok = seen & obs.gt_visible & (size[:, None] > 100)
     med = err[ok].median().item()
-    assert 0.005 < med < 0.04
-    assert err[:, 11][ok[:, 11]].median() > 1.8 * err[:, 1][ok[:, 1]].median()
+    assert 0.015 < med < 0.06
+    assert err[:, 11][ok[:, 11]].median() > 1.5 * err[:, 1][ok[:, 1]].median()  # (3 px floor on the eyes)
     # Heavy tail: the 99.5th percentile is far beyond a Gaussian's (~3.3 sigma vs median 1.18 sigma).
     assert err[ok].quantile(0.995) > 6 * med
 
