@@ -277,9 +277,3 @@ def _place_and_check(p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_v
                      ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """:func:`_placed_and_checked` as a fused kernel (:mod:`generation.kernels`)."""
     return _placed_and_checked(p, hip_height, kp, min_visible, min_person_px)
-
-
-@kernel
-def _accepted(p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_visible: int, min_person_px: float) -> Tensor:
-    """Only the acceptance of :func:`_placed_and_checked` (resampling rounds need nothing else)."""
-    return _placed_and_checked(p, hip_height, kp, min_visible, min_person_px)[5]

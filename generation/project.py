@@ -21,14 +21,9 @@ _L_EAR, _R_EAR = INDEX["left_ear"], INDEX["right_ear"]
 _LIMBS = tuple(INDEX[n] for n in ("left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_knee", "right_knee"))
 
 
-def inside_image(px: Tensor, img_w: Tensor, img_h: Tensor) -> Tensor:
-    """(B, N) bool: finite pixel inside ``[0, w) x [0, h)`` (NaN, i.e. behind the camera, is outside)."""
-    return _inside_planar(geometry.planar(px), img_w, img_h).T > 0
-
-
 def _inside_planar(pp: Tensor, img_w: Tensor, img_h: Tensor) -> Tensor:
-    """(N, B) 0/1 mask (float: masks in the fused kernels are floats, Inductor stores bools slowly) for planar
-    pixels ``pp`` (2, N, B)."""
+    """(N, B) 0/1 mask of planar pixels ``pp`` (2, N, B) inside ``[0, w) x [0, h)`` (NaN, i.e. behind the camera,
+    is outside). Float: masks in the fused kernels are floats (Inductor stores bools slowly)."""
     u, v = pp[0], pp[1]
     return ((u >= 0) & (u < img_w.to(pp.dtype)) & (v >= 0) & (v < img_h.to(pp.dtype))).to(pp.dtype)
 
