@@ -374,7 +374,8 @@ class BodyModel:
         # structure-of-arrays layout (components, ..., samples): tiny 3x3 products as long vector ops
         for s in range(0, B, chunk):
             b = bi[s:s + chunk]
-            kp = _forward_kinematics(rot[s:s + chunk], take_last(self._off_soa, b), take_last(self._P_soa, b), cols, self._pslot, self._pair_ranges,
+            off, P = take_last(self._off_soa, b), take_last(self._P_soa, b)  # this chunk's bodies' constants
+            kp = _forward_kinematics(rot[s:s + chunk], off, P, cols, self._pslot, self._pair_ranges,
                                      self._scatter_kp, self._C)
             out[:, :, s:s + chunk] = kp
         return out.permute(2, 1, 0)

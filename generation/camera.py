@@ -21,6 +21,7 @@ from torch import Tensor
 
 from depth_pose import geometry
 from generation.kernels import kernel, nan_to, take_last
+from generation.project import _inside_planar
 from generation.types import Cameras, PosedBodies
 
 
@@ -262,11 +263,10 @@ def _placed_and_checked(p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, mi
     ``min_person_px`` (larger side; NaN pixels, i.e. behind the camera, count as 0)."""
     K, R, t = CameraSampler._place(p, hip_height)
     kp_cam, px = geometry.world_to_pixels_planar(kp, R, t, K)
-    u, v = px[0], px[1]  # (N, B): reductions over the joints are element-wise ops over rows
-    inside = (u >= 0) & (u < p["w"]) & (v >= 0) & (v < p["h"])
-    ok = inside.sum(0) >= min_visible
+    # (N, B) planes: reductions over the joints are element-wise ops over rows
+    ok = _inside_planar(px, p["w"], p["h"]).sum(0) >= min_visible
     if min_person_px > 0:
-        u0, v0 = nan_to(u, 0.0), nan_to(v, 0.0)
+        u0, v0 = nan_to(px[0], 0.0), nan_to(px[1], 0.0)
         ext = torch.maximum(u0.amax(0) - u0.amin(0), v0.amax(0) - v0.amin(0))
         ok = ok & (ext >= min_person_px)
     return K, R, t, kp_cam, px, ok

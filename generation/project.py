@@ -90,8 +90,8 @@ def _observe_planar(kw: Tensor, kc: Tensor, pp: Tensor, R: Tensor, img_w: Tensor
     visible = _inside_planar(pp, img_w, img_h)
     if self_occlusion:
         visible = visible * (1.0 - _self_occluded_planar(kc, pp))
-    hip_cam = 0.5 * (kc[:, L_HIP] + kc[:, R_HIP])  # (3, B), as geometry.mid_hip
-    hip_height = 0.5 * (kw[2, L_HIP] + kw[2, R_HIP])
+    hip_cam = geometry.mid_hip(kc.permute(2, 1, 0), L_HIP, R_HIP).T  # (3, B)
+    hip_height = geometry.mid_hip(kw.permute(2, 1, 0), L_HIP, R_HIP)[:, 2]
     ground_cam = hip_cam - hip_height * R[:, :, 2].T  # R[:, :, 2]: world +Z in the camera frame
     v = pp[1]  # non-finite (behind the camera) excluded from the extent
     vmax, vmin = nan_to(v, -torch.inf).amax(0), nan_to(v, torch.inf).amin(0)  # pixels are finite or NaN
