@@ -66,8 +66,10 @@ class EpochTimer(L.Callback):
             self.curve.append((self.train_time, float(ale)))
 
 
-def _trainer(epochs: int, timer: EpochTimer, limit_train: int | float = 1.0, val: bool = False) -> L.Trainer:
+def _trainer(epochs: int, timer: EpochTimer, limit_train: int | float = 1.0, val: bool = False,
+             precision: str = "32-true") -> L.Trainer:
     return L.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+                     precision=precision,
                      enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
                      limit_train_batches=limit_train, limit_val_batches=1.0 if val else 0,
                      num_sanity_val_steps=0)
@@ -105,7 +107,7 @@ def throughput(args) -> dict:
     timer = EpochTimer()
     model = _module(1)
     model.set_target_stats(*dm.target_stats(model.normaliser))
-    _trainer(1, timer, limit_train=args.batches).fit(model, train_dataloaders=dm.train_dataloader())
+    _trainer(1, timer, limit_train=args.batches, precision=args.precision).fit(model, train_dataloaders=dm.train_dataloader())
     results["device_resident"] = timer.samples / timer.train_time
     # DataLoader(TensorDataset, shuffle=True) baseline, same rows
     tr = dm.splits["train"]
@@ -114,7 +116,7 @@ def throughput(args) -> dict:
     timer2 = EpochTimer()
     model2 = _module(1)
     model2.set_target_stats(*dm.target_stats(model2.normaliser))
-    _trainer(1, timer2, limit_train=args.batches).fit(model2, train_dataloaders=dl)
+    _trainer(1, timer2, limit_train=args.batches, precision=args.precision).fit(model2, train_dataloaders=dl)
     results["dataloader_tensordataset"] = timer2.samples / timer2.train_time
     # the data path alone (no model)
     for name, it in (("device_resident", dm.train_dataloader()), ("dataloader_tensordataset", dl)):
@@ -126,7 +128,7 @@ def throughput(args) -> dict:
                 break
         results[f"data_only/{name}"] = s / (time.perf_counter() - t0)
     print(f"\nthroughput, mlp_base, batch {bs}, {len(host):,} rows, device {dev}, torch threads "
-          f"{torch.get_num_threads()}")
+          f"{torch.get_num_threads()}, precision {args.precision}")
     print(f"{'pipeline':<40}{'samples/s':>14}{'ratio':>9}")
     for key in ("dataloader_tensordataset", "device_resident"):
         print(f"{'train: ' + key:<40}{results[key]:>14,.0f}{results[key] / results['dataloader_tensordataset']:>9.1f}x")
@@ -152,7 +154,7 @@ def converge(args) -> dict:
         timer = EpochTimer()
         model = _module(epochs, args.lr)
         wall = time.perf_counter()
-        _trainer(epochs, timer, val=True).fit(model, datamodule=dm)
+        _trainer(epochs, timer, val=True, precision=args.precision).fit(model, datamodule=dm)
         curves[name] = timer.curve
         out[f"{name}_epochs"] = epochs
         out[f"{name}_wall_s"] = time.perf_counter() - wall
@@ -166,7 +168,8 @@ def converge(args) -> dict:
                 "run_best_ale": min(a for _, a in curves["run"]),
                 "time_to_within_5pct_s": hit_run[0] if hit_run else None,
                 "reference_time_to_within_5pct_s": min(hit) if hit else None, "curves": curves})
-    print(f"\ntime to converge, mlp_base, {len(host):,} rows, batch {args.batch}, lr {args.lr or OPT['lr']}")
+    print(f"\ntime to converge, mlp_base, {len(host):,} rows, batch {args.batch}, lr {args.lr or OPT['lr']}, "
+          f"precision {args.precision}")
     print(f"{'':<34}{'value':>12}")
     print(f"{'reference best val ALE (m)':<34}{ref:>12.3f}")
     print(f"{'run best val ALE (m)':<34}{out['run_best_ale']:>12.3f}")
@@ -189,6 +192,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help=f"converge: AdamW learning rate (default {OPT['lr']})")
     ap.add_argument("--ref-json", default=None, help="converge: reuse the reference curve of an earlier --json")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--precision", default="32-true",
+                    help="Lightning precision for every run (32-true, bf16-mixed: CPU autocast, AVX512-BF16/AMX)")
     args = ap.parse_args()
     if args.n is None:
         args.n = 200_000 if args.what == "throughput" else 1_000_000

@@ -1,10 +1,13 @@
 """Detector-noise model: turns exact projections into what a 2D pose detector would report.
 
-Per joint: Gaussian pixel jitter with ``sigma = max(floor_px, rel_sigma * joint_scale[j] * size * m)`` where
-``size`` is the person's keypoint-box extent in pixels and ``m`` a per-detection log-normal quality factor, plus
-heavy-tailed outliers; missed joints (outside the image or self-occluded -> unseen; random drops; an occluder
-hiding the bottom or one side of the person; more drops as the person gets small, face joints first);
-occasional left/right swaps of one pair or the whole body. Unseen joints follow one of two patterns, both
+Optionally first a systematic offset of the hips along the torso (``hip_shift``: a fraction of the mid-hip ->
+mid-shoulder image vector; YOLO on renders puts them higher than Anny's regressor, real data did not confirm
+it, so the default is 0: ``++noise.hip_shift=0.08`` tries it). Then per joint: Gaussian pixel jitter with
+``sigma = max(floor_px, rel_sigma * joint_scale[j] * size * m)`` where ``size`` is the person's keypoint-box
+extent in pixels and ``m`` a per-detection log-normal quality factor, plus heavy-tailed outliers; missed
+joints (outside the image or self-occluded -> unseen; random drops; an occluder hiding the bottom or one side
+of the person; more drops as the person gets small, face joints first); occasional left/right swaps of one
+pair or the whole body. Unseen joints follow one of two patterns, both
 present in the training data (share ``forced_complete_share``):
 
 * YOLO-like: confidence in ``[0, unseen_conf_max)``; coordinates NaN (share ``nan_share``) or the noisy
@@ -24,7 +27,7 @@ import torch
 from torch import Tensor
 
 from depth_pose import geometry
-from depth_pose.keypoints import FLIP_INDEX, NUM_KEYPOINTS
+from depth_pose.keypoints import FLIP_INDEX, INDEX, NUM_KEYPOINTS
 from generation.kernels import kernel, nan_to
 from generation.project import exact_detections
 from generation.types import Cameras, Observations
@@ -34,6 +37,9 @@ from generation.types import Cameras, Observations
 DEFAULT_JOINT_SCALE = (0.6, 0.6, 0.6, 0.6, 0.6, 1.0, 1.0, 1.4, 1.4, 1.3, 1.3, 1.5, 1.5, 1.4, 1.4, 2.2, 2.2)
 # How much more likely each joint is dropped when the person is small (face and wrists first).
 DEFAULT_SMALL_DROP_WEIGHT = (1.5, 1.6, 1.6, 1.2, 1.2, 0.2, 0.2, 0.8, 0.8, 1.2, 1.2, 0.2, 0.2, 0.6, 0.6, 0.9, 0.9)
+_HIPS = (INDEX["left_hip"], INDEX["right_hip"])
+_SHOULDERS = (INDEX["left_shoulder"], INDEX["right_shoulder"])
+assert _HIPS[1] == _HIPS[0] + 1, "the hip shift slices the two hips as one block"
 _PAIRS = torch.tensor([(i, FLIP_INDEX[i]) for i in range(NUM_KEYPOINTS) if FLIP_INDEX[i] > i])  # (8, 2)
 
 
@@ -47,6 +53,7 @@ class DetectorNoise:
         visibility_threshold: float = 0.1,
         rel_sigma: float = 0.02,
         floor_px: float = 3.0,
+        hip_shift: float = 0.0,
         joint_scale: Sequence[float] = DEFAULT_JOINT_SCALE,
         quality_log_std: float = 0.4,
         outlier_prob: float = 0.02,
@@ -69,6 +76,7 @@ class DetectorNoise:
         self.name, self.enabled = name, bool(enabled)
         self.threshold = float(visibility_threshold)
         self.rel_sigma, self.floor_px = float(rel_sigma), float(floor_px)
+        self.hip_shift = float(hip_shift)
         self.joint_scale = torch.tensor(list(joint_scale), dtype=torch.float32)
         self.quality_log_std = float(quality_log_std)
         self.outlier_prob, self.outlier_scale = float(outlier_prob), float(outlier_scale)
@@ -94,6 +102,9 @@ class DetectorNoise:
                 raise ValueError(f"noise.{key} must be a probability in [0, 1], got {getattr(self, key)}")
         if min(self.rel_sigma, self.floor_px, self.guess_rel_sigma, self.quality_log_std) < 0:
             raise ValueError("noise: sigmas must be >= 0")
+        if not -0.5 <= self.hip_shift <= 0.5:
+            raise ValueError(f"noise.hip_shift must be a fraction of the hip-shoulder vector in [-0.5, 0.5], "
+                             f"got {self.hip_shift}")
         t = self.threshold
         if not (t < self.vis_conf[0] <= self.vis_conf[1] <= 1.0):
             raise ValueError(f"noise: need visibility_threshold ({t}) < visible_conf_min <= visible_conf_max <= 1")
@@ -134,6 +145,12 @@ def _noise_planar(nz: DetectorNoise, pp: Tensor, vis: Tensor, nrm: Tensor, u: Te
     0/1 float) and the drawn random numbers; returns detections (3, J, B). Pure (a
     :func:`generation.kernels.kernel`; masks that get stored are floats: Inductor stores bools slowly)."""
     dt = pp.dtype
+    if nz.hip_shift:
+        # A detector's systematic hip offset along the torso (toward the mid-shoulder point when > 0).
+        (lh, rh), (ls, rs) = _HIPS, _SHOULDERS
+        toward = 0.5 * (pp[:, ls] + pp[:, rs] - pp[:, lh] - pp[:, rh])  # (2, B) mid-hip -> mid-shoulder
+        hips = pp[:, lh : rh + 1] + nz.hip_shift * toward[:, None]
+        pp = torch.cat((pp[:, :lh], hips, pp[:, rh + 1 :]), 1)
     # Person size in pixels: keypoint box extent (NaN-safe: points behind the camera count as 0).
     pxf = nan_to(pp, 0.0)
     lo_uv, hi_uv = pxf.amin(1), pxf.amax(1)  # (2, B)

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from depth_pose import geometry
 from depth_pose.keypoints import COCO_NAMES
 from depth_pose.schema import ALL_COLS, TAG_COLS
 from generation import kernels, shards
+from generation.lifetime import die_with_parent
 from generation.types import BodyShapes, Cameras, Observations, PoseBatch, PosedBodies
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ ID_KEYS = ("body", "pose_sampling", "camera", "noise", "render", "project", "num
 # set made by older code is never reused as if it were this code's (it is part of the dataset id).
 # 2: planar noise draws (2, B, 17), sqrt visible confidences (2026-11-25).
 # 3: joint-major planar layout (noise draws (2, 17, B), (8, B)); dense occluder branch (2026-11-26).
+# (noise.hip_shift, default 0, came later without a bump: the data of every existing config is unchanged.)
 GENERATOR_VERSION = 3
 GENERATED_FILES = (shards.MANIFEST, "contact_sheet.png")
 _BODY_CACHE: dict[str, Any] = {}  # the last body banks built in this process (oldest first)
@@ -474,7 +477,9 @@ def keep_freed_memory() -> bool:
         return False
 
 
-def _worker_init(threads: int, keep_heap: bool = True) -> None:
+def _worker_init(threads: int, keep_heap: bool = True, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     torch.set_num_threads(max(1, threads))
     if keep_heap:
         keep_freed_memory()
@@ -499,7 +504,7 @@ def _run_shards(gen: Generator, tasks: list[tuple], workers: int):
     _WORKER_GEN = gen
     gen.warm_up()  # compile once here; the forked workers inherit the compiled kernels
     try:
-        init = (gen.threads or 1, bool(gen.cfg.get("keep_heap", True)))
+        init = (gen.threads or 1, bool(gen.cfg.get("keep_heap", True)), os.getpid())
         with mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=init) as pool:
             yield from pool.imap_unordered(_worker_task, tasks)
     finally:

@@ -61,6 +61,24 @@ def test_module_learns_depth_from_size(loss):
     assert rel < 0.05  # pinhole prior + learned correction on a rigid-ish body
 
 
+def test_bf16_autocast_keeps_the_depth_in_float32():
+    """trainer.precision=bf16-mixed: the MLP runs in bf16, but log z = log_ref + correction stays fp32 and close
+    to the fp32 result (bf16 rounding of log z itself would be ~0.4% of depth)."""
+    torch.manual_seed(0)
+    m = DepthModule(net={"width": 64, "depth": 2})
+    b = _batch()
+    m.set_target_stats(0.3, 0.3, float(b["z"].mean()))
+    feats, log_ref, _ = m.features(b, train=False)
+    with torch.no_grad():
+        mu32, _ = m(feats, log_ref)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mu16, log_b16 = m(feats, log_ref)
+    assert mu16.dtype == torch.float32 and log_b16.dtype == torch.float32
+    assert m.net(feats).dtype == torch.float32  # (autocast off again)
+    assert (mu16 - mu32).abs().max() < 0.02 and (mu16 - mu32).abs().max() > 0  # bf16 did run, fp32 head
+    assert (mu16.exp() / b["z"]).isfinite().all()
+
+
 def _export(tmp_path, features=None, sigma_scale: float = 1.0) -> DepthPredictor:
     m = DepthModule(net={"width": 32, "depth": 2}, features=features)
     m.set_target_stats(0.5, 0.2, 12.0)

@@ -92,16 +92,35 @@ def test_unseen_patterns_share_and_swaps(scene):
     assert abs(nan_share - 0.3) < 0.03
     # Swaps: with flip_prob = 1, every detection is mirrored left/right.
     flip = DetectorNoise(flip_prob=1.0, swap_prob=0.0, drop_prob=0, occluder_prob=0, small_drop_max=0,
-                         rel_sigma=0, floor_px=0, outlier_prob=0)
+                         rel_sigma=0, floor_px=0, outlier_prob=0, hip_shift=0.0)
     d = flip(obs, torch.Generator().manual_seed(0), cams)
     both = obs.gt_visible[:, 5] & obs.gt_visible[:, 6] & obs.gt_visible[:, 0]
     torch.testing.assert_close(d[both, 5, :2], obs.gt_px[both, 6])
     torch.testing.assert_close(d[both, 0, :2], obs.gt_px[both, 0])
-    one = DetectorNoise(swap_prob=0.5, flip_prob=0.0, rel_sigma=0, floor_px=0, outlier_prob=0)
+    one = DetectorNoise(swap_prob=0.5, flip_prob=0.0, rel_sigma=0, floor_px=0, outlier_prob=0, hip_shift=0.0)
     d = one(obs, torch.Generator().manual_seed(0), cams)
     swapped = ((d[..., :2] - obs.gt_px).abs().amax(-1) > 1e-3) & (d[..., 2] >= THR)
     frac = swapped.any(1).float().mean().item()
     assert 0.3 < frac < 0.5  # ~0.5 of rows, minus swaps of pairs that are unseen
+
+
+def test_hip_shift_moves_only_the_hips_toward_the_shoulders(scene):
+    cams, obs = scene
+    quiet = dict(swap_prob=0.0, flip_prob=0.0, drop_prob=0, occluder_prob=0, small_drop_max=0, rel_sigma=0,
+                 floor_px=0, outlier_prob=0, quality_log_std=0)
+    g = torch.Generator
+    base = DetectorNoise(hip_shift=0.0, **quiet)(obs, g().manual_seed(0), cams)
+    det = DetectorNoise(hip_shift=0.1, **quiet)(obs, g().manual_seed(0), cams)
+    ok = obs.gt_visible[:, [5, 6, 11, 12]].all(1)
+    px = obs.gt_px[ok]
+    torso = 0.5 * (px[:, 5] + px[:, 6] - px[:, 11] - px[:, 12])
+    torch.testing.assert_close(det[ok][:, 11:13, :2], px[:, 11:13] + 0.1 * torso[:, None], atol=1e-3, rtol=0)
+    others = [j for j in range(17) if j not in (11, 12)]
+    torch.testing.assert_close(det[ok][:, others, :2], base[ok][:, others, :2], equal_nan=True)
+    # Upright people: hips move up in the image (y down), by ~0.1 of the torso's projected length.
+    assert (det[ok][:, 11:13, 1] < base[ok][:, 11:13, 1]).float().mean() > 0.95
+    with pytest.raises(ValueError, match="hip_shift"):
+        DetectorNoise(hip_shift=0.8)
 
 
 def test_bad_noise_config():

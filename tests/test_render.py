@@ -235,3 +235,72 @@ def test_worker_crash_is_isolated_and_pool_recovers():
         img = pool.result(job, pool.submit(job))[0]
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     assert img.std() > 1.0  # a real render, not a blank frame
+
+
+_ORPHAN_PARENT = '''
+import sys, time
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_render import _camera
+from generation.render import appearance
+from generation.render.framing import blender_camera, frame_person
+from generation.render.worker import RenderPool
+
+if __name__ == "__main__":
+    faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+    verts = np.array([[-0.5, 0, 0], [0.5, 0, 0], [0.5, 0, 1.8], [-0.5, 0, 1.8]], np.float32)
+    K, R, t, _, _ = _camera(4)
+    rng = np.random.default_rng(0)
+    view = {{"camera": blender_camera(frame_person(verts, R, t, 64), R, t, 64, 64),
+             "scene": appearance.scene_look(rng), "seed": 1}}
+    job = {{"vertices": verts, "look": appearance.person_look(rng), "views": [view]}}
+    pool = RenderPool(faces, np.full(2, appearance.P["torso"], np.int8), np.full(2, -10.0, np.float32),
+                      {{"engine": "cycles", "samples": 1}}, workers=1)
+    pool.result(job, pool.submit(job))
+    pool.submit({{**job, "views": [view] * 5000}})  # minutes of work in flight when we are killed
+    time.sleep(1.0)
+    print("workers", *[p.pid for p in pool._pool._processes.values()], flush=True)
+    time.sleep(600)
+'''
+
+
+@pytest.mark.render
+def test_render_workers_die_with_a_killed_parent(tmp_path):
+    """dp-generate killed mid-render (SIGKILL, OOM) must not leave Blender workers rendering on as orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc to watch the worker processes")
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_PARENT.format(tests=str(Path(__file__).resolve().parent)))
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    try:
+        line = ""
+        while not line.startswith("workers "):  # (Blender's own "Saved: ..." lines share the stdout)
+            line = p.stdout.readline()
+            assert line, "the parent exited before starting its worker"
+        pids = [int(x) for x in line.split()[1:]]
+        assert pids and all(Path(f"/proc/{pid}").exists() for pid in pids)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    deadline = time.monotonic() + 15
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and _not_zombie(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"render workers {alive} outlived their killed parent"
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -106,8 +106,9 @@ class DepthModule(L.LightningModule):
         return feats, log_ref, obs.mask
 
     def forward(self, feats: Tensor, log_ref: Tensor) -> tuple[Tensor, Tensor]:
-        """(predicted log z, log Laplace scale of log z)."""
-        out = self.net(feats)
+        """(predicted log z, log Laplace scale of log z); float32 even under bf16/fp16 autocast (the head's
+        output is a small correction to ``log_ref``, so it must not be rounded to 8 bits of mantissa)."""
+        out = self.net(feats).float()
         mu = self.t_mean + self.t_std * out[:, 0] + log_ref
         log_b = (out[:, 1] + self.t_std.log()).clamp(*LOG_B_RANGE)
         return mu, log_b

@@ -17,11 +17,16 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
+from generation.lifetime import die_with_parent
+
 _SCENE = None
 
 
-def _init(faces: np.ndarray, face_part: np.ndarray, hair_score: np.ndarray, settings: dict) -> None:
+def _init(faces: np.ndarray, face_part: np.ndarray, hair_score: np.ndarray, settings: dict,
+          parent_pid: int | None = None) -> None:
     global _SCENE
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     # A parent that imported bpy has Blender's script dirs (.../bpy/5.0/scripts/...) on sys.path, which spawn
     # copies here; they would shadow the real bpy module ("No module named '_bpy'").
     sys.path[:] = [p for p in sys.path if f"{os.sep}bpy{os.sep}" not in p]
@@ -55,7 +60,7 @@ class RenderPool:
         settings = dict(settings)
         if not settings.get("threads"):
             settings["threads"] = max(1, (os.cpu_count() or 1) // self.workers)
-        self._initargs = (faces, face_part, hair_score, settings)
+        self._initargs = (faces, face_part, hair_score, settings, os.getpid())
         self.failed_jobs = 0
         self._pool = None
         self._start()
