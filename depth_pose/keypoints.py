@@ -1,6 +1,8 @@
-"""The 17 COCO keypoints in Ultralytics YOLO pose order, and their skeleton."""
+"""The 17 COCO keypoints in Ultralytics YOLO pose order, their skeleton, and a person's pixel height."""
 
 from __future__ import annotations
+
+import numpy as np
 
 COCO_NAMES: tuple[str, ...] = (
     "nose",
@@ -37,3 +39,18 @@ SKELETON: tuple[tuple[int, int], ...] = (
     (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
     (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
 )
+
+
+def pixel_height(keypoints_xyc: np.ndarray, min_conf: float = 0.1) -> np.ndarray:
+    """(N,) vertical extent in pixels of each person's keypoints with confidence >= ``min_conf`` and finite
+    coordinates (every finite keypoint when fewer than two are confident; NaN when fewer than two are finite):
+    the size that decides how noisy a detector's keypoints are."""
+    kp = np.asarray(keypoints_xyc, np.float64).reshape(-1, NUM_KEYPOINTS, 3)
+    finite = np.isfinite(kp[..., 0]) & np.isfinite(kp[..., 1])
+    seen = finite & (np.nan_to_num(kp[..., 2], nan=0.0) >= min_conf)
+    use = np.where((seen.sum(1) >= 2)[:, None], seen, finite)
+    y = np.where(use, kp[..., 1], np.nan)
+    out = np.full(kp.shape[0], np.nan)
+    ok = use.sum(1) >= 2
+    out[ok] = np.nanmax(y[ok], 1) - np.nanmin(y[ok], 1)
+    return out

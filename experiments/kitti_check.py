@@ -17,7 +17,8 @@ import numpy as np
 
 import depth_pose  # noqa: F401
 from depth_pose._env import REPO_ROOT
-from depth_pose.keypoints import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER
+from depth_pose.eval.metrics import PERSON_PX_BANDS, band_name
+from depth_pose.keypoints import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER, pixel_height
 from depth_pose.predictor import DepthPredictor
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "real" / "kitti_pedestrians_dev.jsonl"
@@ -92,32 +93,27 @@ def stature_analysis(zh: np.ndarray, z: np.ndarray, box_h: np.ndarray) -> dict:
     return out
 
 
-SIZE_BINS_PX = (0, 40, 60, 100, 200, 10_000)
-
 
 def size_analysis(zh: np.ndarray, z: np.ndarray, kp: np.ndarray, box_h: np.ndarray | None) -> list[dict]:
     """Error and signed bias by the person's pixel height (extent of the confident keypoints), raw and with
     the stature term removed (as in :func:`stature_analysis`): a bias that changes with size is a keypoint-domain
     gap (the synthetic test split shows none: within +-1% in every size bin); a uniform one is a stature prior."""
-    conf = np.nan_to_num(kp[..., 2])
-    y = np.where(conf >= 0.1, kp[..., 1], np.nan)
-    with np.errstate(all="ignore"):
-        h_px = np.nanmax(y, 1) - np.nanmin(y, 1)
+    h_px = pixel_height(kp)
     r = zh / z - 1
     r_s = (zh / z) * (box_h / box_h.mean()) - 1 if box_h is not None else None
     rows = []
     head = f"{'person height (px)':<20}{'n':>4}{'ALE':>7}{'|rel|':>7}{'bias':>7}"
     print("\n" + head + ("  bias w/o stature" if r_s is not None else ""))
-    for lo, hi in zip(SIZE_BINS_PX[:-1], SIZE_BINS_PX[1:]):
+    for lo, hi in PERSON_PX_BANDS:
         m = (h_px >= lo) & (h_px < hi)
         if not m.any():
             continue
-        row = {"h_lo": lo, "h_hi": hi, "n": int(m.sum()), "ale": float(np.abs(zh - z)[m].mean()),
+        row = {"h_lo": lo, "h_hi": None if np.isinf(hi) else hi, "n": int(m.sum()), "ale": float(np.abs(zh - z)[m].mean()),
                "rel": float(np.abs(r[m]).mean()), "bias_median": float(np.median(r[m]))}
         if r_s is not None:
             row["bias_median_without_stature"] = float(np.median(r_s[m]))
         rows.append(row)
-        print(f"{f'{lo}-{hi}':<20}{row['n']:>4}{row['ale']:7.2f}{100 * row['rel']:6.1f}%{100 * row['bias_median']:+6.1f}%"
+        print(f"{band_name(lo, hi):<20}{row['n']:>4}{row['ale']:7.2f}{100 * row['rel']:6.1f}%{100 * row['bias_median']:+6.1f}%"
               + (f"  {100 * row['bias_median_without_stature']:+6.1f}%" if r_s is not None else ""))
     return rows
 

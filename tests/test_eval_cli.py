@@ -144,6 +144,10 @@ def test_evaluate_in_process_all_good_exit_0(tmp_path, tiny_model):
                         f"ckpt={tiny_model}", "progress=false"])
     m = evaluate(cfg)
     assert m["exit_code"] == 0 and m["n_scored"] == 3 and m["n_skipped"] == 0
+    # Per person size: 1.53 m of keypoint extent at fy 721.5 -> 221 / 92 / 44 px tall.
+    sizes = {b: v["n"] for b, v in m["model_by_person_px"].items()}
+    assert sizes == {"0-40": 0, "40-60": 1, "60-100": 1, "100-200": 0, ">200": 1}
+    assert "per person size" in (tmp_path / "o" / "report.md").read_text()
     # Baselines on the same people: these synthetic stick people have a 0.5 m shoulder-hip segment.
     rows = [json.loads(s) for s in (tmp_path / "o" / "pred.jsonl").read_text().splitlines()]
     for r_, z in zip(rows, (5.0, 12.0, 25.0)):

@@ -11,7 +11,15 @@ from depth_pose.detect import Detections
 from depth_pose.eval import baselines as bl
 from depth_pose.eval.images import box_iou, match_person
 from depth_pose.eval.io import json_safe
-from depth_pose.eval.metrics import calibration_curve, depth_metrics, gaussian_coverage, median_iqr, per_band
+from depth_pose.eval.metrics import (
+    PERSON_PX_BANDS,
+    calibration_curve,
+    depth_metrics,
+    gaussian_coverage,
+    median_iqr,
+    per_band,
+)
+from depth_pose.keypoints import pixel_height
 
 PRED = np.array([10.0, 22.0, 27.0, 52.0, np.nan])
 TRUE = np.array([9.0, 20.0, 30.0, 40.0, 15.0])
@@ -40,6 +48,27 @@ def test_per_band_and_empty_band():
     assert b["10-20"]["n"] == 0 and b["10-20"]["n_total"] == 1 and b["10-20"]["ale_m"] is None  # only the NaN one
     assert b["20-30"]["ale_m"] == pytest.approx(2.0)  # true 20 (30 belongs to >30)
     assert b[">30"]["ale_m"] == pytest.approx(7.5)
+
+
+def test_pixel_height_and_metrics_per_person_size():
+    kp = np.zeros((4, 17, 3))
+    kp[..., 0] = 50.0
+    kp[..., 1] = np.linspace(100.0, 300.0, 17)  # head at 100 px, ankles at 300 px
+    kp[..., 2] = 0.9
+    kp[1, 15:, 2] = 0.05  # ankles unseen: extent of the confident joints only
+    kp[2, :, 2] = 0.01  # nothing confident (a forced-complete guess): every finite joint counts
+    kp[2, 0, 1] = 80.0
+    kp[3, 1:, :2] = np.nan  # one finite joint: no height
+    h = pixel_height(kp)
+    assert h[0] == pytest.approx(200.0) and h[1] == pytest.approx(300.0 - 100.0 - 2 * 12.5)
+    assert h[2] == pytest.approx(220.0) and np.isnan(h[3])
+    # Grouped by pixel height instead of true depth: hand-computed ALE per group; NaN heights fall in no group.
+    pred, true = np.array([10.0, 21.0, 33.0, 40.0]), np.array([11.0, 20.0, 30.0, 50.0])
+    out = per_band(pred, true, bands=PERSON_PX_BANDS, by=np.array([30.0, 150.0, 35.0, np.nan]))
+    assert out["0-40"]["n"] == 2 and out["0-40"]["ale_m"] == pytest.approx((1.0 + 3.0) / 2)
+    assert out["100-200"]["n"] == 1 and out["100-200"]["ale_m"] == pytest.approx(1.0)
+    assert out[">200"]["n"] == 0 and out[">200"]["ale_m"] is None
+    assert sum(b["n"] for b in out.values()) == 3
 
 
 def test_calibration_curve_and_gaussian():

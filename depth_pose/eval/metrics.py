@@ -13,6 +13,9 @@ import numpy as np
 
 ALP_THRESHOLDS_M: tuple[float, ...] = (0.5, 1.0, 2.0)
 DISTANCE_BANDS_M: tuple[tuple[float, float], ...] = ((0.0, 10.0), (10.0, 20.0), (20.0, 30.0), (30.0, math.inf))
+# Person pixel height bands (keypoint extent): far, small people are where detectors and depth models fail.
+PERSON_PX_BANDS: tuple[tuple[float, float], ...] = ((0.0, 40.0), (40.0, 60.0), (60.0, 100.0), (100.0, 200.0),
+                                                    (200.0, math.inf))
 SIGMA_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 
 
@@ -81,12 +84,14 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None =
 
 
 def per_band(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None = None,
-             bands: tuple[tuple[float, float], ...] = DISTANCE_BANDS_M) -> dict[str, dict]:
-    """:func:`depth_metrics` per true-depth band ``[lo, hi)``; keys from :func:`band_name`."""
+             bands: tuple[tuple[float, float], ...] = DISTANCE_BANDS_M, by: np.ndarray | None = None) -> dict[str, dict]:
+    """:func:`depth_metrics` per band ``[lo, hi)`` of the true depth, or of ``by`` (e.g. the person's pixel
+    height, with :data:`PERSON_PX_BANDS`; NaN in ``by`` falls in no band); keys from :func:`band_name`."""
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    key = true if by is None else np.asarray(by, np.float64)
     out = {}
     for lo, hi in bands:
-        sel = (true >= lo) & (true < hi)
+        sel = (key >= lo) & (key < hi)
         out[band_name(lo, hi)] = depth_metrics(pred[sel], true[sel], None if sigma is None else np.asarray(sigma)[sel])
     return out
 

@@ -69,6 +69,13 @@ def people_report(metrics: dict) -> str:
         same = metrics.get("model_on_baseline_people")
         parts += ["## Overall", "", methods_table(metrics["methods"], same), "", "## Per distance band", "",
                   bands_table(metrics["methods"], same), ""]
+        by_px = metrics.get("model_by_person_px")
+        if by_px:
+            parts += ["## Model per person size (pixel height of the confident keypoints)", "",
+                      "| person height (px) | n | ALE (m) | mean rel. error | mean bias | ≤1σ |", "|---|---|---|---|---|---|"]
+            parts += [f"| {b} | {m['n']} | {_num(m['ale_m'])} | {_pct1(m['rel_err'])} | {_pct1(m['bias_rel'])} | "
+                      f"{_pct(m.get('cov_1sigma'))} |" for b, m in by_px.items() if m["n"]]
+            parts += [""]
         cal = metrics.get("calibration_curve")
         if cal:
             parts += ["## Uncertainty calibration (share with |err| ≤ kσ)", "",

@@ -25,8 +25,9 @@ from depth_pose.eval.io import (
     atomic_write_text,
     read_keypoints_jsonl,
 )
-from depth_pose.eval.metrics import calibration_curve, depth_metrics, per_band
+from depth_pose.eval.metrics import PERSON_PX_BANDS, calibration_curve, depth_metrics, per_band
 from depth_pose.eval.report import invariance_report, people_report
+from depth_pose.keypoints import pixel_height
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ def people_metrics(people: PeopleSet, scores: dict[str, np.ndarray]) -> dict:
            "model_on_baseline_people": same if gt.any() else {}}
     if gt.any():
         out["calibration_curve"] = calibration_curve(scores["model"][gt], true, scores["sigma"][gt])
+        out["model_by_person_px"] = per_band(scores["model"][gt], true, scores["sigma"][gt], PERSON_PX_BANDS,
+                                             by=pixel_height(people.keypoints[gt]))
     return out
 
 
