@@ -17,6 +17,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from depth_pose.errors import InputError
 from depth_pose.features import from_config as features_from_config
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,14 @@ def generation_config(cfg: DictConfig) -> DictConfig:
     return gen_cfg
 
 
+class DataDirError(InputError, FileNotFoundError):
+    """``data.dir`` is not a readable depth_pose dataset."""
+
+
+class CheckpointPathError(InputError, FileNotFoundError):
+    """``ckpt_path`` names no checkpoint."""
+
+
 def resolve_data_dir(cfg: DictConfig) -> tuple[Path, str]:
     """Dataset directory (generating it if needed) and its id (manifest ``dataset_id`` or the path)."""
     from generation.shards import load_manifest
@@ -62,7 +71,10 @@ def resolve_data_dir(cfg: DictConfig) -> tuple[Path, str]:
         from generation.pipeline import ensure_dataset
 
         path = Path(ensure_dataset(generation_config(cfg)))
-    manifest = load_manifest(path)
+    try:
+        manifest = load_manifest(path)
+    except (OSError, ValueError) as e:
+        raise DataDirError(f"data.dir={path}: {e}") from e
     return path, str(manifest.get("dataset_id", path.name))
 
 
@@ -73,14 +85,14 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         return None
     if ck != "last":
         if not Path(ck).exists():
-            raise FileNotFoundError(f"ckpt_path={ck} does not exist")
+            raise CheckpointPathError(f"ckpt_path={ck} does not exist")
         return str(ck)
     here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if here.exists():
         return str(here)
     runs = sorted(Path(cfg.paths.log_dir).glob("train*/**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not runs:
-        raise FileNotFoundError(f"ckpt_path=last but no last.ckpt under {cfg.paths.log_dir}; nothing to resume")
+        raise CheckpointPathError(f"ckpt_path=last but no last.ckpt under {cfg.paths.log_dir}; nothing to resume")
     log.info("resuming from %s", runs[-1])
     return str(runs[-1])
 

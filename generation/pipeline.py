@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from depth_pose import geometry
+from depth_pose.errors import InputError
 from depth_pose.keypoints import COCO_NAMES
 from depth_pose.schema import ALL_COLS, TAG_COLS
 from generation import kernels, shards
@@ -71,7 +72,7 @@ _BODY_CACHE: dict[str, Any] = {}  # the last body banks built in this process (o
 _BODY_CACHE_SIZE = 2
 
 
-class GenerationConfigError(ValueError):
+class GenerationConfigError(InputError):
     """A bad ``dp-generate`` configuration (the CLI turns it into a clear message and exit code 2)."""
 
 

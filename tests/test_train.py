@@ -11,6 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
+from depth_pose.errors import InputError
 from depth_pose.predictor import DepthPredictor
 from depth_pose.train import train
 
@@ -74,8 +75,14 @@ def test_cli_seed_experiment_and_resume(toy_set_dir, tmp_path):
 
 def test_bad_data_dir_is_a_clear_error(tmp_path):
     cfg = _compose([f"data.dir={tmp_path}", "logger=csv", f"paths.output_dir={tmp_path}"])
-    with pytest.raises(FileNotFoundError, match="manifest.json"):
+    with pytest.raises(InputError, match="data.dir=.*manifest.json"):
         train(cfg)
+    # The CLI: one error line naming the input, exit code 2, no traceback; same for a missing ckpt_path.
+    common = ["logger=csv", f"hydra.run.dir={tmp_path / 'h'}"]
+    for args, what in (([f"data.dir={tmp_path}"], "data.dir="), ([f"ckpt_path={tmp_path / 'no.ckpt'}"], "ckpt_path=")):
+        p = subprocess.run([_console("dp-train"), *args, *common], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2, p.stderr[-2000:]
+        assert f"dp-train: error: {what}" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_train_on_a_generated_set(tmp_path):

@@ -19,6 +19,7 @@ from depth_pose.data.device_data import (
     rank_slice,
     split_indices,
 )
+from depth_pose.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class DeviceDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if dir is None and host_set is None:
-            raise ValueError("DeviceDataModule needs a dataset directory (data.dir) or a host_set")
+            raise InputError("DeviceDataModule needs a dataset directory (data.dir) or a host_set")
         self.dir = Path(dir) if dir is not None else None
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size)
@@ -105,7 +106,7 @@ class DeviceDataModule(L.LightningDataModule):
             self.setup()
         n = self.split_sizes[name]
         if n == 0:
-            raise ValueError(f"the {name} split is empty; adjust data.val_fraction/test_fraction or the set size")
+            raise InputError(f"the {name} split is empty; adjust data.val_fraction/test_fraction or the set size")
         bs = self.batch_size if train else self.eval_batch_size
         return DeviceBatches(
             self.splits[name], bs, n_batches_for(n, self.world, bs), shuffle=train,

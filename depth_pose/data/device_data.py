@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from depth_pose.errors import InputError, SetTooLargeError
 from depth_pose.schema import INTRINSIC_COLS, KP_COLS, TARGET_COL
 
 COLUMNS: list[str] = [*KP_COLS, *INTRINSIC_COLS, TARGET_COL, "pose_id", "preset", "hands_up"]
@@ -49,7 +50,7 @@ def load_host_set(path: str | Path) -> HostSet:
 
     table = read_table(path, columns=COLUMNS)
     if table.num_rows == 0:
-        raise ValueError(f"dataset {path} has no rows")
+        raise InputError(f"dataset {path} has no rows")
 
     def col(name: str, dtype=np.float32) -> np.ndarray:
         return table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
@@ -61,7 +62,7 @@ def load_host_set(path: str | Path) -> HostSet:
     special = unusual | col("hands_up", bool)
     z = col(TARGET_COL)
     if not np.isfinite(z).all() or (z <= 0).any():
-        raise ValueError(f"dataset {path}: target {TARGET_COL} has non-finite or non-positive values")
+        raise InputError(f"dataset {path}: target {TARGET_COL} has non-finite or non-positive values")
     return HostSet(torch.from_numpy(kp), torch.from_numpy(np.nan_to_num(intr)), torch.from_numpy(z),
                    torch.from_numpy(special.astype(bool)), torch.from_numpy(col("pose_id", np.int64)))
 
@@ -70,7 +71,7 @@ def split_indices(pose_id: Tensor, fractions: tuple[float, float], seed: int) ->
     """Row indices of train/val/test, split by pose (groups of rows with the same ``pose_id``), seeded."""
     val_frac, test_frac = fractions
     if val_frac < 0 or test_frac < 0 or val_frac + test_frac >= 1:
-        raise ValueError(f"bad split fractions val={val_frac} test={test_frac}")
+        raise InputError(f"bad split fractions data.val_fraction={val_frac} data.test_fraction={test_frac}")
     _, inv = torch.unique(pose_id, return_inverse=True)
     n_groups = int(inv.max()) + 1
     g = torch.Generator().manual_seed(int(seed))
@@ -109,11 +110,12 @@ def available_memory(device: torch.device) -> int:
 
 
 def check_fits(n: int, device: torch.device, margin: float = 0.8) -> None:
-    """Raise a clear MemoryError before moving ``n`` samples to ``device`` if they would not fit."""
+    """Raise a clear :class:`SetTooLargeError` (a MemoryError) before moving ``n`` samples to ``device`` if they
+    would not fit."""
     need = n * BYTES_PER_SAMPLE
     free = available_memory(device)
     if need > margin * free:
-        raise MemoryError(
+        raise SetTooLargeError(
             f"{n:,} samples need {need / 2**30:.2f} GiB on {device}, but only {free / 2**30:.2f} GiB is free "
             f"(limit {margin:.0%}); use fewer samples (data.num_samples / data.max_samples) or more devices (DDP)"
         )

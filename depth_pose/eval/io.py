@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write_text
 from depth_pose.geometry import check_intrinsics
 from depth_pose.keypoints import NUM_KEYPOINTS
 
 
-class EvalInputError(Exception):
+class EvalInputError(InputError):
     """Unusable arguments or files (missing file, unreadable checkpoint, no mode chosen): exit code 2."""
 
 
