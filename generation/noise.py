@@ -56,7 +56,7 @@ class DetectorNoise:
         hip_shift: float = 0.0,
         joint_scale: Sequence[float] = DEFAULT_JOINT_SCALE,
         quality_log_std: float = 0.4,
-        outlier_prob: float = 0.02,
+        outlier_prob: float | Sequence[float] = 0.02,
         outlier_scale: float = 6.0,
         drop_prob: float = 0.01,
         occluder_prob: float = 0.05,
@@ -79,7 +79,9 @@ class DetectorNoise:
         self.hip_shift = float(hip_shift)
         self.joint_scale = torch.tensor(list(joint_scale), dtype=torch.float32)
         self.quality_log_std = float(quality_log_std)
-        self.outlier_prob, self.outlier_scale = float(outlier_prob), float(outlier_scale)
+        # One probability for every joint, or 17 (gross errors are far more common on limbs than on the face).
+        op = [float(outlier_prob)] * NUM_KEYPOINTS if isinstance(outlier_prob, int | float) else list(outlier_prob)
+        self.outlier_prob, self.outlier_scale = torch.tensor(op, dtype=torch.float32), float(outlier_scale)
         self.drop_prob, self.occluder_prob = float(drop_prob), float(occluder_prob)
         self.small_px, self.small_drop_max = float(small_px), float(small_drop_max)
         self.small_drop_weight = torch.tensor(list(small_drop_weight), dtype=torch.float32)
@@ -95,7 +97,10 @@ class DetectorNoise:
             v = getattr(self, key)
             if v.shape != (NUM_KEYPOINTS,) or (v < 0).any():
                 raise ValueError(f"noise.{key} must be {NUM_KEYPOINTS} non-negative values, got {v.tolist()}")
-        probs = ("outlier_prob", "drop_prob", "occluder_prob", "swap_prob", "flip_prob", "forced_share",
+        op = self.outlier_prob
+        if op.shape != (NUM_KEYPOINTS,) or (op < 0).any() or (op > 1).any():
+            raise ValueError(f"noise.outlier_prob must be one probability or {NUM_KEYPOINTS}, got {op.tolist()}")
+        probs = ("drop_prob", "occluder_prob", "swap_prob", "flip_prob", "forced_share",
                  "nan_share", "small_drop_max")
         for key in probs:
             if not 0.0 <= getattr(self, key) <= 1.0:
@@ -162,7 +167,7 @@ def _noise_planar(nz: DetectorNoise, pp: Tensor, vis: Tensor, nrm: Tensor, u: Te
     joint_scale = nz.joint_scale.to(pp.device, dt)[:, None]
     sigma = ((nz.rel_sigma * size) * quality) * joint_scale  # (J, B)
     sigma = sigma.clamp_min(nz.floor_px)
-    sigma = torch.where(u0 < nz.outlier_prob, sigma * nz.outlier_scale, sigma)
+    sigma = torch.where(u0 < nz.outlier_prob.to(pp.device, dt)[:, None], sigma * nz.outlier_scale, sigma)
     # Missed joints: random drops, more when small (face first).
     smallness = ((nz.small_px - size) / nz.small_px).clamp(0.0, 1.0)
     p_keep = (1.0 - nz.drop_prob) - nz.small_drop_max * smallness * nz.small_drop_weight.to(pp.device, dt)[:, None]

@@ -123,6 +123,22 @@ def test_hip_shift_moves_only_the_hips_toward_the_shoulders(scene):
         DetectorNoise(hip_shift=0.8)
 
 
+def test_outlier_probability_per_joint(scene):
+    cams, obs = scene
+    quiet = dict(swap_prob=0.0, flip_prob=0.0, drop_prob=0, occluder_prob=0, small_drop_max=0, quality_log_std=0,
+                 floor_px=0.0, hip_shift=0.0, outlier_scale=10.0)
+    p = [0.0] * 11 + [0.3] * 6  # gross errors on the legs only
+    det = DetectorNoise(outlier_prob=p, **quiet)(obs, torch.Generator().manual_seed(0), cams)
+    ok = obs.gt_visible & (obs.person_px_height[:, None] > 100)
+    far = (det[..., :2] - obs.gt_px).norm(dim=-1) > 4 * 0.02 * 2.2 * obs.person_px_height[:, None]  # > 4 sigma of ankles
+    legs, upper = far[:, 11:][ok[:, 11:]].float().mean(), far[:, :11][ok[:, :11]].float().mean()
+    assert 0.15 < legs < 0.35 and upper < 0.01
+    with pytest.raises(ValueError, match="outlier_prob"):
+        DetectorNoise(outlier_prob=[0.1] * 5)
+    with pytest.raises(ValueError, match="outlier_prob"):
+        DetectorNoise(outlier_prob=1.5)
+
+
 def test_bad_noise_config():
     with pytest.raises(ValueError, match="threshold"):
         DetectorNoise(visible_conf_min=0.05)
