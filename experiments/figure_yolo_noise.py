@@ -73,7 +73,7 @@ def collect(preset: str, n_views: int, seed: int, workers: int) -> dict:
 
 
 def analyse(d: dict) -> dict:
-    from depth_pose.keypoints import COCO_NAMES
+    from depth_pose.keypoints import COCO_NAMES, L_HIP, L_SHOULDER, R_HIP, R_SHOULDER
 
     h, err, det = d["h"], d["err"], d["det"]
     dist = np.hypot(err[..., 0], err[..., 1])  # (N, 17)
@@ -120,8 +120,8 @@ def analyse(d: dict) -> dict:
     hip_shift = None
     if "gt" in d and len(d["gt"]):
         gt = d["gt"]
-        torso = 0.5 * (gt[:, 5] + gt[:, 6] - gt[:, 11] - gt[:, 12])  # (N, 2)
-        e_hip = 0.5 * (err[:, 11] + err[:, 12])
+        torso = 0.5 * (gt[:, L_SHOULDER] + gt[:, R_SHOULDER] - gt[:, L_HIP] - gt[:, R_HIP])  # (N, 2)
+        e_hip = 0.5 * (err[:, L_HIP] + err[:, R_HIP])
         t2 = (torso**2).sum(1)
         ok = big & np.isfinite(e_hip).all(1) & (t2 > (0.1 * h) ** 2)
         shift = (e_hip[ok] * torso[ok]).sum(1) / t2[ok]

@@ -17,20 +17,13 @@ import numpy as np
 
 import depth_pose  # noqa: F401
 from depth_pose._env import REPO_ROOT
-from depth_pose.eval.metrics import PERSON_PX_BANDS, band_name
-from depth_pose.keypoints import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER, pixel_height
+from depth_pose.eval.baselines import shoulder_hip_depth
+from depth_pose.eval.io import read_keypoints_jsonl
+from depth_pose.eval.metrics import PERSON_PX_BANDS, band_name, depth_metrics, per_band
+from depth_pose.keypoints import pixel_height
 from depth_pose.predictor import DepthPredictor
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "real" / "kitti_pedestrians_dev.jsonl"
-BANDS = ((0, 10), (10, 20), (20, 30), (30, np.inf))
-
-
-def load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    kp = np.array([r["keypoints_xyc"] for r in rows], dtype=np.float32)
-    K = np.array([r["K"] for r in rows], dtype=np.float32)
-    z = np.array([r["gt_z_m"] for r in rows], dtype=np.float32)
-    return kp, K, z
 
 
 def box_heights(path: Path) -> np.ndarray | None:
@@ -41,27 +34,13 @@ def box_heights(path: Path) -> np.ndarray | None:
     return np.array([r["gt_box_hwl_m"][0] for r in rows], dtype=np.float64)
 
 
-def shoulder_hip_rule(kp: np.ndarray, K: np.ndarray, length_m: float = 0.48) -> np.ndarray:
-    """z = f * 0.48 m / (pixel distance mid-shoulder -> mid-hip): the classic baseline."""
-    sh = 0.5 * (kp[:, L_SHOULDER, :2] + kp[:, R_SHOULDER, :2])
-    hp = 0.5 * (kp[:, L_HIP, :2] + kp[:, R_HIP, :2])
-    f = 0.5 * (K[:, 0, 0] + K[:, 1, 1])
-    return f * length_m / np.maximum(np.linalg.norm(sh - hp, axis=1), 1e-3)
-
-
 def report(name: str, zh: np.ndarray, z: np.ndarray, sigma: np.ndarray | None = None) -> dict:
-    err = np.abs(zh - z)
-    out = {"ale": float(err.mean()), "rel": float((err / z).mean()), "bias_rel": float(((zh - z) / z).mean()),
-           "delta125": float((np.maximum(zh / z, z / zh) < 1.25).mean()), "finite": int(np.isfinite(zh).sum())}
-    for lo, hi in BANDS:
-        m = (z >= lo) & (z < hi)
-        out[f"ale_{lo}_{hi if np.isfinite(hi) else 'inf'}"] = float(err[m].mean()) if m.any() else float("nan")
-    if sigma is not None:
-        out["within_1sigma"] = float((err <= sigma).mean())  # Laplace: ~0.76 if calibrated
-        out["median_sigma_rel"] = float(np.median(sigma / zh))
-    bands = " ".join(f"{out[k]:6.2f}" for k in out if k.startswith("ale_"))
-    print(f"{name:<28}{out['ale']:7.3f}  {bands}  {100 * out['rel']:6.1f}% {100 * out['bias_rel']:+6.1f}% "
-          f"{out['delta125']:6.3f} {out['finite']:>4}" + (f"  {out['within_1sigma']:.2f}" if sigma is not None else ""))
+    """The project's metrics (:mod:`depth_pose.eval.metrics`) of one method, printed as a table row."""
+    out = depth_metrics(zh, z, sigma)
+    out["bands"] = per_band(zh, z, sigma)
+    bands = " ".join(f"{v['ale_m']:6.2f}" if v["ale_m"] is not None else f"{'-':>6}" for v in out["bands"].values())
+    print(f"{name:<34}{out['n']:>4}{out['ale_m']:7.3f}  {bands}  {100 * out['rel_err']:6.1f}% "
+          f"{100 * out['bias_rel']:+6.1f}% {out['delta_1.25']:6.3f}" + (f"  {out['cov_1sigma']:.2f}" if sigma is not None else ""))
     return out
 
 
@@ -127,14 +106,18 @@ def main() -> None:
     path = Path(args.data)
     if not path.exists():
         raise SystemExit(f"error: {path} not found (the shared real data); pass --data")
-    kp, K, z = load(path)
+    people = read_keypoints_jsonl(path)
+    kp, K, z = people.keypoints, people.K, people.gt_z
     pred = DepthPredictor.load(args.model)
     out = pred.predict(kp, K)
     print(f"{len(z)} KITTI pedestrians, depth {z.min():.1f}-{z.max():.1f} m; model {pred.metadata.get('source')}")
-    print(f"{'method':<28}{'ALE':>7}  {'0-10':>6} {'10-20':>6} {'20-30':>6} {'>30':>6}  {'rel':>6} {'bias':>6} "
-          f"{'d<1.25':>6} {'fin':>4}  in1sig")
+    print(f"{'method':<34}{'n':>4}{'ALE':>7}  {'0-10':>6} {'10-20':>6} {'20-30':>6} {'>30':>6}  {'rel':>6} {'bias':>6} "
+          f"{'d<1.25':>6}  in1sig")
+    sh = shoulder_hip_depth(kp, K)  # the baseline of depth_pose.eval (sides with both joints at conf >= 0.3)
+    on = np.isfinite(sh)
     res = {"model": report("model", out.z_m, z, out.sigma_m),
-           "shoulder_hip_0.48": report("shoulder-hip 0.48 m rule", shoulder_hip_rule(kp, K), z)}
+           "shoulder_hip_0.48": report("shoulder-hip 0.48 m rule", sh, z),
+           "model_on_shoulder_hip_people": report("model on the rule's people", out.z_m[on], z[on], out.sigma_m[on])}
     h = box_heights(path)
     if h is not None:
         res["stature"] = stature_analysis(out.z_m.astype(np.float64), z.astype(np.float64), h)

@@ -16,6 +16,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from procs import processes_mentioning
 
 from depth_pose import geometry
 from depth_pose.schema import ALL_COLS, TAG_COLS
@@ -135,19 +136,6 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``text`` (Linux /proc; [] elsewhere)."""
-    out = []
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            if text in (d / "cmdline").read_bytes().decode(errors="replace") and \
-                    (d / "stat").read_text().split(")")[-1].split()[0] != "Z":
-                out.append(int(d.name))
-        except OSError:
-            continue
-    return out
-
-
 def test_resume_after_sigkill_gives_identical_data(tmp_path):
     common = ["num_samples=6000", "shard_size=400", "samples_per_pose=8", f"paths.root_dir={tmp_path}",
               "hydra.run.dir=" + str(tmp_path / "hydra")]
@@ -170,7 +158,7 @@ def test_resume_after_sigkill_gives_identical_data(tmp_path):
     # Its forked workers end with it instead of holding memory as orphans (idle Pool workers see EOF; a busy one
     # is ended at once by generation.lifetime.die_with_parent, which test_render checks on a long job).
     deadline = time.time() + 15
-    while (orphans := _processes_mentioning(f"out_dir={killed}")) and time.time() < deadline:
+    while (orphans := processes_mentioning(f"out_dir={killed}")) and time.time() < deadline:
         time.sleep(0.2)
     assert not orphans, f"generation workers {orphans} outlived their killed parent"
     m = shards.load_manifest(killed)

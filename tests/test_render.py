@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from procs import live_pids
 
 from depth_pose import geometry
 from depth_pose.detect import Detections
@@ -293,14 +294,8 @@ def test_render_workers_die_with_a_killed_parent(tmp_path):
     alive = pids
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)
-        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and _not_zombie(pid)]
+        alive = live_pids(pids)
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, f"render workers {alive} outlived their killed parent"
 
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
