@@ -44,6 +44,11 @@ class DepthPrediction:
     sigma_m: np.ndarray  # (N,)
 
 
+def _writable(a: Any) -> np.ndarray:
+    """float32 array torch can wrap without a warning (pandas / Arrow hand out read-only views)."""
+    return np.require(np.asarray(a, dtype=np.float32), requirements="W")
+
+
 def export_model(module: DepthModule, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (.safetensors, weights + buffers) and its ``.json`` metadata, each atomically."""
     path = Path(path)
@@ -122,14 +127,14 @@ class DepthPredictor:
         Always finite: people with fewer than ``min_visible`` (5) confident joints use every finite joint (the
         detector's guesses, as in training) with sigma at least 30% of z; people with no finite coordinate at all get the training mean depth with sigma = z.
         """
-        kp = torch.as_tensor(np.asarray(keypoints_xyc, dtype=np.float32) if not torch.is_tensor(keypoints_xyc)
-                             else keypoints_xyc, dtype=torch.float32)
+        kp = torch.as_tensor(_writable(keypoints_xyc) if not torch.is_tensor(keypoints_xyc) else keypoints_xyc,
+                             dtype=torch.float32)
         if kp.ndim == 2 and kp.shape == (NUM_KEYPOINTS, 3):
             kp = kp[None]
         if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
             raise ValueError(f"keypoints_xyc must have shape (N, {NUM_KEYPOINTS}, 3), got {tuple(kp.shape)}")
         n = kp.shape[0]
-        Kt = torch.as_tensor(np.asarray(K, dtype=np.float32) if not torch.is_tensor(K) else K, dtype=torch.float32)
+        Kt = torch.as_tensor(_writable(K) if not torch.is_tensor(K) else K, dtype=torch.float32)
         Kt = as_K(Kt, n)
         if n and (why := check_intrinsics(Kt)):
             raise ValueError(f"bad intrinsics K: {why}")

@@ -169,9 +169,11 @@ def shard_paths(path: str | Path, require_complete: bool = False, verify: bool =
 
 
 def read_table(
-    path: str | Path, columns: Sequence[str] | None = None, require_complete: bool = True, verify: bool = False
+    path: str | Path, columns: Sequence[str] | None = None, require_complete: bool = True, verify: bool = False,
+    max_rows: int | None = None,
 ) -> pa.Table:
-    """All listed shards of a dataset directory as one Arrow table (optionally only ``columns``)."""
+    """All listed shards of a dataset directory as one Arrow table (optionally only ``columns``; with
+    ``max_rows``, the first rows in shard order, reading only the shards they need)."""
     cols = list(columns) if columns is not None else None
     if cols is not None:
         unknown = [c for c in cols if c not in SCHEMA.names]
@@ -181,8 +183,14 @@ def read_table(
     schema = SCHEMA if cols is None else pa.schema([SCHEMA.field(c) for c in cols])
     if not paths:
         return schema.empty_table()
-    tables = [pq.read_table(p, columns=cols) for p in paths]
-    return pa.concat_tables(tables).cast(schema)
+    tables, rows = [], 0
+    for p in paths:
+        if max_rows is not None and rows >= max_rows:
+            break
+        tables.append(pq.read_table(p, columns=cols))
+        rows += tables[-1].num_rows
+    table = pa.concat_tables(tables).cast(schema)
+    return table if max_rows is None else table.slice(0, max_rows)
 
 
 def read_frame(

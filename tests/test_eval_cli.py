@@ -154,3 +154,65 @@ def test_evaluate_in_process_all_good_exit_0(tmp_path, tiny_model):
         assert r_["z_shoulder_hip_m"] == pytest.approx(z * 0.48 / np.hypot(0.1, 0.5), rel=1e-3)
     for name in ("error_vs_distance", "pred_vs_true", "calibration"):
         assert (tmp_path / "o" / f"{name}.png").stat().st_size > 5000
+
+
+@pytest.fixture(scope="module")
+def small_hybrid_set(tmp_path_factory) -> Path:
+    """1,600 rows of the real generator (Anny bodies, hybrid poses, YOLO-like noise) in 4 shards."""
+    from generation.pipeline import generate
+
+    tmp = tmp_path_factory.mktemp("hybrid_set")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        cfg = compose_gen(["num_samples=1600", "shard_size=400", "samples_per_pose=4", "body.n_bodies=16",
+                           f"paths.root_dir={tmp}", f"out_dir={tmp / 'set'}", "progress=false", "compile=false"])
+        return generate(cfg)
+
+
+def compose_gen(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("generate", overrides=overrides)
+
+
+def test_dataset_mode_scores_a_generated_set_per_pose(tmp_path, tiny_model, small_hybrid_set):
+    """dp-eval dataset=DIR: every row scored, per-pose groups from the set's own columns, model ALE equal to the
+    predictor's on the same rows, first rows only with dataset_max_rows."""
+    from depth_pose.eval.run import evaluate
+    from depth_pose.predictor import DepthPredictor
+    from depth_pose.schema import KP_COLS
+    from generation.shards import read_frame
+
+    m = evaluate(compose_eval([f"dataset={small_hybrid_set}", f"out={tmp_path / 'o' / 'pred.jsonl'}",
+                               f"ckpt={tiny_model}", "progress=false", "dataset_max_rows=null"]))
+    assert m["exit_code"] == 0 and m["mode"] == "dataset" and m["n_scored"] == m["n_with_gt"] == 1600
+    df = read_frame(small_hybrid_set)
+    labels = np.where(df["preset"] != "", df["preset"], np.where(df["both_walk"], "both_walk",
+                                                                 np.where(df["walk"], "walk", df["strategy"])))
+    names, counts = np.unique(labels, return_counts=True)
+    by_pose = m["by_pose"]["model"]
+    assert {k: v["n_total"] for k, v in by_pose.items()} == dict(zip(names.tolist(), counts.tolist()))
+    assert len(by_pose) >= 5 and set(by_pose) - {"walk", "both_walk"} <= {p.stem for p in (
+        REPO / "generation" / "data" / "presets").glob("*.yaml")}
+    assert {k: v["n_total"] for k, v in m["by_hands_up"]["model"].items()} == {
+        "hands up": int(df["hands_up"].sum()), "no hands up": int((~df["hands_up"]).sum())}
+    # The same model through the Python API on the same rows.
+    kp = df[KP_COLS].to_numpy(np.float32).reshape(-1, 17, 3)
+    K = np.zeros((len(df), 3, 3), np.float32)
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = df.fx, df.fy, df.cx, df.cy, 1.0
+    z = DepthPredictor.load(tiny_model).predict(kp, K).z_m
+    assert m["methods"]["model"]["ale_m"] == pytest.approx(float(np.abs(np.asarray(z) - df.z_m).mean()), rel=1e-5)
+    rows = (tmp_path / "o" / "pred.jsonl").read_text().splitlines()
+    assert len(rows) == 1600 and json.loads(rows[7])["pose"] == labels[7]
+    assert "## Per pose" in (tmp_path / "o" / "report.md").read_text()
+    m = evaluate(compose_eval([f"dataset={small_hybrid_set}", f"out={tmp_path / 'p' / 'pred.jsonl'}",
+                               f"ckpt={tiny_model}", "progress=false", "plots=false", "dataset_max_rows=500"]))
+    assert m["n_scored"] == 500  # first 500 rows: 2 of the 4 shards read
+
+
+def test_dataset_mode_bad_folder_exit_2(tmp_path):
+    (tmp_path / "not_a_set").mkdir()
+    r = run_cli(["dataset=not_a_set", "out=p.jsonl"], cwd=tmp_path)
+    assert r.returncode == 2 and "not a depth_pose dataset" in r.stderr
+    assert not (tmp_path / "p.jsonl").exists()

@@ -18,6 +18,7 @@ from depth_pose.eval.metrics import (
     gaussian_coverage,
     median_iqr,
     per_band,
+    per_group,
 )
 from depth_pose.keypoints import pixel_height
 
@@ -33,6 +34,7 @@ def test_depth_metrics_hand_computed():
     assert m["ale_m"] == pytest.approx(4.5)
     assert m["median_abs_m"] == pytest.approx(2.5)
     assert m["rel_err"] == pytest.approx((1 / 9 + 2 / 20 + 3 / 30 + 12 / 40) / 4)
+    assert m["median_rel"] == pytest.approx((1 / 9 + 2 / 20) / 2)  # sorted 0.1, 0.1, 0.111, 0.3
     assert m["bias_rel"] == pytest.approx((1 / 9 + 2 / 20 - 3 / 30 + 12 / 40) / 4)
     assert m["delta_1.25"] == pytest.approx(0.75)  # 52/40 = 1.3 fails, 10/9, 22/20, 30/27 pass
     assert (m["alp_0.5m"], m["alp_1m"], m["alp_2m"]) == (0.0, 0.0, 0.25)  # strict: |err| = 1 is not < 1
@@ -48,6 +50,17 @@ def test_per_band_and_empty_band():
     assert b["10-20"]["n"] == 0 and b["10-20"]["n_total"] == 1 and b["10-20"]["ale_m"] is None  # only the NaN one
     assert b["20-30"]["ale_m"] == pytest.approx(2.0)  # true 20 (30 belongs to >30)
     assert b[">30"]["ale_m"] == pytest.approx(7.5)
+
+
+def test_per_group_order_and_counts():
+    labels = np.array(["squat", "walk", "squat", "lying", "walk"])
+    g = per_group(PRED, TRUE, SIGMA, labels, order=["standing", "walk"])
+    assert list(g) == ["walk", "squat", "lying"]  # "standing" absent: left out; the rest by count
+    assert (g["walk"]["n"], g["walk"]["n_total"]) == (1, 2)  # walk = people 2 and 5 (5 has no prediction)
+    assert g["walk"]["ale_m"] == pytest.approx(2.0)
+    assert g["squat"]["ale_m"] == pytest.approx(2.0) and g["squat"]["cov_1sigma"] == pytest.approx(1.0)  # |err| 1, 3
+    assert g["lying"]["bias_rel"] == pytest.approx(12 / 40)
+    assert per_group(PRED, TRUE, None, labels)["squat"].get("cov_1sigma") is None
 
 
 def test_pixel_height_and_metrics_per_person_size():

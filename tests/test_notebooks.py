@@ -1,4 +1,4 @@
-"""The analysis notebook runs top to bottom (jupytext -> nbclient) on a small fresh synthetic set."""
+"""The analysis notebooks run top to bottom (jupytext -> nbclient) on small fresh synthetic sets and sweeps."""
 
 from __future__ import annotations
 
@@ -14,8 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_analyse_checkpoint_notebook_runs(tmp_path: Path) -> None:
-    nb = jupytext.read(REPO / "notebooks" / "analyse_checkpoint.py")
-    env = {"N_SAMPLES": "4000", "NB_OUT": str(tmp_path / "nb")}
+    nb = execute("analyse_checkpoint.py", {"N_SAMPLES": "4000", "NB_OUT": str(tmp_path / "nb")})
+    png = tmp_path / "nb" / "analysis.png"
+    assert png.is_file() and png.stat().st_size > 10_000
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "ale_m" in outputs and "4000 samples" in outputs
+
+
+def execute(name: str, env: dict[str, str]):
+    """Run ``notebooks/<name>`` top to bottom with ``env`` set; returns the executed notebook."""
+    nb = jupytext.read(REPO / "notebooks" / name)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -26,7 +34,52 @@ def test_analyse_checkpoint_notebook_runs(tmp_path: Path) -> None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    png = tmp_path / "nb" / "analysis.png"
-    assert png.is_file() and png.stat().st_size > 10_000
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "ale_m" in outputs and "4000 samples" in outputs
+    return nb
+
+
+@pytest.mark.slow
+def test_sweep_ablation_script_read_sweep_and_compare_notebook(tmp_path: Path) -> None:
+    """A tiny real pose-sampling sweep through experiments/ablation_pose_sampling.py (dp-train -m, held-out
+    sets, dp-eval per pose, summary), then read_sweep on it and the comparison notebook."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from depth_pose.eval.sweep import read_sweep, varied
+
+    out = tmp_path / "abl"
+    r = subprocess.run([sys.executable, str(REPO / "experiments" / "ablation_pose_sampling.py"), "--strategies",
+                        "uniform", "hybrid", "--samples", "4000", "--epochs", "1", "--heldout", "2000",
+                        "--out", str(out), "--real", str(tmp_path / "no_real_data")],
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [j["strategy"] for j in summary] == ["uniform", "hybrid"]
+    for j in summary:
+        held = j["scores"]["heldout"]
+        assert set(held) == {"uniform", "hybrid"} and all(0 < h["ale_m"] < 60 for h in held.values())
+        assert "crouch" in held["hybrid"]["by_pose"] and "uniform" in held["uniform"]["by_pose"]
+        assert 0 < j["scores"]["invariance"]["non_standing_median"] < 1
+    assert "| uniform | 0 |" in (out / "summary.md").read_text() and (out / "per_pose.png").stat().st_size > 10_000
+
+    jobs = read_sweep(out / "sweep")
+    assert [j.overrides["pose_sampling"] for j in jobs] == ["uniform", "hybrid"] and varied(jobs) == ["pose_sampling"]
+    assert all(j.finished and j.epochs_done == 1 and j.best_ckpt.is_file() for j in jobs)
+    # A job that has not reached max_epochs (killed, or still running) is left out unless asked for.
+    unfinished = out / "sweep" / "2"
+    shutil.copytree(out / "sweep" / "1", unfinished)
+    cfg = OmegaConf.load(unfinished / ".hydra" / "config.yaml")
+    cfg.trainer.max_epochs = 5
+    OmegaConf.save(cfg, unfinished / ".hydra" / "config.yaml")
+    assert len(read_sweep(out / "sweep")) == 2
+    assert [j.finished for j in read_sweep(out / "sweep", only_finished=False)] == [True, True, False]
+    shutil.rmtree(unfinished)
+
+    nb = execute("compare_sweep.py", {"SWEEP_DIR": str(out / "sweep"), "N_SAMPLES": "3000",
+                                      "NB_OUT": str(tmp_path / "nb")})
+    assert (tmp_path / "nb" / "sweep_comparison.png").stat().st_size > 20_000
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "pose_sampling=uniform" in text and "pose_sampling=hybrid" in text and "3000 held-out samples" in text

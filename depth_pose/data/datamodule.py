@@ -74,7 +74,8 @@ class DeviceDataModule(L.LightningDataModule):
         if self.splits:
             return
         device, self.rank, self.world = self._placement()
-        host = self._host if self._host is not None else load_host_set(self.dir)
+        host = self._host if self._host is not None else load_host_set(
+            self.dir, max_rows=None if self.max_samples is None else int(self.max_samples))
         if self.max_samples is not None and len(host) > int(self.max_samples):
             m = int(self.max_samples)
             host = HostSet(host.kp[:m], host.intr[:m], host.z[:m], host.special[:m], host.pose_id[:m])

@@ -44,16 +44,17 @@ class HostSet:
         return int(self.z.shape[0])
 
 
-def load_host_set(path: str | Path) -> HostSet:
-    """Read the needed columns of a dataset directory (Parquet shards + manifest) into host tensors."""
+def load_host_set(path: str | Path, max_rows: int | None = None) -> HostSet:
+    """Read the needed columns of a dataset directory (Parquet shards + manifest) into host tensors (the first
+    ``max_rows`` rows only, when given)."""
     from generation.shards import read_table
 
-    table = read_table(path, columns=COLUMNS)
+    table = read_table(path, columns=COLUMNS, max_rows=max_rows)
     if table.num_rows == 0:
         raise InputError(f"dataset {path} has no rows")
 
-    def col(name: str, dtype=np.float32) -> np.ndarray:
-        return table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    def col(name: str, dtype=np.float32) -> np.ndarray:  # writable (torch.from_numpy warns on Arrow's views)
+        return np.require(table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False), requirements="W")
 
     kp = np.stack([col(c) for c in KP_COLS], axis=1).reshape(-1, 17, 3)
     intr = np.stack([col(c) for c in INTRINSIC_COLS], axis=1)

@@ -156,6 +156,42 @@ def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
     return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, None, n_input)
 
 
+def pose_labels(strategy: np.ndarray, preset: np.ndarray, walk: np.ndarray, both_walk: np.ndarray) -> np.ndarray:
+    """One pose name per synthetic sample: its preset (``squat``, ``kneel``, ...), else ``walk`` / ``both_walk``
+    for a gait pose, else the sampler's name (``uniform``, ``normal``: random joint angles)."""
+    preset = np.asarray(preset, dtype=object)
+    strategy = np.asarray(strategy, dtype=object)
+    gait = np.where(np.asarray(both_walk, bool), "both_walk", np.where(np.asarray(walk, bool), "walk", strategy))
+    return np.where(preset != "", preset, gait).astype(str)
+
+
+def read_synthetic_set(path: str | Path, max_rows: int | None = None) -> PeopleSet:
+    """A synthetic set written by ``dp-generate`` (Parquet shards + manifest) as people to score: ids are the
+    row numbers, ``extra`` holds each sample's pose name (:func:`pose_labels`) and ``hands_up`` tag, so
+    evaluations can report errors per pose. ``max_rows``: the first rows only (whole shards are read)."""
+    from depth_pose.data.device_data import load_host_set
+    from depth_pose.features import K_from_columns
+    from generation.shards import read_table
+
+    path = Path(path)
+    if not (path / "manifest.json").is_file():
+        raise EvalInputError(f"dataset '{path}' is not a depth_pose dataset (no manifest.json; make one with dp-generate)")
+    if max_rows is not None and int(max_rows) < 1:
+        raise EvalInputError(f"dataset_max_rows must be a positive number of rows or null, got {max_rows}")
+    try:
+        host = load_host_set(path, max_rows=max_rows)
+        tags = read_table(path, columns=["strategy", "preset", "walk", "both_walk", "hands_up"], max_rows=max_rows)
+    except (OSError, ValueError, RuntimeError, KeyError, InputError) as e:
+        raise EvalInputError(f"cannot read dataset '{path}': {e}") from e
+    col = {c: tags.column(c).to_numpy(zero_copy_only=False) for c in tags.column_names}
+    names = pose_labels(col["strategy"], col["preset"], col["walk"], col["both_walk"])
+    K = K_from_columns(*host.intr.unbind(-1)).numpy()
+    n = len(host)
+    extra = [{"pose": str(a), "hands_up": bool(b)} for a, b in zip(names, col["hands_up"])]
+    return PeopleSet(ids=[str(i) for i in range(n)], keypoints=host.kp.numpy().astype(np.float64),
+                     K=K.astype(np.float64), gt_z=host.z.numpy().astype(np.float64), extra=extra, n_input=n)
+
+
 def json_safe(obj):
     """Recursively turn numpy scalars/arrays into Python values and non-finite floats into None."""
     if isinstance(obj, dict):

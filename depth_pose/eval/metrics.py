@@ -45,8 +45,8 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None =
     """Summary of one method's depths against ground truth.
 
     Keys: ``n`` (people measured), ``n_total``, ``ale_m`` (mean |pred - true|), ``median_abs_m``,
-    ``rel_err`` (mean |pred - true| / true), ``bias_rel`` (mean (pred - true) / true), ``delta_1.25`` (share with
-    max(pred/true, true/pred) < 1.25), ``alp_<t>m`` (share with |err| < t), ``rmse_m`` and, with ``sigma``, the
+    ``rel_err`` (mean |pred - true| / true), ``median_rel`` (median |pred / true - 1|), ``bias_rel`` (mean
+    (pred - true) / true), ``delta_1.25`` (share with max(pred/true, true/pred) < 1.25), ``alp_<t>m`` (share with |err| < t), ``rmse_m`` and, with ``sigma``, the
     share with |err| <= 1 sigma and <= 2 sigma (``cov_1sigma``, ``cov_2sigma``; ideal 0.683 and 0.954) and the
     median sigma. Empty selections give ``None`` values.
     """
@@ -57,7 +57,7 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None =
     p, t = pred[ok], true[ok]
     out: dict = {"n": int(ok.sum()), "n_total": int(true.size)}
     if p.size == 0:
-        keys = ["ale_m", "median_abs_m", "rel_err", "bias_rel", "delta_1.25", "rmse_m"]
+        keys = ["ale_m", "median_abs_m", "rel_err", "median_rel", "bias_rel", "delta_1.25", "rmse_m"]
         keys += [f"alp_{a:g}m" for a in ALP_THRESHOLDS_M]
         if sigma is not None:
             keys += ["cov_1sigma", "cov_2sigma", "median_sigma_m"]
@@ -69,6 +69,7 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None =
         "ale_m": _f(abs_err.mean()),
         "median_abs_m": _f(np.median(abs_err)),
         "rel_err": _f((abs_err / t).mean()),
+        "median_rel": _f(np.median(abs_err / t)),
         "bias_rel": _f((err / t).mean()),
         "delta_1.25": _f((ratio < 1.25).mean()),
         "rmse_m": _f(np.sqrt((err**2).mean())),
@@ -93,6 +94,23 @@ def per_band(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None = None
     for lo, hi in bands:
         sel = (key >= lo) & (key < hi)
         out[band_name(lo, hi)] = depth_metrics(pred[sel], true[sel], None if sigma is None else np.asarray(sigma)[sel])
+    return out
+
+
+def per_group(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None, labels: np.ndarray | list[str],
+              order: list[str] | None = None) -> dict[str, dict]:
+    """:func:`depth_metrics` per label (e.g. the pose of each synthetic sample); groups in ``order`` first, then
+    the rest by size. Labels in ``order`` that never occur are left out."""
+    labels = np.asarray(labels, dtype=object)
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    names, counts = np.unique(labels.astype(str), return_counts=True)
+    present = dict(zip(names.tolist(), counts.tolist()))
+    keys = [k for k in (order or []) if k in present]
+    keys += sorted((k for k in present if k not in keys), key=lambda k: -present[k])
+    out = {}
+    for k in keys:
+        sel = labels.astype(str) == k
+        out[k] = depth_metrics(pred[sel], true[sel], None if sigma is None else np.asarray(sigma)[sel])
     return out
 
 

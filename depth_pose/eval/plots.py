@@ -37,8 +37,12 @@ def error_vs_distance(true_z: np.ndarray, preds: dict[str, np.ndarray], path: Pa
     plt = _plt()
     true_z = np.asarray(true_z, np.float64)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    if "model" in preds:
-        ax.scatter(true_z, np.abs(preds["model"] - true_z), s=8, alpha=0.35, color=COLORS["model"], label="model, per person")
+    if "model" in preds:  # dots: at most 5000 people (seeded pick); the lines use everybody
+        dots = np.arange(true_z.size)
+        if dots.size > 5000:
+            dots = np.sort(np.random.default_rng(0).choice(true_z.size, 5000, replace=False))
+        ax.scatter(true_z[dots], np.abs(preds["model"][dots] - true_z[dots]), s=8 if dots.size < 1000 else 2,
+                   alpha=0.35, color=COLORS["model"], label="model, per person")
     zmax = float(np.nanmax(true_z)) if true_z.size else 1.0
     edges = np.arange(0.0, zmax + bin_m, bin_m)
     centres = 0.5 * (edges[:-1] + edges[1:])
@@ -65,11 +69,18 @@ def error_vs_distance(true_z: np.ndarray, preds: dict[str, np.ndarray], path: Pa
     return _save(fig, path)
 
 
-def pred_vs_true(true_z: np.ndarray, pred: np.ndarray, sigma: np.ndarray, path: Path) -> Path:
-    """Predicted vs true depth with 1-sigma error bars and the identity line."""
+def pred_vs_true(true_z: np.ndarray, pred: np.ndarray, sigma: np.ndarray, path: Path, max_points: int = 3000) -> Path:
+    """Predicted vs true depth with 1-sigma error bars and the identity line (a seeded random ``max_points``
+    of the people when there are more, so synthetic sets of 10^5 people stay legible and quick)."""
     plt = _plt()
+    true_z, pred, sigma = (np.asarray(a, np.float64) for a in (true_z, pred, sigma))
+    label = "model ± 1σ"
+    if true_z.size > max_points:
+        pick = np.sort(np.random.default_rng(0).choice(true_z.size, max_points, replace=False))
+        label += f" ({max_points} of {true_z.size} shown)"
+        true_z, pred, sigma = true_z[pick], pred[pick], sigma[pick]
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    ax.errorbar(true_z, pred, yerr=sigma, fmt="o", ms=3, alpha=0.5, elinewidth=0.7, color=COLORS["model"], label="model ± 1σ")
+    ax.errorbar(true_z, pred, yerr=sigma, fmt="o", ms=3, alpha=0.5, elinewidth=0.7, color=COLORS["model"], label=label)
     # Axis up to the larger of the true range and the predictions, but at most 1.5x the true range (outliers
     # beyond are drawn at the edge as triangles).
     tmax = float(np.nanmax(true_z)) if len(true_z) else 1.0

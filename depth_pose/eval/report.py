@@ -59,6 +59,18 @@ def bands_table(methods: dict[str, dict], same: dict[str, dict] | None = None) -
     return "\n".join(lines)
 
 
+def pose_table(by: dict[str, dict[str, dict]], what: str) -> str:
+    """Per-pose (or other label) errors of the model and the box-height rule on a synthetic set."""
+    lines = [f"## Per {what} (synthetic labels)", "",
+             f"| {what} | n | model median \\|pred/true−1\\| | model ALE (m) | model bias | ≤1σ | "
+             "box-height median \\|pred/true−1\\| | box-height n |", "|---|---|---|---|---|---|---|---|"]
+    for label, m in by["model"].items():
+        b = by["box_height"].get(label, {})
+        lines.append(f"| {label} | {m['n']} | {_pct1(m['median_rel'])} | {_num(m['ale_m'])} | {_pct1(m['bias_rel'])} | "
+                     f"{_pct(m.get('cov_1sigma'))} | {_pct1(b.get('median_rel'))} | {b.get('n', 0)} |")
+    return "\n".join(lines)
+
+
 def people_report(metrics: dict) -> str:
     """The Markdown report of a keypoint or image set evaluation."""
     parts = [f"# Evaluation: {metrics['input']}", "",
@@ -76,6 +88,9 @@ def people_report(metrics: dict) -> str:
             parts += [f"| {b} | {m['n']} | {_num(m['ale_m'])} | {_pct1(m['rel_err'])} | {_pct1(m['bias_rel'])} | "
                       f"{_pct(m.get('cov_1sigma'))} |" for b, m in by_px.items() if m["n"]]
             parts += [""]
+        by_pose = metrics.get("by_pose")
+        if by_pose:
+            parts += [pose_table(by_pose, "pose"), "", pose_table(metrics["by_hands_up"], "arms"), ""]
         cal = metrics.get("calibration_curve")
         if cal:
             parts += ["## Uncertainty calibration (share with |err| ≤ kσ)", "",
@@ -95,12 +110,14 @@ def invariance_report(res: dict) -> str:
              f"- {res['n_samples']} samples: {res['n_bodies']} bodies (seed {res['seed']}), depths {res['depths_m']} m, "
              f"yaws {res['yaws_deg']} deg, {res['n_per_pose']} pose variants per name (jitter {res['jitter_deg']} deg), "
              f"noise: {res['noise']}", "",
-             "| pose | n | model median \\|pred/true−1\\| | model IQR | box-height median | box-height IQR | box-height n/a | ratio |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| pose | n | model median \\|pred/true−1\\| | model IQR | model median bias | box-height median | "
+             "box-height IQR | box-height n/a | ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for pose, r in res["per_pose"].items():
         m, b = r["model"], r["box_height"]
         ratio = b["median"] / m["median"] if m["median"] else float("nan")
-        lines.append(f"| {pose} | {r['n']} | {_pct1(m['median'])} | {_pct1(m['iqr'])} | {_pct1(b['median'])} | "
+        lines.append(f"| {pose} | {r['n']} | {_pct1(m['median'])} | {_pct1(m['iqr'])} | {_pct1(m.get('bias_median'))} | "
+                     f"{_pct1(b['median'])} | "
                      f"{_pct1(b['iqr'])} | {b['n_na']} | {ratio:.1f}× |")
     o = res["overall_non_standing"]
     lines += ["", f"**Non-standing poses**: model median {_pct1(o['model_median'])}, box-height {_pct1(o['box_height_median'])}"

@@ -1,4 +1,5 @@
-"""``dp-eval`` as a plain function: score a keypoint set, an image set or a synthetic suite; write predictions,
+"""``dp-eval`` as a plain function: score a keypoint set, an image set, a generated synthetic set or the
+pose-invariance suite; write predictions,
 ``metrics.json``, ``report.md`` and PNG plots beside ``out``.
 
 Exit-code contract (applied by :mod:`depth_pose.cli.eval`): 0 every input entry scored, 3 some left out (listed
@@ -24,14 +25,18 @@ from depth_pose.eval.io import (
     atomic_write_jsonl,
     atomic_write_text,
     read_keypoints_jsonl,
+    read_synthetic_set,
 )
-from depth_pose.eval.metrics import PERSON_PX_BANDS, calibration_curve, depth_metrics, per_band
+from depth_pose.eval.metrics import PERSON_PX_BANDS, calibration_curve, depth_metrics, per_band, per_group
 from depth_pose.eval.report import invariance_report, people_report
 from depth_pose.keypoints import pixel_height
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
+MODES = ("keypoints", "images", "dataset", "suite")
+# Upright poses first in per-pose tables (then the rest by count).
+POSE_ORDER = ["standing", "walk", "both_walk", "uniform", "normal"]
 
 
 def abs_path(p: str | Path) -> Path:
@@ -143,7 +148,20 @@ def people_metrics(people: PeopleSet, scores: dict[str, np.ndarray]) -> dict:
         out["calibration_curve"] = calibration_curve(scores["model"][gt], true, scores["sigma"][gt])
         out["model_by_person_px"] = per_band(scores["model"][gt], true, scores["sigma"][gt], PERSON_PX_BANDS,
                                              by=pixel_height(people.keypoints[gt]))
+        pose = _extra_column(people, "pose")
+        if pose is not None:  # synthetic sets: errors per pose, model and box-height rule side by side
+            hands = np.where(_extra_column(people, "hands_up", False).astype(bool), "hands up", "no hands up")
+            for key, labels in (("by_pose", pose), ("by_hands_up", hands)):
+                out[key] = {name: per_group(scores[name][gt], true, scores["sigma"][gt] if name == "model" else None,
+                                            labels[gt], order=POSE_ORDER) for name in ("model", "box_height")}
     return out
+
+
+def _extra_column(people: PeopleSet, key: str, default=None) -> np.ndarray | None:
+    """``people.extra[i][key]`` for every person as an array, or None when the first person lacks it."""
+    if not people.extra or key not in people.extra[0]:
+        return None
+    return np.array([e.get(key, default) for e in people.extra], dtype=object)
 
 
 def flat_numbers(d: dict, prefix: str = "") -> dict[str, float]:
@@ -215,13 +233,13 @@ def evaluate_people(people: PeopleSet, cfg: DictConfig, predictor, out: Path, in
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Run the evaluation chosen by ``keypoints=``, ``images=`` or ``suite=``; return the metrics dict.
+    """Run the evaluation chosen by ``keypoints=``, ``images=``, ``dataset=`` or ``suite=``; return the metrics.
 
     ``metrics["exit_code"]`` is 0 or 3 (see module docstring); :class:`EvalInputError` means exit 2.
     """
-    modes = [k for k in ("keypoints", "images", "suite") if cfg.get(k) not in (None, "")]
+    modes = [k for k in MODES if cfg.get(k) not in (None, "")]
     if len(modes) != 1:
-        raise EvalInputError("give exactly one of keypoints=FILE.jsonl, images=DIR or suite=invariance "
+        raise EvalInputError("give exactly one of keypoints=FILE.jsonl, images=DIR, dataset=DIR or suite=invariance "
                              f"(got {modes or 'none'})")
     mode = modes[0]
     if mode == "suite":
@@ -246,6 +264,9 @@ def evaluate(cfg: DictConfig) -> dict:
     out = check_out(abs_path(cfg.out) if cfg.get("out") else default_out("predictions.jsonl"))
     if mode == "keypoints":
         people = read_keypoints_jsonl(src)
+        predictor = load_predictor(cfg.get("ckpt"), cfg.device)
+    elif mode == "dataset":
+        people = read_synthetic_set(src, cfg.get("dataset_max_rows"))
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)
     else:
         from hydra.utils import instantiate
