@@ -39,7 +39,7 @@ def execute(name: str, env: dict[str, str]):
 
 @pytest.mark.slow
 def test_sweep_ablation_script_read_sweep_and_compare_notebook(tmp_path: Path) -> None:
-    """A tiny real pose-sampling sweep through experiments/ablation_pose_sampling.py (dp-train -m, held-out
+    """A tiny real pose-sampling sweep through experiments/ablation.py (dp-train -m, held-out
     sets, dp-eval per pose, summary), then read_sweep on it and the comparison notebook."""
     import json
     import shutil
@@ -51,19 +51,21 @@ def test_sweep_ablation_script_read_sweep_and_compare_notebook(tmp_path: Path) -
     from depth_pose.eval.sweep import read_sweep, varied
 
     out = tmp_path / "abl"
-    r = subprocess.run([sys.executable, str(REPO / "experiments" / "ablation_pose_sampling.py"), "--strategies",
-                        "uniform", "hybrid", "--samples", "4000", "--epochs", "1", "--heldout", "2000",
-                        "--out", str(out), "--real", str(tmp_path / "no_real_data")],
+    r = subprocess.run([sys.executable, str(REPO / "experiments" / "ablation.py"), "pose_sampling=uniform,hybrid",
+                        "--test-sampling", "uniform", "hybrid", "--samples", "4000", "--epochs", "1", "--heldout",
+                        "2000", "--out", str(out), "--real", str(tmp_path / "no_real_data")],
                        capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert [j["strategy"] for j in summary] == ["uniform", "hybrid"]
+    assert [j["variant"] for j in summary] == ["pose_sampling=uniform", "pose_sampling=hybrid"]
     for j in summary:
         held = j["scores"]["heldout"]
         assert set(held) == {"uniform", "hybrid"} and all(0 < h["ale_m"] < 60 for h in held.values())
         assert "crouch" in held["hybrid"]["by_pose"] and "uniform" in held["uniform"]["by_pose"]
         assert 0 < j["scores"]["invariance"]["non_standing_median"] < 1
-    assert "| uniform | 0 |" in (out / "summary.md").read_text() and (out / "per_pose.png").stat().st_size > 10_000
+    text = (out / "summary.md").read_text()
+    assert "| pose_sampling=uniform | 0 |" in text and "| crouch |" in text
+    assert (out / "per_pose.png").stat().st_size > 10_000
 
     jobs = read_sweep(out / "sweep")
     assert [j.overrides["pose_sampling"] for j in jobs] == ["uniform", "hybrid"] and varied(jobs) == ["pose_sampling"]
@@ -81,5 +83,5 @@ def test_sweep_ablation_script_read_sweep_and_compare_notebook(tmp_path: Path) -
     nb = execute("compare_sweep.py", {"SWEEP_DIR": str(out / "sweep"), "N_SAMPLES": "3000",
                                       "NB_OUT": str(tmp_path / "nb")})
     assert (tmp_path / "nb" / "sweep_comparison.png").stat().st_size > 20_000
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "pose_sampling=uniform" in text and "pose_sampling=hybrid" in text and "3000 held-out samples" in text
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "pose_sampling=uniform" in printed and "pose_sampling=hybrid" in printed and "3000 held-out samples" in printed

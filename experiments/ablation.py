@@ -1,14 +1,16 @@
-"""Pose-sampling ablation: one model per strategy (``uniform``, ``normal``, ``hybrid``) trained by the real
-``dp-train -m`` sweep, each scored on every strategy's held-out set, on the pose-invariance suite and on the
-real KITTI keypoints (when ``../shared`` is present), with paired bootstrap intervals on KITTI.
+"""Ablation sweep: train one model per variant with the real ``dp-train -m`` sweep, then score every model on
+held-out synthetic sets (one per test pose sampler, errors per pose), the pose-invariance suite and the real
+KITTI keypoints (when ``../shared`` is present), with paired bootstrap intervals on KITTI.
 
-    .venv/bin/python experiments/ablation_pose_sampling.py                       # train (sweep) + score
-    .venv/bin/python experiments/ablation_pose_sampling.py --sweep OUT/sweep     # score a finished sweep
+    .venv/bin/python experiments/ablation.py                                   # pose samplers (the default)
+    .venv/bin/python experiments/ablation.py model=mlp_small,mlp_base --reference model=mlp_base
+    .venv/bin/python experiments/ablation.py --sweep OUT/sweep                 # score a finished sweep only
 
-Training: ``dp-train -m pose_sampling=<strategies> seed=<seeds> data.num_samples=N trainer.max_epochs=E
-data.batch_size=1024 model.optimizer.lr=0.003 logger=csv`` (each strategy gets its own generated set, seed 0).
-Held-out sets: ``dp-generate pose_sampling=S num_samples=H seed=99`` (other bodies, poses and cameras).
-Writes ``summary.md``, ``summary.json`` and ``per_pose.png`` under ``--out``.
+Training: ``dp-train -m <sweep overrides> seed=<seeds> data.num_samples=N trainer.max_epochs=E
+data.batch_size=1024 model.optimizer.lr=0.003 logger=csv`` (the converge-benchmark recipe; each pose sampler
+gets its own generated set, seed 0). Held-out sets: ``dp-generate pose_sampling=S num_samples=H seed=99``
+(other bodies, poses and cameras), scored with ``dp-eval dataset=...``. Writes ``summary.md``,
+``summary.json`` and ``per_pose.png`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import depth_pose  # noqa: F401  (environment defaults)
 from depth_pose._env import REPO_ROOT
 
-STRATEGIES = ("uniform", "normal", "hybrid")
+DEFAULT_SWEEP = ["pose_sampling=uniform,normal,hybrid"]
 
 
 def compose(config: str, overrides: list[str]):
@@ -41,7 +43,7 @@ def compose(config: str, overrides: list[str]):
 
 def run_sweep(args, sweep_dir: Path) -> None:
     """The training sweep, through the ``dp-train`` console script (exactly what a user would run)."""
-    cmd = [str(Path(sys.executable).with_name("dp-train")), "-m", f"pose_sampling={','.join(args.strategies)}",
+    cmd = [str(Path(sys.executable).with_name("dp-train")), "-m", *args.overrides,
            f"seed={','.join(str(s) for s in args.seeds)}", f"data.num_samples={args.samples}",
            f"trainer.max_epochs={args.epochs}", "data.batch_size=1024", "model.optimizer.lr=0.003", "logger=csv",
            "progress=false", f"hydra.sweep.dir={sweep_dir}"]
@@ -52,19 +54,22 @@ def run_sweep(args, sweep_dir: Path) -> None:
 
 
 def sweep_jobs(sweep_dir: Path) -> list[dict]:
-    """Each finished job of a ``dp-train -m`` folder (:func:`depth_pose.eval.sweep.read_sweep`)."""
-    from depth_pose.eval.sweep import read_sweep
+    """Finished jobs of a ``dp-train -m`` folder (:func:`depth_pose.eval.sweep.read_sweep`); ``variant`` names
+    what the sweep varied apart from the seed."""
+    from depth_pose.eval.sweep import read_sweep, varied
 
-    return [{"job": str(j.num), "strategy": str(j.config.pose_sampling.name), "seed": int(j.config.seed),
-             "ckpt": str(j.best_ckpt), "samples": int(j.config.data.num_samples),
-             "epochs": int(j.config.trainer.max_epochs)} for j in read_sweep(sweep_dir)]
+    jobs = read_sweep(sweep_dir)
+    keys = [k for k in varied(jobs) if k != "seed"]
+    return [{"job": str(j.num), "variant": " ".join(f"{k}={j.overrides.get(k)}" for k in keys) or "all",
+             "seed": int(j.config.seed), "ckpt": str(j.best_ckpt), "samples": int(j.config.data.num_samples),
+             "epochs": int(j.config.trainer.max_epochs)} for j in jobs]
 
 
-def heldout_set(strategy: str, rows: int) -> Path:
-    """``dp-generate pose_sampling=<strategy> num_samples=<rows> seed=99`` (reused when already there)."""
+def heldout_set(sampler: str, rows: int) -> Path:
+    """``dp-generate pose_sampling=<sampler> num_samples=<rows> seed=99`` (reused when already there)."""
     from generation.pipeline import ensure_dataset
 
-    cfg = compose("generate", [f"pose_sampling={strategy}", f"num_samples={rows}", "seed=99", "progress=false",
+    cfg = compose("generate", [f"pose_sampling={sampler}", f"num_samples={rows}", "seed=99", "progress=false",
                                f"paths.root_dir={REPO_ROOT}"])
     return ensure_dataset(cfg)
 
@@ -89,7 +94,7 @@ def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path
     """Every evaluation of one model; per-person KITTI errors kept for the paired bootstrap."""
     res: dict = {"heldout": {}}
     ck = f"ckpt={job['ckpt']}"
-    base = out / f"job{job['job']}_{job['strategy']}_s{job['seed']}"
+    base = out / f"job{job['job']}"
     for s, path in heldout.items():
         m = quiet_evaluate([f"dataset={path}", f"out={base / f'heldout_{s}' / 'pred.jsonl'}", ck])
         mo = m["methods"]["model"]
@@ -114,10 +119,6 @@ def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path
     return res
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}%"
-
-
 def mean_pm(values: list[float], fmt: str) -> str:
     """``mean`` or ``mean ± half-range`` over seeds."""
     v = np.asarray(values, np.float64)
@@ -126,21 +127,23 @@ def mean_pm(values: list[float], fmt: str) -> str:
     return f"{fmt.format(v.mean())} ± {fmt.format((v.max() - v.min()) / 2)}"
 
 
-def summary_table(jobs: list[dict], strategies: list[str]) -> str:
-    """Rows: training strategy; columns: held-out ALE / median per test strategy, suite, KITTI."""
+def variants_of(jobs: list[dict]) -> list[str]:
+    return list(dict.fromkeys(j["variant"] for j in jobs))
+
+
+def summary_table(jobs: list[dict]) -> str:
+    """Rows: variant; columns: held-out ALE / median per test sampler, suite, KITTI (mean ± half-range over seeds)."""
     tested = list(jobs[0]["scores"]["heldout"])
-    head = ["trained on", "seeds", *(f"held-out {s}: ALE (m) / median" for s in tested),
+    head = ["variant", "seeds", *(f"held-out {s}: ALE (m) / median" for s in tested),
             "suite: non-standing median (box-height ratio)", "suite ≤1σ"]
     has_kitti = "kitti" in jobs[0]["scores"]
     if has_kitti:
         head += ["KITTI ALE (m)", "KITTI bias", "KITTI ≤1σ / ≤2σ"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for s in strategies:
-        js = [j for j in jobs if j["strategy"] == s]
-        if not js:
-            continue
+    for v in variants_of(jobs):
+        js = [j for j in jobs if j["variant"] == v]
         sc = [j["scores"] for j in js]
-        row = [s, ",".join(str(j["seed"]) for j in js)]
+        row = [v, ",".join(str(j["seed"]) for j in js)]
         for t in tested:
             row.append(mean_pm([x["heldout"][t]["ale_m"] for x in sc], "{:.2f}") + " / "
                        + mean_pm([100 * x["heldout"][t]["median_rel"] for x in sc], "{:.1f}") + "%")
@@ -156,40 +159,49 @@ def summary_table(jobs: list[dict], strategies: list[str]) -> str:
     return "\n".join(lines)
 
 
-def per_pose_table(jobs: list[dict], strategies: list[str], test: str = "hybrid") -> str:
-    """Median |pred/true - 1| per pose on one held-out set (mean over seeds), one column per training strategy."""
-    present = [s for s in strategies if any(j["strategy"] == s for j in jobs)]
-    poses = list(next(j for j in jobs)["scores"]["heldout"][test]["by_pose"])
-    lines = [f"| pose (held-out {test}) | " + " | ".join(f"{s}: median / bias" for s in present) + " |",
-             "|---|" + "---|" * len(present)]
+def per_pose_table(jobs: list[dict], source: str, test: str | None = None) -> str:
+    """Median |pred/true - 1| / bias per pose (mean over seeds), one column per variant; ``source`` is
+    ``heldout`` (on the held-out set of sampler ``test``) or ``invariance`` (the suite; bias = median)."""
+    def pick(j: dict) -> tuple[dict, dict]:
+        if source == "heldout":
+            h = j["scores"]["heldout"][test]
+            return h["by_pose"], h["by_pose_bias"]
+        s = j["scores"]["invariance"]
+        return s["per_pose"], s["per_pose_bias"]
+
+    variants = variants_of(jobs)
+    poses = list(pick(jobs[0])[0])
+    where = f"held-out {test}" if source == "heldout" else "invariance suite"
+    lines = [f"| pose ({where}) | " + " | ".join(f"{v}: median / bias" for v in variants) + " |",
+             "|---|" + "---|" * len(variants)]
     for p in poses:
         cells = []
-        for s in present:
-            sc = [j["scores"]["heldout"][test] for j in jobs if j["strategy"] == s]
-            med = np.mean([x["by_pose"][p] for x in sc])
-            bias = np.mean([x["by_pose_bias"][p] for x in sc])
+        for v in variants:
+            vals = [pick(j) for j in jobs if j["variant"] == v]
+            med = np.mean([a.get(p, np.nan) for a, _ in vals])
+            bias = np.mean([b.get(p, np.nan) for _, b in vals])
             cells.append(f"{100 * med:.1f}% / {100 * bias:+.1f}%")
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def per_pose_figure(jobs: list[dict], strategies: list[str], path: Path) -> Path:
-    """Grouped bars: invariance-suite median error per pose, one bar per training strategy (mean over seeds)."""
+def per_pose_figure(jobs: list[dict], path: Path) -> Path:
+    """Grouped bars: invariance-suite median error per pose, one bar per variant (mean over seeds)."""
     from depth_pose.eval.plots import _plt, _save
 
     plt = _plt()
-    present = [s for s in strategies if any(j["strategy"] == s for j in jobs)]
+    variants = variants_of(jobs)
     poses = list(jobs[0]["scores"]["invariance"]["per_pose"])
     x = np.arange(len(poses))
-    w = 0.8 / len(present)
+    w = 0.8 / len(variants)
     fig, ax = plt.subplots(figsize=(10, 4.2))
-    for i, s in enumerate(present):
-        vals = [100 * np.mean([j["scores"]["invariance"]["per_pose"][p] for j in jobs if j["strategy"] == s])
+    for i, v in enumerate(variants):
+        vals = [100 * np.mean([j["scores"]["invariance"]["per_pose"][p] for j in jobs if j["variant"] == v])
                 for p in poses]
-        ax.bar(x + (i - (len(present) - 1) / 2) * w, vals, w, label=f"trained on {s}")
+        ax.bar(x + (i - (len(variants) - 1) / 2) * w, vals, w, label=v)
     ax.set_xticks(x, poses, rotation=30, ha="right")
     ax.set_ylabel("median |pred/true − 1| (%)")
-    ax.set_title("Pose-invariance suite (held-out bodies, YOLO-like noise) by training pose sampler")
+    ax.set_title("Pose-invariance suite (held-out bodies, YOLO-like noise) per variant")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -197,13 +209,17 @@ def per_pose_figure(jobs: list[dict], strategies: list[str], path: Path) -> Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    ap.add_argument("overrides", nargs="*", default=DEFAULT_SWEEP,
+                    help="dp-train sweep overrides (default: pose_sampling=uniform,normal,hybrid)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--samples", type=int, default=2_000_000, help="training rows per strategy")
+    ap.add_argument("--samples", type=int, default=2_000_000, help="training rows per model")
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--test-sampling", nargs="+", default=["uniform", "normal", "hybrid"],
+                    help="pose samplers of the held-out sets")
     ap.add_argument("--heldout", type=int, default=100_000, help="rows of each held-out set (seed 99)")
+    ap.add_argument("--reference", default=None, help="variant the KITTI bootstrap compares with (default: the last)")
     ap.add_argument("--sweep", type=Path, default=None, help="score this finished dp-train -m folder (no training)")
-    ap.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "ablation_pose_sampling")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "ablation")
     default_real = os.environ.get("DEPTH_POSE_REAL_DATA") or str(REPO_ROOT.parent / "shared" / "data" / "real")
     ap.add_argument("--real", type=Path, default=Path(default_real))
     args = ap.parse_args()
@@ -213,38 +229,43 @@ def main() -> None:
     if args.sweep is None:
         run_sweep(args, sweep_dir)
     jobs = sweep_jobs(sweep_dir)
-    strategies = [s for s in STRATEGIES if any(j["strategy"] == s for j in jobs)]
+    variants = variants_of(jobs)
+    reference = args.reference or variants[-1]
+    if reference not in variants:
+        raise SystemExit(f"--reference {reference!r} is not one of the variants {variants}")
     t0 = time.perf_counter()
-    heldout = {s: heldout_set(s, args.heldout) for s in strategies}
+    heldout = {s: heldout_set(s, args.heldout) for s in args.test_sampling}
     kitti = args.real / "kitti_pedestrians_dev.jsonl"
     kitti = kitti if kitti.is_file() else None
     for j in jobs:
-        print(f"scoring job {j['job']} ({j['strategy']}, seed {j['seed']}) ...", flush=True)
+        print(f"scoring job {j['job']} ({j['variant']}, seed {j['seed']}) ...", flush=True)
         j["scores"] = score_job(j, heldout, kitti, out)
-    parts = ["# Pose-sampling ablation", "",
+    parts = [f"# Ablation: {', '.join(variants)}", "",
              f"Sweep `{sweep_dir}`: {jobs[0]['samples']:,} samples, {jobs[0]['epochs']} epochs per model; held-out "
-             f"sets of {args.heldout:,} rows (seed 99) per strategy: "
+             f"sets of {args.heldout:,} rows (seed 99) per pose sampler: "
              + ", ".join(f"{s} `{p.name}`" for s, p in heldout.items()) + ". Values over seeds: mean ± half-range.",
-             "", summary_table(jobs, strategies), ""]
-    if "hybrid" in heldout:
-        parts += ["Per pose on the held-out hybrid set (median |pred/true − 1| / mean bias):", "",
-                  per_pose_table(jobs, strategies, "hybrid"), ""]
-    if kitti is not None and "hybrid" in strategies:
-        ref = next(j for j in jobs if j["strategy"] == "hybrid")
-        parts += [f"KITTI paired bootstrap against hybrid (seed {ref['seed']}), mean Δ|err| [95% interval]:", ""]
+             "", summary_table(jobs), ""]
+    for s in heldout:
+        parts += [f"Per pose on the held-out {s} set (median |pred/true − 1| / mean bias):", "",
+                  per_pose_table(jobs, "heldout", s), ""]
+    parts += ["Per pose on the invariance suite (median |pred/true − 1| / median bias):", "",
+              per_pose_table(jobs, "invariance"), ""]
+    if kitti is not None:
+        ref = next(j for j in jobs if j["variant"] == reference)
+        parts += [f"KITTI paired bootstrap against {reference} (seed {ref['seed']}), mean Δ|err| [95% interval]:", ""]
         for j in jobs:
-            if j is ref:
-                continue
-            d, lo, hi = paired_bootstrap(np.array(j["scores"]["kitti"]["abs_err"]), np.array(ref["scores"]["kitti"]["abs_err"]))
-            parts.append(f"- {j['strategy']} seed {j['seed']}: {d:+.3f} m [{lo:+.3f}, {hi:+.3f}]")
+            if j is not ref:
+                d, lo, hi = paired_bootstrap(np.array(j["scores"]["kitti"]["abs_err"]),
+                                             np.array(ref["scores"]["kitti"]["abs_err"]))
+                parts.append(f"- {j['variant']} seed {j['seed']}: {d:+.3f} m [{lo:+.3f}, {hi:+.3f}]")
         parts.append("")
-    fig = per_pose_figure(jobs, strategies, out / "per_pose.png")
+    fig = per_pose_figure(jobs, out / "per_pose.png")
     parts += [f"Figure: `{fig}`", ""]
     text = "\n".join(parts)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(text)
-    slim = [{k: v for k, v in j.items() if k != "scores"} | {"scores": {**j["scores"], "kitti": {
-        k: v for k, v in j["scores"].get("kitti", {}).items() if k != "abs_err"}}} for j in jobs]
+    slim = [j | {"scores": j["scores"] | {"kitti": {k: v for k, v in j["scores"].get("kitti", {}).items()
+                                                    if k != "abs_err"}}} for j in jobs]
     (out / "summary.json").write_text(json.dumps(slim, indent=1))
     print(text)
     print(f"scoring: {time.perf_counter() - t0:.0f} s; wrote {out / 'summary.md'}, {out / 'summary.json'}, {fig}")
