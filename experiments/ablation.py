@@ -6,9 +6,9 @@ KITTI keypoints (when ``../shared`` is present), with paired bootstrap intervals
     .venv/bin/python experiments/ablation.py model=mlp_small,mlp_base --reference model=mlp_base
     .venv/bin/python experiments/ablation.py --sweep OUT/sweep                 # score a finished sweep only
 
-Training: ``dp-train -m <sweep overrides> seed=<seeds> data.num_samples=N trainer.max_epochs=E
-data.batch_size=1024 model.optimizer.lr=0.003 logger=csv`` (the converge-benchmark recipe; each pose sampler
-gets its own generated set, seed 0). Held-out sets: ``dp-generate pose_sampling=S num_samples=H seed=99``
+Training: ``dp-train -m <sweep overrides> seed=<seeds> data.num_samples=N trainer.max_epochs=E <recipe>
+logger=csv`` (recipe default ``data.batch_size=1024 model.optimizer.lr=0.003``, the converge-benchmark
+recipe; each pose sampler gets its own generated set, seed 0). Held-out sets: ``dp-generate pose_sampling=S num_samples=H seed=99``
 (other bodies, poses and cameras), scored with ``dp-eval dataset=...``. Writes ``summary.md``,
 ``summary.json`` and ``per_pose.png`` under ``--out``.
 """
@@ -45,8 +45,8 @@ def run_sweep(args, sweep_dir: Path) -> None:
     """The training sweep, through the ``dp-train`` console script (exactly what a user would run)."""
     cmd = [str(Path(sys.executable).with_name("dp-train")), "-m", *args.overrides,
            f"seed={','.join(str(s) for s in args.seeds)}", f"data.num_samples={args.samples}",
-           f"trainer.max_epochs={args.epochs}", "data.batch_size=1024", "model.optimizer.lr=0.003", "logger=csv",
-           "progress=false", f"hydra.sweep.dir={sweep_dir}"]
+           f"trainer.max_epochs={args.epochs}", *args.recipe, "logger=csv", "progress=false",
+           f"hydra.sweep.dir={sweep_dir}"]
     print("+", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)
@@ -208,12 +208,16 @@ def per_pose_figure(jobs: list[dict], path: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", default=DEFAULT_SWEEP,
                     help="dp-train sweep overrides (default: pose_sampling=uniform,normal,hybrid)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--samples", type=int, default=2_000_000, help="training rows per model")
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--recipe", nargs="*", default=["data.batch_size=1024", "model.optimizer.lr=0.003"],
+                    help="overrides every job gets (default: the converge-benchmark recipe; give none to keep "
+                         "each model preset's own lr)")
     ap.add_argument("--test-sampling", nargs="+", default=["uniform", "normal", "hybrid"],
                     help="pose samplers of the held-out sets")
     ap.add_argument("--heldout", type=int, default=100_000, help="rows of each held-out set (seed 99)")
