@@ -124,7 +124,7 @@ def mean_pm(values: list[float], fmt: str) -> str:
     v = np.asarray(values, np.float64)
     if v.size == 1:
         return fmt.format(v[0])
-    return f"{fmt.format(v.mean())} ± {fmt.format((v.max() - v.min()) / 2)}"
+    return f"{fmt.format(v.mean())} ± {fmt.replace('+', '').format((v.max() - v.min()) / 2)}"
 
 
 def variants_of(jobs: list[dict]) -> list[str]:
@@ -250,6 +250,8 @@ def main() -> None:
              + ", ".join(f"{s} `{p.name}`" for s, p in heldout.items()) + ". Values over seeds: mean ± half-range.",
              "", summary_table(jobs), ""]
     for s in heldout:
+        if len(jobs[0]["scores"]["heldout"][s]["by_pose"]) < 2:
+            continue  # one pose name only (uniform / normal sets): nothing to break down
         parts += [f"Per pose on the held-out {s} set (median |pred/true − 1| / mean bias):", "",
                   per_pose_table(jobs, "heldout", s), ""]
     parts += ["Per pose on the invariance suite (median |pred/true − 1| / median bias):", "",
