@@ -513,15 +513,16 @@ def _run_shards(gen: Generator, tasks: list[tuple], workers: int):
 
 
 def write_contact_sheet(cfg: DictConfig, path: Path, stages: dict[str, Any] | None = None) -> Path:
-    """Contact sheet of sampled skeletons: the configured strategy first, then the repo's other strategies."""
+    """Contact sheet of sampled skeletons: the configured strategy first, then the repo's other plain strategies."""
     from generation.contact_sheet import contact_sheet
 
     gen = Generator(cfg, stages)
     samplers = {str(cfg.pose_sampling.get("name", "configured")): gen.pose_sampler}
     conf_dir = Path(__file__).resolve().parents[1] / "conf" / "pose_sampling"
     for f in sorted(conf_dir.glob("*.yaml")):
-        if f.stem not in samplers:
-            samplers[f.stem] = _instantiate("pose_sampling", OmegaConf.load(f))
+        node = OmegaConf.load(f)
+        if f.stem not in samplers and "defaults" not in node:  # composed ones (mixture) only when configured
+            samplers[f.stem] = _instantiate("pose_sampling", node)
     return contact_sheet(gen.body, samplers, path, seed=int(cfg.seed))
 
 

@@ -1,12 +1,13 @@
 """Pose samplers: anatomical joint angles -> Anny local-ref bone rotations (:class:`generation.types.PoseBatch`).
 
-Three strategies, built with ``hydra.utils.instantiate(cfg.pose_sampling)``:
+Strategies, built with ``hydra.utils.instantiate(cfg.pose_sampling)``:
 
 * ``uniform``: every joint angle uniform within its anatomical limits (``data/joint_limits.yaml``);
 * ``normal``: truncated normal per angle, mean mid-range, sigma = ``sigma_frac`` x range;
 * ``hybrid``: realistic poses: legs from presets (``data/presets/*.yaml``, interpolated toward a compatible
   neighbour and jittered) or from a walk cycle, then spine turn, random arms, hands up, head turn, each with a
-  configurable probability and recorded as a tag.
+  configurable probability and recorded as a tag;
+* ``mixture``: each pose from one of the above, drawn with configured weights.
 
 The anatomical -> Anny mapping (one convention for all joints, right side = mirror of the left) is described
 in ``data/joint_limits.yaml`` and ``docs/joint_limits.md``.
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -430,6 +433,58 @@ class HybridPoseSampler(PoseSampler):
         ang = J.clamp(ang)
         tags = dict(walk=walk, both_walk=both, hands_up=hands_up, spine_turn=spine_turn, head_turn=head_turn)
         return ang, preset, tags
+
+
+class MixturePoseSampler(PoseSampler):
+    """Each pose from one of several samplers, drawn with ``weights`` (e.g. mostly ``hybrid`` plus some
+    ``uniform`` random-angle poses): the ablation between the pure strategies. Rows keep their component's
+    presets and tags; the ``strategy`` column says ``mixture``, so per-pose reports label the rows that have
+    neither a preset nor a gait tag (the random-angle ones) ``mixture``."""
+
+    name = "mixture"
+
+    def __init__(self, components: Mapping[str, Any], weights: Mapping[str, float] | None = None,
+                 limits_file: str | None = None, name: str | None = None, threads: int = 1) -> None:
+        super().__init__(limits_file=limits_file, name=name, threads=threads)
+        if not components:
+            raise ValueError("mixture: components is empty (give e.g. {hybrid: ..., uniform: ...})")
+        parts: dict[str, PoseSampler] = {}
+        for key, comp in components.items():
+            if not isinstance(comp, PoseSampler):  # a config node that was not instantiated (``_recursive_: false``)
+                import hydra.utils
+
+                comp = hydra.utils.instantiate(comp)
+            if not isinstance(comp, PoseSampler):
+                raise ValueError(f"mixture component {key!r} is not a pose sampler ({type(comp).__name__})")
+            if list(comp.joints.names) != list(self.joints.names) or not torch.equal(comp.joints.lo, self.joints.lo) \
+                    or not torch.equal(comp.joints.hi, self.joints.hi):
+                raise ValueError(f"mixture component {key!r} uses other joint limits than the mixture (limits_file)")
+            parts[str(key)] = comp
+        w = dict(weights) if weights else dict.fromkeys(parts, 1.0)
+        unknown = sorted(set(w) - set(parts))
+        if unknown:
+            raise ValueError(f"mixture weights name unknown components {unknown}; components: {sorted(parts)}")
+        probs = torch.tensor([float(w.get(k, 0.0)) for k in parts], dtype=torch.float64)
+        if (probs < 0).any() or not torch.isfinite(probs).all() or probs.sum() <= 0:
+            raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {w}")
+        self.parts, self.probs = parts, (probs / probs.sum()).float()
+
+    def sample_angles(self, n, g):
+        comp = torch.multinomial(self.probs, max(n, 1), replacement=True, generator=g)[:n]
+        angles = torch.zeros(n, len(self.joints.names), 3)
+        preset = [""] * n
+        tags = {t: torch.zeros(n, dtype=torch.bool) for t in TAGS}
+        for i, part in enumerate(self.parts.values()):
+            idx = torch.nonzero(comp == i).flatten()
+            if idx.numel() == 0:
+                continue
+            a, p, t = part.sample_angles(int(idx.numel()), g)
+            angles[idx] = a
+            for row, name in zip(idx.tolist(), p):
+                preset[row] = name
+            for name, v in t.items():
+                tags[name][idx] = v
+        return angles, preset, tags
 
 
 def named_poses(names: list[str], n_per_name: int, generator: torch.Generator, jitter_deg: float = 5.0,

@@ -14,6 +14,7 @@ from generation.pose import (
     NAMED_POSES,
     HybridPoseSampler,
     JointSet,
+    MixturePoseSampler,
     NormalPoseSampler,
     UniformPoseSampler,
     named_poses,
@@ -198,7 +199,7 @@ def test_named_poses_are_variants(body):
         named_poses(["cartwheel"], 1, g)
 
 
-@pytest.mark.parametrize("name", ["uniform", "normal", "hybrid"])
+@pytest.mark.parametrize("name", ["uniform", "normal", "hybrid", "mixture"])
 def test_configs_instantiate(name):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
@@ -209,6 +210,38 @@ def test_configs_instantiate(name):
     assert s.name == cfg.pose_sampling.name == name
     b = s.sample(16, torch.Generator().manual_seed(0))
     assert b.strategy == name and b.rotations.shape[:2] == (16, len(b.bone_names)) and len(b.preset) == 16
+
+
+def test_mixture_shares_and_components():
+    """Mixture rows come from their component with the configured weights (binomial test on the hybrid share:
+    every hybrid pose has a preset or a gait tag, no uniform pose has either) and keep its tags."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("generate", overrides=["pose_sampling=mixture", "pose_sampling.weights.hybrid=0.6",
+                                             "pose_sampling.weights.uniform=0.4"])
+    s = instantiate(cfg.pose_sampling)
+    n = 20000
+    b = s.sample(n, torch.Generator().manual_seed(3))
+    hybrid_rows = torch.tensor([p != "" for p in b.preset]) | b.tags["walk"] | b.tags["both_walk"]
+    k = int(hybrid_rows.sum())
+    assert stats.binomtest(k, n, 0.6).pvalue > 1e-3, k / n
+    # Hands up only on hybrid rows, with hybrid's rate there (0.3 of the rows that allow it).
+    assert not (b.tags["hands_up"] & ~hybrid_rows).any() and 0.2 < b.tags["hands_up"][hybrid_rows].float().mean() < 0.35
+    # Uniform rows: angles uniform within the limits (knee flexion).
+    j = s.joints.index("knee_L")
+    ang = b.angles_deg[~hybrid_rows, j, 0]
+    lo, hi = float(s.joints.lo[j, 0]), float(s.joints.hi[j, 0])
+    assert stats.kstest(ang.numpy(), stats.uniform(lo, hi - lo).cdf).pvalue > 1e-3
+    b2 = s.sample(n, torch.Generator().manual_seed(3))
+    assert torch.equal(b.rotations, b2.rotations) and b.preset == b2.preset  # deterministic per seed
+    with pytest.raises(ValueError, match="unknown components"):
+        MixturePoseSampler({"uniform": UniformPoseSampler()}, weights={"hybrid": 1.0})
+    with pytest.raises(ValueError, match="positive sum"):
+        MixturePoseSampler({"uniform": UniformPoseSampler()}, weights={"uniform": 0.0})
+    with pytest.raises(ValueError, match="empty"):
+        MixturePoseSampler({})
 
 
 def test_bad_config_values():
