@@ -437,7 +437,7 @@ class HybridPoseSampler(PoseSampler):
 
 class MixturePoseSampler(PoseSampler):
     """Each pose from one of several samplers, drawn with ``weights`` (e.g. mostly ``hybrid`` plus some
-    ``uniform`` random-angle poses): the ablation between the pure strategies. Rows keep their component's
+    ``uniform`` random-angle poses): a middle ground between the pure strategies. Rows keep their component's
     presets and tags; the ``strategy`` column says ``mixture``, so per-pose reports label the rows that have
     neither a preset nor a gait tag (the random-angle ones) ``mixture``."""
 

@@ -189,6 +189,8 @@ def read_table(
             break
         tables.append(pq.read_table(p, columns=cols))
         rows += tables[-1].num_rows
+    if not tables:  # max_rows=0
+        return schema.empty_table()
     table = pa.concat_tables(tables).cast(schema)
     return table if max_rows is None else table.slice(0, max_rows)
 

@@ -46,9 +46,10 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None =
 
     Keys: ``n`` (people measured), ``n_total``, ``ale_m`` (mean |pred - true|), ``median_abs_m``,
     ``rel_err`` (mean |pred - true| / true), ``median_rel`` (median |pred / true - 1|), ``bias_rel`` (mean
-    (pred - true) / true), ``delta_1.25`` (share with max(pred/true, true/pred) < 1.25), ``alp_<t>m`` (share with |err| < t), ``rmse_m`` and, with ``sigma``, the
-    share with |err| <= 1 sigma and <= 2 sigma (``cov_1sigma``, ``cov_2sigma``; ideal 0.683 and 0.954) and the
-    median sigma. Empty selections give ``None`` values.
+    (pred - true) / true), ``delta_1.25`` (share with max(pred/true, true/pred) < 1.25), ``alp_<t>m`` (share
+    with |err| < t), ``rmse_m`` and, with ``sigma``, the share with |err| <= 1 sigma and <= 2 sigma
+    (``cov_1sigma``, ``cov_2sigma``; ideal 0.683 and 0.954) and the median sigma. Empty selections give ``None``
+    values.
     """
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     ok = _valid(pred, true)
@@ -101,15 +102,15 @@ def per_group(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None, labe
               order: list[str] | None = None) -> dict[str, dict]:
     """:func:`depth_metrics` per label (e.g. the pose of each synthetic sample); groups in ``order`` first, then
     the rest by size. Labels in ``order`` that never occur are left out."""
-    labels = np.asarray(labels, dtype=object)
+    labels = np.asarray(labels, dtype=object).astype(str)
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
-    names, counts = np.unique(labels.astype(str), return_counts=True)
+    names, counts = np.unique(labels, return_counts=True)
     present = dict(zip(names.tolist(), counts.tolist()))
     keys = [k for k in (order or []) if k in present]
     keys += sorted((k for k in present if k not in keys), key=lambda k: -present[k])
     out = {}
     for k in keys:
-        sel = labels.astype(str) == k
+        sel = labels == k
         out[k] = depth_metrics(pred[sel], true[sel], None if sigma is None else np.asarray(sigma)[sel])
     return out
 
