@@ -100,8 +100,8 @@ def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path
         mo = m["methods"]["model"]
         res["heldout"][s] = {"ale_m": mo["ale_m"], "median_rel": mo["median_rel"], "bias_rel": mo["bias_rel"],
                              "cov_1sigma": mo["cov_1sigma"],
-                             "by_pose": {k: v["median_rel"] for k, v in m["by_pose"]["model"].items()},
-                             "by_pose_bias": {k: v["bias_rel"] for k, v in m["by_pose"]["model"].items()}}
+                             "by_pose": {k: v["median_rel"] for k, v in m["by_group"]["pose"]["model"].items()},
+                             "by_pose_bias": {k: v["bias_rel"] for k, v in m["by_group"]["pose"]["model"].items()}}
     r = quiet_evaluate(["suite=invariance", f"out={base / 'invariance' / 'samples.jsonl'}", ck])
     o = r["overall_non_standing"]
     res["invariance"] = {"non_standing_median": o["model_median"], "box_height_median": o["box_height_median"],

@@ -63,7 +63,7 @@ with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
                                                      "seed=99", "progress=false", "paths.root_dir=.",
                                                      f"out_dir={OUT / f'heldout_{TEST_SAMPLING}_{N_SAMPLES}'}"])
 people = read_synthetic_set(ensure_dataset(cfg))
-poses = np.array([e["pose"] for e in people.extra])
+poses = people.groups["pose"]
 px = pixel_height(people.keypoints)
 print(len(people), f"held-out samples ({TEST_SAMPLING}, seed 99);", dict(zip(*np.unique(poses, return_counts=True))))
 

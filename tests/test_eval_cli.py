@@ -191,11 +191,11 @@ def test_dataset_mode_scores_a_generated_set_per_pose(tmp_path, tiny_model, smal
     labels = np.where(df["preset"] != "", df["preset"], np.where(df["both_walk"], "both_walk",
                                                                  np.where(df["walk"], "walk", df["strategy"])))
     names, counts = np.unique(labels, return_counts=True)
-    by_pose = m["by_pose"]["model"]
+    by_pose = m["by_group"]["pose"]["model"]
     assert {k: v["n_total"] for k, v in by_pose.items()} == dict(zip(names.tolist(), counts.tolist()))
     assert len(by_pose) >= 5 and set(by_pose) - {"walk", "both_walk"} <= {p.stem for p in (
         REPO / "generation" / "data" / "presets").glob("*.yaml")}
-    assert {k: v["n_total"] for k, v in m["by_hands_up"]["model"].items()} == {
+    assert {k: v["n_total"] for k, v in m["by_group"]["arms"]["model"].items()} == {
         "hands up": int(df["hands_up"].sum()), "no hands up": int((~df["hands_up"]).sum())}
     # The same model through the Python API on the same rows.
     kp = df[KP_COLS].to_numpy(np.float32).reshape(-1, 17, 3)
@@ -205,6 +205,7 @@ def test_dataset_mode_scores_a_generated_set_per_pose(tmp_path, tiny_model, smal
     assert m["methods"]["model"]["ale_m"] == pytest.approx(float(np.abs(np.asarray(z) - df.z_m).mean()), rel=1e-5)
     rows = (tmp_path / "o" / "pred.jsonl").read_text().splitlines()
     assert len(rows) == 1600 and json.loads(rows[7])["pose"] == labels[7]
+    assert json.loads(rows[7])["arms"] == ("hands up" if df["hands_up"][7] else "no hands up")
     assert "## Per pose" in (tmp_path / "o" / "report.md").read_text()
     m = evaluate(compose_eval([f"dataset={small_hybrid_set}", f"out={tmp_path / 'p' / 'pred.jsonl'}",
                                f"ckpt={tiny_model}", "progress=false", "plots=false", "dataset_max_rows=500"]))

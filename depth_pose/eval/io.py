@@ -32,7 +32,9 @@ class PeopleSet:
     """People to score: ids, keypoints (N, 17, 3) px + conf, K (N, 3, 3), gt depth (N,) NaN when absent.
 
     ``skipped`` lists ``(where, why)`` for input left out (a line number or an image name); ``extra`` holds
-    per-person fields copied to the output lines (image name, detection score, ...).
+    per-person fields copied to the output lines (image name, detection score, ...); ``groups`` holds label
+    arrays (N,) that evaluations report errors per label of (synthetic sets: ``pose``, ``arms``), also copied
+    to the output lines.
     """
 
     ids: list[str]
@@ -42,6 +44,7 @@ class PeopleSet:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     extra: list[dict] = field(default_factory=list)
     n_input: int = 0
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -167,8 +170,8 @@ def pose_labels(strategy: np.ndarray, preset: np.ndarray, walk: np.ndarray, both
 
 def read_synthetic_set(path: str | Path, max_rows: int | None = None) -> PeopleSet:
     """A synthetic set written by ``dp-generate`` (Parquet shards + manifest) as people to score: ids are the
-    row numbers, ``extra`` holds each sample's pose name (:func:`pose_labels`) and ``hands_up`` tag, so
-    evaluations can report errors per pose. ``max_rows``: the first rows only (whole shards are read)."""
+    row numbers, ``groups`` holds each sample's pose name (:func:`pose_labels`) and arms (``hands up`` or
+    not), so evaluations report errors per pose. ``max_rows``: the first rows only (whole shards are read)."""
     from depth_pose.data.device_data import load_host_set
     from depth_pose.features import K_from_columns
     from generation.shards import read_table
@@ -187,9 +190,10 @@ def read_synthetic_set(path: str | Path, max_rows: int | None = None) -> PeopleS
     names = pose_labels(col["strategy"], col["preset"], col["walk"], col["both_walk"])
     K = K_from_columns(*host.intr.unbind(-1)).numpy()
     n = len(host)
-    extra = [{"pose": str(a), "hands_up": bool(b)} for a, b in zip(names, col["hands_up"])]
+    arms = np.where(col["hands_up"].astype(bool), "hands up", "no hands up")
     return PeopleSet(ids=[str(i) for i in range(n)], keypoints=host.kp.numpy().astype(np.float64),
-                     K=K.astype(np.float64), gt_z=host.z.numpy().astype(np.float64), extra=extra, n_input=n)
+                     K=K.astype(np.float64), gt_z=host.z.numpy().astype(np.float64), n_input=n,
+                     groups={"pose": names, "arms": arms})
 
 
 def json_safe(obj):

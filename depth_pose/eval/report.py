@@ -59,8 +59,8 @@ def bands_table(methods: dict[str, dict], same: dict[str, dict] | None = None) -
     return "\n".join(lines)
 
 
-def pose_table(by: dict[str, dict[str, dict]], what: str) -> str:
-    """Per-pose (or other label) errors of the model and the box-height rule on a synthetic set."""
+def group_table(by: dict[str, dict[str, dict]], what: str) -> str:
+    """Errors per label (pose, arms, ...) of the model and the box-height rule on a labelled (synthetic) set."""
     lines = [f"## Per {what} (synthetic labels)", "",
              f"| {what} | n | model median \\|pred/true−1\\| | model ALE (m) | model bias | ≤1σ | "
              "box-height median \\|pred/true−1\\| | box-height n |", "|---|---|---|---|---|---|---|---|"]
@@ -88,9 +88,8 @@ def people_report(metrics: dict) -> str:
             parts += [f"| {b} | {m['n']} | {_num(m['ale_m'])} | {_pct1(m['rel_err'])} | {_pct1(m['bias_rel'])} | "
                       f"{_pct(m.get('cov_1sigma'))} |" for b, m in by_px.items() if m["n"]]
             parts += [""]
-        by_pose = metrics.get("by_pose")
-        if by_pose:
-            parts += [pose_table(by_pose, "pose"), "", pose_table(metrics["by_hands_up"], "arms"), ""]
+        for what, by in (metrics.get("by_group") or {}).items():
+            parts += [group_table(by, what), ""]
         cal = metrics.get("calibration_curve")
         if cal:
             parts += ["## Uncertainty calibration (share with |err| ≤ kσ)", "",

@@ -121,6 +121,7 @@ def output_rows(people: PeopleSet, scores: dict[str, np.ndarray]) -> list[dict]:
         row["z_box_height_m"] = _r(scores["box_height"][i])
         row["z_shoulder_hip_m"] = _r(scores["shoulder_hip"][i])
         row.update(people.extra[i] if i < len(people.extra) else {})
+        row.update({k: str(v[i]) for k, v in people.groups.items()})
         rows.append(row)
     return rows
 
@@ -148,20 +149,11 @@ def people_metrics(people: PeopleSet, scores: dict[str, np.ndarray]) -> dict:
         out["calibration_curve"] = calibration_curve(scores["model"][gt], true, scores["sigma"][gt])
         out["model_by_person_px"] = per_band(scores["model"][gt], true, scores["sigma"][gt], PERSON_PX_BANDS,
                                              by=pixel_height(people.keypoints[gt]))
-        pose = _extra_column(people, "pose")
-        if pose is not None:  # synthetic sets: errors per pose, model and box-height rule side by side
-            hands = np.where(_extra_column(people, "hands_up", False).astype(bool), "hands up", "no hands up")
-            for key, labels in (("by_pose", pose), ("by_hands_up", hands)):
-                out[key] = {name: per_group(scores[name][gt], true, scores["sigma"][gt] if name == "model" else None,
-                                            labels[gt], order=POSE_ORDER) for name in ("model", "box_height")}
+        # Labelled sets (synthetic: pose, arms): errors per label, model and box-height rule side by side.
+        out["by_group"] = {key: {name: per_group(scores[name][gt], true, scores["sigma"][gt] if name == "model" else None,
+                                                 labels[gt], order=POSE_ORDER) for name in ("model", "box_height")}
+                           for key, labels in people.groups.items()}
     return out
-
-
-def _extra_column(people: PeopleSet, key: str, default=None) -> np.ndarray | None:
-    """``people.extra[i][key]`` for every person as an array, or None when the first person lacks it."""
-    if not people.extra or key not in people.extra[0]:
-        return None
-    return np.array([e.get(key, default) for e in people.extra], dtype=object)
 
 
 def flat_numbers(d: dict, prefix: str = "") -> dict[str, float]:

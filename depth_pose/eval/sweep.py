@@ -7,7 +7,7 @@ A Hydra multirun folder holds one numbered sub-folder per job with ``.hydra/conf
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ class SweepJob:
     last_ckpt: Path | None
     epochs_done: int
     finished: bool
-    extra: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
