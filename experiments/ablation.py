@@ -90,9 +90,17 @@ def paired_bootstrap(err_a: np.ndarray, err_b: np.ndarray, n: int = 10000, seed:
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def per_person(path: Path, true_key: str, keep=None) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and true depths of an output JSONL (rows where ``keep(row)``), for the seed analysis."""
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    rows = [r for r in rows if keep is None or keep(r)]
+    return (np.array([r["z_pred_m"] for r in rows], np.float64), np.array([r[true_key] for r in rows], np.float64))
+
+
 def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path) -> dict:
-    """Every evaluation of one model; per-person KITTI errors kept for the paired bootstrap."""
-    res: dict = {"heldout": {}}
+    """Every evaluation of one model; per-person KITTI errors kept for the paired bootstrap and per-person
+    depths (``_people``: set -> (pred, true), not written to summary.json) for the seed analysis."""
+    res: dict = {"heldout": {}, "_people": {}}
     ck = f"ckpt={job['ckpt']}"
     base = out / f"job{job['job']}"
     for s, path in heldout.items():
@@ -102,12 +110,15 @@ def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path
                              "cov_1sigma": mo["cov_1sigma"],
                              "by_pose": {k: v["median_rel"] for k, v in m["by_group"]["pose"]["model"].items()},
                              "by_pose_bias": {k: v["bias_rel"] for k, v in m["by_group"]["pose"]["model"].items()}}
+        res["_people"][f"held-out {s}"] = per_person(base / f"heldout_{s}" / "pred.jsonl", "gt_z_m")
     r = quiet_evaluate(["suite=invariance", f"out={base / 'invariance' / 'samples.jsonl'}", ck])
     o = r["overall_non_standing"]
     res["invariance"] = {"non_standing_median": o["model_median"], "box_height_median": o["box_height_median"],
                          "ratio": o["ratio"], "cov_1sigma": r["coverage_1sigma"],
                          "per_pose": {k: v["model"]["median"] for k, v in r["per_pose"].items()},
                          "per_pose_bias": {k: v["model"]["bias_median"] for k, v in r["per_pose"].items()}}
+    res["_people"]["suite (non-standing)"] = per_person(base / "invariance" / "samples.jsonl", "z_true_m",
+                                                        lambda row: row["pose"] != "standing")
     if kitti is not None:
         pred_path = base / "kitti" / "pred.jsonl"
         m = quiet_evaluate([f"keypoints={kitti}", f"out={pred_path}", ck])
@@ -116,6 +127,7 @@ def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path
         res["kitti"] = {"ale_m": mo["ale_m"], "bias_rel": mo["bias_rel"], "median_rel": mo["median_rel"],
                         "cov_1sigma": mo["cov_1sigma"], "cov_2sigma": mo["cov_2sigma"],
                         "abs_err": [r["abs_err_m"] for r in rows]}
+        res["_people"]["KITTI"] = per_person(pred_path, "gt_z_m")
     return res
 
 
@@ -157,6 +169,31 @@ def summary_table(jobs: list[dict]) -> str:
                        + mean_pm([100 * x["kitti"]["cov_2sigma"] for x in sc], "{:.0f}") + "%")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def seed_table(jobs: list[dict]) -> tuple[str, dict]:
+    """Per variant with several seeds and per scored set: how alike the seeds' per-person errors are
+    (:func:`depth_pose.eval.metrics.seed_spread`) and what the ensemble of the seeds would score. A small
+    ``seed share`` means the error is in the inputs (keypoint noise, stature), not in the training run: more
+    seeds, an ensemble or a longer run cannot remove it."""
+    from depth_pose.eval.metrics import seed_spread
+
+    lines = ["| variant | set | seeds | error correlation between seeds | seed share of the error variance "
+             "| one seed: ALE / median | ensemble of the seeds: ALE / median |", "|---|---|---|---|---|---|---|"]
+    out: dict = {}
+    for v in variants_of(jobs):
+        js = [j for j in jobs if j["variant"] == v]
+        if len(js) < 2:
+            continue
+        for name in js[0]["scores"]["_people"]:
+            pp = [j["scores"]["_people"][name] for j in js]
+            r = seed_spread(np.stack([p for p, _ in pp]), pp[0][1])
+            out.setdefault(v, {})[name] = r
+            one, ens = r["single"], r["ensemble"]
+            lines.append(f"| {v} | {name} | {len(js)} | {r['corr']:.3f} | {100 * r['seed_share']:.1f}% | "
+                         f"{one['ale_m']:.3f} m / {100 * one['median_rel']:.1f}% | "
+                         f"{ens['ale_m']:.3f} m / {100 * ens['median_rel']:.1f}% |")
+    return ("\n".join(lines) if out else ""), out
 
 
 def per_pose_table(jobs: list[dict], source: str, test: str | None = None) -> str:
@@ -265,14 +302,21 @@ def main() -> None:
                                              np.array(ref["scores"]["kitti"]["abs_err"]))
                 parts.append(f"- {j['variant']} seed {j['seed']}: {d:+.3f} m [{lo:+.3f}, {hi:+.3f}]")
         parts.append("")
+    seeds_md, seeds = seed_table(jobs)
+    if seeds:
+        parts += ["Seeds: how much of the error is the training run's own (log errors per person; the ensemble is "
+                  "the geometric mean of the seeds' depths):", "", seeds_md, ""]
     fig = per_pose_figure(jobs, out / "per_pose.png")
     parts += [f"Figure: `{fig}`", ""]
     text = "\n".join(parts)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(text)
-    slim = [j | {"scores": j["scores"] | {"kitti": {k: v for k, v in j["scores"].get("kitti", {}).items()
-                                                    if k != "abs_err"}}} for j in jobs]
+    slim = [j | {"scores": {k: v for k, v in j["scores"].items() if k != "_people"}
+                 | {"kitti": {k: v for k, v in j["scores"].get("kitti", {}).items() if k != "abs_err"}}}
+            for j in jobs]
     (out / "summary.json").write_text(json.dumps(slim, indent=1))
+    if seeds:
+        (out / "seeds.json").write_text(json.dumps(seeds, indent=1))
     print(text)
     print(f"scoring: {time.perf_counter() - t0:.0f} s; wrote {out / 'summary.md'}, {out / 'summary.json'}, {fig}")
 

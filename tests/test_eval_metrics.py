@@ -19,6 +19,7 @@ from depth_pose.eval.metrics import (
     median_iqr,
     per_band,
     per_group,
+    seed_spread,
 )
 from depth_pose.keypoints import pixel_height
 
@@ -96,6 +97,27 @@ def test_calibration_curve_and_gaussian():
     s = 0.05 * t
     c = calibration_curve(t + rng.normal(0, 1, t.size) * s, t, s, levels=(1.0, 2.0))
     assert c["observed"] == pytest.approx(c["ideal"], abs=0.01)
+
+
+def test_seed_spread_hand_computed():
+    """Two seeds with log errors [0, .2, -.2] and [.1, .1, -.2]: variance over people 0.02667 / 0.02 (mean
+    0.02333), over seeds (ddof 1) .005 / .005 / 0 (mean .00333) -> share 1/7, correlation sqrt(3)/2."""
+    true = np.array([10.0, 10.0, 10.0, 5.0])
+    e = np.array([[0.0, 0.2, -0.2, 0.0], [0.1, 0.1, -0.2, np.nan]])  # the last person is not finite for seed 1
+    r = seed_spread(true * np.exp(e), true)
+    assert r["n"] == 3 and r["seeds"] == 2
+    assert r["total_var"] == pytest.approx(0.07 / 3) and r["seed_var"] == pytest.approx(0.01 / 3)
+    assert r["seed_share"] == pytest.approx(1 / 7) and r["corr"] == pytest.approx(math.sqrt(3) / 2)
+    # The ensemble is the geometric mean: log errors .05 / .15 / -.2.
+    assert r["ensemble"]["median_rel"] == pytest.approx(math.exp(0.15) - 1)
+    assert r["ensemble"]["ale_m"] == pytest.approx(10 * (math.exp(0.05) - 1 + math.exp(0.15) - 1 + 1 - math.exp(-0.2)) / 3)
+    assert r["single"]["ale_m"] == pytest.approx(10 * np.mean(np.abs(np.exp(e[:, :3]) - 1)))
+    # Identical seeds: no seed variance, correlation 1, the ensemble is each seed.
+    same = seed_spread(np.stack([true * np.exp(e[0])] * 3), true)
+    assert same["seed_share"] == pytest.approx(0.0) and same["corr"] == pytest.approx(1.0)
+    assert same["ensemble"]["ale_m"] == pytest.approx(same["single"]["ale_m"])
+    with pytest.raises(ValueError, match="S >= 2"):
+        seed_spread(true[None], true)
 
 
 def test_median_iqr():

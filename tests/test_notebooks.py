@@ -52,32 +52,44 @@ def test_sweep_ablation_script_read_sweep_and_compare_notebook(tmp_path: Path) -
 
     out = tmp_path / "abl"
     r = subprocess.run([sys.executable, str(REPO / "experiments" / "ablation.py"), "pose_sampling=uniform,hybrid",
-                        "--test-sampling", "uniform", "hybrid", "--samples", "4000", "--epochs", "1", "--heldout",
-                        "2000", "--out", str(out), "--real", str(tmp_path / "no_real_data")],
+                        "--seeds", "0", "1", "--test-sampling", "uniform", "hybrid", "--samples", "4000",
+                        "--epochs", "1", "--heldout", "2000", "--out", str(out), "--real", str(tmp_path / "no_real_data")],
                        capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert [j["variant"] for j in summary] == ["pose_sampling=uniform", "pose_sampling=hybrid"]
+    assert [(j["variant"], j["seed"]) for j in summary] == [(f"pose_sampling={s}", seed) for s in ("uniform", "hybrid")
+                                                            for seed in (0, 1)]
     for j in summary:
         held = j["scores"]["heldout"]
         assert set(held) == {"uniform", "hybrid"} and all(0 < h["ale_m"] < 60 for h in held.values())
         assert "crouch" in held["hybrid"]["by_pose"] and "uniform" in held["uniform"]["by_pose"]
         assert 0 < j["scores"]["invariance"]["non_standing_median"] < 1
     text = (out / "summary.md").read_text()
-    assert "| pose_sampling=uniform | 0 |" in text and "| crouch |" in text
+    assert "| pose_sampling=uniform | 0,1 |" in text and "| crouch |" in text
     assert (out / "per_pose.png").stat().st_size > 10_000
+    # Seed analysis: the two seeds of each variant on every scored set, ensemble beside them.
+    seeds = json.loads((out / "seeds.json").read_text())
+    assert set(seeds) == {"pose_sampling=uniform", "pose_sampling=hybrid"}
+    for sets in seeds.values():
+        assert set(sets) == {"held-out uniform", "held-out hybrid", "suite (non-standing)"}
+        for s in sets.values():
+            assert s["seeds"] == 2 and s["n"] > 0 and 0 < s["seed_share"] < 1 and -1 <= s["corr"] <= 1
+            assert 0 < s["ensemble"]["ale_m"] < 60
+    assert "| pose_sampling=hybrid | suite (non-standing) | 2 |" in text
 
     jobs = read_sweep(out / "sweep")
-    assert [j.overrides["pose_sampling"] for j in jobs] == ["uniform", "hybrid"] and varied(jobs) == ["pose_sampling"]
+    assert [(j.overrides["pose_sampling"], j.overrides["seed"]) for j in jobs] == [
+        (s, seed) for s in ("uniform", "hybrid") for seed in ("0", "1")]
+    assert varied(jobs) == ["pose_sampling", "seed"]
     assert all(j.finished and j.epochs_done == 1 and j.best_ckpt.is_file() for j in jobs)
     # A job that has not reached max_epochs (killed, or still running) is left out unless asked for.
-    unfinished = out / "sweep" / "2"
-    shutil.copytree(out / "sweep" / "1", unfinished)
+    unfinished = out / "sweep" / "4"
+    shutil.copytree(out / "sweep" / "3", unfinished)
     cfg = OmegaConf.load(unfinished / ".hydra" / "config.yaml")
     cfg.trainer.max_epochs = 5
     OmegaConf.save(cfg, unfinished / ".hydra" / "config.yaml")
-    assert len(read_sweep(out / "sweep")) == 2
-    assert [j.finished for j in read_sweep(out / "sweep", only_finished=False)] == [True, True, False]
+    assert len(read_sweep(out / "sweep")) == 4
+    assert [j.finished for j in read_sweep(out / "sweep", only_finished=False)] == [True] * 4 + [False]
     shutil.rmtree(unfinished)
 
     nb = execute("compare_sweep.py", {"SWEEP_DIR": str(out / "sweep"), "N_SAMPLES": "3000",

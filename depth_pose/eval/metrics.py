@@ -138,3 +138,31 @@ def median_iqr(x: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     q25, q50, q75 = np.percentile(x, [25, 50, 75])
     return float(q50), float(q75 - q25)
+
+
+def seed_spread(preds: np.ndarray, true: np.ndarray) -> dict:
+    """How much of a model's error is the training run's own: ``preds`` (S, N) from S models that differ only in
+    their seed, ``true`` (N,).
+
+    On log errors ``e[s, n] = log(pred / true)``: ``total_var`` (variance over people, mean over seeds),
+    ``seed_var`` (variance over seeds, ddof 1, mean over people), ``seed_share`` = their ratio (the most an
+    ensemble of such models could remove from the error variance), ``corr`` (mean pairwise correlation of the
+    seeds' errors), and the ensemble (geometric mean over seeds) as ``ensemble`` next to each seed's own
+    (``single``, mean over seeds), both as :func:`depth_metrics`. People not finite for every seed are left out.
+    """
+    preds, true = np.asarray(preds, np.float64), np.asarray(true, np.float64)
+    if preds.ndim != 2 or preds.shape[0] < 2 or preds.shape[1] != true.size:
+        raise ValueError(f"preds must be (S >= 2, N={true.size}), got {preds.shape}")
+    ok = np.isfinite(preds).all(0) & (preds > 0).all(0) & np.isfinite(true) & (true > 0)
+    e = np.log(preds[:, ok] / true[ok])
+    s = e.shape[0]
+    total = float(e.var(axis=1).mean()) if e.shape[1] else float("nan")
+    seed = float(e.var(axis=0, ddof=1).mean()) if e.shape[1] else float("nan")
+    pairs = [np.corrcoef(e[i], e[j])[0, 1] for i in range(s) for j in range(i + 1, s)] if e.shape[1] > 1 else []
+    singles = [depth_metrics(p, true[ok]) for p in preds[:, ok]]
+    single = {k: float(np.mean([m[k] for m in singles])) for k in ("ale_m", "median_rel", "bias_rel")
+              if all(m.get(k) is not None for m in singles)}
+    return {"n": int(ok.sum()), "seeds": s, "total_var": _f(total), "seed_var": _f(seed),
+            "seed_share": _f(seed / total) if total > 0 else None,
+            "corr": _f(np.mean(pairs)) if pairs else None,
+            "single": single, "ensemble": depth_metrics(np.exp(e.mean(0)) * true[ok], true[ok])}
