@@ -189,8 +189,12 @@ def seed_table(jobs: list[dict]) -> tuple[str, dict]:
             pp = [j["scores"]["_people"][name] for j in js]
             r = seed_spread(np.stack([p for p, _ in pp]), pp[0][1])
             out.setdefault(v, {})[name] = r
+            if r["n"] < 2:
+                continue  # nobody (or one person) scored by every seed: nothing to compare
             one, ens = r["single"], r["ensemble"]
-            lines.append(f"| {v} | {name} | {len(js)} | {r['corr']:.3f} | {100 * r['seed_share']:.1f}% | "
+            corr = "–" if r["corr"] is None else f"{r['corr']:.3f}"
+            share = "–" if r["seed_share"] is None else f"{100 * r['seed_share']:.1f}%"
+            lines.append(f"| {v} | {name} | {len(js)} | {corr} | {share} | "
                          f"{one['ale_m']:.3f} m / {100 * one['median_rel']:.1f}% | "
                          f"{ens['ale_m']:.3f} m / {100 * ens['median_rel']:.1f}% |")
     return ("\n".join(lines) if out else ""), out
