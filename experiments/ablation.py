@@ -98,8 +98,8 @@ def per_person(path: Path, true_key: str, keep=None) -> tuple[np.ndarray, np.nda
 
 
 def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path) -> dict:
-    """Every evaluation of one model; per-person KITTI errors kept for the paired bootstrap and per-person
-    depths (``_people``: set -> (pred, true), not written to summary.json) for the seed analysis."""
+    """Every evaluation of one model, with its per-person depths (``_people``: set -> (pred, true); not written
+    to summary.json) for the KITTI paired bootstrap and the seed analysis."""
     res: dict = {"heldout": {}, "_people": {}}
     ck = f"ckpt={job['ckpt']}"
     base = out / f"job{job['job']}"
@@ -123,10 +123,8 @@ def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path
         pred_path = base / "kitti" / "pred.jsonl"
         m = quiet_evaluate([f"keypoints={kitti}", f"out={pred_path}", ck])
         mo = m["methods"]["model"]
-        rows = [json.loads(x) for x in pred_path.read_text().splitlines()]
         res["kitti"] = {"ale_m": mo["ale_m"], "bias_rel": mo["bias_rel"], "median_rel": mo["median_rel"],
-                        "cov_1sigma": mo["cov_1sigma"], "cov_2sigma": mo["cov_2sigma"],
-                        "abs_err": [r["abs_err_m"] for r in rows]}
+                        "cov_1sigma": mo["cov_1sigma"], "cov_2sigma": mo["cov_2sigma"]}
         res["_people"]["KITTI"] = per_person(pred_path, "gt_z_m")
     return res
 
@@ -299,11 +297,15 @@ def main() -> None:
               per_pose_table(jobs, "invariance"), ""]
     if kitti is not None:
         ref = next(j for j in jobs if j["variant"] == reference)
+
+        def kitti_err(j: dict) -> np.ndarray:
+            pred, true = j["scores"]["_people"]["KITTI"]
+            return np.abs(pred - true)
+
         parts += [f"KITTI paired bootstrap against {reference} (seed {ref['seed']}), mean Δ|err| [95% interval]:", ""]
         for j in jobs:
             if j is not ref:
-                d, lo, hi = paired_bootstrap(np.array(j["scores"]["kitti"]["abs_err"]),
-                                             np.array(ref["scores"]["kitti"]["abs_err"]))
+                d, lo, hi = paired_bootstrap(kitti_err(j), kitti_err(ref))
                 parts.append(f"- {j['variant']} seed {j['seed']}: {d:+.3f} m [{lo:+.3f}, {hi:+.3f}]")
         parts.append("")
     seeds_md, seeds = seed_table(jobs)
@@ -315,9 +317,7 @@ def main() -> None:
     text = "\n".join(parts)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(text)
-    slim = [j | {"scores": {k: v for k, v in j["scores"].items() if k != "_people"}
-                 | {"kitti": {k: v for k, v in j["scores"].get("kitti", {}).items() if k != "abs_err"}}}
-            for j in jobs]
+    slim = [j | {"scores": {k: v for k, v in j["scores"].items() if k != "_people"}} for j in jobs]
     (out / "summary.json").write_text(json.dumps(slim, indent=1))
     if seeds:
         (out / "seeds.json").write_text(json.dumps(seeds, indent=1))
