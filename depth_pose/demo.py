@@ -63,11 +63,20 @@ def run(samples: int, epochs: int, out: Path) -> dict:
     t = step(f"2/4 train mlp_base for {epochs} epochs on the CPU")
     train_cfg = compose(
         "train",
-        [root, f"data.dir={data_dir}", f"trainer.max_epochs={epochs}", "logger=csv", f"paths.output_dir={out}/train"],
+        [
+            root,
+            f"data.dir={data_dir}",
+            f"trainer.max_epochs={epochs}",
+            "logger=csv",
+            f"paths.output_dir={out}/train",
+        ],
     )
     metrics, objs = train(train_cfg)
-    model_path = export_model(objs["model"], out / "demo_model.safetensors",
-                              {"recipe": "depth_pose.demo", "data_dir": str(data_dir), "metrics": metrics})
+    model_path = export_model(
+        objs["model"],
+        out / "demo_model.safetensors",
+        {"recipe": "depth_pose.demo", "data_dir": str(data_dir), "metrics": metrics},
+    )
     times["train_s"] = time.perf_counter() - t
 
     t = step("3/4 evaluate: real KITTI pedestrians (if present) and the pose-invariance suite")
@@ -77,23 +86,60 @@ def run(samples: int, epochs: int, out: Path) -> dict:
         ck = f"ckpt={ckpt}" if ckpt else "ckpt=null"
         tag = name.split()[0]
         if real is not None:
-            cfg = compose("eval", [root, f"keypoints={real / 'kitti_pedestrians_dev.jsonl'}",
-                                   f"out={out}/eval_kitti_{tag}/predictions.jsonl", ck, "progress=false"])
+            cfg = compose(
+                "eval",
+                [
+                    root,
+                    f"keypoints={real / 'kitti_pedestrians_dev.jsonl'}",
+                    f"out={out}/eval_kitti_{tag}/predictions.jsonl",
+                    ck,
+                    "progress=false",
+                ],
+            )
             results[f"kitti/{name}"] = evaluate(cfg)
-        cfg = compose("eval", [root, "suite=invariance", f"out={out}/eval_invariance_{tag}/samples.jsonl", ck,
-                               "progress=false"])
+        cfg = compose(
+            "eval",
+            [
+                root,
+                "suite=invariance",
+                f"out={out}/eval_invariance_{tag}/samples.jsonl",
+                ck,
+                "progress=false",
+            ],
+        )
         results[f"invariance/{name}"] = evaluate(cfg)
     times["eval_s"] = time.perf_counter() - t
 
     t = step("4/4 predict on the bundled example image")
-    cfg = compose("predict", [root, f"source={ASSETS / 'example.jpg'}", f"out={out}/predict",
-                              f"ckpt={model_path}", f"intrinsics.calib={ASSETS / 'example.json'}", "progress=false"])
+    cfg = compose(
+        "predict",
+        [
+            root,
+            f"source={ASSETS / 'example.jpg'}",
+            f"out={out}/predict",
+            f"ckpt={model_path}",
+            f"intrinsics.calib={ASSETS / 'example.json'}",
+            "progress=false",
+        ],
+    )
     summary = predict(cfg)
     times["predict_s"] = time.perf_counter() - t
-    preds = [json.loads(line) for line in (Path(summary["out"]) / "predictions.jsonl").read_text().splitlines() if line]
+    preds = [
+        json.loads(line)
+        for line in (Path(summary["out"]) / "predictions.jsonl").read_text().splitlines()
+        if line
+    ]
     truth = json.loads((ASSETS / "example.json").read_text())["people"]
-    return {"metrics": metrics, "results": results, "preds": preds, "truth": truth, "times": times,
-            "summary": summary, "data_dir": str(data_dir), "model": str(model_path)}
+    return {
+        "metrics": metrics,
+        "results": results,
+        "preds": preds,
+        "truth": truth,
+        "times": times,
+        "summary": summary,
+        "data_dir": str(data_dir),
+        "model": str(model_path),
+    }
 
 
 def _fmt(x, nd: int = 2, pct: bool = False) -> str:
@@ -108,14 +154,19 @@ def print_table(r: dict) -> None:
     print("=" * 78)
     m = r["metrics"]
     print(f"data: {r['data_dir']}\nmodel: {r['model']}")
-    print(f"synthetic validation: ALE {_fmt(m.get('val/ale'))} m (mean-depth predictor {_fmt(m.get('val/ale_trivial'))} m), "
-          f"rel {_fmt(m.get('val/rel'), pct=True)}")
+    print(
+        f"synthetic validation: ALE {_fmt(m.get('val/ale'))} m (mean-depth predictor {_fmt(m.get('val/ale_trivial'))} m), "
+        f"rel {_fmt(m.get('val/rel'), pct=True)}"
+    )
     rows = []
     for key, res in r["results"].items():
         if key.startswith("kitti/"):
             methods = res.get("methods", {})
-            for meth, label in (("model", key.split("/", 1)[1]), ("box_height", "box-height 1.71 m"),
-                                ("shoulder_hip", "shoulder-hip 0.48 m")):
+            for meth, label in (
+                ("model", key.split("/", 1)[1]),
+                ("box_height", "box-height 1.71 m"),
+                ("shoulder_hip", "shoulder-hip 0.48 m"),
+            ):
                 mm = methods.get(meth, {})
                 if meth != "model" and any(row[0] == label for row in rows):
                     continue
@@ -124,14 +175,18 @@ def print_table(r: dict) -> None:
         print("\nKITTI dev pedestrians (real, 178 people; fit nothing to it):")
         print(f"  {'method':24s} {'n':>4s} {'ALE m':>7s} {'ALP<1m':>7s} {'in 1σ':>6s}")
         for label, n, ale, alp, cov in rows:
-            print(f"  {label:24s} {n if n is not None else '-':>4} {_fmt(ale):>7s} {_fmt(alp, pct=True):>7s} "
-                  f"{_fmt(cov, pct=True):>6s}")
+            print(
+                f"  {label:24s} {n if n is not None else '-':>4} {_fmt(ale):>7s} {_fmt(alp, pct=True):>7s} "
+                f"{_fmt(cov, pct=True):>6s}"
+            )
     for key, res in r["results"].items():
         if key.startswith("invariance/"):
             o = res.get("overall_non_standing", {})
-            print(f"\npose invariance ({key.split('/', 1)[1]}): median |pred/true-1| over non-standing poses: "
-                  f"model {_fmt(o.get('model_median'), pct=True)} vs box-height {_fmt(o.get('box_height_median'), pct=True)}"
-                  f"; 1σ coverage {_fmt(res.get('coverage_1sigma'), pct=True)}")
+            print(
+                f"\npose invariance ({key.split('/', 1)[1]}): median |pred/true-1| over non-standing poses: "
+                f"model {_fmt(o.get('model_median'), pct=True)} vs box-height {_fmt(o.get('box_height_median'), pct=True)}"
+                f"; 1σ coverage {_fmt(res.get('coverage_1sigma'), pct=True)}"
+            )
     print("\nexample image (rendered, known depths):")
     truth = sorted(p["z_m"] for p in r["truth"])
     got = sorted((p["z_m"], p["sigma_m"]) for p in r["preds"])

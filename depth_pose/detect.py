@@ -44,7 +44,9 @@ def resolve_weights(weights: str | Path | None, expected_sha256: str | None = No
     else:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"YOLO pose weights: no file at '{path}' (give a local .pt path; nothing is downloaded)")
+            raise FileNotFoundError(
+                f"YOLO pose weights: no file at '{path}' (give a local .pt path; nothing is downloaded)"
+            )
     if expected_sha256 and sha256(path) != expected_sha256:
         raise ValueError(f"YOLO pose weights '{path}': sha256 mismatch (expected {expected_sha256[:12]}...)")
     return path
@@ -64,7 +66,9 @@ class Detections:
 
     @staticmethod
     def empty() -> Detections:
-        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 17, 3), np.float32))
+        return Detections(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 17, 3), np.float32)
+        )
 
 
 def detections_from_result(result) -> Detections:
@@ -112,6 +116,12 @@ class PoseDetector:
     def track(self, frame: np.ndarray, tracker: str = "bytetrack.yaml") -> Detections:
         """Detect and track people in one video frame (state persists between calls)."""
         results = self.model.track(
-            frame, imgsz=self.imgsz, conf=self.conf, device=self.device, persist=True, tracker=tracker, verbose=False
+            frame,
+            imgsz=self.imgsz,
+            conf=self.conf,
+            device=self.device,
+            persist=True,
+            tracker=tracker,
+            verbose=False,
         )
         return detections_from_result(results[0])

@@ -124,7 +124,9 @@ class Normaliser:
                 f"{VARIANTS}; retrain the model (make model) or use a matching depth_pose version"
             )
         if int(stored.get("in_dim", -1)) != Normaliser.from_dict(stored).in_dim:
-            raise ValueError(f"{source}: stored feature in_dim {stored.get('in_dim')} does not match the code")
+            raise ValueError(
+                f"{source}: stored feature in_dim {stored.get('in_dim')} does not match the code"
+            )
 
     # --- pipeline -------------------------------------------------------------------------------------
     def observe(self, kp_xyc: Tensor, K: Tensor) -> Observed:
@@ -213,7 +215,9 @@ class Augment:
     p_flip: float = 0.0
     min_visible: int = 4
 
-    def __call__(self, obs: Observed, flip_ok: bool = True, generator: torch.Generator | None = None) -> Observed:
+    def __call__(
+        self, obs: Observed, flip_ok: bool = True, generator: torch.Generator | None = None
+    ) -> Observed:
         xy, mask = obs.xy, obs.mask
         B, J = mask.shape
         dev = mask.device
@@ -255,4 +259,3 @@ def from_config(cfg: Any) -> tuple[Normaliser, Augment]:
         image_size=tuple(cfg.get("image_size", (1242.0, 375.0))),
     )
     return norm, Augment(**aug)
-

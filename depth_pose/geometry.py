@@ -19,7 +19,9 @@ from torch import Tensor
 
 def intrinsics(fx: Tensor | float, fy: Tensor | float, cx: Tensor | float, cy: Tensor | float) -> Tensor:
     """Build ``K`` (..., 3, 3) from focal lengths and principal point (scalars or broadcastable tensors)."""
-    fx, fy, cx, cy = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=torch.float32) for v in (fx, fy, cx, cy)))
+    fx, fy, cx, cy = torch.broadcast_tensors(
+        *(torch.as_tensor(v, dtype=torch.float32) for v in (fx, fy, cx, cy))
+    )
     K = torch.zeros(*fx.shape, 3, 3, dtype=fx.dtype, device=fx.device)
     K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 2, 2] = fx, fy, cx, cy, 1.0
     return K
@@ -85,7 +87,9 @@ def backproject(px: Tensor, depth: Tensor, K: Tensor) -> Tensor:
     return torch.cat((xy, depth[..., None]), dim=-1)
 
 
-def transform_intrinsics(K: Tensor, scale: Tensor | float, offset: Tensor | tuple[float, float] = (0.0, 0.0)) -> Tensor:
+def transform_intrinsics(
+    K: Tensor, scale: Tensor | float, offset: Tensor | tuple[float, float] = (0.0, 0.0)
+) -> Tensor:
     """Intrinsics after resizing an image by ``scale`` then pasting it at pixel ``offset`` of a new canvas.
 
     Used for the render downscale trick and for zoom crops (a crop at (x0, y0) is offset (-x0, -y0)).
@@ -101,7 +105,9 @@ def transform_intrinsics(K: Tensor, scale: Tensor | float, offset: Tensor | tupl
     return out
 
 
-def transform_pixels(px: Tensor, scale: Tensor | float, offset: Tensor | tuple[float, float] = (0.0, 0.0)) -> Tensor:
+def transform_pixels(
+    px: Tensor, scale: Tensor | float, offset: Tensor | tuple[float, float] = (0.0, 0.0)
+) -> Tensor:
     """Pixel coordinates under the same resize+paste as :func:`transform_intrinsics`."""
     scale = torch.as_tensor(scale, dtype=px.dtype, device=px.device)
     offset = torch.as_tensor(offset, dtype=px.dtype, device=px.device)
@@ -167,8 +173,9 @@ def planar(points: Tensor) -> Tensor:
     return points.permute(2, 1, 0).contiguous()
 
 
-def world_to_pixels_planar(points: Tensor, R: Tensor, t: Tensor, K: Tensor, eps: float = 1e-6
-                           ) -> tuple[Tensor, Tensor]:
+def world_to_pixels_planar(
+    points: Tensor, R: Tensor, t: Tensor, K: Tensor, eps: float = 1e-6
+) -> tuple[Tensor, Tensor]:
     """``(world_to_camera(p, R, t), project(that, K))`` on planar points (3, N, B) with per-sample ``R``, ``t``,
     ``K`` (B, 3, 3), (B, 3), (B, 3, 3): camera points (3, N, B) and pixels (2, N, B), NaN at or behind the
     camera. Broadcast multiply-adds over the sample axis, which is innermost and contiguous: long vector loops
@@ -181,8 +188,9 @@ def world_to_pixels_planar(points: Tensor, R: Tensor, t: Tensor, K: Tensor, eps:
     return torch.stack(cam), torch.stack(px)
 
 
-def world_to_pixels(points_world: Tensor, R: Tensor, t: Tensor, K: Tensor, eps: float = 1e-6
-                    ) -> tuple[Tensor, Tensor]:
+def world_to_pixels(
+    points_world: Tensor, R: Tensor, t: Tensor, K: Tensor, eps: float = 1e-6
+) -> tuple[Tensor, Tensor]:
     """:func:`world_to_pixels_planar` for points (B, N, 3): returns (B, N, 3) / (B, N, 2) views of planar
     (3, N, B) / (2, N, B) storage, so every per-component op downstream reads contiguous memory. Same formulas
     as :func:`world_to_camera` + :func:`project`, equal up to float round-off."""

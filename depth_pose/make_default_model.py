@@ -51,7 +51,9 @@ def _data_config(data_dir: str | Path | None) -> dict | None:
     return {k: v for k, v in cfg.items() if k not in ("paths", "out_dir", "progress")} if cfg else None
 
 
-def make_default_model(overrides: list[str] | None = None, out: str | Path = DEFAULT_MODEL) -> tuple[Path, dict]:
+def make_default_model(
+    overrides: list[str] | None = None, out: str | Path = DEFAULT_MODEL
+) -> tuple[Path, dict]:
     """Train, reload the best checkpoint (weights only) and export it with provenance; returns (path, metadata)."""
     from depth_pose.train import resolved_config, train
 
@@ -76,7 +78,9 @@ def make_default_model(overrides: list[str] | None = None, out: str | Path = DEF
         "config": resolved_config(cfg),
     }
     path = export_model(model, out, meta)
-    log.info("exported %s (%.0f KB); val ALE %.3f m", path, path.stat().st_size / 1024, metrics.get("best_val", -1))
+    log.info(
+        "exported %s (%.0f KB); val ALE %.3f m", path, path.stat().st_size / 1024, metrics.get("best_val", -1)
+    )
     return path, meta
 
 
@@ -87,7 +91,9 @@ def export_checkpoint(ckpt: str | Path, out: str | Path = DEFAULT_MODEL, note: s
     pred = DepthPredictor.load(ckpt)
     ck = torch.load(ckpt, map_location="cpu", weights_only=True)
     monitor = {k: v for k, v in ck.get("callbacks", {}).items() if "ModelCheckpoint" in k}
-    scores = {k: float(v["best_model_score"]) for k, v in monitor.items() if v.get("best_model_score") is not None}
+    scores = {
+        k: float(v["best_model_score"]) for k, v in monitor.items() if v.get("best_model_score") is not None
+    }
     meta: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "recipe": "conf/train.yaml + experiment=default_model (exported from a checkpoint) " + note,
@@ -111,8 +117,16 @@ def main() -> None:
         print(json.dumps({"model": str(path), "data_id": meta["data_id"], "epoch": meta["epoch"]}, indent=1))
         return
     path, meta = make_default_model(sys.argv[1:])
-    print(json.dumps({"model": str(path), "data_id": meta["data_id"],
-                      "metrics": {k: round(v, 4) for k, v in meta["metrics"].items()}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "model": str(path),
+                "data_id": meta["data_id"],
+                "metrics": {k: round(v, 4) for k, v in meta["metrics"].items()},
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

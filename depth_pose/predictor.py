@@ -87,11 +87,18 @@ class DepthPredictor:
         if path.suffix == ".ckpt":
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-                raise ValueError(f"{path} is not a depth_pose Lightning checkpoint (no state_dict/hyper_parameters)")
+                raise ValueError(
+                    f"{path} is not a depth_pose Lightning checkpoint (no state_dict/hyper_parameters)"
+                )
             hp = dict(ckpt["hyper_parameters"])
             state = ckpt["state_dict"]
-            metadata = {"source": str(path), "hparams": hp, "normalisation": hp.get("features") or {},
-                        "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
+            metadata = {
+                "source": str(path),
+                "hparams": hp,
+                "normalisation": hp.get("features") or {},
+                "epoch": ckpt.get("epoch"),
+                "global_step": ckpt.get("global_step"),
+            }
             if "depth_pose" in ckpt:
                 metadata.update(ckpt["depth_pose"])
         elif path.suffix == ".safetensors":
@@ -106,20 +113,29 @@ class DepthPredictor:
             state = load_file(str(path))
             metadata["source"] = str(path)
         else:
-            raise ValueError(f"unknown model file type {path.suffix!r} ({path}); expected .safetensors or .ckpt")
+            raise ValueError(
+                f"unknown model file type {path.suffix!r} ({path}); expected .safetensors or .ckpt"
+            )
         stored = metadata.get("normalisation") or hp.get("features") or {}
         if not stored:
-            raise ValueError(f"{path}: no keypoint normalisation stored; cannot check it matches depth_pose.features")
+            raise ValueError(
+                f"{path}: no keypoint normalisation stored; cannot check it matches depth_pose.features"
+            )
         Normaliser().check_compatible(stored, source=str(path))
-        module = DepthModule(**{k: hp[k] for k in ("net", "features", "augment", "loss", "name", "sigma_coverage")
-                                if k in hp})
+        module = DepthModule(
+            **{k: hp[k] for k in ("net", "features", "augment", "loss", "name", "sigma_coverage") if k in hp}
+        )
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+            raise ValueError(
+                f"{path}: weights do not match the model (missing {missing}, unexpected {unexpected})"
+            )
         return cls(module, metadata, device=device)
 
     @torch.no_grad()
-    def predict(self, keypoints_xyc: Any, K: Any, *, flip_tta: bool = True, chunk: int = 65536) -> DepthPrediction:
+    def predict(
+        self, keypoints_xyc: Any, K: Any, *, flip_tta: bool = True, chunk: int = 65536
+    ) -> DepthPrediction:
         """Depth and its std for N people: ``keypoints_xyc`` (N, 17, 3), ``K`` (N, 3, 3) or (3, 3).
 
         ``flip_tta``: average the prediction of the keypoints and of their mirror image (normalised variant only).
@@ -127,8 +143,10 @@ class DepthPredictor:
         Always finite: people with fewer than ``min_visible`` (5) confident joints use every finite joint (the
         detector's guesses, as in training) with sigma at least 30% of z; people with no finite coordinate at all get the training mean depth with sigma = z.
         """
-        kp = torch.as_tensor(_writable(keypoints_xyc) if not torch.is_tensor(keypoints_xyc) else keypoints_xyc,
-                             dtype=torch.float32)
+        kp = torch.as_tensor(
+            _writable(keypoints_xyc) if not torch.is_tensor(keypoints_xyc) else keypoints_xyc,
+            dtype=torch.float32,
+        )
         if kp.ndim == 2 and kp.shape == (NUM_KEYPOINTS, 3):
             kp = kp[None]
         if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
@@ -140,18 +158,24 @@ class DepthPredictor:
             raise ValueError(f"bad intrinsics K: {why}")
         zs, ss = [], []
         for i in range(0, n, chunk):
-            z, s = self._predict_chunk(kp[i : i + chunk].to(self.device), Kt[i : i + chunk].to(self.device), flip_tta)
+            z, s = self._predict_chunk(
+                kp[i : i + chunk].to(self.device), Kt[i : i + chunk].to(self.device), flip_tta
+            )
             zs.append(z)
             ss.append(s)
         if not zs:
             return DepthPrediction(np.zeros(0, np.float32), np.zeros(0, np.float32))
         return DepthPrediction(torch.cat(zs).cpu().numpy(), torch.cat(ss).cpu().numpy())
 
-    def _predict_chunk(self, kp: torch.Tensor, K: torch.Tensor, flip_tta: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _predict_chunk(
+        self, kp: torch.Tensor, K: torch.Tensor, flip_tta: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         norm = self.normaliser
         obs = norm.observe(kp, K)
         finite = obs.finite
-        few = visibility(kp, norm.threshold).sum(1) < max(norm.min_visible, 3)  # guessed skeleton: widen sigma
+        few = visibility(kp, norm.threshold).sum(1) < max(
+            norm.min_visible, 3
+        )  # guessed skeleton: widen sigma
         mu, log_b = self.module(*norm.encode(obs))
         if flip_tta and norm.name == "normalised":
             mu_f, log_b_f = self.module(*norm.encode(flip(obs)))
@@ -159,7 +183,9 @@ class DepthPredictor:
             log_b = torch.logaddexp(log_b, log_b_f) - math.log(2.0)  # mean of the two scales
         z = mu.exp()
         sigma = self.module.sigma_m(mu, log_b)  # calibrated on the synthetic validation split
-        sigma = torch.where(few, torch.maximum(sigma * FALLBACK_SIGMA_FACTOR, FALLBACK_MIN_REL_SIGMA * z), sigma)
+        sigma = torch.where(
+            few, torch.maximum(sigma * FALLBACK_SIGMA_FACTOR, FALLBACK_MIN_REL_SIGMA * z), sigma
+        )
         prior = self.module.z_train_mean
         prior = prior if torch.isfinite(prior) else torch.tensor(10.0, device=z.device)
         nothing = (finite.sum(1) < 2) | ~torch.isfinite(z)

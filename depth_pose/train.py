@@ -24,8 +24,14 @@ log = logging.getLogger(__name__)
 
 GEN_GROUPS = ("body", "pose_sampling", "camera", "noise", "render", "project")
 # data.* keys that configure generation rather than the datamodule.
-GEN_DATA_KEYS = {"num_samples": "num_samples", "samples_per_pose": "samples_per_pose", "gen_seed": "seed",
-                 "gen_shard_size": "shard_size", "gen_batch_size": "batch_size", "gen_device": "device"}
+GEN_DATA_KEYS = {
+    "num_samples": "num_samples",
+    "samples_per_pose": "samples_per_pose",
+    "gen_seed": "seed",
+    "gen_shard_size": "shard_size",
+    "gen_batch_size": "batch_size",
+    "gen_device": "device",
+}
 DM_EXCLUDE = set(GEN_DATA_KEYS) | {"dir", "gen_out_dir"}
 
 
@@ -41,8 +47,14 @@ def generation_config(cfg: DictConfig) -> DictConfig:
     gen.setdefault("shard_size", 100000)
     gen.setdefault("batch_size", 65536)
     gen.setdefault("device", "cpu")
-    gen.update({"overwrite": False, "progress": bool(cfg.get("progress", True)), "contact_sheet": False,
-                "paths": OmegaConf.to_container(cfg.paths, resolve=True)})
+    gen.update(
+        {
+            "overwrite": False,
+            "progress": bool(cfg.get("progress", True)),
+            "contact_sheet": False,
+            "paths": OmegaConf.to_container(cfg.paths, resolve=True),
+        }
+    )
     gen_cfg = OmegaConf.create(gen)
     out_dir = cfg.data.get("gen_out_dir")
     if out_dir is None:
@@ -90,9 +102,13 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if here.exists():
         return str(here)
-    runs = sorted(Path(cfg.paths.log_dir).glob("train*/**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    runs = sorted(
+        Path(cfg.paths.log_dir).glob("train*/**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+    )
     if not runs:
-        raise CheckpointPathError(f"ckpt_path=last but no last.ckpt under {cfg.paths.log_dir}; nothing to resume")
+        raise CheckpointPathError(
+            f"ckpt_path=last but no last.ckpt under {cfg.paths.log_dir}; nothing to resume"
+        )
     log.info("resuming from %s", runs[-1])
     return str(runs[-1])
 
@@ -100,21 +116,36 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 def build(cfg: DictConfig, data_dir: Path | None = None) -> dict[str, Any]:
     """Instantiate datamodule, model, callbacks, loggers and trainer from ``cfg``."""
     feat_norm, feat_aug = features_from_config(OmegaConf.to_container(cfg.features, resolve=True))
-    dm_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DM_EXCLUDE}
+    dm_kwargs = {
+        k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DM_EXCLUDE
+    }
     datamodule = hydra.utils.instantiate(dm_kwargs, dir=str(data_dir) if data_dir is not None else None)
     model = hydra.utils.instantiate(
         cfg.model, features=feat_norm.to_dict(), augment=vars(feat_aug), _recursive_=False
     )
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
-    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+    callbacks = [
+        hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c
+    ]
+    loggers = [
+        hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c
+    ]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    return {"datamodule": datamodule, "model": model, "trainer": trainer, "callbacks": callbacks, "loggers": loggers}
+    return {
+        "datamodule": datamodule,
+        "model": model,
+        "trainer": trainer,
+        "callbacks": callbacks,
+        "loggers": loggers,
+    }
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The run's config as plain resolved containers (without Hydra's own node)."""
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in cfg if k != "hydra"}
+    return {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -128,8 +159,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     objs = build(cfg, data_dir)
     model, trainer, dm = objs["model"], objs["trainer"], objs["datamodule"]
     resolved = resolved_config(cfg)
-    model.extra_checkpoint = json.loads(json.dumps({"config": resolved, "data_id": data_id,
-                                                     "data_dir": str(data_dir)}, default=str))
+    model.extra_checkpoint = json.loads(
+        json.dumps({"config": resolved, "data_id": data_id, "data_dir": str(data_dir)}, default=str)
+    )
     for lg in objs["loggers"]:
         try:
             lg.log_hyperparams(resolved)
@@ -143,8 +175,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
         metrics["best_val"] = float(ckpt_cb.best_model_score)
     if cfg.get("test", False):
-        res = trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True) if best else \
-            trainer.test(model, datamodule=dm)
+        res = (
+            trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True)
+            if best
+            else trainer.test(model, datamodule=dm)
+        )
         metrics.update({k: float(v) for k, v in (res[0] if res else {}).items()})
     objs.update({"data_dir": data_dir, "data_id": data_id, "best_ckpt": best})
     return metrics, objs

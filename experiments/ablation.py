@@ -43,10 +43,18 @@ def compose(config: str, overrides: list[str]):
 
 def run_sweep(args, sweep_dir: Path) -> None:
     """The training sweep, through the ``dp-train`` console script (exactly what a user would run)."""
-    cmd = [str(Path(sys.executable).with_name("dp-train")), "-m", *args.overrides,
-           f"seed={','.join(str(s) for s in args.seeds)}", f"data.num_samples={args.samples}",
-           f"trainer.max_epochs={args.epochs}", *args.recipe, "logger=csv", "progress=false",
-           f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [
+        str(Path(sys.executable).with_name("dp-train")),
+        "-m",
+        *args.overrides,
+        f"seed={','.join(str(s) for s in args.seeds)}",
+        f"data.num_samples={args.samples}",
+        f"trainer.max_epochs={args.epochs}",
+        *args.recipe,
+        "logger=csv",
+        "progress=false",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     print("+", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)
@@ -60,17 +68,33 @@ def sweep_jobs(sweep_dir: Path) -> list[dict]:
 
     jobs = read_sweep(sweep_dir)
     keys = [k for k in varied(jobs) if k != "seed"]
-    return [{"job": str(j.num), "variant": " ".join(f"{k}={j.overrides.get(k)}" for k in keys) or "all",
-             "seed": int(j.config.seed), "ckpt": str(j.best_ckpt), "samples": int(j.config.data.num_samples),
-             "epochs": int(j.config.trainer.max_epochs)} for j in jobs]
+    return [
+        {
+            "job": str(j.num),
+            "variant": " ".join(f"{k}={j.overrides.get(k)}" for k in keys) or "all",
+            "seed": int(j.config.seed),
+            "ckpt": str(j.best_ckpt),
+            "samples": int(j.config.data.num_samples),
+            "epochs": int(j.config.trainer.max_epochs),
+        }
+        for j in jobs
+    ]
 
 
 def heldout_set(sampler: str, rows: int) -> Path:
     """``dp-generate pose_sampling=<sampler> num_samples=<rows> seed=99`` (reused when already there)."""
     from generation.pipeline import ensure_dataset
 
-    cfg = compose("generate", [f"pose_sampling={sampler}", f"num_samples={rows}", "seed=99", "progress=false",
-                               f"paths.root_dir={REPO_ROOT}"])
+    cfg = compose(
+        "generate",
+        [
+            f"pose_sampling={sampler}",
+            f"num_samples={rows}",
+            "seed=99",
+            "progress=false",
+            f"paths.root_dir={REPO_ROOT}",
+        ],
+    )
     return ensure_dataset(cfg)
 
 
@@ -82,7 +106,9 @@ def quiet_evaluate(overrides: list[str]) -> dict:
         return evaluate(compose("eval", [*overrides, "progress=false", "plots=false"]))
 
 
-def paired_bootstrap(err_a: np.ndarray, err_b: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap(
+    err_a: np.ndarray, err_b: np.ndarray, n: int = 10000, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean of ``err_a - err_b`` (per person) and its 95% bootstrap interval."""
     d = np.asarray(err_a) - np.asarray(err_b)
     g = np.random.default_rng(seed)
@@ -94,7 +120,10 @@ def per_person(path: Path, true_key: str, keep=None) -> tuple[np.ndarray, np.nda
     """Predicted and true depths of an output JSONL (rows where ``keep(row)``), for the seed analysis."""
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     rows = [r for r in rows if keep is None or keep(r)]
-    return (np.array([r["z_pred_m"] for r in rows], np.float64), np.array([r[true_key] for r in rows], np.float64))
+    return (
+        np.array([r["z_pred_m"] for r in rows], np.float64),
+        np.array([r[true_key] for r in rows], np.float64),
+    )
 
 
 def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path) -> dict:
@@ -106,25 +135,39 @@ def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path
     for s, path in heldout.items():
         m = quiet_evaluate([f"dataset={path}", f"out={base / f'heldout_{s}' / 'pred.jsonl'}", ck])
         mo = m["methods"]["model"]
-        res["heldout"][s] = {"ale_m": mo["ale_m"], "median_rel": mo["median_rel"], "bias_rel": mo["bias_rel"],
-                             "cov_1sigma": mo["cov_1sigma"],
-                             "by_pose": {k: v["median_rel"] for k, v in m["by_group"]["pose"]["model"].items()},
-                             "by_pose_bias": {k: v["bias_rel"] for k, v in m["by_group"]["pose"]["model"].items()}}
+        res["heldout"][s] = {
+            "ale_m": mo["ale_m"],
+            "median_rel": mo["median_rel"],
+            "bias_rel": mo["bias_rel"],
+            "cov_1sigma": mo["cov_1sigma"],
+            "by_pose": {k: v["median_rel"] for k, v in m["by_group"]["pose"]["model"].items()},
+            "by_pose_bias": {k: v["bias_rel"] for k, v in m["by_group"]["pose"]["model"].items()},
+        }
         res["_people"][f"held-out {s}"] = per_person(base / f"heldout_{s}" / "pred.jsonl", "gt_z_m")
     r = quiet_evaluate(["suite=invariance", f"out={base / 'invariance' / 'samples.jsonl'}", ck])
     o = r["overall_non_standing"]
-    res["invariance"] = {"non_standing_median": o["model_median"], "box_height_median": o["box_height_median"],
-                         "ratio": o["ratio"], "cov_1sigma": r["coverage_1sigma"],
-                         "per_pose": {k: v["model"]["median"] for k, v in r["per_pose"].items()},
-                         "per_pose_bias": {k: v["model"]["bias_median"] for k, v in r["per_pose"].items()}}
-    res["_people"]["suite (non-standing)"] = per_person(base / "invariance" / "samples.jsonl", "z_true_m",
-                                                        lambda row: row["pose"] != "standing")
+    res["invariance"] = {
+        "non_standing_median": o["model_median"],
+        "box_height_median": o["box_height_median"],
+        "ratio": o["ratio"],
+        "cov_1sigma": r["coverage_1sigma"],
+        "per_pose": {k: v["model"]["median"] for k, v in r["per_pose"].items()},
+        "per_pose_bias": {k: v["model"]["bias_median"] for k, v in r["per_pose"].items()},
+    }
+    res["_people"]["suite (non-standing)"] = per_person(
+        base / "invariance" / "samples.jsonl", "z_true_m", lambda row: row["pose"] != "standing"
+    )
     if kitti is not None:
         pred_path = base / "kitti" / "pred.jsonl"
         m = quiet_evaluate([f"keypoints={kitti}", f"out={pred_path}", ck])
         mo = m["methods"]["model"]
-        res["kitti"] = {"ale_m": mo["ale_m"], "bias_rel": mo["bias_rel"], "median_rel": mo["median_rel"],
-                        "cov_1sigma": mo["cov_1sigma"], "cov_2sigma": mo["cov_2sigma"]}
+        res["kitti"] = {
+            "ale_m": mo["ale_m"],
+            "bias_rel": mo["bias_rel"],
+            "median_rel": mo["median_rel"],
+            "cov_1sigma": mo["cov_1sigma"],
+            "cov_2sigma": mo["cov_2sigma"],
+        }
         res["_people"]["KITTI"] = per_person(pred_path, "gt_z_m")
     return res
 
@@ -144,8 +187,13 @@ def variants_of(jobs: list[dict]) -> list[str]:
 def summary_table(jobs: list[dict]) -> str:
     """Rows: variant; columns: held-out ALE / median per test sampler, suite, KITTI (mean ± half-range over seeds)."""
     tested = list(jobs[0]["scores"]["heldout"])
-    head = ["variant", "seeds", *(f"held-out {s}: ALE (m) / median" for s in tested),
-            "suite: non-standing median (box-height ratio)", "suite ≤1σ"]
+    head = [
+        "variant",
+        "seeds",
+        *(f"held-out {s}: ALE (m) / median" for s in tested),
+        "suite: non-standing median (box-height ratio)",
+        "suite ≤1σ",
+    ]
     has_kitti = "kitti" in jobs[0]["scores"]
     if has_kitti:
         head += ["KITTI ALE (m)", "KITTI bias", "KITTI ≤1σ / ≤2σ"]
@@ -155,16 +203,28 @@ def summary_table(jobs: list[dict]) -> str:
         sc = [j["scores"] for j in js]
         row = [v, ",".join(str(j["seed"]) for j in js)]
         for t in tested:
-            row.append(mean_pm([x["heldout"][t]["ale_m"] for x in sc], "{:.2f}") + " / "
-                       + mean_pm([100 * x["heldout"][t]["median_rel"] for x in sc], "{:.1f}") + "%")
-        row.append(mean_pm([100 * x["invariance"]["non_standing_median"] for x in sc], "{:.1f}") + "% ("
-                   + mean_pm([x["invariance"]["ratio"] for x in sc], "{:.1f}") + "×)")
+            row.append(
+                mean_pm([x["heldout"][t]["ale_m"] for x in sc], "{:.2f}")
+                + " / "
+                + mean_pm([100 * x["heldout"][t]["median_rel"] for x in sc], "{:.1f}")
+                + "%"
+            )
+        row.append(
+            mean_pm([100 * x["invariance"]["non_standing_median"] for x in sc], "{:.1f}")
+            + "% ("
+            + mean_pm([x["invariance"]["ratio"] for x in sc], "{:.1f}")
+            + "×)"
+        )
         row.append(mean_pm([100 * x["invariance"]["cov_1sigma"] for x in sc], "{:.0f}") + "%")
         if has_kitti:
             row.append(mean_pm([x["kitti"]["ale_m"] for x in sc], "{:.3f}"))
             row.append(mean_pm([100 * x["kitti"]["bias_rel"] for x in sc], "{:+.1f}") + "%")
-            row.append(mean_pm([100 * x["kitti"]["cov_1sigma"] for x in sc], "{:.0f}") + " / "
-                       + mean_pm([100 * x["kitti"]["cov_2sigma"] for x in sc], "{:.0f}") + "%")
+            row.append(
+                mean_pm([100 * x["kitti"]["cov_1sigma"] for x in sc], "{:.0f}")
+                + " / "
+                + mean_pm([100 * x["kitti"]["cov_2sigma"] for x in sc], "{:.0f}")
+                + "%"
+            )
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -176,8 +236,11 @@ def seed_table(jobs: list[dict]) -> tuple[str, dict]:
     seeds, an ensemble or a longer run cannot remove it."""
     from depth_pose.eval.metrics import seed_spread
 
-    lines = ["| variant | set | seeds | error correlation between seeds | seed share of the error variance "
-             "| one seed: ALE / median | ensemble of the seeds: ALE / median |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | set | seeds | error correlation between seeds | seed share of the error variance "
+        "| one seed: ALE / median | ensemble of the seeds: ALE / median |",
+        "|---|---|---|---|---|---|---|",
+    ]
     out: dict = {}
     for v in variants_of(jobs):
         js = [j for j in jobs if j["variant"] == v]
@@ -192,15 +255,18 @@ def seed_table(jobs: list[dict]) -> tuple[str, dict]:
             one, ens = r["single"], r["ensemble"]
             corr = "–" if r["corr"] is None else f"{r['corr']:.3f}"
             share = "–" if r["seed_share"] is None else f"{100 * r['seed_share']:.1f}%"
-            lines.append(f"| {v} | {name} | {len(js)} | {corr} | {share} | "
-                         f"{one['ale_m']:.3f} m / {100 * one['median_rel']:.1f}% | "
-                         f"{ens['ale_m']:.3f} m / {100 * ens['median_rel']:.1f}% |")
+            lines.append(
+                f"| {v} | {name} | {len(js)} | {corr} | {share} | "
+                f"{one['ale_m']:.3f} m / {100 * one['median_rel']:.1f}% | "
+                f"{ens['ale_m']:.3f} m / {100 * ens['median_rel']:.1f}% |"
+            )
     return ("\n".join(lines) if out else ""), out
 
 
 def per_pose_table(jobs: list[dict], source: str, test: str | None = None) -> str:
     """Median |pred/true - 1| / bias per pose (mean over seeds), one column per variant; ``source`` is
     ``heldout`` (on the held-out set of sampler ``test``) or ``invariance`` (the suite; bias = median)."""
+
     def pick(j: dict) -> tuple[dict, dict]:
         if source == "heldout":
             h = j["scores"]["heldout"][test]
@@ -211,8 +277,10 @@ def per_pose_table(jobs: list[dict], source: str, test: str | None = None) -> st
     variants = variants_of(jobs)
     poses = list(pick(jobs[0])[0])
     where = f"held-out {test}" if source == "heldout" else "invariance suite"
-    lines = [f"| pose ({where}) | " + " | ".join(f"{v}: median / bias" for v in variants) + " |",
-             "|---|" + "---|" * len(variants)]
+    lines = [
+        f"| pose ({where}) | " + " | ".join(f"{v}: median / bias" for v in variants) + " |",
+        "|---|" + "---|" * len(variants),
+    ]
     for p in poses:
         cells = []
         for v in variants:
@@ -235,8 +303,10 @@ def per_pose_figure(jobs: list[dict], path: Path) -> Path:
     w = 0.8 / len(variants)
     fig, ax = plt.subplots(figsize=(10, 4.2))
     for i, v in enumerate(variants):
-        vals = [100 * np.mean([j["scores"]["invariance"]["per_pose"][p] for j in jobs if j["variant"] == v])
-                for p in poses]
+        vals = [
+            100 * np.mean([j["scores"]["invariance"]["per_pose"][p] for j in jobs if j["variant"] == v])
+            for p in poses
+        ]
         ax.bar(x + (i - (len(variants) - 1) / 2) * w, vals, w, label=v)
     ax.set_xticks(x, poses, rotation=30, ha="right")
     ax.set_ylabel("median |pred/true − 1| (%)")
@@ -247,23 +317,42 @@ def per_pose_figure(jobs: list[dict], path: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("overrides", nargs="*", default=DEFAULT_SWEEP,
-                    help="dp-train sweep overrides (default: pose_sampling=uniform,normal,hybrid)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "overrides",
+        nargs="*",
+        default=DEFAULT_SWEEP,
+        help="dp-train sweep overrides (default: pose_sampling=uniform,normal,hybrid)",
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--samples", type=int, default=2_000_000, help="training rows per model")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--recipe", nargs="*", default=["data.batch_size=1024", "model.optimizer.lr=0.003"],
-                    help="overrides every job gets (default: the converge-benchmark recipe; give none to keep "
-                         "each model preset's own lr)")
-    ap.add_argument("--test-sampling", nargs="+", default=["uniform", "normal", "hybrid"],
-                    help="pose samplers of the held-out sets")
+    ap.add_argument(
+        "--recipe",
+        nargs="*",
+        default=["data.batch_size=1024", "model.optimizer.lr=0.003"],
+        help="overrides every job gets (default: the converge-benchmark recipe; give none to keep "
+        "each model preset's own lr)",
+    )
+    ap.add_argument(
+        "--test-sampling",
+        nargs="+",
+        default=["uniform", "normal", "hybrid"],
+        help="pose samplers of the held-out sets",
+    )
     ap.add_argument("--heldout", type=int, default=100_000, help="rows of each held-out set (seed 99)")
-    ap.add_argument("--reference", default=None, help="variant the KITTI bootstrap compares with (default: the last)")
-    ap.add_argument("--sweep", type=Path, default=None, help="score this finished dp-train -m folder (no training)")
+    ap.add_argument(
+        "--reference", default=None, help="variant the KITTI bootstrap compares with (default: the last)"
+    )
+    ap.add_argument(
+        "--sweep", type=Path, default=None, help="score this finished dp-train -m folder (no training)"
+    )
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "ablation")
-    default_real = os.environ.get("DEPTH_POSE_REAL_DATA") or str(REPO_ROOT.parent / "shared" / "data" / "real")
+    default_real = os.environ.get("DEPTH_POSE_REAL_DATA") or str(
+        REPO_ROOT.parent / "shared" / "data" / "real"
+    )
     ap.add_argument("--real", type=Path, default=Path(default_real))
     args = ap.parse_args()
 
@@ -283,18 +372,32 @@ def main() -> None:
     for j in jobs:
         print(f"scoring job {j['job']} ({j['variant']}, seed {j['seed']}) ...", flush=True)
         j["scores"] = score_job(j, heldout, kitti, out)
-    parts = [f"# Ablation: {', '.join(variants)}", "",
-             f"Sweep `{sweep_dir}`: {jobs[0]['samples']:,} samples, {jobs[0]['epochs']} epochs per model; held-out "
-             f"sets of {args.heldout:,} rows (seed 99) per pose sampler: "
-             + ", ".join(f"{s} `{p.name}`" for s, p in heldout.items()) + ". Values over seeds: mean ± half-range.",
-             "", summary_table(jobs), ""]
+    parts = [
+        f"# Ablation: {', '.join(variants)}",
+        "",
+        f"Sweep `{sweep_dir}`: {jobs[0]['samples']:,} samples, {jobs[0]['epochs']} epochs per model; held-out "
+        f"sets of {args.heldout:,} rows (seed 99) per pose sampler: "
+        + ", ".join(f"{s} `{p.name}`" for s, p in heldout.items())
+        + ". Values over seeds: mean ± half-range.",
+        "",
+        summary_table(jobs),
+        "",
+    ]
     for s in heldout:
         if len(jobs[0]["scores"]["heldout"][s]["by_pose"]) < 2:
             continue  # one pose name only (uniform / normal sets): nothing to break down
-        parts += [f"Per pose on the held-out {s} set (median |pred/true − 1| / mean bias):", "",
-                  per_pose_table(jobs, "heldout", s), ""]
-    parts += ["Per pose on the invariance suite (median |pred/true − 1| / median bias):", "",
-              per_pose_table(jobs, "invariance"), ""]
+        parts += [
+            f"Per pose on the held-out {s} set (median |pred/true − 1| / mean bias):",
+            "",
+            per_pose_table(jobs, "heldout", s),
+            "",
+        ]
+    parts += [
+        "Per pose on the invariance suite (median |pred/true − 1| / median bias):",
+        "",
+        per_pose_table(jobs, "invariance"),
+        "",
+    ]
     if kitti is not None:
         ref = next(j for j in jobs if j["variant"] == reference)
 
@@ -302,7 +405,10 @@ def main() -> None:
             pred, true = j["scores"]["_people"]["KITTI"]
             return np.abs(pred - true)
 
-        parts += [f"KITTI paired bootstrap against {reference} (seed {ref['seed']}), mean Δ|err| [95% interval]:", ""]
+        parts += [
+            f"KITTI paired bootstrap against {reference} (seed {ref['seed']}), mean Δ|err| [95% interval]:",
+            "",
+        ]
         for j in jobs:
             if j is not ref:
                 d, lo, hi = paired_bootstrap(kitti_err(j), kitti_err(ref))
@@ -310,8 +416,13 @@ def main() -> None:
         parts.append("")
     seeds_md, seeds = seed_table(jobs)
     if seeds:
-        parts += ["Seeds: how much of the error is the training run's own (log errors per person; the ensemble is "
-                  "the geometric mean of the seeds' depths):", "", seeds_md, ""]
+        parts += [
+            "Seeds: how much of the error is the training run's own (log errors per person; the ensemble is "
+            "the geometric mean of the seeds' depths):",
+            "",
+            seeds_md,
+            "",
+        ]
     fig = per_pose_figure(jobs, out / "per_pose.png")
     parts += [f"Figure: `{fig}`", ""]
     text = "\n".join(parts)
@@ -322,7 +433,9 @@ def main() -> None:
     if seeds:
         (out / "seeds.json").write_text(json.dumps(seeds, indent=1))
     print(text)
-    print(f"scoring: {time.perf_counter() - t0:.0f} s; wrote {out / 'summary.md'}, {out / 'summary.json'}, {fig}")
+    print(
+        f"scoring: {time.perf_counter() - t0:.0f} s; wrote {out / 'summary.md'}, {out / 'summary.json'}, {fig}"
+    )
 
 
 if __name__ == "__main__":

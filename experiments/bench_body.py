@@ -40,8 +40,12 @@ def main() -> None:
     ap.add_argument("--bodies", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=65536, help="batch of body.pose()")
     ap.add_argument("--anny-batch", type=int, default=1024, help="batch of Anny's full forward")
-    ap.add_argument("--sampler-batch", type=int, default=8192,
-                    help="poses per sampler call (dp-generate: batch_size / samples_per_pose = 65536 / 8)")
+    ap.add_argument(
+        "--sampler-batch",
+        type=int,
+        default=8192,
+        help="poses per sampler call (dp-generate: batch_size / samples_per_pose = 65536 / 8)",
+    )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -72,20 +76,34 @@ def main() -> None:
 
     t_anny = best_of(anny_forward, max(1, args.repeats // 2), "anny")
 
-    rows = [("Anny full forward + regressor", nb, t_anny, "anny"), ("BodyModel.pose (fast, exact)", args.batch, t_fast, "fast")]
+    rows = [
+        ("Anny full forward + regressor", nb, t_anny, "anny"),
+        ("BodyModel.pose (fast, exact)", args.batch, t_fast, "fast"),
+    ]
     sb = args.sampler_batch
     for name, s in samplers.items():
-        rows.append((f"{name} sampler .sample", sb, best_of(lambda s=s: s.sample(sb, g), args.repeats, name), name))
-    rows.append(("hybrid sample + pose", sb,
-                 best_of(lambda: body.pose(bi[:sb], samplers["hybrid"].sample(sb, g)), args.repeats, "both"), "both"))
+        rows.append(
+            (f"{name} sampler .sample", sb, best_of(lambda s=s: s.sample(sb, g), args.repeats, name), name)
+        )
+    rows.append(
+        (
+            "hybrid sample + pose",
+            sb,
+            best_of(lambda: body.pose(bi[:sb], samplers["hybrid"].sample(sb, g)), args.repeats, "both"),
+            "both",
+        )
+    )
 
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"threads={args.threads}  bodies={args.bodies}  bank build {t_bank:.2f} s  load average {load}")
     print(f"{'path':34s} {'batch':>7s} {'poses/s':>10s} {'x Anny':>7s} {'poses/cpu-s':>12s} {'x Anny':>7s}")
     anny_rate, anny_cpu = nb / t_anny, nb / CPU["anny"]
     for name, b, t, key in rows:
-        print(f"{name:34s} {b:7d} {b / t:10,.0f} {b / t / anny_rate:7.1f} {b / CPU[key]:12,.0f} "
-              f"{b / CPU[key] / anny_cpu:7.1f}")
+        print(
+            f"{name:34s} {b:7d} {b / t:10,.0f} {b / t / anny_rate:7.1f} {b / CPU[key]:12,.0f} "
+            f"{b / CPU[key] / anny_cpu:7.1f}"
+        )
+
 
 if __name__ == "__main__":
     main()

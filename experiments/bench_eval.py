@@ -43,22 +43,32 @@ def main() -> None:
     kitti = Path(args.real) / "kitti_pedestrians_dev.jsonl"
     if kitti.is_file():
         t0 = time.perf_counter()
-        m = evaluate(compose([f"keypoints={kitti}", f"out={out / 'kitti_dev' / 'pred.jsonl'}", "progress=false", *ck]))
+        m = evaluate(
+            compose([f"keypoints={kitti}", f"out={out / 'kitti_dev' / 'pred.jsonl'}", "progress=false", *ck])
+        )
         dt = time.perf_counter() - t0
         meths, same = m["methods"], m["model_on_baseline_people"]  # the tables were printed by evaluate()
         mo, sh = meths["model"], meths["shoulder_hip"]
         ms = same["shoulder_hip"]
-        print(f"\nmodel ALE / shoulder-hip ALE on the same {sh['n']} people = {ms['ale_m'] / sh['ale_m']:.3f}; "
-              f"model ALE (all {mo['n']}) / floor ALE = {mo['ale_m'] / meths['floor']['ale_m']:.3f}; wall {dt:.1f} s")
+        print(
+            f"\nmodel ALE / shoulder-hip ALE on the same {sh['n']} people = {ms['ale_m'] / sh['ale_m']:.3f}; "
+            f"model ALE (all {mo['n']}) / floor ALE = {mo['ale_m'] / meths['floor']['ale_m']:.3f}; wall {dt:.1f} s"
+        )
     else:
         print(f"(no {kitti}: KITTI table skipped)")
     if not args.skip_suite:
         t0 = time.perf_counter()
-        r = evaluate(compose(["suite=invariance", f"out={out / 'invariance' / 'samples.jsonl'}", "progress=false", *ck]))
+        r = evaluate(
+            compose(
+                ["suite=invariance", f"out={out / 'invariance' / 'samples.jsonl'}", "progress=false", *ck]
+            )
+        )
         dt = time.perf_counter() - t0
         o = r["overall_non_standing"]
-        print(f"box-height median / model median over non-standing poses = {o['ratio']:.2f}; "
-              f"1σ coverage {100 * r['coverage_1sigma']:.0f}%; wall {dt:.1f} s")
+        print(
+            f"box-height median / model median over non-standing poses = {o['ratio']:.2f}; "
+            f"1σ coverage {100 * r['coverage_1sigma']:.0f}%; wall {dt:.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -51,14 +51,25 @@ def main() -> None:
     ap.add_argument("--spp", type=int, default=8, help="samples_per_pose (cameras per pose)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--anny-batches", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="processes (default: cores)")
-    ap.add_argument("--disk-rows", type=int, default=None, help="rows for the generate() runs (default: --rows)")
+    ap.add_argument(
+        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="processes (default: cores)"
+    )
+    ap.add_argument(
+        "--disk-rows", type=int, default=None, help="rows for the generate() runs (default: --rows)"
+    )
     ap.add_argument("overrides", nargs="*", help="extra dp-generate overrides, e.g. pose_sampling=uniform")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="generate", overrides=[f"samples_per_pose={args.spp}", "paths.root_dir=/tmp",
-                                                         "compile=true", *args.overrides])
+        cfg = compose(
+            config_name="generate",
+            overrides=[
+                f"samples_per_pose={args.spp}",
+                "paths.root_dir=/tmp",
+                "compile=true",
+                *args.overrides,
+            ],
+        )
     cfg = pipeline.with_defaults(cfg)
     if bool(cfg.get("keep_heap", True)):  # as dp-generate's processes do
         pipeline.keep_freed_memory()
@@ -92,7 +103,9 @@ def main() -> None:
     W = max(1, args.workers)
     global _GEN
     _GEN = gen
-    with mp.get_context("fork").Pool(W, initializer=pipeline._worker_init, initargs=(1, bool(cfg.keep_heap))) as pool:
+    with mp.get_context("fork").Pool(
+        W, initializer=pipeline._worker_init, initargs=(1, bool(cfg.keep_heap))
+    ) as pool:
         parts = [(-(-n // W), k) for k in range(W)]
         pool.map(_chain_part, parts)  # warm-up
         t_par, _ = best(lambda: pool.map(_chain_part, parts), args.repeats)
@@ -103,7 +116,13 @@ def main() -> None:
     for w in sorted({1, W}):
         with tempfile.TemporaryDirectory() as tmp:
             c = cfg.copy()
-            c.num_samples, c.shard_size, c.out_dir, c.progress, c.workers = n_disk, -(-n_disk // (2 * W)), tmp, False, w
+            c.num_samples, c.shard_size, c.out_dir, c.progress, c.workers = (
+                n_disk,
+                -(-n_disk // (2 * W)),
+                tmp,
+                False,
+                w,
+            )
             t = time.perf_counter()
             pipeline.generate(c)
             t_gen[w] = time.perf_counter() - t
@@ -150,16 +169,20 @@ def main() -> None:
         *[(f"generate() to disk, workers={w}", n_disk, t) for w, t in t_gen.items()],
         (f"Anny full forward B={B} (baseline)", B * args.anny_batches, t_anny),
     ]
-    print(f"config: pose_sampling={cfg.pose_sampling.get('name')} samples_per_pose={spp} rows={n} "
-          f"poses={n_poses} torch threads={torch.get_num_threads()} (inside sample: {gen.threads}) "
-          f"workers={W} compile={compiled} (warm-up {t_compile:.1f} s) (stage build {t_build:.1f} s) load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"config: pose_sampling={cfg.pose_sampling.get('name')} samples_per_pose={spp} rows={n} "
+        f"poses={n_poses} torch threads={torch.get_num_threads()} (inside sample: {gen.threads}) "
+        f"workers={W} compile={compiled} (warm-up {t_compile:.1f} s) (stage build {t_build:.1f} s) load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'stage':40s} {'items':>9s} {'seconds':>9s} {'items/s':>12s} {'x Anny':>8s}")
     for name, items, t in rows:
         print(f"{name:40s} {items:9d} {t:9.3f} {items / t:12,.0f} {items / t / anny_rate:8.1f}")
     print(f"shard size: {size_mb:.1f} MB for {n} rows ({size_mb * 1e6 / n:.0f} B/row)")
-    print(f"RESULT in_memory_samples_per_s={rate:,.0f} in_memory_{W}proc_samples_per_s={n / t_par:,.0f} "
-          f"generate_workers{W}_rows_per_s={n_disk / t_gen[W]:,.0f} anny_full_per_s={anny_rate:,.0f} "
-          f"ratio_vs_anny={rate / anny_rate:.1f} ratio_{W}proc_vs_anny={n / t_par / anny_rate:.1f}")
+    print(
+        f"RESULT in_memory_samples_per_s={rate:,.0f} in_memory_{W}proc_samples_per_s={n / t_par:,.0f} "
+        f"generate_workers{W}_rows_per_s={n_disk / t_gen[W]:,.0f} anny_full_per_s={anny_rate:,.0f} "
+        f"ratio_vs_anny={rate / anny_rate:.1f} ratio_{W}proc_vs_anny={n / t_par / anny_rate:.1f}"
+    )
 
 
 _GEN = None  # the Generator the forked workers inherit

@@ -81,7 +81,9 @@ def bench_speed(ckpt: str | None, people: int = 10) -> dict:
         (f"3D/ground points, {people} people", t_pos, t_pos / yolo),
         ("depth + 3D total", t_depth + t_pos, (t_depth + t_pos) / yolo),
     ]
-    print(f"\n## speed (image {img.shape[1]}x{img.shape[0]}, imgsz 640, torch threads {torch.get_num_threads()})")
+    print(
+        f"\n## speed (image {img.shape[1]}x{img.shape[0]}, imgsz 640, torch threads {torch.get_num_threads()})"
+    )
     print("| step | ms/frame | share of YOLO |\n|---|---|---|")
     for name, t, r in rows:
         print(f"| {name} | {1000 * t:.3f} | {100 * r:.2f}% |")
@@ -113,7 +115,9 @@ def zoom_cases() -> list[dict]:
              "z": p.get("gt_z_m", p.get("z_m"))}
             for p in meta.get("people", [])
         ]  # fmt: skip
-        cases.append({"name": "example.jpg", "image": ex.with_suffix(".jpg"), "K": meta["K"], "people": people})
+        cases.append(
+            {"name": "example.jpg", "image": ex.with_suffix(".jpg"), "K": meta["K"], "people": people}
+        )
     k = REAL / "kitti_000000" / "gt.json"
     if k.is_file():
         meta = json.loads(k.read_text())
@@ -167,7 +171,9 @@ def bench_zoom(ckpt: str | None, heights=(30, 45, 60, 80), canvas=(640, 480)) ->
                 frame = np.full((ch, cw, 3), 114, np.uint8)
                 frame[oy : oy + sh, ox : ox + sw] = small
                 Ks = geometry.transform_intrinsics(K, s, (float(ox), float(oy))).numpy()
-                box_s = geometry.transform_pixels(torch.as_tensor(box.reshape(2, 2), dtype=torch.float64), s, (ox, oy))
+                box_s = geometry.transform_pixels(
+                    torch.as_tensor(box.reshape(2, 2), dtype=torch.float64), s, (ox, oy)
+                )
                 t0 = time.perf_counter()
                 d0 = det(frame)[0]
                 t_det = time.perf_counter() - t0
@@ -189,8 +195,10 @@ def bench_zoom(ckpt: str | None, heights=(30, 45, 60, 80), canvas=(640, 480)) ->
                     "t_det": t_det, "t_zoom": t_zoom, "n_small": int((d0.boxes[:, 3] - d0.boxes[:, 1] < 100).sum()),
                 })  # fmt: skip
     print(f"\n## zoom on small people ({len(rows)} person x size cases, min_box_px={zoom.min_box_px})")
-    print("| person height | n | found | zoom used | mean kp conf no zoom -> zoom | abs err (m) no zoom -> zoom | "
-          "rel err no zoom -> zoom |\n|---|---|---|---|---|---|---|")
+    print(
+        "| person height | n | found | zoom used | mean kp conf no zoom -> zoom | abs err (m) no zoom -> zoom | "
+        "rel err no zoom -> zoom |\n|---|---|---|---|---|---|---|"
+    )
     summary = {}
     for h in heights:
         r = [x for x in rows if x["h"] == h]
@@ -200,14 +208,18 @@ def bench_zoom(ckpt: str | None, heights=(30, 45, 60, 80), canvas=(640, 480)) ->
             continue
         m = {k: float(np.mean([x[k] for x in f])) for k in ("conf0", "conf1", "err0", "err1", "rel0", "rel1")}
         used = sum(x["zoomed"] for x in f)
-        print(f"| {h} px | {len(r)} | {len(f)} | {used} | {m['conf0']:.3f} -> {m['conf1']:.3f} | "
-              f"{m['err0']:.2f} -> {m['err1']:.2f} | {100 * m['rel0']:.1f}% -> {100 * m['rel1']:.1f}% |")
+        print(
+            f"| {h} px | {len(r)} | {len(f)} | {used} | {m['conf0']:.3f} -> {m['conf1']:.3f} | "
+            f"{m['err0']:.2f} -> {m['err1']:.2f} | {100 * m['rel0']:.1f}% -> {100 * m['rel1']:.1f}% |"
+        )
         summary[h] = {"n": len(r), "found": len(f), "zoom_used": used, **m}
     f = [x for x in rows if x["found"]]
     if f:
         ratio = np.mean([x["t_zoom"] for x in f]) / np.mean([x["t_det"] for x in f])
-        print(f"zoom time (all small people of a frame, one batch; mean {np.mean([x['n_small'] for x in f]):.1f} "
-              f"small people/frame): {100 * ratio:.0f}% of the frame's YOLO time")
+        print(
+            f"zoom time (all small people of a frame, one batch; mean {np.mean([x['n_small'] for x in f]):.1f} "
+            f"small people/frame): {100 * ratio:.0f}% of the frame's YOLO time"
+        )
     return {"rows": rows, "by_height": summary}
 
 
@@ -226,8 +238,12 @@ def bench_real(ckpt: str | None, out: Path) -> dict:
         if not folder.is_dir():
             print(f"skip {name}: {folder} missing")
             continue
-        overrides = [f"source={folder}", f"out={out / name}", f"intrinsics.calib={folder / 'gt.json'}",
-                     "progress=false"] + ([f"ckpt={ckpt}"] if ckpt else [])
+        overrides = [
+            f"source={folder}",
+            f"out={out / name}",
+            f"intrinsics.calib={folder / 'gt.json'}",
+            "progress=false",
+        ] + ([f"ckpt={ckpt}"] if ckpt else [])
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
             cfg = compose("predict", overrides=overrides)
         print(f"\n$ dp-predict {' '.join(overrides)}")
@@ -242,35 +258,53 @@ def bench_real(ckpt: str | None, out: Path) -> dict:
                     rows.append((s["image"], s["person_depth_m_approx"], None, None, None, s.get("note", "")))
                     continue
                 r = max(mine, key=lambda r: r["box_xyxy"][3] - r["box_xyxy"][1])  # the man: the tallest box
-                rows.append((s["image"], s["person_depth_m_approx"], r["z_m"], r["sigma_m"], r["zoomed"],
-                             s.get("note", "") + (f" ({len(mine)} people found)" if len(mine) > 1 else "")))
+                rows.append(
+                    (
+                        s["image"],
+                        s["person_depth_m_approx"],
+                        r["z_m"],
+                        r["sigma_m"],
+                        r["zoomed"],
+                        s.get("note", "") + (f" ({len(mine)} people found)" if len(mine) > 1 else ""),
+                    )
+                )
         else:
             for p in gt["people"]:
                 mine = [r for r in recs if r["source"] == gt["image"]]
-                iou = box_iou(np.asarray([p["bbox_xyxy_px"]], np.float32),
-                              np.asarray([r["box_xyxy"] for r in mine], np.float32).reshape(-1, 4))[0]
+                iou = box_iou(
+                    np.asarray([p["bbox_xyxy_px"]], np.float32),
+                    np.asarray([r["box_xyxy"] for r in mine], np.float32).reshape(-1, 4),
+                )[0]
                 if len(mine) == 0 or iou.max() < 0.3:
                     rows.append((gt["image"], p["gt_z_m"], None, None, None, "not detected"))
                     continue
                 r = mine[int(np.argmax(iou))]
                 g = np.asarray(p["gt_xyz_bottom_center_m"])
-                note = (f"ground point {np.round(r['ground_xyz_m'], 2).tolist()} vs gt bottom centre {g.tolist()} "
-                        f"(dist err {abs(r['ground_dist_m'] - np.linalg.norm(g)):.2f} m)")
+                note = (
+                    f"ground point {np.round(r['ground_xyz_m'], 2).tolist()} vs gt bottom centre {g.tolist()} "
+                    f"(dist err {abs(r['ground_dist_m'] - np.linalg.norm(g)):.2f} m)"
+                )
                 rows.append((gt["image"], p["gt_z_m"], r["z_m"], r["sigma_m"], r["zoomed"], note))
-        print("| image | gt z (m) | predicted z ± sigma (m) | error (m) | rel | zoomed | note |\n|---|---|---|---|---|---|---|")
+        print(
+            "| image | gt z (m) | predicted z ± sigma (m) | error (m) | rel | zoomed | note |\n|---|---|---|---|---|---|---|"
+        )
         errs = []
         for img, g, z, s, zm, note in rows:
             if z is None:
                 print(f"| {img} | {g:.2f} | not found | - | - | - | {note} |")
                 continue
             errs.append((z - g, (z - g) / g))
-            print(f"| {img} | {g:.2f} | {z:.2f} ± {s:.2f} | {z - g:+.2f} | {100 * (z - g) / g:+.1f}% | {zm} | {note} |")
+            print(
+                f"| {img} | {g:.2f} | {z:.2f} ± {s:.2f} | {z - g:+.2f} | {100 * (z - g) / g:+.1f}% | {zm} | {note} |"
+            )
         if errs:
             e = np.asarray(errs)
-            print(f"mean abs error {np.abs(e[:, 0]).mean():.2f} m, mean abs rel {100 * np.abs(e[:, 1]).mean():.1f}%, "
-                  f"bias {100 * e[:, 1].mean():+.1f}% over {len(e)} people; fps {summary['fps']:.2f}, "
-                  f"time share detection {100 * summary['time_share']['detection']:.1f}% / depth "
-                  f"{100 * summary['time_share']['depth']:.2f}%")
+            print(
+                f"mean abs error {np.abs(e[:, 0]).mean():.2f} m, mean abs rel {100 * np.abs(e[:, 1]).mean():.1f}%, "
+                f"bias {100 * e[:, 1].mean():+.1f}% over {len(e)} people; fps {summary['fps']:.2f}, "
+                f"time share detection {100 * summary['time_share']['detection']:.1f}% / depth "
+                f"{100 * summary['time_share']['depth']:.2f}%"
+            )
         results[name] = {"rows": rows, "summary_counts": summary["counts"]}
     return results
 
@@ -279,7 +313,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["speed", "zoom", "real", "all"], nargs="?", default="all")
     ap.add_argument("--ckpt", default=None, help="depth model (default: the shipped one)")
-    ap.add_argument("--out", default=str(REPO / "outputs" / "bench_predict"), help="dp-predict outputs (real)")
+    ap.add_argument(
+        "--out", default=str(REPO / "outputs" / "bench_predict"), help="dp-predict outputs (real)"
+    )
     a = ap.parse_args()
     if a.what in ("speed", "all"):
         bench_speed(a.ckpt)

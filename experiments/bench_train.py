@@ -38,7 +38,9 @@ def _host(args) -> HostSet:
         return HostSet(h.kp[:m], h.intr[:m], h.z[:m], h.special[:m], h.pose_id[:m])
     g = torch.Generator().manual_seed(0)  # content does not matter for throughput
     n = args.n
-    kp = torch.rand(n, 17, 3, generator=g) * torch.tensor([600.0, 300.0, 1.0]) + torch.tensor([300.0, 20.0, 0.0])
+    kp = torch.rand(n, 17, 3, generator=g) * torch.tensor([600.0, 300.0, 1.0]) + torch.tensor(
+        [300.0, 20.0, 0.0]
+    )
     intr = torch.tensor([721.5, 721.5, 609.6, 172.9, 0.0]).expand(n, 5).contiguous()
     z = 2 + 40 * torch.rand(n, generator=g)
     return HostSet(kp, intr, z, torch.zeros(n, dtype=torch.bool), torch.arange(n))
@@ -66,13 +68,27 @@ class EpochTimer(L.Callback):
             self.curve.append((self.train_time, float(ale)))
 
 
-def _trainer(epochs: int, timer: EpochTimer, limit_train: int | float = 1.0, val: bool = False,
-             precision: str = "32-true") -> L.Trainer:
-    return L.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-                     precision=precision,
-                     enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-                     limit_train_batches=limit_train, limit_val_batches=1.0 if val else 0,
-                     num_sanity_val_steps=0)
+def _trainer(
+    epochs: int,
+    timer: EpochTimer,
+    limit_train: int | float = 1.0,
+    val: bool = False,
+    precision: str = "32-true",
+) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        precision=precision,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        limit_train_batches=limit_train,
+        limit_val_batches=1.0 if val else 0,
+        num_sanity_val_steps=0,
+    )
 
 
 def _module(epochs: int, lr: float | None = None) -> DepthModule:
@@ -92,8 +108,13 @@ class _DictLoader:
 
     def __iter__(self):
         for kp, intr, z, sp, row in self.dl:
-            yield {"kp": kp.to(self.device), "intr": intr.to(self.device), "z": z.to(self.device),
-                   "special": sp.to(self.device), "row": row.to(self.device)}
+            yield {
+                "kp": kp.to(self.device),
+                "intr": intr.to(self.device),
+                "z": z.to(self.device),
+                "special": sp.to(self.device),
+                "row": row.to(self.device),
+            }
 
 
 def throughput(args) -> dict:
@@ -107,7 +128,9 @@ def throughput(args) -> dict:
     timer = EpochTimer()
     model = _module(1)
     model.set_target_stats(*dm.target_stats(model.normaliser))
-    _trainer(1, timer, limit_train=args.batches, precision=args.precision).fit(model, train_dataloaders=dm.train_dataloader())
+    _trainer(1, timer, limit_train=args.batches, precision=args.precision).fit(
+        model, train_dataloaders=dm.train_dataloader()
+    )
     results["device_resident"] = timer.samples / timer.train_time
     # DataLoader(TensorDataset, shuffle=True) baseline, same rows
     tr = dm.splits["train"]
@@ -127,11 +150,15 @@ def throughput(args) -> dict:
             if k >= args.batches:
                 break
         results[f"data_only/{name}"] = s / (time.perf_counter() - t0)
-    print(f"\nthroughput, mlp_base, batch {bs}, {len(host):,} rows, device {dev}, torch threads "
-          f"{torch.get_num_threads()}, precision {args.precision}")
+    print(
+        f"\nthroughput, mlp_base, batch {bs}, {len(host):,} rows, device {dev}, torch threads "
+        f"{torch.get_num_threads()}, precision {args.precision}"
+    )
     print(f"{'pipeline':<40}{'samples/s':>14}{'ratio':>9}")
     for key in ("dataloader_tensordataset", "device_resident"):
-        print(f"{'train: ' + key:<40}{results[key]:>14,.0f}{results[key] / results['dataloader_tensordataset']:>9.1f}x")
+        print(
+            f"{'train: ' + key:<40}{results[key]:>14,.0f}{results[key] / results['dataloader_tensordataset']:>9.1f}x"
+        )
     base = results["data_only/dataloader_tensordataset"]
     for key in ("data_only/dataloader_tensordataset", "data_only/device_resident"):
         print(f"{key:<40}{results[key]:>14,.0f}{results[key] / base:>9.1f}x")
@@ -158,18 +185,28 @@ def converge(args) -> dict:
         curves[name] = timer.curve
         out[f"{name}_epochs"] = epochs
         out[f"{name}_wall_s"] = time.perf_counter() - wall
-        print(f"{name}: {epochs} epochs, train time {timer.train_time:.1f} s, wall {out[f'{name}_wall_s']:.1f} s, "
-              f"best val ALE {min(a for _, a in timer.curve):.3f} m")
+        print(
+            f"{name}: {epochs} epochs, train time {timer.train_time:.1f} s, wall {out[f'{name}_wall_s']:.1f} s, "
+            f"best val ALE {min(a for _, a in timer.curve):.3f} m"
+        )
     ref = min(a for _, a in curves["reference"])
     target = 1.05 * ref
     hit = [t for t, a in curves["run"] + curves["reference"] if a <= target]
     hit_run = [t for t, a in curves["run"] if a <= target]
-    out.update({"reference_best_ale": ref, "target_ale": target,
-                "run_best_ale": min(a for _, a in curves["run"]),
-                "time_to_within_5pct_s": hit_run[0] if hit_run else None,
-                "reference_time_to_within_5pct_s": min(hit) if hit else None, "curves": curves})
-    print(f"\ntime to converge, mlp_base, {len(host):,} rows, batch {args.batch}, lr {args.lr or OPT['lr']}, "
-          f"precision {args.precision}")
+    out.update(
+        {
+            "reference_best_ale": ref,
+            "target_ale": target,
+            "run_best_ale": min(a for _, a in curves["run"]),
+            "time_to_within_5pct_s": hit_run[0] if hit_run else None,
+            "reference_time_to_within_5pct_s": min(hit) if hit else None,
+            "curves": curves,
+        }
+    )
+    print(
+        f"\ntime to converge, mlp_base, {len(host):,} rows, batch {args.batch}, lr {args.lr or OPT['lr']}, "
+        f"precision {args.precision}"
+    )
     print(f"{'':<34}{'value':>12}")
     print(f"{'reference best val ALE (m)':<34}{ref:>12.3f}")
     print(f"{'run best val ALE (m)':<34}{out['run_best_ale']:>12.3f}")
@@ -189,11 +226,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--ref-factor", type=int, default=10)
     ap.add_argument("--batch", type=int, default=4096, help="converge: batch size")
-    ap.add_argument("--lr", type=float, default=None, help=f"converge: AdamW learning rate (default {OPT['lr']})")
-    ap.add_argument("--ref-json", default=None, help="converge: reuse the reference curve of an earlier --json")
+    ap.add_argument(
+        "--lr", type=float, default=None, help=f"converge: AdamW learning rate (default {OPT['lr']})"
+    )
+    ap.add_argument(
+        "--ref-json", default=None, help="converge: reuse the reference curve of an earlier --json"
+    )
     ap.add_argument("--json", default=None, help="write the results here")
-    ap.add_argument("--precision", default="32-true",
-                    help="Lightning precision for every run (32-true, bf16-mixed: CPU autocast, AVX512-BF16/AMX)")
+    ap.add_argument(
+        "--precision",
+        default="32-true",
+        help="Lightning precision for every run (32-true, bf16-mixed: CPU autocast, AVX512-BF16/AMX)",
+    )
     args = ap.parse_args()
     if args.n is None:
         args.n = 200_000 if args.what == "throughput" else 1_000_000

@@ -38,9 +38,14 @@ def report(name: str, zh: np.ndarray, z: np.ndarray, sigma: np.ndarray | None = 
     """The project's metrics (:mod:`depth_pose.eval.metrics`) of one method, printed as a table row."""
     out = depth_metrics(zh, z, sigma)
     out["bands"] = per_band(zh, z, sigma)
-    bands = " ".join(f"{v['ale_m']:6.2f}" if v["ale_m"] is not None else f"{'-':>6}" for v in out["bands"].values())
-    print(f"{name:<34}{out['n']:>4}{out['ale_m']:7.3f}  {bands}  {100 * out['rel_err']:6.1f}% "
-          f"{100 * out['bias_rel']:+6.1f}% {out['delta_1.25']:6.3f}" + (f"  {out['cov_1sigma']:.2f}" if sigma is not None else ""))
+    bands = " ".join(
+        f"{v['ale_m']:6.2f}" if v["ale_m"] is not None else f"{'-':>6}" for v in out["bands"].values()
+    )
+    print(
+        f"{name:<34}{out['n']:>4}{out['ale_m']:7.3f}  {bands}  {100 * out['rel_err']:6.1f}% "
+        f"{100 * out['bias_rel']:+6.1f}% {out['delta_1.25']:6.3f}"
+        + (f"  {out['cov_1sigma']:.2f}" if sigma is not None else "")
+    )
     return out
 
 
@@ -58,19 +63,25 @@ def stature_analysis(zh: np.ndarray, z: np.ndarray, box_h: np.ndarray) -> dict:
     s = h0 / box_h - 1
     upright = (box_h >= 1.5) & (box_h <= 2.0)
     out = {
-        "box_h_mean_m": h0, "box_h_std_m": float(box_h.std()), "box_h_rel_std": float(box_h.std() / h0),
-        "oracle_ale_m": float(np.abs(s * z).mean()), "oracle_ale_upright_m": float(np.abs(s * z)[upright].mean()),
-        "n_upright": int(upright.sum()), "corr_r_s": float(np.corrcoef(r, s)[0, 1]),
-        "model_ale_m": float(np.abs(zh - z).mean()), "model_ale_upright_m": float(np.abs(zh - z)[upright].mean()),
+        "box_h_mean_m": h0,
+        "box_h_std_m": float(box_h.std()),
+        "box_h_rel_std": float(box_h.std() / h0),
+        "oracle_ale_m": float(np.abs(s * z).mean()),
+        "oracle_ale_upright_m": float(np.abs(s * z)[upright].mean()),
+        "n_upright": int(upright.sum()),
+        "corr_r_s": float(np.corrcoef(r, s)[0, 1]),
+        "model_ale_m": float(np.abs(zh - z).mean()),
+        "model_ale_upright_m": float(np.abs(zh - z)[upright].mean()),
         "ale_without_stature_term_m": float(np.abs((r - s) * z).mean()),
     }
-    print(f"\nstature (KITTI box heights {h0:.2f} +- {out['box_h_std_m']:.3f} m, {100 * out['box_h_rel_std']:.1f}%): "
-          f"a perfect stature-blind method would get ALE {out['oracle_ale_m']:.2f} m "
-          f"({out['oracle_ale_upright_m']:.2f} m on the {out['n_upright']} with 1.5-2.0 m boxes; the model there: "
-          f"{out['model_ale_upright_m']:.2f} m); corr(model rel. error, stature term) = {out['corr_r_s']:.2f}; "
-          f"model ALE without the stature term {out['ale_without_stature_term_m']:.2f} m")
+    print(
+        f"\nstature (KITTI box heights {h0:.2f} +- {out['box_h_std_m']:.3f} m, {100 * out['box_h_rel_std']:.1f}%): "
+        f"a perfect stature-blind method would get ALE {out['oracle_ale_m']:.2f} m "
+        f"({out['oracle_ale_upright_m']:.2f} m on the {out['n_upright']} with 1.5-2.0 m boxes; the model there: "
+        f"{out['model_ale_upright_m']:.2f} m); corr(model rel. error, stature term) = {out['corr_r_s']:.2f}; "
+        f"model ALE without the stature term {out['ale_without_stature_term_m']:.2f} m"
+    )
     return out
-
 
 
 def size_analysis(zh: np.ndarray, z: np.ndarray, kp: np.ndarray, box_h: np.ndarray | None) -> list[dict]:
@@ -87,13 +98,21 @@ def size_analysis(zh: np.ndarray, z: np.ndarray, kp: np.ndarray, box_h: np.ndarr
         m = (h_px >= lo) & (h_px < hi)
         if not m.any():
             continue
-        row = {"h_lo": lo, "h_hi": None if np.isinf(hi) else hi, "n": int(m.sum()), "ale": float(np.abs(zh - z)[m].mean()),
-               "rel": float(np.abs(r[m]).mean()), "bias_median": float(np.median(r[m]))}
+        row = {
+            "h_lo": lo,
+            "h_hi": None if np.isinf(hi) else hi,
+            "n": int(m.sum()),
+            "ale": float(np.abs(zh - z)[m].mean()),
+            "rel": float(np.abs(r[m]).mean()),
+            "bias_median": float(np.median(r[m])),
+        }
         if r_s is not None:
             row["bias_median_without_stature"] = float(np.median(r_s[m]))
         rows.append(row)
-        print(f"{band_name(lo, hi):<20}{row['n']:>4}{row['ale']:7.2f}{100 * row['rel']:6.1f}%{100 * row['bias_median']:+6.1f}%"
-              + (f"  {100 * row['bias_median_without_stature']:+6.1f}%" if r_s is not None else ""))
+        print(
+            f"{band_name(lo, hi):<20}{row['n']:>4}{row['ale']:7.2f}{100 * row['rel']:6.1f}%{100 * row['bias_median']:+6.1f}%"
+            + (f"  {100 * row['bias_median_without_stature']:+6.1f}%" if r_s is not None else "")
+        )
     return rows
 
 
@@ -110,14 +129,22 @@ def main() -> None:
     kp, K, z = people.keypoints, people.K, people.gt_z
     pred = DepthPredictor.load(args.model)
     out = pred.predict(kp, K)
-    print(f"{len(z)} KITTI pedestrians, depth {z.min():.1f}-{z.max():.1f} m; model {pred.metadata.get('source')}")
-    print(f"{'method':<34}{'n':>4}{'ALE':>7}  {'0-10':>6} {'10-20':>6} {'20-30':>6} {'>30':>6}  {'rel':>6} {'bias':>6} "
-          f"{'d<1.25':>6}  in1sig")
+    print(
+        f"{len(z)} KITTI pedestrians, depth {z.min():.1f}-{z.max():.1f} m; model {pred.metadata.get('source')}"
+    )
+    print(
+        f"{'method':<34}{'n':>4}{'ALE':>7}  {'0-10':>6} {'10-20':>6} {'20-30':>6} {'>30':>6}  {'rel':>6} {'bias':>6} "
+        f"{'d<1.25':>6}  in1sig"
+    )
     sh = shoulder_hip_depth(kp, K)  # the baseline of depth_pose.eval (sides with both joints at conf >= 0.3)
     on = np.isfinite(sh)
-    res = {"model": report("model", out.z_m, z, out.sigma_m),
-           "shoulder_hip_0.48": report("shoulder-hip 0.48 m rule", sh, z),
-           "model_on_shoulder_hip_people": report("model on the rule's people", out.z_m[on], z[on], out.sigma_m[on])}
+    res = {
+        "model": report("model", out.z_m, z, out.sigma_m),
+        "shoulder_hip_0.48": report("shoulder-hip 0.48 m rule", sh, z),
+        "model_on_shoulder_hip_people": report(
+            "model on the rule's people", out.z_m[on], z[on], out.sigma_m[on]
+        ),
+    }
     h = box_heights(path)
     if h is not None:
         res["stature"] = stature_analysis(out.z_m.astype(np.float64), z.astype(np.float64), h)

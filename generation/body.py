@@ -34,12 +34,33 @@ SIDES = ("L", "R")
 # bones of joint_limits.yaml. Bones outside the posable set (pelvis, fingers, toes, eyes) stay at identity.
 EXTENDED_POSABLE_BONES: tuple[str, ...] = (
     "root",
-    "spine05", "spine04", "spine03", "spine02", "spine01",
-    "neck01", "neck02", "neck03", "head",
-    *(f"{b}.{s}" for s in SIDES for b in (
-        "upperleg01", "upperleg02", "lowerleg01", "lowerleg02", "foot",
-        "clavicle", "shoulder01", "upperarm01", "upperarm02", "lowerarm01", "lowerarm02", "wrist",
-    )),
+    "spine05",
+    "spine04",
+    "spine03",
+    "spine02",
+    "spine01",
+    "neck01",
+    "neck02",
+    "neck03",
+    "head",
+    *(
+        f"{b}.{s}"
+        for s in SIDES
+        for b in (
+            "upperleg01",
+            "upperleg02",
+            "lowerleg01",
+            "lowerleg02",
+            "foot",
+            "clavicle",
+            "shoulder01",
+            "upperarm01",
+            "upperarm02",
+            "lowerarm01",
+            "lowerarm02",
+            "wrist",
+        )
+    ),
 )
 
 NUM_REGRESSOR_POINTS = 23  # 17 COCO + (big toe, small toe, heel) x (left, right)
@@ -59,7 +80,11 @@ def limits_bones(path=None) -> list[str]:
     from generation.pose import DEFAULT_LIMITS
 
     spec = yaml.safe_load(Path(path or DEFAULT_LIMITS).read_text())["joints"]
-    return [j["bone"] if not j.get("sides") else f"{j['bone']}.{s}" for j in spec.values() for s in j.get("sides") or [None]]
+    return [
+        j["bone"] if not j.get("sides") else f"{j['bone']}.{s}"
+        for j in spec.values()
+        for s in j.get("sides") or [None]
+    ]
 
 
 def load_anny():
@@ -76,8 +101,10 @@ def load_anny():
 def _blendshape_coeffs(model, phenotypes: Tensor) -> Tensor:
     z = phenotypes.new_zeros(phenotypes.shape[0], 0)
     return model._get_phenotype_blendshape_coefficients(
-        phenotypes, z.new_zeros(phenotypes.shape[0], len(model.local_change_labels)),
-        z.new_zeros(phenotypes.shape[0], len(model.facial_action_labels)))
+        phenotypes,
+        z.new_zeros(phenotypes.shape[0], len(model.local_change_labels)),
+        z.new_zeros(phenotypes.shape[0], len(model.facial_action_labels)),
+    )
 
 
 def place_on_floor(points: Tensor, hips: tuple[int, int] = (L_HIP, R_HIP)) -> Tensor:
@@ -129,18 +156,44 @@ class BodyModel:
         self.pose_threads = int(pose_threads)
         self.model, self.regressor = load_anny()
         self.shapes, coeffs = self._sample_shapes(
-            n_bodies, seed, child_share, elderly_share, adult_age_range, child_age_range, elderly_age_range,
-            male_stature_m, female_stature_m, child_stature_cv, elderly_shrink_m_per_year)
+            n_bodies,
+            seed,
+            child_share,
+            elderly_share,
+            adult_age_range,
+            child_age_range,
+            elderly_age_range,
+            male_stature_m,
+            female_stature_m,
+            child_stature_cv,
+            elderly_shrink_m_per_year,
+        )
         self._build_fast_path(list(posable_bones) if posable_bones is not None else limits_bones(), coeffs)
 
     # ------------------------------------------------------------------ shapes
     def _coeffs(self, phenotypes: Tensor) -> Tensor:
         """Blendshape coefficients (N, C) of phenotypes (N, P), chunked."""
-        return torch.cat([_blendshape_coeffs(self.model, phenotypes[s:s + self.chunk_size])
-                          for s in range(0, phenotypes.shape[0], self.chunk_size)])
+        return torch.cat(
+            [
+                _blendshape_coeffs(self.model, phenotypes[s : s + self.chunk_size])
+                for s in range(0, phenotypes.shape[0], self.chunk_size)
+            ]
+        )
 
-    def _sample_shapes(self, n, seed, child_share, elderly_share, adult_r, child_r, elderly_r,
-                       male_st, female_st, child_cv, shrink) -> tuple[BodyShapes, Tensor]:
+    def _sample_shapes(
+        self,
+        n,
+        seed,
+        child_share,
+        elderly_share,
+        adult_r,
+        child_r,
+        elderly_r,
+        male_st,
+        female_st,
+        child_cv,
+        shrink,
+    ) -> tuple[BodyShapes, Tensor]:
         """Sample the bank; returns the shapes and their blendshape coefficients."""
         from anny.shape_distribution import SimpleShapeDistribution
 
@@ -172,8 +225,16 @@ class BodyModel:
             torch.manual_seed(int(seed) + 7919)
             params = {}
             for name in ("weight", "muscle", "proportions"):
-                b = getattr(dist, f"boys_conditional_{name}_distribution").get_torch_distribution(anny_age).sample()
-                gl = getattr(dist, f"girls_conditional_{name}_distribution").get_torch_distribution(anny_age).sample()
+                b = (
+                    getattr(dist, f"boys_conditional_{name}_distribution")
+                    .get_torch_distribution(anny_age)
+                    .sample()
+                )
+                gl = (
+                    getattr(dist, f"girls_conditional_{name}_distribution")
+                    .get_torch_distribution(anny_age)
+                    .sample()
+                )
                 params[name] = torch.where(female, gl, b).float().clamp(0, 1)
         phen = torch.full((n, len(labels)), 0.5)
         phen[:, labels.index("gender")] = female.float()
@@ -185,7 +246,9 @@ class BodyModel:
         # solve `height` for the target stature. Anny's blendshape coefficients are linear in `height` (anchors
         # 0 and 1), so each vertex's Z is linear in it: bisect on the extreme vertices (top of head, soles)
         if list(model.anchors["height"].tolist()) != [0.0, 1.0]:
-            raise RuntimeError("this Anny version's height anchors are not [0, 1]; update BodyModel._sample_shapes")
+            raise RuntimeError(
+                "this Anny version's height anchors are not [0, 1]; update BodyModel._sample_shapes"
+            )
         tz = model.template_vertices[:, 2]
         cand = ((tz > tz.max() - 0.06) | (tz < tz.min() + 0.03)).nonzero().squeeze(1)
         ends = []
@@ -213,10 +276,15 @@ class BodyModel:
         if bad.any():
             raise ValueError(
                 f"{int(bad.sum())} bodies cannot reach stature_range_m={self.stature_range_m} "
-                f"(e.g. age {float(age[bad][0]):.1f}, stature {float(stature[bad][0]):.3f} m); widen the range")
-        shapes = BodyShapes(phenotypes=phen.to(self.device), phenotype_labels=labels,
-                            stature_m=stature.to(self.device), age_years=age.to(self.device),
-                            gender=female.float().to(self.device))
+                f"(e.g. age {float(age[bad][0]):.1f}, stature {float(stature[bad][0]):.3f} m); widen the range"
+            )
+        shapes = BodyShapes(
+            phenotypes=phen.to(self.device),
+            phenotype_labels=labels,
+            stature_m=stature.to(self.device),
+            age_years=age.to(self.device),
+            gender=female.float().to(self.device),
+        )
         return shapes, coeffs
 
     # ------------------------------------------------------------------ fast path constants
@@ -226,9 +294,12 @@ class BodyModel:
         if m.bone_orientation != "cached" or m.rest_orientation_refiner is not None:  # generic, slower
             rp = m.get_rest_model(coeffs)["rest_bone_poses"][:, bones]
             return rp[..., :3, 3], rp[..., :3, :3]
-        h = m.template_bone_heads[bones][None] + torch.einsum("bc,cjd->bjd", coeffs, m.bone_heads_blendshapes[:, bones])
+        h = m.template_bone_heads[bones][None] + torch.einsum(
+            "bc,cjd->bjd", coeffs, m.bone_heads_blendshapes[:, bones]
+        )
         M = m.bone_template_orientation_matrices[bones][None] + torch.einsum(
-            "bc,cjxy->bjxy", coeffs, m.bone_orientation_blendshapes[:, bones])
+            "bc,cjxy->bjxy", coeffs, m.bone_orientation_blendshapes[:, bones]
+        )
         R = _special_procrustes(M)
         if m.root_identity_orientation and int(bones[0]) == 0:
             R[:, 0] = torch.eye(3)
@@ -316,7 +387,7 @@ class BodyModel:
         off_all = torch.empty(N, A, 3)
         P_all = torch.empty(N, len(pairs), 3)
         for s in range(0, N, self.chunk_size):
-            cf = coeffs[s:s + self.chunk_size]
+            cf = coeffs[s : s + self.chunk_size]
             n = cf.shape[0]
             h, R = self._rest_skeleton(cf, torch.tensor(need))
             Arot = U[None] @ R.transpose(-1, -2)  # rest -> reference rotation of each bone
@@ -325,12 +396,12 @@ class BodyModel:
                 Aoff[:, 0] = torch.eye(3)  # anny/utils/kinematics.py takes A_0 = I for the head offsets
             q = (Aoff[:, par] @ (h - h[:, par])[..., None])[..., 0]  # reference head offsets (n, J'', 3)
             q[:, 0] = 0.0
-            off_all[s:s + n] = path_pos @ q
+            off_all[s : s + n] = path_pos @ q
             mk = m0[None] + torch.einsum("bc,ced->bed", cf, mc)  # (n, E, 3)
             hk, Ak = h[:, keep_cols[ej]], Arot[:, keep_cols[ej]]  # (n, E, 3), (n, E, 3, 3)
             nkj = (Ak @ (mk - ce[None, :, None] * hk)[..., None])[..., 0]  # (n, E, 3)
             Qj = path_keep[ej] @ q  # (n, E, 3) offset of bone j from its posable ancestor
-            P_all[s:s + n] = fold @ (ce[None, :, None] * Qj + nkj)
+            P_all[s : s + n] = fold @ (ce[None, :, None] * Qj + nkj)
         dev = self.device
         self._off_soa = off_all.permute(2, 1, 0).contiguous().to(dev)  # (3, A, N) head offsets
         self._P_soa = P_all.permute(2, 1, 0).contiguous().to(dev)  # (3, n_pairs, N) keypoint offsets
@@ -344,8 +415,10 @@ class BodyModel:
         """For each fast-path bone, its column in ``poses.rotations`` (None: identity)."""
         unknown = [b for b in poses.bone_names if b not in self._slot]
         if unknown:
-            raise ValueError(f"PoseBatch poses bones the body model cannot pose: {unknown} "
-                             f"(posable: {self.bone_names}; see conf/body posable_bones)")
+            raise ValueError(
+                f"PoseBatch poses bones the body model cannot pose: {unknown} "
+                f"(posable: {self.bone_names}; see conf/body posable_bones)"
+            )
         col = {b: i for i, b in enumerate(poses.bone_names)}
         return [col.get(b) for b in self.bone_names]
 
@@ -373,11 +446,12 @@ class BodyModel:
         out = rot.new_empty(3, K, B)  # planar; returned as its (B, K, 3) view
         # structure-of-arrays layout (components, ..., samples): tiny 3x3 products as long vector ops
         for s in range(0, B, chunk):
-            b = bi[s:s + chunk]
+            b = bi[s : s + chunk]
             off, P = take_last(self._off_soa, b), take_last(self._P_soa, b)  # this chunk's bodies' constants
-            kp = _forward_kinematics(rot[s:s + chunk], off, P, cols, self._pslot, self._pair_ranges,
-                                     self._scatter_kp, self._C)
-            out[:, :, s:s + chunk] = kp
+            kp = _forward_kinematics(
+                rot[s : s + chunk], off, P, cols, self._pslot, self._pair_ranges, self._scatter_kp, self._C
+            )
+            out[:, :, s : s + chunk] = kp
         return out.permute(2, 1, 0)
 
     def pose(self, body_index: Tensor, poses: PoseBatch) -> PosedBodies:
@@ -387,8 +461,9 @@ class BodyModel:
         """
         kp = self.keypoints23(body_index, poses)
         kp = kp + place_on_floor(kp)[:, None]
-        return PosedBodies(keypoints=kp[:, :17], body_index=body_index.to(self.device),
-                           extra_points=kp[:, 17:])
+        return PosedBodies(
+            keypoints=kp[:, :17], body_index=body_index.to(self.device), extra_points=kp[:, 17:]
+        )
 
     @torch.no_grad()
     def mesh(self, body_index: Tensor, poses: PoseBatch) -> tuple[Tensor, Tensor]:
@@ -407,15 +482,28 @@ class BodyModel:
 
     def identity_poses(self, n: int) -> PoseBatch:
         """n rest poses (all deltas identity)."""
-        return PoseBatch(bone_names=list(self.bone_names),
-                         rotations=torch.eye(3, device=self.device).expand(n, len(self.bone_names), 3, 3).clone(),
-                         joint_names=[], angles_deg=torch.zeros(n, 0, 3, device=self.device), strategy="rest",
-                         preset=[""] * n, tags={})
+        return PoseBatch(
+            bone_names=list(self.bone_names),
+            rotations=torch.eye(3, device=self.device).expand(n, len(self.bone_names), 3, 3).clone(),
+            joint_names=[],
+            angles_deg=torch.zeros(n, 0, 3, device=self.device),
+            strategy="rest",
+            preset=[""] * n,
+            tags={},
+        )
 
 
 @kernel
-def _forward_kinematics(rot: Tensor, off: Tensor, P: Tensor, cols: list[int | None], pslot: list[int],
-                        pair_ranges: list[tuple[int, int]], scatter_kp: Tensor, C: Tensor) -> Tensor:
+def _forward_kinematics(
+    rot: Tensor,
+    off: Tensor,
+    P: Tensor,
+    cols: list[int | None],
+    pslot: list[int],
+    pair_ranges: list[tuple[int, int]],
+    scatter_kp: Tensor,
+    C: Tensor,
+) -> Tensor:
     """Keypoints (3, K, n) of ``n`` posed bodies: bone rotations ``rot`` (n, n_bones, 3, 3), the bodies' head
     offsets ``off`` (3, A, n) and keypoint offsets ``P`` (3, n_pairs, n); ``cols``/``pslot``/``pair_ranges``
     describe the posable skeleton (see :meth:`BodyModel._build_fast_path`). Pure math (a
@@ -440,21 +528,30 @@ def _forward_kinematics(rot: Tensor, off: Tensor, P: Tensor, cols: list[int | No
             G[a] = Gp
         else:
             Da = D[ca]
-            G[a] = Da if Gp is None else (Gp[:, 0, None] * Da[0] + Gp[:, 1, None] * Da[1] + Gp[:, 2, None] * Da[2])
+            G[a] = (
+                Da
+                if Gp is None
+                else (Gp[:, 0, None] * Da[0] + Gp[:, 1, None] * Da[1] + Gp[:, 2, None] * Da[2])
+            )
     parts = []
     for a, (p0, p1) in enumerate(pair_ranges):
         if p1 > p0:
             Pa, Ga = P[:, p0:p1], G[a]  # (3, n_a, n)
-            parts.append(Pa if Ga is None else (Ga[:, 0, None] * Pa[0] + Ga[:, 1, None] * Pa[1]
-                                                + Ga[:, 2, None] * Pa[2]))
+            parts.append(
+                Pa
+                if Ga is None
+                else (Ga[:, 0, None] * Pa[0] + Ga[:, 1, None] * Pa[1] + Ga[:, 2, None] * Pa[2])
+            )
     Pp = torch.cat(parts, dim=1)
     return scatter_kp @ Pp + C @ torch.stack(w, dim=1)  # (3, K, n)
 
 
 def _det3(M: Tensor) -> Tensor:
-    return (M[..., 0, 0] * (M[..., 1, 1] * M[..., 2, 2] - M[..., 1, 2] * M[..., 2, 1])
-            - M[..., 0, 1] * (M[..., 1, 0] * M[..., 2, 2] - M[..., 1, 2] * M[..., 2, 0])
-            + M[..., 0, 2] * (M[..., 1, 0] * M[..., 2, 1] - M[..., 1, 1] * M[..., 2, 0]))
+    return (
+        M[..., 0, 0] * (M[..., 1, 1] * M[..., 2, 2] - M[..., 1, 2] * M[..., 2, 1])
+        - M[..., 0, 1] * (M[..., 1, 0] * M[..., 2, 2] - M[..., 1, 2] * M[..., 2, 0])
+        + M[..., 0, 2] * (M[..., 1, 0] * M[..., 2, 1] - M[..., 1, 1] * M[..., 2, 0])
+    )
 
 
 def _special_procrustes(M: Tensor, iters: int = 7) -> Tensor:

@@ -65,7 +65,11 @@ class CameraSampler:
         self.yaw = (float(yaw_min_deg), float(yaw_max_deg))
         self.hfov = (float(hfov_min_deg), float(hfov_max_deg))
         self.image_sizes = torch.tensor([list(map(int, s)) for s in image_sizes], dtype=torch.long)
-        w = torch.ones(len(self.image_sizes)) if image_size_weights is None else torch.tensor(image_size_weights)
+        w = (
+            torch.ones(len(self.image_sizes))
+            if image_size_weights is None
+            else torch.tensor(image_size_weights)
+        )
         self.image_size_weights = w.float()
         self.pp_jitter = float(principal_point_jitter)
         self.principal_point = None if principal_point is None else tuple(float(v) for v in principal_point)
@@ -76,7 +80,9 @@ class CameraSampler:
         self._validate()
 
     def _validate(self) -> None:
-        def rng(name: str, lo: float, hi: float, low_bound: float | None = None, high_bound: float | None = None):
+        def rng(
+            name: str, lo: float, hi: float, low_bound: float | None = None, high_bound: float | None = None
+        ):
             if not (lo <= hi):
                 raise ValueError(f"camera.{name}: min {lo} must be <= max {hi}")
             if low_bound is not None and lo < low_bound:
@@ -87,20 +93,32 @@ class CameraSampler:
         if not 0 < self.depth[0] < self.depth[1]:
             raise ValueError(f"camera.depth_min_m/depth_max_m: need 0 < min < max, got {self.depth}")
         if self.depth_distribution not in ("uniform", "log_uniform"):
-            raise ValueError(f"camera.depth_distribution must be uniform|log_uniform, got {self.depth_distribution!r}")
+            raise ValueError(
+                f"camera.depth_distribution must be uniform|log_uniform, got {self.depth_distribution!r}"
+            )
         rng("height_m", *self.height, low_bound=0.0)
         if not 0.0 <= self.high_share <= 1.0:
             raise ValueError(f"camera.high_share must be in [0, 1], got {self.high_share}")
         if self.high_share > 0 and self.high_max < self.height[1]:
-            raise ValueError(f"camera.high_max_m ({self.high_max}) must be >= height_max_m ({self.height[1]})")
+            raise ValueError(
+                f"camera.high_max_m ({self.high_max}) must be >= height_max_m ({self.height[1]})"
+            )
         rng("tilt_deg", *self.tilt, -89.0, 89.0)
         rng("roll_max_deg", 0.0, self.roll_max, high_bound=89.0)
         rng("yaw_deg", *self.yaw)
         rng("hfov_deg", *self.hfov, 1.0, 179.0)
         if self.image_sizes.ndim != 2 or self.image_sizes.shape[1] != 2 or (self.image_sizes <= 0).any():
-            raise ValueError(f"camera.image_sizes must be a non-empty list of [width, height] > 0, got {self.image_sizes.tolist()}")
-        if len(self.image_size_weights) != len(self.image_sizes) or (self.image_size_weights < 0).any() or self.image_size_weights.sum() <= 0:
-            raise ValueError("camera.image_size_weights must be non-negative, one per image size, not all zero")
+            raise ValueError(
+                f"camera.image_sizes must be a non-empty list of [width, height] > 0, got {self.image_sizes.tolist()}"
+            )
+        if (
+            len(self.image_size_weights) != len(self.image_sizes)
+            or (self.image_size_weights < 0).any()
+            or self.image_size_weights.sum() <= 0
+        ):
+            raise ValueError(
+                "camera.image_size_weights must be non-negative, one per image size, not all zero"
+            )
         rng("lateral", *self.lateral)
         if not 0 <= self.min_visible <= 17:
             raise ValueError(f"camera.min_visible_keypoints must be in [0, 17], got {self.min_visible}")
@@ -167,8 +185,11 @@ class CameraSampler:
         X = (b0 * r21 - r01 * b1) / det
         Y = (r00 * b1 - r20 * b0) / det
         # t = Rc d_floor, d_floor = (X, Y, -height): the floor point below the hip minus the camera centre
-        t = (Rc[:, :, 0] * X[:, None]).addcmul_(Rc[:, :, 1], Y[:, None]).addcmul_(Rc[:, :, 2], p["height"][:, None],
-                                                                                  value=-1.0)
+        t = (
+            (Rc[:, :, 0] * X[:, None])
+            .addcmul_(Rc[:, :, 1], Y[:, None])
+            .addcmul_(Rc[:, :, 2], p["height"][:, None], value=-1.0)
+        )
         # R = Rc @ rot_z(yaw), written out (a batched 3x3 matmul is slow for large batches)
         yaw = p["yaw"] * deg
         c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
@@ -179,14 +200,16 @@ class CameraSampler:
         K = geometry.intrinsics(p["f"], p["f"], p["cx"], p["cy"])
         return K, R, t
 
-    def _check(self, p: dict[str, Tensor], hip_height: Tensor, kp: Tensor
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def _check(
+        self, p: dict[str, Tensor], hip_height: Tensor, kp: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Cameras of ``p`` + projection of ``kp`` + acceptance, in one fused kernel (:func:`_place_and_check`)."""
         return _place_and_check(p, hip_height, kp, self.min_visible, self.min_person_px)
 
     @staticmethod
-    def _scatter(p: dict[str, Tensor], out: list[Tensor], rows: Tensor, q: dict[str, Tensor], res: tuple,
-                 pick: Tensor) -> None:
+    def _scatter(
+        p: dict[str, Tensor], out: list[Tensor], rows: Tensor, q: dict[str, Tensor], res: tuple, pick: Tensor
+    ) -> None:
         """Write entries ``pick`` of a resampled subset (parameters ``q``, results ``res``) to ``rows``."""
         for key in p:
             p[key].index_copy_(0, rows, q[key].index_select(0, pick))
@@ -196,8 +219,9 @@ class CameraSampler:
             out[k].view(-1, out[k].shape[-1]).index_copy_(1, rows, take_last(res[k], pick).flatten(0, -2))
 
     # ------------------------------------------------------------------ public
-    def sample(self, posed: PosedBodies, generator: torch.Generator, return_projection: bool = False
-               ) -> Cameras | tuple[Cameras, tuple[Tensor, Tensor] | None]:
+    def sample(
+        self, posed: PosedBodies, generator: torch.Generator, return_projection: bool = False
+    ) -> Cameras | tuple[Cameras, tuple[Tensor, Tensor] | None]:
         """One camera per row of ``posed`` (float32, on the keypoints' device).
 
         ``return_projection``: also return ``(keypoints_cam, pixels)`` of the final cameras when the visibility
@@ -219,7 +243,9 @@ class CameraSampler:
                 if idx.numel() == 0:
                     break
                 q = self._draw(idx.numel(), generator, device)
-                q["z"] = p["z"].index_select(0, idx)  # keep the target: its distribution stays exactly the configured one
+                q["z"] = p["z"].index_select(
+                    0, idx
+                )  # keep the target: its distribution stays exactly the configured one
                 res = self._check(q, hip_height.index_select(0, idx), take_last(kp, idx))
                 okn = res[5].nonzero().squeeze(1)
                 sel = idx.index_select(0, okn)
@@ -255,8 +281,9 @@ class CameraSampler:
         return (cams, proj) if return_projection else cams
 
 
-def _placed_and_checked(p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_visible: int,
-                        min_person_px: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _placed_and_checked(
+    p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_visible: int, min_person_px: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(K, R, t, keypoints_cam, pixels, ok)``: the cameras of ``p`` (:meth:`CameraSampler._place`), the
     projection of the planar keypoints ``kp`` (3, N, B) through them (planar (3, N, B) / (2, N, B)) and the
     acceptance test: at least ``min_visible`` keypoints inside the image and a keypoint box of at least
@@ -273,7 +300,8 @@ def _placed_and_checked(p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, mi
 
 
 @kernel
-def _place_and_check(p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_visible: int, min_person_px: float
-                     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _place_and_check(
+    p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_visible: int, min_person_px: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """:func:`_placed_and_checked` as a fused kernel (:mod:`generation.kernels`)."""
     return _placed_and_checked(p, hip_height, kp, min_visible, min_person_px)

@@ -14,7 +14,9 @@ from omegaconf import DictConfig
 import depth_pose  # noqa: F401  (project-local caches before anny is imported)
 from generation.pipeline import GenerationConfigError, generate
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works from any cwd and as a console script
+CONF_DIR = str(
+    Path(__file__).resolve().parents[1] / "conf"
+)  # absolute: works from any cwd and as a console script
 
 
 @hydra.main(config_path=CONF_DIR, config_name="generate", version_base="1.3")

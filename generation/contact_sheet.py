@@ -25,8 +25,13 @@ def _label(poses, i: int) -> str:
 def draw_skeleton(ax, kp, horiz: int, extra=None) -> None:
     """Orthographic view of COCO keypoints (17, 3): horizontal axis ``horiz`` (0: X front view, 1: Y side)."""
     for a, b in SKELETON:
-        col = "tab:blue" if a in _LEFT and b in _LEFT else "tab:red" if a not in _LEFT and b not in _LEFT and a and b \
+        col = (
+            "tab:blue"
+            if a in _LEFT and b in _LEFT
+            else "tab:red"
+            if a not in _LEFT and b not in _LEFT and a and b
             else "0.3"
+        )
         ax.plot([kp[a, horiz], kp[b, horiz]], [kp[a, 2], kp[b, 2]], color=col, lw=1.2)
     ax.scatter(kp[:, horiz], kp[:, 2], s=3, c="k", zorder=3)
     if extra is not None:
@@ -39,8 +44,9 @@ def draw_skeleton(ax, kp, horiz: int, extra=None) -> None:
     ax.set_yticks([])
 
 
-def contact_sheet(body, samplers: dict, path: str | Path, n_per: int = 12, seed: int = 0,
-                  cols_per: int = 3) -> Path:
+def contact_sheet(
+    body, samplers: dict, path: str | Path, n_per: int = 12, seed: int = 0, cols_per: int = 3
+) -> Path:
     """Write a PNG of ``n_per`` sampled skeletons per strategy (front | side view each), strategies side by side.
 
     ``body``: :class:`generation.body.BodyModel`; ``samplers``: name -> PoseSampler. Returns the path.
@@ -70,12 +76,15 @@ def contact_sheet(body, samplers: dict, path: str | Path, n_per: int = 12, seed:
                 draw_skeleton(axes[r, c0 + v], kp[i], v, None if ex is None else ex[i])
             axes[r, c0].set_title(_label(poses, i)[:28], fontsize=6, loc="left")
         axes[0, s_i * cols_per * 2].annotate(
-            f"{name}  (front | side)", (0, 1.25), xycoords="axes fraction", fontsize=11, weight="bold")
+            f"{name}  (front | side)", (0, 1.25), xycoords="axes fraction", fontsize=11, weight="bold"
+        )
     for r in range(rows):  # hide unused cells
         for c in range(ncols):
             if r * cols_per + (c % (cols_per * 2)) // 2 >= n_per:
                 axes[r, c].axis("off")
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / (1.3 * rows + 0.5), wspace=0.05, hspace=0.25)
+    fig.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / (1.3 * rows + 0.5), wspace=0.05, hspace=0.25
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=90)

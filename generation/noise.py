@@ -36,7 +36,25 @@ from generation.types import Cameras, Observations
 # (docs/bench_render.md): face precise, hips/knees/elbows loose, ankles loosest.
 DEFAULT_JOINT_SCALE = (0.6, 0.6, 0.6, 0.6, 0.6, 1.0, 1.0, 1.4, 1.4, 1.3, 1.3, 1.5, 1.5, 1.4, 1.4, 2.2, 2.2)
 # How much more likely each joint is dropped when the person is small (face and wrists first).
-DEFAULT_SMALL_DROP_WEIGHT = (1.5, 1.6, 1.6, 1.2, 1.2, 0.2, 0.2, 0.8, 0.8, 1.2, 1.2, 0.2, 0.2, 0.6, 0.6, 0.9, 0.9)
+DEFAULT_SMALL_DROP_WEIGHT = (
+    1.5,
+    1.6,
+    1.6,
+    1.2,
+    1.2,
+    0.2,
+    0.2,
+    0.8,
+    0.8,
+    1.2,
+    1.2,
+    0.2,
+    0.2,
+    0.6,
+    0.6,
+    0.9,
+    0.9,
+)
 _HIPS = (INDEX["left_hip"], INDEX["right_hip"])
 _SHOULDERS = (INDEX["left_shoulder"], INDEX["right_shoulder"])
 assert _HIPS[1] == _HIPS[0] + 1, "the hip shift slices the two hips as one block"
@@ -80,7 +98,11 @@ class DetectorNoise:
         self.joint_scale = torch.tensor(list(joint_scale), dtype=torch.float32)
         self.quality_log_std = float(quality_log_std)
         # One probability for every joint, or 17 (gross errors are far more common on limbs than on the face).
-        op = [float(outlier_prob)] * NUM_KEYPOINTS if isinstance(outlier_prob, int | float) else list(outlier_prob)
+        op = (
+            [float(outlier_prob)] * NUM_KEYPOINTS
+            if isinstance(outlier_prob, int | float)
+            else list(outlier_prob)
+        )
         self.outlier_prob, self.outlier_scale = torch.tensor(op, dtype=torch.float32), float(outlier_scale)
         self.drop_prob, self.occluder_prob = float(drop_prob), float(occluder_prob)
         self.small_px, self.small_drop_max = float(small_px), float(small_drop_max)
@@ -99,24 +121,41 @@ class DetectorNoise:
                 raise ValueError(f"noise.{key} must be {NUM_KEYPOINTS} non-negative values, got {v.tolist()}")
         op = self.outlier_prob
         if op.shape != (NUM_KEYPOINTS,) or (op < 0).any() or (op > 1).any():
-            raise ValueError(f"noise.outlier_prob must be one probability or {NUM_KEYPOINTS}, got {op.tolist()}")
-        probs = ("drop_prob", "occluder_prob", "swap_prob", "flip_prob", "forced_share",
-                 "nan_share", "small_drop_max")
+            raise ValueError(
+                f"noise.outlier_prob must be one probability or {NUM_KEYPOINTS}, got {op.tolist()}"
+            )
+        probs = (
+            "drop_prob",
+            "occluder_prob",
+            "swap_prob",
+            "flip_prob",
+            "forced_share",
+            "nan_share",
+            "small_drop_max",
+        )
         for key in probs:
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"noise.{key} must be a probability in [0, 1], got {getattr(self, key)}")
         if min(self.rel_sigma, self.floor_px, self.guess_rel_sigma, self.quality_log_std) < 0:
             raise ValueError("noise: sigmas must be >= 0")
         if not -0.5 <= self.hip_shift <= 0.5:
-            raise ValueError(f"noise.hip_shift must be a fraction of the hip-shoulder vector in [-0.5, 0.5], "
-                             f"got {self.hip_shift}")
+            raise ValueError(
+                f"noise.hip_shift must be a fraction of the hip-shoulder vector in [-0.5, 0.5], "
+                f"got {self.hip_shift}"
+            )
         t = self.threshold
         if not (t < self.vis_conf[0] <= self.vis_conf[1] <= 1.0):
-            raise ValueError(f"noise: need visibility_threshold ({t}) < visible_conf_min <= visible_conf_max <= 1")
+            raise ValueError(
+                f"noise: need visibility_threshold ({t}) < visible_conf_min <= visible_conf_max <= 1"
+            )
         if not (0.0 <= self.forced_conf < t and 0.0 < self.unseen_conf_max <= t):
-            raise ValueError(f"noise: unseen confidences (forced_conf, unseen_conf_max) must be below the threshold {t}")
+            raise ValueError(
+                f"noise: unseen confidences (forced_conf, unseen_conf_max) must be below the threshold {t}"
+            )
 
-    def __call__(self, obs: Observations, generator: torch.Generator, cameras: Cameras | None = None) -> Tensor:
+    def __call__(
+        self, obs: Observations, generator: torch.Generator, cameras: Cameras | None = None
+    ) -> Tensor:
         """Detector-like ``(B, 17, 3)`` keypoints for ``obs``; ``cameras`` (row-aligned) bounds guessed positions
         to the image.
 
@@ -144,8 +183,16 @@ class DetectorNoise:
 
 
 @kernel
-def _noise_planar(nz: DetectorNoise, pp: Tensor, vis: Tensor, nrm: Tensor, u: Tensor, s: Tensor, img: Tensor,
-                  has_image: bool) -> Tensor:
+def _noise_planar(
+    nz: DetectorNoise,
+    pp: Tensor,
+    vis: Tensor,
+    nrm: Tensor,
+    u: Tensor,
+    s: Tensor,
+    img: Tensor,
+    has_image: bool,
+) -> Tensor:
     """The math of :meth:`DetectorNoise.__call__` on planar pixels ``pp`` (2, J, B), visibility ``vis`` (J, B,
     0/1 float) and the drawn random numbers; returns detections (3, J, B). Pure (a
     :func:`generation.kernels.kernel`; masks that get stored are floats: Inductor stores bools slowly)."""
@@ -170,7 +217,9 @@ def _noise_planar(nz: DetectorNoise, pp: Tensor, vis: Tensor, nrm: Tensor, u: Te
     sigma = torch.where(u0 < nz.outlier_prob.to(pp.device, dt)[:, None], sigma * nz.outlier_scale, sigma)
     # Missed joints: random drops, more when small (face first).
     smallness = ((nz.small_px - size) / nz.small_px).clamp(0.0, 1.0)
-    p_keep = (1.0 - nz.drop_prob) - nz.small_drop_max * smallness * nz.small_drop_weight.to(pp.device, dt)[:, None]
+    p_keep = (1.0 - nz.drop_prob) - nz.small_drop_max * smallness * nz.small_drop_weight.to(pp.device, dt)[
+        :, None
+    ]
     seen = vis * (u0 < p_keep).to(dt)  # 0/1
     # Occluder (car, bike, another person, frame edge): hides the bottom part or one side of the person.
     occluded = s[1] < nz.occluder_prob

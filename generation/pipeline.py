@@ -59,8 +59,18 @@ DEFAULTS: dict[str, Any] = {
     "render": {"name": "none"},
 }
 # Config entries that determine the data (hashed into the dataset id and compared on resume).
-ID_KEYS = ("body", "pose_sampling", "camera", "noise", "render", "project", "num_samples", "samples_per_pose",
-           "seed", "shard_size")
+ID_KEYS = (
+    "body",
+    "pose_sampling",
+    "camera",
+    "noise",
+    "render",
+    "project",
+    "num_samples",
+    "samples_per_pose",
+    "seed",
+    "shard_size",
+)
 # Bumped whenever the generator's code draws different data for the same config (RNG layout, formulas), so a
 # set made by older code is never reused as if it were this code's (it is part of the dataset id).
 # 2: planar noise draws (2, B, 17), sqrt visible confidences (2026-11-25).
@@ -122,11 +132,15 @@ def dataset_id(cfg: DictConfig | dict) -> str:
 
 def shard_seed(seed: int, index: int) -> int:
     """Deterministic 63-bit seed of shard ``index`` of a set with ``seed``."""
-    return int.from_bytes(hashlib.sha256(f"depth_pose:{int(seed)}:{int(index)}".encode()).digest()[:8], "little") >> 1
+    return (
+        int.from_bytes(hashlib.sha256(f"depth_pose:{int(seed)}:{int(index)}".encode()).digest()[:8], "little")
+        >> 1
+    )
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`GenerationConfigError` naming the first bad top-level value."""
+
     def need_int(key: str, lo: int) -> int:
         v = cfg.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -181,18 +195,28 @@ class Generator:
         self.spp = int(cfg.samples_per_pose)
         self.threads = int(cfg.get("threads", 1))
         self.self_occlusion = bool(cfg.project.get("self_occlusion", True))
-        self.compiled = kernels.configure(kernels.resolve(cfg.get("compile", "auto"), int(cfg.get("num_samples", 0)),
-                                                          str(self.device)))
+        self.compiled = kernels.configure(
+            kernels.resolve(cfg.get("compile", "auto"), int(cfg.get("num_samples", 0)), str(self.device))
+        )
         if self.compiled:
-            log.info("fused generator kernels on (compile=%s): a one-off compile of ~20 s (~1 min the first time "
-                     "on a machine), then ~2x the eager rate", cfg.get("compile", "auto"))
+            log.info(
+                "fused generator kernels on (compile=%s): a one-off compile of ~20 s (~1 min the first time "
+                "on a machine), then ~2x the eager rate",
+                cfg.get("compile", "auto"),
+            )
         stages = stages if stages is not None else build_stages(cfg)
-        self.camera, self.noise, self.pose_sampler = stages["camera"], stages["noise"], stages["pose_sampling"]
+        self.camera, self.noise, self.pose_sampler = (
+            stages["camera"],
+            stages["noise"],
+            stages["pose_sampling"],
+        )
         body_kwargs = {} if "seed" in cfg.body else {"seed": int(cfg.seed)}
         if "device" not in cfg.body:
             body_kwargs["device"] = str(self.device)
         key = json.dumps([_container(cfg.body), body_kwargs], sort_keys=True, default=str)
-        if key not in _BODY_CACHE:  # the bank is deterministic and costly (~10 ms/body): build once per process
+        if (
+            key not in _BODY_CACHE
+        ):  # the bank is deterministic and costly (~10 ms/body): build once per process
             while len(_BODY_CACHE) >= _BODY_CACHE_SIZE:
                 _BODY_CACHE.pop(next(iter(_BODY_CACHE)))
             _BODY_CACHE[key] = _instantiate("body", cfg.body, **body_kwargs)
@@ -204,8 +228,13 @@ class Generator:
             with torch.no_grad():
                 self.sample(64, torch.Generator(device=self.device).manual_seed(0))
 
-    def sample(self, n_rows: int, g: torch.Generator, batch_size: int | None = None,
-               g_pose: torch.Generator | None = None) -> tuple[PoseBatch, PosedBodies, Cameras, Observations, Tensor]:
+    def sample(
+        self,
+        n_rows: int,
+        g: torch.Generator,
+        batch_size: int | None = None,
+        g_pose: torch.Generator | None = None,
+    ) -> tuple[PoseBatch, PosedBodies, Cameras, Observations, Tensor]:
         """``n_rows`` samples: ceil(n_rows / spp) poses x spp cameras (truncated), all stages, in memory.
 
         ``g_pose`` (CPU) draws poses and body indices, ``g`` (on the device) cameras and noise; one CPU
@@ -216,8 +245,9 @@ class Generator:
         with torch_threads(self.threads if self.device.type == "cpu" else 0):
             return self._sample(n_rows, g, batch_size, g_pose)
 
-    def _sample(self, n_rows: int, g: torch.Generator, batch_size: int | None, g_pose: torch.Generator | None
-                ) -> tuple[PoseBatch, PosedBodies, Cameras, Observations, Tensor]:
+    def _sample(
+        self, n_rows: int, g: torch.Generator, batch_size: int | None, g_pose: torch.Generator | None
+    ) -> tuple[PoseBatch, PosedBodies, Cameras, Observations, Tensor]:
         g_pose = g if g_pose is None else g_pose
         n_poses = -(-n_rows // self.spp)
         poses = self.pose_sampler.sample(n_poses, g_pose)
@@ -227,7 +257,7 @@ class Generator:
         kps = []
         for s in range(0, n_poses, chunk):
             sub = _slice_poses(poses, s, s + chunk)
-            kps.append(self.body.pose(body_index[s:s + chunk], sub).keypoints)
+            kps.append(self.body.pose(body_index[s : s + chunk], sub).keypoints)
         kp = geometry.planar(kps[0] if len(kps) == 1 else torch.cat(kps)).to(self.device, torch.float32)
         rep = torch.arange(n_poses, device=self.device).repeat_interleave(self.spp)[:n_rows]
         # Row r shows pose r // spp. Planar (3, 17, rows) storage, the samples innermost: every later stage
@@ -244,8 +274,15 @@ class Generator:
         obs.det_xyc = det
         return poses, posed, cams, obs, rep
 
-    def shard(self, index: int, n_rows: int, row_offset: int, pose_offset: int, seed: int,
-              batch_size: int | None = None) -> dict[str, Any]:
+    def shard(
+        self,
+        index: int,
+        n_rows: int,
+        row_offset: int,
+        pose_offset: int,
+        seed: int,
+        batch_size: int | None = None,
+    ) -> dict[str, Any]:
         """Columns (depth_pose.schema.ALL_COLS) of shard ``index``."""
         base = shard_seed(seed, index)
         g_pose = torch.Generator().manual_seed(base)  # pose samplers draw on the CPU
@@ -258,9 +295,15 @@ class Generator:
 def _slice_poses(p: PoseBatch, a: int, b: int) -> PoseBatch:
     if a == 0 and b >= len(p):
         return p
-    return PoseBatch(bone_names=p.bone_names, rotations=p.rotations[a:b], joint_names=p.joint_names,
-                     angles_deg=p.angles_deg[a:b], strategy=p.strategy, preset=p.preset[a:b],
-                     tags={k: v[a:b] for k, v in p.tags.items()})
+    return PoseBatch(
+        bone_names=p.bone_names,
+        rotations=p.rotations[a:b],
+        joint_names=p.joint_names,
+        angles_deg=p.angles_deg[a:b],
+        strategy=p.strategy,
+        preset=p.preset[a:b],
+        tags={k: v[a:b] for k, v in p.tags.items()},
+    )
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -271,12 +314,22 @@ def _dictionary(values: list[str], rows: np.ndarray) -> pa.Array:
     """``values[rows]`` as an Arrow dictionary array (no per-row Python strings)."""
     names: dict[str, int] = {}
     codes = np.fromiter((names.setdefault(v, len(names)) for v in values), np.int32, len(values))
-    return pa.DictionaryArray.from_arrays(pa.array(codes[rows] if len(values) else np.zeros(len(rows), np.int32)),
-                                          pa.array(list(names) or [""], pa.string()))
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes[rows] if len(values) else np.zeros(len(rows), np.int32)),
+        pa.array(list(names) or [""], pa.string()),
+    )
 
 
-def columns(poses: PoseBatch, posed: PosedBodies, cams: Cameras, obs: Observations, rep: Tensor,
-            shapes: BodyShapes, row_offset: int = 0, pose_offset: int = 0) -> dict[str, Any]:
+def columns(
+    poses: PoseBatch,
+    posed: PosedBodies,
+    cams: Cameras,
+    obs: Observations,
+    rep: Tensor,
+    shapes: BodyShapes,
+    row_offset: int = 0,
+    pose_offset: int = 0,
+) -> dict[str, Any]:
     """Shard columns from the stage outputs (``rep``: pose index of each row)."""
     n = len(rep)
     rep_np = _np(rep)
@@ -294,18 +347,33 @@ def columns(poses: PoseBatch, posed: PosedBodies, cams: Cameras, obs: Observatio
         sample_id=np.arange(row_offset, row_offset + n, dtype=np.int64),
         source="analytic",
         gt_vis_mask=_np(bits),
-        fx=K[:, 0, 0], fy=K[:, 1, 1], cx=K[:, 0, 2], cy=K[:, 1, 2], skew=K[:, 0, 1],
-        img_w=_np(cams.img_w), img_h=_np(cams.img_h),
-        z_m=_np(obs.z_m.float()), dist_m=np.linalg.norm(hip, axis=1),
-        hip_cam_x_m=hip[:, 0], hip_cam_y_m=hip[:, 1], hip_cam_z_m=hip[:, 2],
-        ground_cam_x_m=ground[:, 0], ground_cam_y_m=ground[:, 1], ground_cam_z_m=ground[:, 2],
-        cam_height_m=_np(cams.height_m), tilt_deg=_np(cams.tilt_deg), roll_deg=_np(cams.roll_deg),
-        yaw_deg=_np(cams.yaw_deg), hfov_deg=_np(cams.hfov_deg), person_px_height=_np(obs.person_px_height),
+        fx=K[:, 0, 0],
+        fy=K[:, 1, 1],
+        cx=K[:, 0, 2],
+        cy=K[:, 1, 2],
+        skew=K[:, 0, 1],
+        img_w=_np(cams.img_w),
+        img_h=_np(cams.img_h),
+        z_m=_np(obs.z_m.float()),
+        dist_m=np.linalg.norm(hip, axis=1),
+        hip_cam_x_m=hip[:, 0],
+        hip_cam_y_m=hip[:, 1],
+        hip_cam_z_m=hip[:, 2],
+        ground_cam_x_m=ground[:, 0],
+        ground_cam_y_m=ground[:, 1],
+        ground_cam_z_m=ground[:, 2],
+        cam_height_m=_np(cams.height_m),
+        tilt_deg=_np(cams.tilt_deg),
+        roll_deg=_np(cams.roll_deg),
+        yaw_deg=_np(cams.yaw_deg),
+        hfov_deg=_np(cams.hfov_deg),
+        person_px_height=_np(obs.person_px_height),
         pose_id=rep_np.astype(np.int64) + pose_offset,
         strategy=poses.strategy,
         preset=_dictionary(poses.preset, rep_np),
         hip_height_m=_np(0.5 * (posed.keypoints[:, 11, 2] + posed.keypoints[:, 12, 2])),
-        scale=np.full(n, np.nan, np.float32), det_conf=np.full(n, np.nan, np.float32),
+        scale=np.full(n, np.nan, np.float32),
+        det_conf=np.full(n, np.nan, np.float32),
         oks=np.full(n, np.nan, np.float32),
     )
     for t in TAG_COLS:
@@ -318,7 +386,9 @@ def columns(poses: PoseBatch, posed: PosedBodies, cams: Cameras, obs: Observatio
     cols["gender"] = _np(shapes.gender[bi].float())
     labels = list(shapes.phenotype_labels)
     for lab in ("weight", "muscle", "proportions"):
-        cols[lab] = _np(shapes.phenotypes[bi, labels.index(lab)]) if lab in labels else np.full(n, np.nan, np.float32)
+        cols[lab] = (
+            _np(shapes.phenotypes[bi, labels.index(lab)]) if lab in labels else np.full(n, np.nan, np.float32)
+        )
     missing = set(ALL_COLS) - set(cols)
     assert not missing, f"pipeline does not fill columns {missing}"
     return cols
@@ -329,8 +399,10 @@ def plan(num_samples: int, shard_size: int, samples_per_pose: int) -> list[tuple
     """(rows, row_offset, pose_offset) of each shard."""
     n_shards = math.ceil(num_samples / shard_size)
     poses_per_shard = -(-shard_size // samples_per_pose)
-    return [(min(shard_size, num_samples - i * shard_size), i * shard_size, i * poses_per_shard)
-            for i in range(n_shards)]
+    return [
+        (min(shard_size, num_samples - i * shard_size), i * shard_size, i * poses_per_shard)
+        for i in range(n_shards)
+    ]
 
 
 def _new_manifest(cfg: DictConfig, did: str, n_shards: int) -> dict:
@@ -368,7 +440,9 @@ def _prepare_out_dir(cfg: DictConfig, out_dir: Path, did: str, n_shards: int) ->
             old = shards.load_manifest(out_dir)
         except (ValueError, json.JSONDecodeError) as e:
             if not overwrite:
-                raise GenerationConfigError(f"{out_dir}: unreadable manifest ({e}); pass overwrite=true") from e
+                raise GenerationConfigError(
+                    f"{out_dir}: unreadable manifest ({e}); pass overwrite=true"
+                ) from e
             old = None
         if old is not None and not overwrite:
             if old.get("dataset_id") != did:
@@ -376,14 +450,17 @@ def _prepare_out_dir(cfg: DictConfig, out_dir: Path, did: str, n_shards: int) ->
                 diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
                 raise GenerationConfigError(
                     f"{out_dir} already holds a different dataset (dataset_id {old.get('dataset_id')} != {did}; "
-                    f"differs in: {', '.join(diff) or '?'}). Use another out_dir or overwrite=true.")
+                    f"differs in: {', '.join(diff) or '?'}). Use another out_dir or overwrite=true."
+                )
             for tmp in out_dir.glob(".*.tmp"):  # half-written files of a killed run
                 tmp.unlink()
             return old
         _clear(out_dir)
     elif any(out_dir.glob(shards.SHARD_GLOB)):
         if not overwrite:
-            raise GenerationConfigError(f"{out_dir} has shards but no manifest; pass overwrite=true to replace them")
+            raise GenerationConfigError(
+                f"{out_dir} has shards but no manifest; pass overwrite=true to replace them"
+            )
         _clear(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for tmp in out_dir.glob(".*.tmp"):  # half-written files of a killed run
@@ -417,8 +494,13 @@ def generate(cfg: DictConfig | dict) -> Path:
         gen = Generator(cfg, stages)
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=int(cfg.num_samples), unit="rows", desc=f"dp-generate {did}",
-                   disable=not bool(cfg.progress), initial=sum(s["rows"] for s in manifest["shards"]))
+        bar = tqdm(
+            total=int(cfg.num_samples),
+            unit="rows",
+            desc=f"dp-generate {did}",
+            disable=not bool(cfg.progress),
+            initial=sum(s["rows"] for s in manifest["shards"]),
+        )
         tasks = [(i, *layout[i], int(cfg.seed), int(cfg.batch_size), str(out_dir)) for i in todo]
         for entry in _run_shards(gen, tasks, _n_workers(cfg, len(todo))):
             manifest["shards"] = sorted([*manifest["shards"], entry], key=lambda s: s["index"])
@@ -473,7 +555,9 @@ def keep_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(
+            libc.mallopt(m_trim_threshold, 2**31 - 1)
+        )
     except (OSError, AttributeError):
         return False
 
@@ -535,7 +619,6 @@ def ensure_dataset(cfg: DictConfig | dict) -> Path:
         if m.get("complete") and m.get("dataset_id") == dataset_id(cfg):
             return out_dir
     return generate(cfg)
-
 
 
 def _dataset_id_resolver(*, _root_: DictConfig) -> str:

@@ -34,8 +34,18 @@ DEFAULT_LIMITS = DATA_DIR / "joint_limits.yaml"
 DEFAULT_PRESETS = DATA_DIR / "presets"
 AXES = ("flex", "abd", "rot")
 TAGS = ("walk", "both_walk", "hands_up", "spine_turn", "head_turn")
-NAMED_POSES = ("standing", "squat", "kneel", "crouch", "sit_heels", "sit_chair", "sit_floor", "lying",
-               "hands_up", "bent_forward")
+NAMED_POSES = (
+    "standing",
+    "squat",
+    "kneel",
+    "crouch",
+    "sit_heels",
+    "sit_chair",
+    "sit_floor",
+    "lying",
+    "hands_up",
+    "bent_forward",
+)
 _MIRROR = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, 1.0], [-1.0, 1.0, 1.0]])  # M R M, M = diag(-1, 1, 1)
 
 
@@ -152,9 +162,14 @@ class JointSet:
         if getattr(self, "_mono", None) is None:
             a = self.axis  # (J, 3 axes, 3)
             z = torch.zeros_like(a[..., 0])
-            K = torch.stack([torch.stack([z, -a[..., 2], a[..., 1]], -1),
-                             torch.stack([a[..., 2], z, -a[..., 0]], -1),
-                             torch.stack([-a[..., 1], a[..., 0], z], -1)], -2)  # (J, 3 axes, 3, 3)
+            K = torch.stack(
+                [
+                    torch.stack([z, -a[..., 2], a[..., 1]], -1),
+                    torch.stack([a[..., 2], z, -a[..., 0]], -1),
+                    torch.stack([-a[..., 1], a[..., 0], z], -1),
+                ],
+                -2,
+            )  # (J, 3 axes, 3, 3)
             eye = torch.eye(3).expand_as(K)
             basis = torch.stack((eye, K, K @ K), 2)  # (J, 3 axes, 3 terms, 3, 3)
             prod = (basis[:, 0, :, None, None] @ basis[:, 1, None, :, None]) @ basis[:, 2, None, None, :]
@@ -191,14 +206,21 @@ class PoseSampler:
     def sample_angles(self, n: int, g: torch.Generator) -> tuple[Tensor, list[str], dict[str, Tensor]]:
         raise NotImplementedError
 
-    def to_batch(self, angles: Tensor, preset: list[str], tags: dict[str, Tensor], strategy: str | None = None
-                 ) -> PoseBatch:
+    def to_batch(
+        self, angles: Tensor, preset: list[str], tags: dict[str, Tensor], strategy: str | None = None
+    ) -> PoseBatch:
         n = angles.shape[0]
         full = {t: torch.zeros(n, dtype=torch.bool) for t in TAGS}
         full.update(tags)
-        return PoseBatch(bone_names=list(self.joints.bones), rotations=self.joints.rotations(angles),
-                         joint_names=list(self.joints.names), angles_deg=angles, strategy=strategy or self.name,
-                         preset=preset, tags=full)
+        return PoseBatch(
+            bone_names=list(self.joints.bones),
+            rotations=self.joints.rotations(angles),
+            joint_names=list(self.joints.names),
+            angles_deg=angles,
+            strategy=strategy or self.name,
+            preset=preset,
+            tags=full,
+        )
 
 
 class UniformPoseSampler(PoseSampler):
@@ -218,7 +240,9 @@ def _rotations(angles_deg: Tensor, rest: Tensor, sign: Tensor, mono_map: Tensor)
     :func:`generation.kernels.kernel`)."""
     B, J = angles_deg.shape[:2]
     rad = torch.deg2rad((angles_deg - rest) * sign).permute(2, 1, 0)  # (3 axes, J, B)
-    b = torch.stack((torch.ones_like(rad), torch.sin(rad), 1.0 - torch.cos(rad)), 1)  # (3 axes, 3 terms, J, B)
+    b = torch.stack(
+        (torch.ones_like(rad), torch.sin(rad), 1.0 - torch.cos(rad)), 1
+    )  # (3 axes, 3 terms, J, B)
     mono = (b[0][:, None, None] * b[1][None, :, None] * b[2][None, None, :]).reshape(27, J, B)
     R = torch.bmm(mono_map.transpose(1, 2).to(mono.dtype), mono.transpose(0, 1))  # (J, 9, B)
     return R.view(J, 3, 3, B).permute(3, 0, 1, 2)
@@ -238,8 +262,13 @@ class NormalPoseSampler(PoseSampler):
 
     name = "normal"
 
-    def __init__(self, sigma_frac: float = 0.25, limits_file: str | None = None, name: str | None = None,
-                 threads: int = 1) -> None:
+    def __init__(
+        self,
+        sigma_frac: float = 0.25,
+        limits_file: str | None = None,
+        name: str | None = None,
+        threads: int = 1,
+    ) -> None:
         super().__init__(limits_file, name, threads)
         if sigma_frac <= 0:
             raise ValueError(f"sigma_frac must be > 0, got {sigma_frac}")
@@ -248,7 +277,11 @@ class NormalPoseSampler(PoseSampler):
     def sample_angles(self, n, g):
         j = self.joints
         mean, sigma = 0.5 * (j.lo + j.hi), self.sigma_frac * (j.hi - j.lo)
-        return truncnorm(n, mean.double(), sigma.double(), j.lo.double(), j.hi.double(), g).float(), [""] * n, {}
+        return (
+            truncnorm(n, mean.double(), sigma.double(), j.lo.double(), j.hi.double(), g).float(),
+            [""] * n,
+            {},
+        )
 
 
 @dataclass
@@ -283,7 +316,9 @@ def load_presets(joints: JointSet, presets_dir: str | Path | None = None) -> dic
         if outside.any():
             bad = [joints.names[i] for i in outside.nonzero().squeeze(1).tolist()]
             raise ValueError(f"preset {f}: angles of {bad} outside the joint limits")
-        out[name] = Preset(name, ang, mask, list(spec.get("neighbours") or []), bool(spec.get("hands_up", True)))
+        out[name] = Preset(
+            name, ang, mask, list(spec.get("neighbours") or []), bool(spec.get("hands_up", True))
+        )
     for p in out.values():
         missing = [nb for nb in p.neighbours if nb not in out]
         if missing:
@@ -302,20 +337,47 @@ class HybridPoseSampler(PoseSampler):
 
     name = "hybrid"
 
-    def __init__(self, p_preset: float = 0.5, p_both_walk: float = 0.1, p_spine_turn: float = 0.3,
-                 p_hands_up: float = 0.3, p_head_turn: float = 0.3, interp_max: float = 0.5,
-                 jitter_deg: float = 5.0, arm_sigma_frac: float = 0.15, walk_scale: tuple[float, float] = (0.4, 1.3),
-                 spine_turn_deg: float = 40.0, head_turn_deg: float = 70.0, preset_weights: dict | None = None,
-                 presets_dir: str | None = None, limits_file: str | None = None, name: str | None = None,
-                 threads: int = 1) -> None:
+    def __init__(
+        self,
+        p_preset: float = 0.5,
+        p_both_walk: float = 0.1,
+        p_spine_turn: float = 0.3,
+        p_hands_up: float = 0.3,
+        p_head_turn: float = 0.3,
+        interp_max: float = 0.5,
+        jitter_deg: float = 5.0,
+        arm_sigma_frac: float = 0.15,
+        walk_scale: tuple[float, float] = (0.4, 1.3),
+        spine_turn_deg: float = 40.0,
+        head_turn_deg: float = 70.0,
+        preset_weights: dict | None = None,
+        presets_dir: str | None = None,
+        limits_file: str | None = None,
+        name: str | None = None,
+        threads: int = 1,
+    ) -> None:
         super().__init__(limits_file, name, threads)
-        for k, v in dict(p_preset=p_preset, p_both_walk=p_both_walk, p_spine_turn=p_spine_turn,
-                         p_hands_up=p_hands_up, p_head_turn=p_head_turn, interp_max=interp_max).items():
+        for k, v in dict(
+            p_preset=p_preset,
+            p_both_walk=p_both_walk,
+            p_spine_turn=p_spine_turn,
+            p_hands_up=p_hands_up,
+            p_head_turn=p_head_turn,
+            interp_max=interp_max,
+        ).items():
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{k} must be in [0, 1], got {v}")
         self.p_preset, self.p_both_walk = float(p_preset), float(p_both_walk)
-        self.p_spine_turn, self.p_hands_up, self.p_head_turn = float(p_spine_turn), float(p_hands_up), float(p_head_turn)
-        self.interp_max, self.jitter_deg, self.arm_sigma_frac = float(interp_max), float(jitter_deg), float(arm_sigma_frac)
+        self.p_spine_turn, self.p_hands_up, self.p_head_turn = (
+            float(p_spine_turn),
+            float(p_hands_up),
+            float(p_head_turn),
+        )
+        self.interp_max, self.jitter_deg, self.arm_sigma_frac = (
+            float(interp_max),
+            float(jitter_deg),
+            float(arm_sigma_frac),
+        )
         self.walk_scale = tuple(float(v) for v in walk_scale)
         self.spine_turn_deg, self.head_turn_deg = float(spine_turn_deg), float(head_turn_deg)
         self.presets = load_presets(self.joints, presets_dir)
@@ -325,12 +387,17 @@ class HybridPoseSampler(PoseSampler):
         if unknown:
             raise ValueError(f"preset_weights name unknown presets {unknown}; known: {self.preset_names}")
         self.preset_weights = torch.tensor([float(w.get(k, 1.0)) for k in self.preset_names])
-        nbs = [[self.preset_names.index(x) for x in self.presets[k].neighbours] or [i]
-               for i, k in enumerate(self.preset_names)]
+        nbs = [
+            [self.preset_names.index(x) for x in self.presets[k].neighbours] or [i]
+            for i, k in enumerate(self.preset_names)
+        ]
         table = torch.tensor([v + [v[-1]] * (max(map(len, nbs)) - len(v)) for v in nbs])
-        self._tables = (torch.stack([self.presets[k].angles for k in self.preset_names]),
-                        torch.stack([self.presets[k].mask for k in self.preset_names]),
-                        table, torch.tensor([len(v) for v in nbs]))
+        self._tables = (
+            torch.stack([self.presets[k].angles for k in self.preset_names]),
+            torch.stack([self.presets[k].mask for k in self.preset_names]),
+            table,
+            torch.tensor([len(v) for v in nbs]),
+        )
         self._allow_hands_up = torch.tensor([self.presets[k].hands_up for k in self.preset_names])
         J = self.joints
         # joint groups as slices where the joint order allows it (fancy indexing is slow on big batches)
@@ -342,8 +409,9 @@ class HybridPoseSampler(PoseSampler):
         self._neck = _sel([J.index(n) for n in ("neck01", "neck02", "neck03", "head")])
 
     # -- pieces
-    def _preset_angles(self, idx: Tensor, g: torch.Generator, interp_max: float, jitter: float
-                       ) -> tuple[Tensor, Tensor]:
+    def _preset_angles(
+        self, idx: Tensor, g: torch.Generator, interp_max: float, jitter: float
+    ) -> tuple[Tensor, Tensor]:
         """Angles (n, J, 3) and mask (n, J) of presets ``idx`` interpolated toward a random neighbour + jitter."""
         P, M, table, count = self._tables
         n = len(idx)
@@ -364,9 +432,16 @@ class HybridPoseSampler(PoseSampler):
         out = torch.zeros(n, 2, 3, 3)
         for k, t in enumerate((t_l, t_r)):
             hip = 8.0 + 22.0 * torch.cos(2 * math.pi * t)  # +30 at heel strike, -14 at terminal stance
-            knee = 3.0 + 15.0 * torch.exp(-((t - 0.15) / 0.08) ** 2) + 57.0 * torch.exp(-((t - 0.72) / 0.12) ** 2)
-            ankle = (10.0 * torch.exp(-((t - 0.45) / 0.12) ** 2) - 20.0 * torch.exp(-((t - 0.63) / 0.06) ** 2)
-                     - 8.0 * torch.exp(-((t - 0.08) / 0.05) ** 2))
+            knee = (
+                3.0
+                + 15.0 * torch.exp(-(((t - 0.15) / 0.08) ** 2))
+                + 57.0 * torch.exp(-(((t - 0.72) / 0.12) ** 2))
+            )
+            ankle = (
+                10.0 * torch.exp(-(((t - 0.45) / 0.12) ** 2))
+                - 20.0 * torch.exp(-(((t - 0.63) / 0.06) ** 2))
+                - 8.0 * torch.exp(-(((t - 0.08) / 0.05) ** 2))
+            )
             out[:, k, 0, 0], out[:, k, 1, 0], out[:, k, 2, 0] = s * hip, s * knee, s * ankle
         return out
 
@@ -412,8 +487,14 @@ class HybridPoseSampler(PoseSampler):
         ang[:, self._spine] += turn * spine_turn[:, None, None]
         # arms: always random around the relaxed pose; hands up with probability p_hands_up where allowed
         lo, hi = J.lo[self._arm], J.hi[self._arm]
-        arms = truncnorm(n, J.relaxed[self._arm].double(), (self.arm_sigma_frac * (hi - lo)).double(),
-                         lo.double(), hi.double(), g).float()
+        arms = truncnorm(
+            n,
+            J.relaxed[self._arm].double(),
+            (self.arm_sigma_frac * (hi - lo)).double(),
+            lo.double(),
+            hi.double(),
+            g,
+        ).float()
         allowed = self._allow_hands_up[pidx] | ~use_preset
         hands_up = (torch.rand(n, generator=g) < self.p_hands_up) & allowed
         arms = torch.where(hands_up[:, None, None], self._hands_up(n, g), arms)
@@ -443,27 +524,42 @@ class MixturePoseSampler(PoseSampler):
 
     name = "mixture"
 
-    def __init__(self, components: Mapping[str, Any], weights: Mapping[str, float] | None = None,
-                 limits_file: str | None = None, name: str | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        components: Mapping[str, Any],
+        weights: Mapping[str, float] | None = None,
+        limits_file: str | None = None,
+        name: str | None = None,
+        threads: int = 1,
+    ) -> None:
         super().__init__(limits_file=limits_file, name=name, threads=threads)
         if not components:
             raise ValueError("mixture: components is empty (give e.g. {hybrid: ..., uniform: ...})")
         parts: dict[str, PoseSampler] = {}
         for key, comp in components.items():
-            if not isinstance(comp, PoseSampler):  # a config node that was not instantiated (``_recursive_: false``)
+            if not isinstance(
+                comp, PoseSampler
+            ):  # a config node that was not instantiated (``_recursive_: false``)
                 import hydra.utils
 
                 comp = hydra.utils.instantiate(comp)
             if not isinstance(comp, PoseSampler):
                 raise ValueError(f"mixture component {key!r} is not a pose sampler ({type(comp).__name__})")
-            if list(comp.joints.names) != list(self.joints.names) or not torch.equal(comp.joints.lo, self.joints.lo) \
-                    or not torch.equal(comp.joints.hi, self.joints.hi):
-                raise ValueError(f"mixture component {key!r} uses other joint limits than the mixture (limits_file)")
+            if (
+                list(comp.joints.names) != list(self.joints.names)
+                or not torch.equal(comp.joints.lo, self.joints.lo)
+                or not torch.equal(comp.joints.hi, self.joints.hi)
+            ):
+                raise ValueError(
+                    f"mixture component {key!r} uses other joint limits than the mixture (limits_file)"
+                )
             parts[str(key)] = comp
         w = dict(weights) if weights else dict.fromkeys(parts, 1.0)
         unknown = sorted(set(w) - set(parts))
         if unknown:
-            raise ValueError(f"mixture weights name unknown components {unknown}; components: {sorted(parts)}")
+            raise ValueError(
+                f"mixture weights name unknown components {unknown}; components: {sorted(parts)}"
+            )
         probs = torch.tensor([float(w.get(k, 0.0)) for k in parts], dtype=torch.float64)
         if (probs < 0).any() or not torch.isfinite(probs).all() or probs.sum() <= 0:
             raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {w}")
@@ -487,9 +583,15 @@ class MixturePoseSampler(PoseSampler):
         return angles, preset, tags
 
 
-def named_poses(names: list[str], n_per_name: int, generator: torch.Generator, jitter_deg: float = 5.0,
-                interp_max: float = 0.3, limits_file: str | None = None, presets_dir: str | None = None
-                ) -> PoseBatch:
+def named_poses(
+    names: list[str],
+    n_per_name: int,
+    generator: torch.Generator,
+    jitter_deg: float = 5.0,
+    interp_max: float = 0.3,
+    limits_file: str | None = None,
+    presets_dir: str | None = None,
+) -> PoseBatch:
     """``n_per_name`` VARIANTS of each named pose (pose-invariance suite): the preset interpolated a random
     fraction (<= ``interp_max``) toward one of its neighbours, plus ``jitter_deg`` Gaussian jitter; arms relaxed
     (``hands_up``: standing legs with both hands raised). ``preset`` of each sample = its name."""
@@ -500,7 +602,9 @@ def named_poses(names: list[str], n_per_name: int, generator: torch.Generator, j
     for name in names:
         base = "standing" if name == "hands_up" else name
         if base not in s.presets:
-            raise KeyError(f"unknown named pose {name!r}; known: {sorted(set(s.preset_names) | {'hands_up'})}")
+            raise KeyError(
+                f"unknown named pose {name!r}; known: {sorted(set(s.preset_names) | {'hands_up'})}"
+            )
         idx = torch.full((n_per_name,), s.preset_names.index(base), dtype=torch.long)
         ang, mask = s._preset_angles(idx, generator, interp_max, jitter_deg)
         arms = J.relaxed[s._arm] + jitter_deg * torch.randn(n_per_name, 6, 3, generator=generator)
@@ -512,6 +616,10 @@ def named_poses(names: list[str], n_per_name: int, generator: torch.Generator, j
         for t in TAGS:
             tags[t].append(torch.full((n_per_name,), t == "hands_up" and name == "hands_up"))
     angles = torch.cat(out) if out else torch.zeros(0, len(J.names), 3)
-    batch = s.to_batch(angles, preset, {t: torch.cat(v) if v else torch.zeros(0, dtype=torch.bool)
-                                        for t, v in tags.items()}, strategy="named")
+    batch = s.to_batch(
+        angles,
+        preset,
+        {t: torch.cat(v) if v else torch.zeros(0, dtype=torch.bool) for t, v in tags.items()},
+        strategy="named",
+    )
     return batch

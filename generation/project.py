@@ -18,7 +18,9 @@ from generation.types import Cameras, Observations, PosedBodies
 
 _FACE = (NOSE, INDEX["left_eye"], INDEX["right_eye"])
 _L_EAR, _R_EAR = INDEX["left_ear"], INDEX["right_ear"]
-_LIMBS = tuple(INDEX[n] for n in ("left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_knee", "right_knee"))
+_LIMBS = tuple(
+    INDEX[n] for n in ("left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_knee", "right_knee")
+)
 
 
 def _inside_planar(pp: Tensor, img_w: Tensor, img_h: Tensor) -> Tensor:
@@ -34,15 +36,21 @@ def exact_detections(px: Tensor, visible: Tensor) -> Tensor:
     return torch.cat((geometry.planar(px), visible.T[None].to(px.dtype))).permute(2, 1, 0)
 
 
-def self_occluded(kp_cam: Tensor, px: Tensor, ear_cos: float = 0.8, face_margin_m: float = 0.05,
-                  torso_margin_m: float = 0.1) -> Tensor:
+def self_occluded(
+    kp_cam: Tensor, px: Tensor, ear_cos: float = 0.8, face_margin_m: float = 0.05, torso_margin_m: float = 0.1
+) -> Tensor:
     """(B, 17) bool: joints hidden by the person's own head or torso (cheap geometric rules)."""
-    return _self_occluded_planar(geometry.planar(kp_cam), geometry.planar(px), ear_cos, face_margin_m,
-                                 torso_margin_m).T > 0
+    return (
+        _self_occluded_planar(
+            geometry.planar(kp_cam), geometry.planar(px), ear_cos, face_margin_m, torso_margin_m
+        ).T
+        > 0
+    )
 
 
-def _self_occluded_planar(kc: Tensor, pp: Tensor, ear_cos: float = 0.8, face_margin_m: float = 0.05,
-                          torso_margin_m: float = 0.1) -> Tensor:
+def _self_occluded_planar(
+    kc: Tensor, pp: Tensor, ear_cos: float = 0.8, face_margin_m: float = 0.05, torso_margin_m: float = 0.1
+) -> Tensor:
     """:func:`self_occluded` on planar camera points (3, 17, B) and pixels (2, 17, B); returns a (17, B) 0/1
     float mask."""
     no = torch.zeros_like(kc[0, 0], dtype=torch.bool)
@@ -82,8 +90,9 @@ def _self_occluded_planar(kc: Tensor, pp: Tensor, ear_cos: float = 0.8, face_mar
 
 
 @kernel
-def _observe_planar(kw: Tensor, kc: Tensor, pp: Tensor, R: Tensor, img_w: Tensor, img_h: Tensor,
-                    self_occlusion: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _observe_planar(
+    kw: Tensor, kc: Tensor, pp: Tensor, R: Tensor, img_w: Tensor, img_h: Tensor, self_occlusion: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Planar core of :func:`observe`: world points ``kw`` and camera points ``kc`` (3, 17, B), pixels ``pp``
     (2, 17, B) -> visible (17, B, 0/1 float), hip_cam (3, B), ground_cam (3, B), person_px_height (B,), the
     exact detections (3, 17, B). Pure math (a :func:`generation.kernels.kernel`)."""
@@ -100,8 +109,12 @@ def _observe_planar(kw: Tensor, kc: Tensor, pp: Tensor, R: Tensor, img_w: Tensor
     return visible, hip_cam, ground_cam, person_px_height, det
 
 
-def observe(posed: PosedBodies, cameras: Cameras, self_occlusion: bool = True,
-            projection: tuple[Tensor, Tensor] | None = None) -> Observations:
+def observe(
+    posed: PosedBodies,
+    cameras: Cameras,
+    self_occlusion: bool = True,
+    projection: tuple[Tensor, Tensor] | None = None,
+) -> Observations:
     """Exact projection of ``posed`` through ``cameras`` (row-aligned). ``det_xyc`` is the exact projection
     with confidence 1 (visible) / 0 (unseen): the 'no noise' detector; :mod:`generation.noise` replaces it.
 
@@ -114,8 +127,9 @@ def observe(posed: PosedBodies, cameras: Cameras, self_occlusion: bool = True,
         kc, pp = geometry.world_to_pixels_planar(kw, cameras.R, cameras.t, cameras.K)
     else:
         kc, pp = geometry.planar(projection[0]), geometry.planar(projection[1])
-    visible, hip_cam, ground_cam, height, det = _observe_planar(kw, kc, pp, cameras.R, cameras.img_w,
-                                                                cameras.img_h, self_occlusion)
+    visible, hip_cam, ground_cam, height, det = _observe_planar(
+        kw, kc, pp, cameras.R, cameras.img_w, cameras.img_h, self_occlusion
+    )
     return Observations(
         keypoints_cam=kc.permute(2, 1, 0),
         gt_px=pp.permute(2, 1, 0),

@@ -59,8 +59,6 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
 
 
-
-
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file."""
     h = hashlib.sha256()
@@ -87,7 +85,9 @@ def to_table(columns: Mapping[str, Any]) -> pa.Table:
     for field in SCHEMA:
         v = columns[field.name]
         if isinstance(v, str):
-            arr = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n or 0, np.int32)), pa.array([v])).cast(field.type)
+            arr = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n or 0, np.int32)), pa.array([v])).cast(
+                field.type
+            )
         elif isinstance(v, pa.Array | pa.ChunkedArray):
             arr = v.cast(field.type)
         elif field.type == pa.string():
@@ -113,8 +113,9 @@ def write_shard(out_dir: str | Path, index: int, table: pa.Table, compression: s
     if table.schema != SCHEMA:
         table = table.cast(SCHEMA)
     path = Path(out_dir) / shard_name(index)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression=compression,
-                                                         use_dictionary=DICTIONARY_COLS))
+    atomic_write(
+        path, lambda tmp: pq.write_table(table, tmp, compression=compression, use_dictionary=DICTIONARY_COLS)
+    )
     return {"index": int(index), "file": path.name, "rows": int(table.num_rows), "sha256": sha256_file(path)}
 
 
@@ -169,7 +170,10 @@ def shard_paths(path: str | Path, require_complete: bool = False, verify: bool =
 
 
 def read_table(
-    path: str | Path, columns: Sequence[str] | None = None, require_complete: bool = True, verify: bool = False,
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    require_complete: bool = True,
+    verify: bool = False,
     max_rows: int | None = None,
 ) -> pa.Table:
     """All listed shards of a dataset directory as one Arrow table (optionally only ``columns``; with
@@ -196,7 +200,10 @@ def read_table(
 
 
 def read_frame(
-    path: str | Path, columns: Sequence[str] | None = None, require_complete: bool = True, verify: bool = False
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    require_complete: bool = True,
+    verify: bool = False,
 ):
     """All listed shards of a dataset directory as one ``pandas.DataFrame``."""
     return read_table(path, columns, require_complete=require_complete, verify=verify).to_pandas()

@@ -36,9 +36,23 @@ def repo_root() -> Path:
 # A small Parquet set in the depth_pose.schema layout, made from a rigid template skeleton (NOT the project's
 # generator): lets the datamodule / model / DDP tests run without Anny. Learnable: depth follows from size.
 TOY_SKELETON = [  # (x lateral, z up) of a 1.75 m person, metres, COCO order; y (depth offset) = 0
-    (0.0, 1.62), (-0.03, 1.66), (0.03, 1.66), (-0.07, 1.63), (0.07, 1.63), (-0.19, 1.42), (0.19, 1.42),
-    (-0.22, 1.12), (0.22, 1.12), (-0.24, 0.85), (0.24, 0.85), (-0.10, 0.93), (0.10, 0.93),
-    (-0.10, 0.50), (0.10, 0.50), (-0.10, 0.08), (0.10, 0.08),
+    (0.0, 1.62),
+    (-0.03, 1.66),
+    (0.03, 1.66),
+    (-0.07, 1.63),
+    (0.07, 1.63),
+    (-0.19, 1.42),
+    (0.19, 1.42),
+    (-0.22, 1.12),
+    (0.22, 1.12),
+    (-0.24, 0.85),
+    (0.24, 0.85),
+    (-0.10, 0.93),
+    (0.10, 0.93),
+    (-0.10, 0.50),
+    (0.10, 0.50),
+    (-0.10, 0.08),
+    (0.10, 0.08),
 ]
 
 
@@ -84,13 +98,31 @@ def write_toy_set(out_dir: Path, n: int, seed: int = 0, samples_per_pose: int = 
     for j, name in enumerate(COCO_NAMES):
         cols[f"{name}_x"], cols[f"{name}_y"], cols[f"{name}_c"] = px[:, j, 0], px[:, j, 1], conf[:, j]
         cols[f"gt_{name}_x"], cols[f"gt_{name}_y"] = px[:, j, 0], px[:, j, 1]
-    cols.update(fx=fx, fy=fx, cx=np.full(n, 620.0), cy=np.full(n, 190.0), skew=np.zeros(n),
-                img_w=np.full(n, 1242), img_h=np.full(n, 375), z_m=hip[:, 2], dist_m=np.linalg.norm(hip, axis=1),
-                hip_cam_x_m=hip[:, 0], hip_cam_y_m=hip[:, 1], hip_cam_z_m=hip[:, 2],
-                ground_cam_x_m=hip[:, 0], ground_cam_y_m=cam_h, ground_cam_z_m=hip[:, 2],
-                sample_id=np.arange(n), source="analytic", gt_vis_mask=np.full(n, (1 << 17) - 1),
-                pose_id=pose_id, strategy="toy", preset=np.where(np.repeat(hands_up, samples_per_pose)[:n], "", ""),
-                hands_up=np.repeat(hands_up, samples_per_pose)[:n], hip_height_m=np.zeros(n))
+    cols.update(
+        fx=fx,
+        fy=fx,
+        cx=np.full(n, 620.0),
+        cy=np.full(n, 190.0),
+        skew=np.zeros(n),
+        img_w=np.full(n, 1242),
+        img_h=np.full(n, 375),
+        z_m=hip[:, 2],
+        dist_m=np.linalg.norm(hip, axis=1),
+        hip_cam_x_m=hip[:, 0],
+        hip_cam_y_m=hip[:, 1],
+        hip_cam_z_m=hip[:, 2],
+        ground_cam_x_m=hip[:, 0],
+        ground_cam_y_m=cam_h,
+        ground_cam_z_m=hip[:, 2],
+        sample_id=np.arange(n),
+        source="analytic",
+        gt_vis_mask=np.full(n, (1 << 17) - 1),
+        pose_id=pose_id,
+        strategy="toy",
+        preset=np.where(np.repeat(hands_up, samples_per_pose)[:n], "", ""),
+        hands_up=np.repeat(hands_up, samples_per_pose)[:n],
+        hip_height_m=np.zeros(n),
+    )
     for t in TAG_COLS:
         cols.setdefault(t, np.zeros(n, bool))
     for k in ALL_COLS:  # body/camera/render bookkeeping columns: not used by training
@@ -100,9 +132,21 @@ def write_toy_set(out_dir: Path, n: int, seed: int = 0, samples_per_pose: int = 
     for i, a in enumerate(range(0, n, half)):
         part = {k: (v if isinstance(v, str) else v[a : a + half]) for k, v in cols.items()}
         entries.append(shards.write_shard(out_dir, i, shards.to_table(part)))
-    shards.write_manifest(out_dir, {"format": shards.FORMAT, "dataset_id": f"toy_{n}_s{seed}", "seed": seed,
-                                    "config": {}, "num_samples": n, "shard_size": half, "num_shards": len(entries),
-                                    "columns": ALL_COLS, "complete": True, "shards": entries})
+    shards.write_manifest(
+        out_dir,
+        {
+            "format": shards.FORMAT,
+            "dataset_id": f"toy_{n}_s{seed}",
+            "seed": seed,
+            "config": {},
+            "num_samples": n,
+            "shard_size": half,
+            "num_shards": len(entries),
+            "columns": ALL_COLS,
+            "complete": True,
+            "shards": entries,
+        },
+    )
     return out_dir
 
 
@@ -110,4 +154,6 @@ def write_toy_set(out_dir: Path, n: int, seed: int = 0, samples_per_pose: int = 
 def toy_set_dir(tmp_path_factory) -> Path:
     """A 24k-row toy set (see :func:`write_toy_set`)."""
     return write_toy_set(tmp_path_factory.mktemp("toy_set"), 24000, seed=0)
+
+
 # ---- end of training fixtures ---------------------------------------------------------------------------

@@ -53,8 +53,14 @@ def test_fast_path_subset_of_bones_and_generic_rotations(body):
 
     g = torch.Generator().manual_seed(2)
     bones = ["head", "lowerleg01.R", "upperarm01.L", "spine03"]
-    poses = PoseBatch(bone_names=bones, rotations=roma.rotvec_to_rotmat(0.6 * torch.randn(10, 4, 3, generator=g)),
-                      joint_names=[], angles_deg=torch.zeros(10, 0, 3), strategy="t", preset=[""] * 10)
+    poses = PoseBatch(
+        bone_names=bones,
+        rotations=roma.rotvec_to_rotmat(0.6 * torch.randn(10, 4, 3, generator=g)),
+        joint_names=[],
+        angles_deg=torch.zeros(10, 0, 3),
+        strategy="t",
+        preset=[""] * 10,
+    )
     bi = torch.arange(10)
     err = (body.keypoints23(bi, poses) - _anny_keypoints(body, bi, poses)).norm(dim=-1).max().item()
     assert err < 1e-3
@@ -91,7 +97,8 @@ def test_statures_measured_and_within_range(body):
     model, _ = load_anny()
     with torch.no_grad():  # independent measurement: Anny's (unposed) rest mesh, floor to top of head
         coeffs = model.get_phenotype_blendshape_coefficients(
-            **{k: body.shapes.phenotypes[:, i] for i, k in enumerate(body.shapes.phenotype_labels)})
+            **{k: body.shapes.phenotypes[:, i] for i, k in enumerate(body.shapes.phenotype_labels)}
+        )
         z = model.get_rest_vertices(coeffs)[..., 2]
     assert torch.allclose(z.amax(1) - z.amin(1), s, atol=1e-4)
     age = body.shapes.age_years
@@ -114,8 +121,14 @@ def test_bad_inputs(body):
         body.pose(torch.tensor([0, len(body.shapes)]), poses)
     with pytest.raises(ValueError, match="rows"):
         body.pose(torch.tensor([0]), poses)
-    bad = PoseBatch(bone_names=["finger1-1.L"], rotations=torch.eye(3).expand(2, 1, 3, 3), joint_names=[],
-                    angles_deg=torch.zeros(2, 0, 3), strategy="t", preset=["", ""])
+    bad = PoseBatch(
+        bone_names=["finger1-1.L"],
+        rotations=torch.eye(3).expand(2, 1, 3, 3),
+        joint_names=[],
+        angles_deg=torch.zeros(2, 0, 3),
+        strategy="t",
+        preset=["", ""],
+    )
     with pytest.raises(ValueError, match="cannot pose"):
         body.pose(torch.tensor([0, 1]), bad)
     with pytest.raises(ValueError, match="stature_range_m"):

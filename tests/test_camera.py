@@ -19,16 +19,33 @@ from generation.types import PosedBodies
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 # 1.75 m adult, world frame (Z up, facing -Y, left = +X), mid-hip at X = Y = 0, feet on the floor.
-STANDING = torch.tensor([
-    [0.0, -0.10, 1.62], [0.03, -0.08, 1.66], [-0.03, -0.08, 1.66], [0.075, 0.0, 1.63], [-0.075, 0.0, 1.63],
-    [0.18, 0.0, 1.42], [-0.18, 0.0, 1.42], [0.22, 0.0, 1.12], [-0.22, 0.0, 1.12], [0.24, -0.02, 0.85],
-    [-0.24, -0.02, 0.85], [0.09, 0.0, 0.92], [-0.09, 0.0, 0.92], [0.10, -0.01, 0.50], [-0.10, -0.01, 0.50],
-    [0.10, 0.02, 0.08], [-0.10, 0.02, 0.08],
-])
+STANDING = torch.tensor(
+    [
+        [0.0, -0.10, 1.62],
+        [0.03, -0.08, 1.66],
+        [-0.03, -0.08, 1.66],
+        [0.075, 0.0, 1.63],
+        [-0.075, 0.0, 1.63],
+        [0.18, 0.0, 1.42],
+        [-0.18, 0.0, 1.42],
+        [0.22, 0.0, 1.12],
+        [-0.22, 0.0, 1.12],
+        [0.24, -0.02, 0.85],
+        [-0.24, -0.02, 0.85],
+        [0.09, 0.0, 0.92],
+        [-0.09, 0.0, 0.92],
+        [0.10, -0.01, 0.50],
+        [-0.10, -0.01, 0.50],
+        [0.10, 0.02, 0.08],
+        [-0.10, 0.02, 0.08],
+    ]
+)
 
 
 def standing(n: int) -> PosedBodies:
-    return PosedBodies(keypoints=STANDING.expand(n, 17, 3).clone(), body_index=torch.zeros(n, dtype=torch.long))
+    return PosedBodies(
+        keypoints=STANDING.expand(n, 17, 3).clone(), body_index=torch.zeros(n, dtype=torch.long)
+    )
 
 
 def camera_cfg(name: str):
@@ -50,20 +67,24 @@ def test_placement_is_exact_and_ranges_hold():
     # Camera centre in the person's frame sits at the sampled height; rotation is orthonormal.
     centre = -(cams.R.transpose(1, 2) @ cams.t[:, :, None])[..., 0]
     torch.testing.assert_close(centre[:, 2], cams.height_m, atol=1e-4, rtol=0)
-    torch.testing.assert_close(cams.R @ cams.R.transpose(1, 2), torch.eye(3).expand(n, 3, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        cams.R @ cams.R.transpose(1, 2), torch.eye(3).expand(n, 3, 3), atol=1e-5, rtol=0
+    )
     assert cams.height_m.min() >= 0.3 and cams.height_m.max() <= 6.0
     high = (cams.height_m > 3.0).float().mean().item()
     assert 0.05 < high < 0.16  # high_share 0.1 (slightly shifted by resampling)
     assert cams.tilt_deg.min() >= -30 and cams.tilt_deg.max() <= 10 and cams.roll_deg.abs().max() <= 5
     assert cams.hfov_deg.min() >= 30 and cams.hfov_deg.max() <= 100
-    torch.testing.assert_close(geometry.hfov_from_intrinsics(cams.K, cams.img_w.float()), cams.hfov_deg,
-                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        geometry.hfov_from_intrinsics(cams.K, cams.img_w.float()), cams.hfov_deg, atol=1e-3, rtol=0
+    )
     # People appear across the whole width, not only centred; the hip stays at the sampled u.
     u = (geometry.project(obs.hip_cam[:, None], cams.K)[:, 0, 0] / cams.img_w).sort().values
     assert u[int(0.05 * n)] < 0.1 and u[int(0.95 * n)] > 0.9
     # Ground point: world floor below the hip, i.e. hip height along the world up axis.
-    torch.testing.assert_close((obs.hip_cam - obs.ground_cam).norm(dim=-1), torch.full((n,), 0.92), atol=1e-4,
-                               rtol=0)
+    torch.testing.assert_close(
+        (obs.hip_cam - obs.ground_cam).norm(dim=-1), torch.full((n,), 0.92), atol=1e-4, rtol=0
+    )
     # Resampling: nearly all cameras see at least min_visible_keypoints in the image.
     inside = obs.gt_visible | self_occluded(obs.keypoints_cam, obs.gt_px)
     assert ((inside.sum(1) >= 6).float().mean().item()) > 0.98
@@ -106,9 +127,20 @@ def test_self_occlusion_rules():
     # Seen from behind (person yaw 180 deg: facing the camera's +z): face hidden; from the front: visible.
     n = 2
     posed = standing(n)
-    sampler = CameraSampler(tilt_min_deg=0, tilt_max_deg=0, roll_max_deg=0, height_min_m=1.5, height_max_m=1.5,
-                            high_share=0, depth_min_m=5, depth_max_m=5.0001, lateral_min=0.5, lateral_max=0.5, image_sizes=[[1920, 1080]],
-                            min_visible_keypoints=0)
+    sampler = CameraSampler(
+        tilt_min_deg=0,
+        tilt_max_deg=0,
+        roll_max_deg=0,
+        height_min_m=1.5,
+        height_max_m=1.5,
+        high_share=0,
+        depth_min_m=5,
+        depth_max_m=5.0001,
+        lateral_min=0.5,
+        lateral_max=0.5,
+        image_sizes=[[1920, 1080]],
+        min_visible_keypoints=0,
+    )
     cams = sampler.sample(posed, torch.Generator().manual_seed(0))
     deg = math.pi / 180
     Rc = geometry.camera_rotation(torch.zeros(n), torch.zeros(n))
@@ -120,8 +152,9 @@ def test_self_occlusion_rules():
     # A wrist behind the torso is hidden in the front view.
     kp = STANDING.clone()
     kp[9] = torch.tensor([0.05, 0.15, 1.1])  # left wrist behind the back, inside the torso outline
-    obs2 = observe(PosedBodies(keypoints=kp[None].expand(n, 17, 3).clone(), body_index=torch.zeros(n).long()),
-                   cams)
+    obs2 = observe(
+        PosedBodies(keypoints=kp[None].expand(n, 17, 3).clone(), body_index=torch.zeros(n).long()), cams
+    )
     assert not obs2.gt_visible[0, 9] and obs2.gt_visible[1, 9]
     assert observe(posed, cams, self_occlusion=False).gt_visible.all()
 

@@ -32,8 +32,14 @@ def test_split_is_by_pose_disjoint_and_complete():
 def test_batches_cover_each_row_once_per_epoch_with_new_order():
     rows = torch.arange(10_001)
     epoch = {"e": 0}
-    it = DeviceBatches({"row": rows, "z": rows.float()}, batch_size=512, n_batches=n_batches_for(10_001, 1, 512),
-                       shuffle=True, seed=1, epoch_fn=lambda: epoch["e"])
+    it = DeviceBatches(
+        {"row": rows, "z": rows.float()},
+        batch_size=512,
+        n_batches=n_batches_for(10_001, 1, 512),
+        shuffle=True,
+        seed=1,
+        epoch_fn=lambda: epoch["e"],
+    )
     seen = [torch.cat([b["row"] for b in it])]
     epoch["e"] = 1
     seen.append(torch.cat([b["row"] for b in it]))

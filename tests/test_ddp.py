@@ -30,30 +30,52 @@ def _worker(data_dir: str, out_dir: str) -> None:
 
         def on_train_end(self, trainer, pl_module) -> None:
             dm = trainer.datamodule
-            out = {"rank": trainer.global_rank, "world": trainer.world_size, "rows": self.rows,
-                   "resident": len(dm.splits["train"]["row"]), "train_size": dm.split_sizes["train"],
-                   "val_ale": float(trainer.callback_metrics["val/ale"]),
-                   "t_mean": float(pl_module.t_mean), "backend": str(trainer.strategy.process_group_backend)}
+            out = {
+                "rank": trainer.global_rank,
+                "world": trainer.world_size,
+                "rows": self.rows,
+                "resident": len(dm.splits["train"]["row"]),
+                "train_size": dm.split_sizes["train"],
+                "val_ale": float(trainer.callback_metrics["val/ale"]),
+                "t_mean": float(pl_module.t_mean),
+                "backend": str(trainer.strategy.process_group_backend),
+            }
             Path(out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(out))
 
     L.seed_everything(0)
     dm = DeviceDataModule(dir=data_dir, batch_size=256, max_samples=3001, val_fraction=0.1, test_fraction=0.0)
     model = DepthModule(net={"width": 32, "depth": 2})
-    trainer = L.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_epochs=EPOCHS, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[Record()])
+    trainer = L.Trainer(
+        strategy="ddp",
+        accelerator="cpu",
+        devices=2,
+        max_epochs=EPOCHS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Record()],
+    )
     trainer.fit(model, datamodule=dm)
 
 
 def test_ddp_two_processes_cover_train_split_once(toy_set_dir, tmp_path):
-    proc = subprocess.run([sys.executable, __file__, str(toy_set_dir), str(tmp_path)], capture_output=True,
-                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, __file__, str(toy_set_dir), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world"] == 2 and r["backend"] == "gloo" for r in ranks)
     n = ranks[0]["train_size"]
     assert 2400 < n < 3001
-    assert sorted(r["resident"] for r in ranks) in ([n // 2, n // 2], [n // 2, n // 2 + 1])  # only its own slice
+    assert sorted(r["resident"] for r in ranks) in (
+        [n // 2, n // 2],
+        [n // 2, n // 2 + 1],
+    )  # only its own slice
     for epoch in range(EPOCHS):
         rows = [r["rows"][str(epoch)] for r in ranks]
         assert len(set(rows[0]) & set(rows[1])) == 0

@@ -25,14 +25,20 @@ def tiny_model(tmp_path_factory) -> Path:
 
     m = DepthModule()
     m.set_target_stats(0.0, 1.0, 12.0)
-    return export_model(m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"})
+    return export_model(
+        m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"}
+    )
 
 
 def person(z: float = 10.0, conf: float = 0.9) -> list[list[float]]:
     """A standing person (17 x [x, y, conf]) at roughly ``z`` metres with K above."""
     f, h = 721.5, 1.5
-    ys = np.array([0.0, -0.03, -0.03, -0.02, -0.02, 0.15, 0.15, 0.45, 0.45, 0.7, 0.7, 0.65, 0.65, 1.1, 1.1, 1.5, 1.5])
-    xs = np.array([0, 0.03, -0.03, 0.07, -0.07, 0.2, -0.2, 0.25, -0.25, 0.27, -0.27, 0.1, -0.1, 0.1, -0.1, 0.1, -0.1])
+    ys = np.array(
+        [0.0, -0.03, -0.03, -0.02, -0.02, 0.15, 0.15, 0.45, 0.45, 0.7, 0.7, 0.65, 0.65, 1.1, 1.1, 1.5, 1.5]
+    )
+    xs = np.array(
+        [0, 0.03, -0.03, 0.07, -0.07, 0.2, -0.2, 0.25, -0.25, 0.27, -0.27, 0.1, -0.1, 0.1, -0.1, 0.1, -0.1]
+    )
     u = 609.6 + f * xs / z
     v = 172.9 + f * (ys - 0.2 * h) / z
     return [[float(a), float(b), conf] for a, b in zip(u, v)]
@@ -65,9 +71,22 @@ def malformed_file(path: Path) -> Path:
 
 def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, HYDRA_FULL_ERROR="0")
-    return subprocess.run([sys.executable, "-m", "depth_pose.cli.eval", *args, "progress=false", "plots=false",
-                           f"hydra.run.dir={cwd / 'hydra_run'}"], cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "depth_pose.cli.eval",
+            *args,
+            "progress=false",
+            "plots=false",
+            f"hydra.run.dir={cwd / 'hydra_run'}",
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_reader_reports_line_numbers(tmp_path):
@@ -94,10 +113,17 @@ def test_cli_malformed_file_exit_3_and_relative_paths(tmp_path, tiny_model):
     assert [r_["id"] for r_ in rows] == ["good-1", "unseen", "zeroconf"]
     for r_ in rows:
         assert np.isfinite(r_["z_pred_m"]) and np.isfinite(r_["z_sigma_m"]) and r_["z_sigma_m"] > 0
-    assert "gt_z_m" in rows[0] and rows[0]["abs_err_m"] == pytest.approx(abs(rows[0]["z_pred_m"] - 10.0), abs=1e-3)
+    assert "gt_z_m" in rows[0] and rows[0]["abs_err_m"] == pytest.approx(
+        abs(rows[0]["z_pred_m"] - 10.0), abs=1e-3
+    )
     assert "gt_z_m" not in rows[1] and "abs_err_m" not in rows[1]
     metrics = json.loads((tmp_path / "res" / "metrics.json").read_text())
-    assert (metrics["n_input"], metrics["n_scored"], metrics["n_skipped"], metrics["n_with_gt"]) == (9, 3, 6, 2)
+    assert (metrics["n_input"], metrics["n_scored"], metrics["n_skipped"], metrics["n_with_gt"]) == (
+        9,
+        3,
+        6,
+        2,
+    )
     assert metrics["methods"]["model"]["n"] == 2
     assert (tmp_path / "res" / "report.md").is_file()
     assert "ALE (m)" in r.stdout  # the table goes to stdout
@@ -129,7 +155,9 @@ def test_unreadable_checkpoint_is_a_usage_error(tmp_path):
     bad.write_bytes(b"not a model")
     bad.with_suffix(".json").write_text('{"hparams": {}, "normalisation": {}}')
     for ckpt in (bad, tmp_path / "absent.ckpt"):
-        cfg = compose_eval([f"keypoints={tmp_path / 'good.jsonl'}", f"out={tmp_path / 'p.jsonl'}", f"ckpt={ckpt}"])
+        cfg = compose_eval(
+            [f"keypoints={tmp_path / 'good.jsonl'}", f"out={tmp_path / 'p.jsonl'}", f"ckpt={ckpt}"]
+        )
         with pytest.raises(EvalInputError, match="cannot load model"):
             evaluate(cfg)
     assert not (tmp_path / "p.jsonl").exists()
@@ -139,9 +167,17 @@ def test_evaluate_in_process_all_good_exit_0(tmp_path, tiny_model):
     """The plain function behind the CLI, composed with hydra (exit code 0 when every line is scored)."""
     from depth_pose.eval.run import evaluate
 
-    (tmp_path / "good.jsonl").write_text("\n".join(line(f"p{i}", person(z), gt=z) for i, z in enumerate((5.0, 12.0, 25.0))))
-    cfg = compose_eval([f"keypoints={tmp_path / 'good.jsonl'}", f"out={tmp_path / 'o' / 'pred.jsonl'}",
-                        f"ckpt={tiny_model}", "progress=false"])
+    (tmp_path / "good.jsonl").write_text(
+        "\n".join(line(f"p{i}", person(z), gt=z) for i, z in enumerate((5.0, 12.0, 25.0)))
+    )
+    cfg = compose_eval(
+        [
+            f"keypoints={tmp_path / 'good.jsonl'}",
+            f"out={tmp_path / 'o' / 'pred.jsonl'}",
+            f"ckpt={tiny_model}",
+            "progress=false",
+        ]
+    )
     m = evaluate(cfg)
     assert m["exit_code"] == 0 and m["n_scored"] == 3 and m["n_skipped"] == 0
     # Per person size: 1.53 m of keypoint extent at fy 721.5 -> 221 / 92 / 44 px tall.
@@ -164,8 +200,18 @@ def small_hybrid_set(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("hybrid_set")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)
-        cfg = compose_gen(["num_samples=1600", "shard_size=400", "samples_per_pose=4", "body.n_bodies=16",
-                           f"paths.root_dir={tmp}", f"out_dir={tmp / 'set'}", "progress=false", "compile=false"])
+        cfg = compose_gen(
+            [
+                "num_samples=1600",
+                "shard_size=400",
+                "samples_per_pose=4",
+                "body.n_bodies=16",
+                f"paths.root_dir={tmp}",
+                f"out_dir={tmp / 'set'}",
+                "progress=false",
+                "compile=false",
+            ]
+        )
         return generate(cfg)
 
 
@@ -184,31 +230,58 @@ def test_dataset_mode_scores_a_generated_set_per_pose(tmp_path, tiny_model, smal
     from depth_pose.schema import KP_COLS
     from generation.shards import read_frame
 
-    m = evaluate(compose_eval([f"dataset={small_hybrid_set}", f"out={tmp_path / 'o' / 'pred.jsonl'}",
-                               f"ckpt={tiny_model}", "progress=false", "dataset_max_rows=null"]))
+    m = evaluate(
+        compose_eval(
+            [
+                f"dataset={small_hybrid_set}",
+                f"out={tmp_path / 'o' / 'pred.jsonl'}",
+                f"ckpt={tiny_model}",
+                "progress=false",
+                "dataset_max_rows=null",
+            ]
+        )
+    )
     assert m["exit_code"] == 0 and m["mode"] == "dataset" and m["n_scored"] == m["n_with_gt"] == 1600
     df = read_frame(small_hybrid_set)
-    labels = np.where(df["preset"] != "", df["preset"], np.where(df["both_walk"], "both_walk",
-                                                                 np.where(df["walk"], "walk", df["strategy"])))
+    labels = np.where(
+        df["preset"] != "",
+        df["preset"],
+        np.where(df["both_walk"], "both_walk", np.where(df["walk"], "walk", df["strategy"])),
+    )
     names, counts = np.unique(labels, return_counts=True)
     by_pose = m["by_group"]["pose"]["model"]
     assert {k: v["n_total"] for k, v in by_pose.items()} == dict(zip(names.tolist(), counts.tolist()))
-    assert len(by_pose) >= 5 and set(by_pose) - {"walk", "both_walk"} <= {p.stem for p in (
-        REPO / "generation" / "data" / "presets").glob("*.yaml")}
+    assert len(by_pose) >= 5 and set(by_pose) - {"walk", "both_walk"} <= {
+        p.stem for p in (REPO / "generation" / "data" / "presets").glob("*.yaml")
+    }
     assert {k: v["n_total"] for k, v in m["by_group"]["arms"]["model"].items()} == {
-        "hands up": int(df["hands_up"].sum()), "no hands up": int((~df["hands_up"]).sum())}
+        "hands up": int(df["hands_up"].sum()),
+        "no hands up": int((~df["hands_up"]).sum()),
+    }
     # The same model through the Python API on the same rows.
     kp = df[KP_COLS].to_numpy(np.float32).reshape(-1, 17, 3)
     K = np.zeros((len(df), 3, 3), np.float32)
     K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = df.fx, df.fy, df.cx, df.cy, 1.0
     z = DepthPredictor.load(tiny_model).predict(kp, K).z_m
-    assert m["methods"]["model"]["ale_m"] == pytest.approx(float(np.abs(np.asarray(z) - df.z_m).mean()), rel=1e-5)
+    assert m["methods"]["model"]["ale_m"] == pytest.approx(
+        float(np.abs(np.asarray(z) - df.z_m).mean()), rel=1e-5
+    )
     rows = (tmp_path / "o" / "pred.jsonl").read_text().splitlines()
     assert len(rows) == 1600 and json.loads(rows[7])["pose"] == labels[7]
     assert json.loads(rows[7])["arms"] == ("hands up" if df["hands_up"][7] else "no hands up")
     assert "## Per pose" in (tmp_path / "o" / "report.md").read_text()
-    m = evaluate(compose_eval([f"dataset={small_hybrid_set}", f"out={tmp_path / 'p' / 'pred.jsonl'}",
-                               f"ckpt={tiny_model}", "progress=false", "plots=false", "dataset_max_rows=500"]))
+    m = evaluate(
+        compose_eval(
+            [
+                f"dataset={small_hybrid_set}",
+                f"out={tmp_path / 'p' / 'pred.jsonl'}",
+                f"ckpt={tiny_model}",
+                "progress=false",
+                "plots=false",
+                "dataset_max_rows=500",
+            ]
+        )
+    )
     assert m["n_scored"] == 500  # first 500 rows: 2 of the 4 shards read
 
 

@@ -33,7 +33,9 @@ def tiny_model(tmp_path_factory) -> Path:
 
     m = DepthModule()
     m.set_target_stats(0.0, 1.0, 12.0)
-    return export_model(m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"})
+    return export_model(
+        m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,16 @@ def bus_set(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("bus")
     shutil.copy(src, d / "bus.jpg")
     f = 810 / (2 * np.tan(np.deg2rad(70) / 2))  # 810 x 1080 image, assumed 70 deg hfov
-    gt = {"samples": [{"image": "bus.jpg", "K": [[f, 0, 405], [0, f, 540], [0, 0, 1]], "person_depth_m_approx": 4.0},
-                      {"image": "missing.jpg", "K": [[f, 0, 405], [0, f, 540], [0, 0, 1]], "person_depth_m_approx": 4.0}]}
+    gt = {
+        "samples": [
+            {"image": "bus.jpg", "K": [[f, 0, 405], [0, f, 540], [0, 0, 1]], "person_depth_m_approx": 4.0},
+            {
+                "image": "missing.jpg",
+                "K": [[f, 0, 405], [0, f, 540], [0, 0, 1]],
+                "person_depth_m_approx": 4.0,
+            },
+        ]
+    }
     (d / "gt.json").write_text(json.dumps(gt))
     return d
 
@@ -54,8 +64,15 @@ def bus_set(tmp_path_factory) -> Path:
 def test_images_generated_set(tmp_path, tiny_model, bus_set):
     from depth_pose.eval.run import evaluate
 
-    cfg = compose_eval([f"images={bus_set}", f"out={tmp_path / 'pred.jsonl'}", f"ckpt={tiny_model}", "progress=false",
-                        "plots=false"])
+    cfg = compose_eval(
+        [
+            f"images={bus_set}",
+            f"out={tmp_path / 'pred.jsonl'}",
+            f"ckpt={tiny_model}",
+            "progress=false",
+            "plots=false",
+        ]
+    )
     m = evaluate(cfg)
     assert m["exit_code"] == 3 and m["n_scored"] == 1  # missing.jpg is left out, by name
     assert m["skipped"] == [{"where": "image missing.jpg", "why": "image missing or unreadable"}]
@@ -73,13 +90,22 @@ def test_images_kitti_000000(tmp_path, tiny_model):
         pytest.skip("../shared/data/real/kitti_000000 not present (set DEPTH_POSE_REAL_DATA)")
     from depth_pose.eval.run import evaluate
 
-    cfg = compose_eval([f"images={real / 'kitti_000000'}", f"out={tmp_path / 'pred.jsonl'}", f"ckpt={tiny_model}",
-                        "progress=false", "plots=false"])
+    cfg = compose_eval(
+        [
+            f"images={real / 'kitti_000000'}",
+            f"out={tmp_path / 'pred.jsonl'}",
+            f"ckpt={tiny_model}",
+            "progress=false",
+            "plots=false",
+        ]
+    )
     m = evaluate(cfg)
     assert m["exit_code"] == 0 and m["n_scored"] == 1
     row = json.loads((tmp_path / "pred.jsonl").read_text())
     assert row["id"] == "000000" and row["gt_z_m"] == pytest.approx(8.41) and row["iou"] >= 0.5
-    assert np.isfinite(row["z_pred_m"]) and row["abs_err_m"] == pytest.approx(abs(row["z_pred_m"] - 8.41), abs=1e-3)
+    assert np.isfinite(row["z_pred_m"]) and row["abs_err_m"] == pytest.approx(
+        abs(row["z_pred_m"] - 8.41), abs=1e-3
+    )
     # The pinhole baselines on the YOLO keypoints land near the truth (8.41 m): the detection is the right person.
     assert abs(row["z_box_height_m"] - 8.41) < 1.5 and abs(row["z_shoulder_hip_m"] - 8.41) < 2.0
 
@@ -95,8 +121,13 @@ def test_default_model_on_kitti_dev(tmp_path):
         pytest.skip(f"shipped default model {DEFAULT_MODEL} not built yet (make model)")
     from depth_pose.eval.run import evaluate
 
-    cfg = compose_eval([f"keypoints={real / 'kitti_pedestrians_dev.jsonl'}", f"out={tmp_path / 'pred.jsonl'}",
-                        "progress=false"])
+    cfg = compose_eval(
+        [
+            f"keypoints={real / 'kitti_pedestrians_dev.jsonl'}",
+            f"out={tmp_path / 'pred.jsonl'}",
+            "progress=false",
+        ]
+    )
     m = evaluate(cfg)
     assert m["exit_code"] == 0 and m["n_scored"] == 178 and m["methods"]["model"]["n"] == 178
     assert m["methods"]["shoulder_hip"]["n"] == 161

@@ -55,21 +55,36 @@ def tiny_model(tmp_path_factory) -> Path:
 
     m = DepthModule()
     m.set_target_stats(0.0, 1.0, 12.0)
-    return export_model(m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"})
+    return export_model(
+        m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"}
+    )
 
 
 def test_invariance_suite_small(tmp_path, tiny_model):
     from depth_pose.eval.run import evaluate
 
-    cfg = compose_eval([
-        "suite=invariance", f"out={tmp_path / 'samples.jsonl'}", f"ckpt={tiny_model}", "progress=false",
-        "invariance.n_bodies=4", "invariance.poses=[standing,lying,squat]", "invariance.n_per_pose=2",
-        "invariance.depths_m=[5.0,15.0]", "invariance.yaws_deg=[0.0,90.0]", "invariance.noise.enabled=false",
-    ])
+    cfg = compose_eval(
+        [
+            "suite=invariance",
+            f"out={tmp_path / 'samples.jsonl'}",
+            f"ckpt={tiny_model}",
+            "progress=false",
+            "invariance.n_bodies=4",
+            "invariance.poses=[standing,lying,squat]",
+            "invariance.n_per_pose=2",
+            "invariance.depths_m=[5.0,15.0]",
+            "invariance.yaws_deg=[0.0,90.0]",
+            "invariance.noise.enabled=false",
+        ]
+    )
     res = evaluate(cfg)
     assert res["n_samples"] == 3 * 2 * 2 * 2 and res["exit_code"] == 0
     rows = [json.loads(s) for s in (tmp_path / "samples.jsonl").read_text().splitlines()]
-    assert [r["pose"] for r in rows[:8]] == ["standing"] * 8 and {r["pose"] for r in rows} == {"standing", "lying", "squat"}
+    assert [r["pose"] for r in rows[:8]] == ["standing"] * 8 and {r["pose"] for r in rows} == {
+        "standing",
+        "lying",
+        "squat",
+    }
     assert all(abs(r["z_true_m"] - r["depth_m"]) < 1e-3 and np.isfinite(r["z_pred_m"]) for r in rows)
     pp = res["per_pose"]
     assert set(pp) == {"standing", "lying", "squat"} and all(v["n"] == 8 for v in pp.values())

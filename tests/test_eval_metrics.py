@@ -48,7 +48,9 @@ def test_per_band_and_empty_band():
     b = per_band(PRED, TRUE)
     assert list(b) == ["0-10", "10-20", "20-30", ">30"]
     assert b["0-10"]["ale_m"] == pytest.approx(1.0) and b["0-10"]["n"] == 1
-    assert b["10-20"]["n"] == 0 and b["10-20"]["n_total"] == 1 and b["10-20"]["ale_m"] is None  # only the NaN one
+    assert (
+        b["10-20"]["n"] == 0 and b["10-20"]["n_total"] == 1 and b["10-20"]["ale_m"] is None
+    )  # only the NaN one
     assert b["20-30"]["ale_m"] == pytest.approx(2.0)  # true 20 (30 belongs to >30)
     assert b[">30"]["ale_m"] == pytest.approx(7.5)
 
@@ -59,7 +61,9 @@ def test_per_group_order_and_counts():
     assert list(g) == ["walk", "squat", "lying"]  # "standing" absent: left out; the rest by count
     assert (g["walk"]["n"], g["walk"]["n_total"]) == (1, 2)  # walk = people 2 and 5 (5 has no prediction)
     assert g["walk"]["ale_m"] == pytest.approx(2.0)
-    assert g["squat"]["ale_m"] == pytest.approx(2.0) and g["squat"]["cov_1sigma"] == pytest.approx(1.0)  # |err| 1, 3
+    assert g["squat"]["ale_m"] == pytest.approx(2.0) and g["squat"]["cov_1sigma"] == pytest.approx(
+        1.0
+    )  # |err| 1, 3
     assert g["lying"]["bias_rel"] == pytest.approx(12 / 40)
     assert per_group(PRED, TRUE, None, labels)["squat"].get("cov_1sigma") is None
 
@@ -103,14 +107,18 @@ def test_seed_spread_hand_computed():
     """Two seeds with log errors [0, .2, -.2] and [.1, .1, -.2]: variance over people 0.02667 / 0.02 (mean
     0.02333), over seeds (ddof 1) .005 / .005 / 0 (mean .00333) -> share 1/7, correlation sqrt(3)/2."""
     true = np.array([10.0, 10.0, 10.0, 5.0])
-    e = np.array([[0.0, 0.2, -0.2, 0.0], [0.1, 0.1, -0.2, np.nan]])  # the last person is not finite for seed 1
+    e = np.array(
+        [[0.0, 0.2, -0.2, 0.0], [0.1, 0.1, -0.2, np.nan]]
+    )  # the last person is not finite for seed 1
     r = seed_spread(true * np.exp(e), true)
     assert r["n"] == 3 and r["seeds"] == 2
     assert r["total_var"] == pytest.approx(0.07 / 3) and r["seed_var"] == pytest.approx(0.01 / 3)
     assert r["seed_share"] == pytest.approx(1 / 7) and r["corr"] == pytest.approx(math.sqrt(3) / 2)
     # The ensemble is the geometric mean: log errors .05 / .15 / -.2.
     assert r["ensemble"]["median_rel"] == pytest.approx(math.exp(0.15) - 1)
-    assert r["ensemble"]["ale_m"] == pytest.approx(10 * (math.exp(0.05) - 1 + math.exp(0.15) - 1 + 1 - math.exp(-0.2)) / 3)
+    assert r["ensemble"]["ale_m"] == pytest.approx(
+        10 * (math.exp(0.05) - 1 + math.exp(0.15) - 1 + 1 - math.exp(-0.2)) / 3
+    )
     assert r["single"]["ale_m"] == pytest.approx(10 * np.mean(np.abs(np.exp(e[:, :3]) - 1)))
     # Identical seeds: no seed variance, correlation 1, the ensemble is each seed.
     same = seed_spread(np.stack([true * np.exp(e[0])] * 3), true)
@@ -144,7 +152,9 @@ def test_box_height_baseline():
     kp2 = kp.copy()
     kp2[0, [15, 16], 2] = 0.05
     assert np.isnan(bl.box_height_depth(kp2, K)[0])
-    assert bl.box_height_depth(kp2, K, require_full_body=False)[0] == pytest.approx(1.71 * 0.88 * 1000.0 / 150.0)  # eye 100 -> hip 250
+    assert bl.box_height_depth(kp2, K, require_full_body=False)[0] == pytest.approx(
+        1.71 * 0.88 * 1000.0 / 150.0
+    )  # eye 100 -> hip 250
 
 
 def test_shoulder_hip_baseline():
@@ -164,10 +174,15 @@ def test_box_iou_and_matching():
     det = Detections(b.astype(np.float32), np.ones(2, np.float32), np.zeros((2, 17, 3), np.float32))
     assert match_person(det, a, 0.3)[0] == 0
     assert match_person(det, a, 0.4)[0] is None
-    big = Detections(np.array([[0, 0, 5, 5], [0, 0, 50, 60]], np.float32), np.ones(2, np.float32), np.zeros((2, 17, 3), np.float32))
+    big = Detections(
+        np.array([[0, 0, 5, 5], [0, 0, 50, 60]], np.float32),
+        np.ones(2, np.float32),
+        np.zeros((2, 17, 3), np.float32),
+    )
     assert match_person(big, None)[0] == 1  # no box: the largest detection
 
 
 def test_json_safe():
-    assert json_safe({"a": np.float32(1.5), "b": [float("nan"), np.int64(3)], "c": np.array([1.0, np.inf])}) == {
-        "a": 1.5, "b": [None, 3], "c": [1.0, None]}
+    assert json_safe(
+        {"a": np.float32(1.5), "b": [float("nan"), np.int64(3)], "c": np.array([1.0, np.inf])}
+    ) == {"a": 1.5, "b": [None, 3], "c": [1.0, None]}

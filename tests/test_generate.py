@@ -45,14 +45,24 @@ def body():
 def _level_camera(fx: float, z: float, height: float = 1.65):
     from generation.camera import CameraSampler
 
-    s = CameraSampler(depth_min_m=z, depth_max_m=z * 1.000001, height_min_m=height, height_max_m=height,
-                      high_share=0, tilt_min_deg=0, tilt_max_deg=0, roll_max_deg=0,
-                      hfov_min_deg=2 * math.degrees(math.atan(1920 / (2 * fx))),
-                      hfov_max_deg=2 * math.degrees(math.atan(1920 / (2 * fx))) + 1e-4,
-                      image_sizes=[[1920, 1080]], lateral_min=0.5, lateral_max=0.5, min_visible_keypoints=0,
-                      principal_point_jitter=0)
+    s = CameraSampler(
+        depth_min_m=z,
+        depth_max_m=z * 1.000001,
+        height_min_m=height,
+        height_max_m=height,
+        high_share=0,
+        tilt_min_deg=0,
+        tilt_max_deg=0,
+        roll_max_deg=0,
+        hfov_min_deg=2 * math.degrees(math.atan(1920 / (2 * fx))),
+        hfov_max_deg=2 * math.degrees(math.atan(1920 / (2 * fx))) + 1e-4,
+        image_sizes=[[1920, 1080]],
+        lateral_min=0.5,
+        lateral_max=0.5,
+        min_visible_keypoints=0,
+        principal_point_jitter=0,
+    )
     return s
-
 
 
 def test_standing_adult_at_10m_and_kitti_label_point(body):
@@ -79,7 +89,8 @@ def test_standing_adult_at_10m_and_kitti_label_point(body):
     diffs = {}
     for yaw in (0.0, 90.0, 180.0, 270.0):
         cams.R = geometry.camera_rotation(torch.zeros(n), torch.zeros(n)) @ geometry.rot_z(
-            torch.full((n,), math.radians(yaw)))
+            torch.full((n,), math.radians(yaw))
+        )
         o = observe(posed, cams)
         torch.testing.assert_close(o.z_m, torch.full((n,), 10.0), atol=1e-3, rtol=0)
         diffs[yaw] = geometry.world_to_camera(bottom_centre[:, None], cams.R, cams.t)[:, 0, 2] - o.z_m
@@ -90,7 +101,9 @@ def test_standing_adult_at_10m_and_kitti_label_point(body):
 
 
 def test_generate_small_set_is_valid_and_deterministic(tmp_path):
-    cfg = gen_cfg(tmp_path, "num_samples=2000", "shard_size=800", "samples_per_pose=4", "out_dir=" + str(tmp_path / "a"))
+    cfg = gen_cfg(
+        tmp_path, "num_samples=2000", "shard_size=800", "samples_per_pose=4", "out_dir=" + str(tmp_path / "a")
+    )
     out = pipeline.generate(cfg)
     m = shards.load_manifest(out)
     assert m["complete"] and m["num_shards"] == 3 and [s["rows"] for s in m["shards"]] == [800, 800, 400]
@@ -110,20 +123,36 @@ def test_generate_small_set_is_valid_and_deterministic(tmp_path):
     vis = (df[[f"{n}_c" for n in ("nose", "left_hip", "right_ankle")]] >= 0.1).mean()
     assert (vis > 0.2).all() and (vis < 0.99).all()
     # Same seed -> same data; reusing the directory is a no-op; another seed -> other data.
-    cfg_b = gen_cfg(tmp_path, "num_samples=2000", "shard_size=800", "samples_per_pose=4", "out_dir=" + str(tmp_path / "b"))
+    cfg_b = gen_cfg(
+        tmp_path, "num_samples=2000", "shard_size=800", "samples_per_pose=4", "out_dir=" + str(tmp_path / "b")
+    )
     assert pipeline.ensure_dataset(cfg_b) == tmp_path / "b"
     assert shards.read_frame(tmp_path / "b").equals(df)
-    assert [s["sha256"] for s in shards.load_manifest(tmp_path / "b")["shards"]] == [s["sha256"] for s in m["shards"]]
+    assert [s["sha256"] for s in shards.load_manifest(tmp_path / "b")["shards"]] == [
+        s["sha256"] for s in m["shards"]
+    ]
     mtime = (out / "shard-00000.parquet").stat().st_mtime_ns
     pipeline.ensure_dataset(cfg)
     assert (out / "shard-00000.parquet").stat().st_mtime_ns == mtime
-    cfg_c = gen_cfg(tmp_path, "num_samples=800", "shard_size=800", "samples_per_pose=4", "seed=1",
-                    "out_dir=" + str(tmp_path / "c"))
+    cfg_c = gen_cfg(
+        tmp_path,
+        "num_samples=800",
+        "shard_size=800",
+        "samples_per_pose=4",
+        "seed=1",
+        "out_dir=" + str(tmp_path / "c"),
+    )
     other = shards.read_frame(pipeline.generate(cfg_c))
     assert not np.allclose(other.z_m.to_numpy(), df.z_m.to_numpy()[:800])
     # A different config in an existing directory is refused unless overwrite=true.
-    bad = gen_cfg(tmp_path, "num_samples=2000", "shard_size=800", "samples_per_pose=4", "camera.depth_max_m=30",
-                  "out_dir=" + str(out))
+    bad = gen_cfg(
+        tmp_path,
+        "num_samples=2000",
+        "shard_size=800",
+        "samples_per_pose=4",
+        "camera.depth_max_m=30",
+        "out_dir=" + str(out),
+    )
     with pytest.raises(pipeline.GenerationConfigError, match="different dataset.*camera"):
         pipeline.generate(bad)
     bad.overwrite = True
@@ -132,13 +161,25 @@ def test_generate_small_set_is_valid_and_deterministic(tmp_path):
 
 def _cli(*args: str, **kw) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "generation.cli", *SMALL, *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "generation.cli", *SMALL, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def test_resume_after_sigkill_gives_identical_data(tmp_path):
-    common = ["num_samples=6000", "shard_size=400", "samples_per_pose=8", f"paths.root_dir={tmp_path}",
-              "hydra.run.dir=" + str(tmp_path / "hydra")]
+    common = [
+        "num_samples=6000",
+        "shard_size=400",
+        "samples_per_pose=8",
+        f"paths.root_dir={tmp_path}",
+        "hydra.run.dir=" + str(tmp_path / "hydra"),
+    ]
     killed = tmp_path / "killed"
     proc = _cli(*common, f"out_dir={killed}", "workers=2")  # the data do not depend on the worker count
     t0 = time.time()
@@ -176,20 +217,27 @@ def test_resume_after_sigkill_gives_identical_data(tmp_path):
     a, b = shards.read_frame(killed), shards.read_frame(full)
     assert len(a) == 6000 and a.equals(b)
     assert [s["sha256"] for s in shards.load_manifest(killed)["shards"]] == [
-        s["sha256"] for s in shards.load_manifest(full)["shards"]]
+        s["sha256"] for s in shards.load_manifest(full)["shards"]
+    ]
     assert not list(killed.glob(".*.tmp"))
 
 
 def test_bad_config_exits_with_clear_message(tmp_path):
-    p = _cli("num_samples=-5", f"paths.root_dir={tmp_path}", f"out_dir={tmp_path / 'x'}",
-             "hydra.run.dir=" + str(tmp_path / "hydra"))
+    p = _cli(
+        "num_samples=-5",
+        f"paths.root_dir={tmp_path}",
+        f"out_dir={tmp_path / 'x'}",
+        "hydra.run.dir=" + str(tmp_path / "hydra"),
+    )
     out, err = p.communicate(timeout=120)
     assert p.returncode == 2, (out, err)
     assert "num_samples must be an integer >= 1, got -5" in err and "Traceback" not in err
-    for args, msg in ((["camera.depth_min_m=30", "camera.depth_max_m=10"], "bad camera config.*depth_min_m"),
-                      (["noise.visible_conf_min=0.05"], "bad noise config.*threshold"),
-                      (["samples_per_pose=0"], "samples_per_pose must be an integer >= 1"),
-                      (["pose_sampling.p_preset=2"], "bad pose_sampling config.*p_preset")):
+    for args, msg in (
+        (["camera.depth_min_m=30", "camera.depth_max_m=10"], "bad camera config.*depth_min_m"),
+        (["noise.visible_conf_min=0.05"], "bad noise config.*threshold"),
+        (["samples_per_pose=0"], "samples_per_pose must be an integer >= 1"),
+        (["pose_sampling.p_preset=2"], "bad pose_sampling config.*p_preset"),
+    ):
         with pytest.raises(pipeline.GenerationConfigError, match=msg):
             pipeline.generate(gen_cfg(tmp_path, *args, f"out_dir={tmp_path / 'x'}"))
     assert not (tmp_path / "x").exists()
@@ -197,8 +245,13 @@ def test_bad_config_exits_with_clear_message(tmp_path):
 
 def test_hybrid_tag_frequencies_match_config(tmp_path):
     """200k hybrid samples: each tag's pose-level frequency matches its configured probability (z-test)."""
-    cfg = gen_cfg(tmp_path, "pose_sampling=hybrid", "num_samples=200000", "samples_per_pose=8",
-                  "out_dir=" + str(tmp_path / "h"))
+    cfg = gen_cfg(
+        tmp_path,
+        "pose_sampling=hybrid",
+        "num_samples=200000",
+        "samples_per_pose=8",
+        "out_dir=" + str(tmp_path / "h"),
+    )
     df = shards.read_frame(pipeline.generate(cfg), columns=["pose_id", *TAG_COLS])
     assert len(df) == 200000
     poses = df.groupby("pose_id").first()  # one row per pose: cameras repeat a pose
@@ -219,18 +272,30 @@ def expected_tag_probabilities(pcfg) -> dict[str, float]:
     w = sampler.preset_weights / sampler.preset_weights.sum()
     allowed = torch.tensor([float(sampler.presets[k].hands_up) for k in sampler.preset_names])
     p_allowed = (1 - p_pre) + p_pre * float((w * allowed).sum())
-    return {"walk": (1 - p_pre) * (1 - p_both), "both_walk": (1 - p_pre) * p_both,
-            "hands_up": sampler.p_hands_up * p_allowed, "spine_turn": sampler.p_spine_turn,
-            "head_turn": sampler.p_head_turn}
+    return {
+        "walk": (1 - p_pre) * (1 - p_both),
+        "both_walk": (1 - p_pre) * p_both,
+        "hands_up": sampler.p_hands_up * p_allowed,
+        "spine_turn": sampler.p_spine_turn,
+        "head_turn": sampler.p_head_turn,
+    }
 
 
 def test_exact_kitti_variant(tmp_path):
     """noise=none + camera=kitti: exact keypoints (confidence 1/0 = gt visibility) from a level 1.65 m camera."""
-    cfg = gen_cfg(tmp_path, "noise=none", "camera=kitti", "num_samples=800", "shard_size=800",
-                  "out_dir=" + str(tmp_path / "k"))
+    cfg = gen_cfg(
+        tmp_path,
+        "noise=none",
+        "camera=kitti",
+        "num_samples=800",
+        "shard_size=800",
+        "out_dir=" + str(tmp_path / "k"),
+    )
     df = shards.read_frame(pipeline.generate(cfg))
     assert (df.img_w == 1242).all() and (df.img_h == 375).all() and np.allclose(df.fx, 721.0, atol=0.5)
-    assert np.allclose(df.ground_cam_y_m, 1.65, atol=1e-4) and np.allclose(df.ground_cam_z_m, df.z_m, atol=1e-4)
+    assert np.allclose(df.ground_cam_y_m, 1.65, atol=1e-4) and np.allclose(
+        df.ground_cam_z_m, df.z_m, atol=1e-4
+    )
     conf = df[[c for c in df.columns if c.endswith("_c") and not c.startswith("gt_")]].to_numpy()
     bits = ((df.gt_vis_mask.to_numpy()[:, None] >> np.arange(17)) & 1).astype(bool)
     assert set(np.unique(conf)) <= {0.0, 1.0} and ((conf == 1.0) == bits).all()

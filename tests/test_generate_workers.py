@@ -17,8 +17,10 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 def _cfg(tmp: Path, *overrides: str):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="generate", overrides=["body.n_bodies=64", "progress=false",
-                                                         f"paths.root_dir={tmp}", *overrides])
+        cfg = compose(
+            config_name="generate",
+            overrides=["body.n_bodies=64", "progress=false", f"paths.root_dir={tmp}", *overrides],
+        )
     cfg.paths.output_dir = str(tmp)
     return pipeline.with_defaults(cfg)
 
@@ -51,8 +53,12 @@ def test_world_to_pixels_matches_project():
     pts = torch.randn(B, 17, 3, generator=g) + torch.tensor([0.0, 0.0, 2.0])
     R = torch.linalg.qr(torch.randn(B, 3, 3, generator=g))[0]
     t = torch.randn(B, 3, generator=g) * 0.5
-    K = geometry.intrinsics(300 + 500 * torch.rand(B, generator=g), 300 + 500 * torch.rand(B, generator=g),
-                            640 * torch.rand(B, generator=g), 480 * torch.rand(B, generator=g))
+    K = geometry.intrinsics(
+        300 + 500 * torch.rand(B, generator=g),
+        300 + 500 * torch.rand(B, generator=g),
+        640 * torch.rand(B, generator=g),
+        480 * torch.rand(B, generator=g),
+    )
     K[:, 0, 1] = torch.randn(B, generator=g)  # skew
     cam_ref = geometry.world_to_camera(pts, R, t)
     px_ref = geometry.project(cam_ref, K)

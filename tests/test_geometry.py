@@ -21,8 +21,12 @@ def test_project_known_point():
 
 def test_normalise_pixels_inverts_project_with_skew():
     g = torch.Generator().manual_seed(0)
-    K = geometry.intrinsics(torch.rand(5, generator=g) * 1000 + 300, torch.rand(5, generator=g) * 1000 + 300,
-                            torch.rand(5, generator=g) * 600, torch.rand(5, generator=g) * 400)
+    K = geometry.intrinsics(
+        torch.rand(5, generator=g) * 1000 + 300,
+        torch.rand(5, generator=g) * 1000 + 300,
+        torch.rand(5, generator=g) * 600,
+        torch.rand(5, generator=g) * 400,
+    )
     K[:, 0, 1] = torch.randn(5, generator=g)  # skew
     p = torch.randn(5, 17, 3, generator=g)
     p[..., 2] = p[..., 2].abs() * 10 + 1

@@ -13,7 +13,6 @@ from generation import kernels, pipeline
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-
 @pytest.fixture()
 def restore_kernels():
     before = kernels.enabled()

@@ -36,7 +36,12 @@ def _batch(n: int = 512, seed: int = 0) -> dict[str, torch.Tensor]:
     px = geometry.project(pts, K)
     kp = torch.cat([px, torch.full_like(px[..., :1], 0.9)], -1)
     intr = torch.tensor([720.0, 720.0, 610.0, 175.0, 0.0]).expand(n, 5)
-    return {"kp": kp, "intr": intr, "z": pts[:, 11:13, 2].mean(1), "special": torch.rand(n, generator=g) < 0.3}
+    return {
+        "kp": kp,
+        "intr": intr,
+        "z": pts[:, 11:13, 2].mean(1),
+        "special": torch.rand(n, generator=g) < 0.3,
+    }
 
 
 @pytest.mark.parametrize("loss", ["laplace", "l1"])

@@ -91,8 +91,17 @@ def test_unseen_patterns_share_and_swaps(scene):
     nan_share = torch.isnan(det[yolo][unseen[yolo]][:, 0]).float().mean().item()
     assert abs(nan_share - 0.3) < 0.03
     # Swaps: with flip_prob = 1, every detection is mirrored left/right.
-    flip = DetectorNoise(flip_prob=1.0, swap_prob=0.0, drop_prob=0, occluder_prob=0, small_drop_max=0,
-                         rel_sigma=0, floor_px=0, outlier_prob=0, hip_shift=0.0)
+    flip = DetectorNoise(
+        flip_prob=1.0,
+        swap_prob=0.0,
+        drop_prob=0,
+        occluder_prob=0,
+        small_drop_max=0,
+        rel_sigma=0,
+        floor_px=0,
+        outlier_prob=0,
+        hip_shift=0.0,
+    )
     d = flip(obs, torch.Generator().manual_seed(0), cams)
     both = obs.gt_visible[:, 5] & obs.gt_visible[:, 6] & obs.gt_visible[:, 0]
     torch.testing.assert_close(d[both, 5, :2], obs.gt_px[both, 6])
@@ -106,8 +115,17 @@ def test_unseen_patterns_share_and_swaps(scene):
 
 def test_hip_shift_moves_only_the_hips_toward_the_shoulders(scene):
     cams, obs = scene
-    quiet = dict(swap_prob=0.0, flip_prob=0.0, drop_prob=0, occluder_prob=0, small_drop_max=0, rel_sigma=0,
-                 floor_px=0, outlier_prob=0, quality_log_std=0)
+    quiet = dict(
+        swap_prob=0.0,
+        flip_prob=0.0,
+        drop_prob=0,
+        occluder_prob=0,
+        small_drop_max=0,
+        rel_sigma=0,
+        floor_px=0,
+        outlier_prob=0,
+        quality_log_std=0,
+    )
     g = torch.Generator
     base = DetectorNoise(hip_shift=0.0, **quiet)(obs, g().manual_seed(0), cams)
     det = DetectorNoise(hip_shift=0.1, **quiet)(obs, g().manual_seed(0), cams)
@@ -125,12 +143,23 @@ def test_hip_shift_moves_only_the_hips_toward_the_shoulders(scene):
 
 def test_outlier_probability_per_joint(scene):
     cams, obs = scene
-    quiet = dict(swap_prob=0.0, flip_prob=0.0, drop_prob=0, occluder_prob=0, small_drop_max=0, quality_log_std=0,
-                 floor_px=0.0, hip_shift=0.0, outlier_scale=10.0)
+    quiet = dict(
+        swap_prob=0.0,
+        flip_prob=0.0,
+        drop_prob=0,
+        occluder_prob=0,
+        small_drop_max=0,
+        quality_log_std=0,
+        floor_px=0.0,
+        hip_shift=0.0,
+        outlier_scale=10.0,
+    )
     p = [0.0] * 11 + [0.3] * 6  # gross errors on the legs only
     det = DetectorNoise(outlier_prob=p, **quiet)(obs, torch.Generator().manual_seed(0), cams)
     ok = obs.gt_visible & (obs.person_px_height[:, None] > 100)
-    far = (det[..., :2] - obs.gt_px).norm(dim=-1) > 4 * 0.02 * 2.2 * obs.person_px_height[:, None]  # > 4 sigma of ankles
+    far = (det[..., :2] - obs.gt_px).norm(dim=-1) > 4 * 0.02 * 2.2 * obs.person_px_height[
+        :, None
+    ]  # > 4 sigma of ankles
     legs, upper = far[:, 11:][ok[:, 11:]].float().mean(), far[:, :11][ok[:, :11]].float().mean()
     assert 0.15 < legs < 0.35 and upper < 0.01
     with pytest.raises(ValueError, match="outlier_prob"):

@@ -17,7 +17,9 @@ def test_analyse_checkpoint_notebook_runs(tmp_path: Path) -> None:
     nb = execute("analyse_checkpoint.py", {"N_SAMPLES": "4000", "NB_OUT": str(tmp_path / "nb")})
     png = tmp_path / "nb" / "analysis.png"
     assert png.is_file() and png.stat().st_size > 10_000
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    outputs = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "ale_m" in outputs and "4000 samples" in outputs
 
 
@@ -27,7 +29,9 @@ def execute(name: str, env: dict[str, str]):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+        ).execute()
     finally:
         for k, v in old.items():
             if v is None:
@@ -51,14 +55,38 @@ def test_sweep_ablation_script_read_sweep_and_compare_notebook(tmp_path: Path) -
     from depth_pose.eval.sweep import read_sweep, varied
 
     out = tmp_path / "abl"
-    r = subprocess.run([sys.executable, str(REPO / "experiments" / "ablation.py"), "pose_sampling=uniform,hybrid",
-                        "--seeds", "0", "1", "--test-sampling", "uniform", "hybrid", "--samples", "4000",
-                        "--epochs", "1", "--heldout", "2000", "--out", str(out), "--real", str(tmp_path / "no_real_data")],
-                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "experiments" / "ablation.py"),
+            "pose_sampling=uniform,hybrid",
+            "--seeds",
+            "0",
+            "1",
+            "--test-sampling",
+            "uniform",
+            "hybrid",
+            "--samples",
+            "4000",
+            "--epochs",
+            "1",
+            "--heldout",
+            "2000",
+            "--out",
+            str(out),
+            "--real",
+            str(tmp_path / "no_real_data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert [(j["variant"], j["seed"]) for j in summary] == [(f"pose_sampling={s}", seed) for s in ("uniform", "hybrid")
-                                                            for seed in (0, 1)]
+    assert [(j["variant"], j["seed"]) for j in summary] == [
+        (f"pose_sampling={s}", seed) for s in ("uniform", "hybrid") for seed in (0, 1)
+    ]
     for j in summary:
         held = j["scores"]["heldout"]
         assert set(held) == {"uniform", "hybrid"} and all(0 < h["ale_m"] < 60 for h in held.values())
@@ -79,7 +107,8 @@ def test_sweep_ablation_script_read_sweep_and_compare_notebook(tmp_path: Path) -
 
     jobs = read_sweep(out / "sweep")
     assert [(j.overrides["pose_sampling"], j.overrides["seed"]) for j in jobs] == [
-        (s, seed) for s in ("uniform", "hybrid") for seed in ("0", "1")]
+        (s, seed) for s in ("uniform", "hybrid") for seed in ("0", "1")
+    ]
     assert varied(jobs) == ["pose_sampling", "seed"]
     assert all(j.finished and j.epochs_done == 1 and j.best_ckpt.is_file() for j in jobs)
     # A job that has not reached max_epochs (killed, or still running) is left out unless asked for.
@@ -92,8 +121,16 @@ def test_sweep_ablation_script_read_sweep_and_compare_notebook(tmp_path: Path) -
     assert [j.finished for j in read_sweep(out / "sweep", only_finished=False)] == [True] * 4 + [False]
     shutil.rmtree(unfinished)
 
-    nb = execute("compare_sweep.py", {"SWEEP_DIR": str(out / "sweep"), "N_SAMPLES": "3000",
-                                      "NB_OUT": str(tmp_path / "nb")})
+    nb = execute(
+        "compare_sweep.py",
+        {"SWEEP_DIR": str(out / "sweep"), "N_SAMPLES": "3000", "NB_OUT": str(tmp_path / "nb")},
+    )
     assert (tmp_path / "nb" / "sweep_comparison.png").stat().st_size > 20_000
-    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "pose_sampling=uniform" in printed and "pose_sampling=hybrid" in printed and "3000 held-out samples" in printed
+    printed = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert (
+        "pose_sampling=uniform" in printed
+        and "pose_sampling=hybrid" in printed
+        and "3000 held-out samples" in printed
+    )

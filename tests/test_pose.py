@@ -45,8 +45,12 @@ def test_uniform_goodness_of_fit_and_limits():
     a = s.sample(4000, torch.Generator().manual_seed(0)).angles_deg
     J = s.joints
     assert ((a >= J.lo) & (a <= J.hi)).all()
-    pvals = [stats.kstest(a[:, j, k].double().numpy(), stats.uniform(J.lo[j, k], J.hi[j, k] - J.lo[j, k]).cdf).pvalue
-             for j, k in _varying(J)]
+    pvals = [
+        stats.kstest(
+            a[:, j, k].double().numpy(), stats.uniform(J.lo[j, k], J.hi[j, k] - J.lo[j, k]).cdf
+        ).pvalue
+        for j, k in _varying(J)
+    ]
     assert len(pvals) > 40 and min(pvals) > 1e-4, min(pvals)
     # a wrong hypothesis (normal) is rejected: the test can fail
     j, k = _varying(J)[0]
@@ -120,7 +124,9 @@ def test_hybrid_tags_match_geometry(body, hybrid_batch):
     kp = body.pose(bi, b).keypoints
     hu = b.tags["hands_up"]
     above = (kp[:, L_WRIST, 2] > kp[:, NOSE, 2]) & (kp[:, R_WRIST, 2] > kp[:, NOSE, 2])
-    assert hu.sum() > 1000 and above[hu].all(), f"{int((~above[hu]).sum())} hands_up samples with a wrist below the nose"
+    assert hu.sum() > 1000 and above[hu].all(), (
+        f"{int((~above[hu]).sum())} hands_up samples with a wrist below the nose"
+    )
     assert above[~hu].float().mean() < 0.1
     hip = 0.5 * (kp[:, L_HIP, 2] + kp[:, R_HIP, 2])
 
@@ -188,7 +194,7 @@ def test_named_poses_are_variants(body):
     assert len(b) == 60 and b.preset == [n for n in NAMED_POSES for _ in range(6)]
     exact = named_poses(list(NAMED_POSES), 1, g, jitter_deg=0.0, interp_max=0.0).angles_deg
     for i, _ in enumerate(NAMED_POSES):
-        v = b.angles_deg[6 * i:6 * i + 6]
+        v = b.angles_deg[6 * i : 6 * i + 6]
         assert (v - v[:1]).abs().amax() > 1.0  # variants, not copies
         assert (v - exact[i]).abs().mean() < 15.0  # ... of the named pose
     assert b.tags["hands_up"][[n == "hands_up" for n in b.preset]].all()
@@ -219,8 +225,14 @@ def test_mixture_shares_and_components():
     from hydra.utils import instantiate
 
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("generate", overrides=["pose_sampling=mixture", "pose_sampling.weights.hybrid=0.6",
-                                             "pose_sampling.weights.uniform=0.4"])
+        cfg = compose(
+            "generate",
+            overrides=[
+                "pose_sampling=mixture",
+                "pose_sampling.weights.hybrid=0.6",
+                "pose_sampling.weights.uniform=0.4",
+            ],
+        )
     s = instantiate(cfg.pose_sampling)
     n = 20000
     b = s.sample(n, torch.Generator().manual_seed(3))
@@ -228,7 +240,10 @@ def test_mixture_shares_and_components():
     k = int(hybrid_rows.sum())
     assert stats.binomtest(k, n, 0.6).pvalue > 1e-3, k / n
     # Hands up only on hybrid rows, with hybrid's rate there (0.3 of the rows that allow it).
-    assert not (b.tags["hands_up"] & ~hybrid_rows).any() and 0.2 < b.tags["hands_up"][hybrid_rows].float().mean() < 0.35
+    assert (
+        not (b.tags["hands_up"] & ~hybrid_rows).any()
+        and 0.2 < b.tags["hands_up"][hybrid_rows].float().mean() < 0.35
+    )
     # Uniform rows: angles uniform within the limits (knee flexion).
     j = s.joints.index("knee_L")
     ang = b.angles_deg[~hybrid_rows, j, 0]
@@ -258,8 +273,13 @@ def test_contact_sheet_png(body, tmp_path):
 
     from generation.contact_sheet import contact_sheet
 
-    out = contact_sheet(body, {"uniform": UniformPoseSampler(), "hybrid": HybridPoseSampler()},
-                        tmp_path / "sheet.png", n_per=4, seed=1)
+    out = contact_sheet(
+        body,
+        {"uniform": UniformPoseSampler(), "hybrid": HybridPoseSampler()},
+        tmp_path / "sheet.png",
+        n_per=4,
+        seed=1,
+    )
     im = Image.open(out)
     assert im.size[0] > 400 and im.size[1] > 150
 

@@ -53,7 +53,8 @@ def ckpt(tmp_path_factory) -> str:
 def cfg_for(source, out, ckpt, *overrides):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose(
-            "predict", overrides=[f"source={source}", f"out={out}", f"ckpt={ckpt}", "progress=false", *overrides]
+            "predict",
+            overrides=[f"source={source}", f"out={out}", f"ckpt={ckpt}", "progress=false", *overrides],
         )
 
 
@@ -135,7 +136,9 @@ def walk_toward(fps: float = 30.0, v: float = 1.4, seed: int = 0, rel_sigma: flo
 
 
 def run_filter(sm: TrackSmoother, t, z, sigma) -> np.ndarray:
-    return np.array([sm(tt, np.array([7]), np.array([a]), np.array([s]))[0][0] for tt, a, s in zip(t, z, sigma)])
+    return np.array(
+        [sm(tt, np.array([7]), np.array([a]), np.array([s]))[0][0] for tt, a, s in zip(t, z, sigma)]
+    )
 
 
 def measured_lag(t, z_true, z_s, start: float) -> float:
@@ -222,7 +225,9 @@ def test_zoom_improves_small_people(ckpt, tmp_path):
     recs = {}
     for zoom in (True, False):
         out = tmp_path / f"zoom_{zoom}"
-        summary = predict(cfg_for(tmp_path / "small.png", out, ckpt, f"zoom.enabled={zoom}", "intrinsics.hfov_deg=60"))
+        summary = predict(
+            cfg_for(tmp_path / "small.png", out, ckpt, f"zoom.enabled={zoom}", "intrinsics.hfov_deg=60")
+        )
         recs[zoom] = read_jsonl(out / "predictions.jsonl")
         assert (summary["counts"]["zoom_uses"] > 0) == zoom
     assert any(r["zoomed"] for r in recs[True]) and not any(r["zoomed"] for r in recs[False])
@@ -233,7 +238,12 @@ def test_zoom_improves_small_people(ckpt, tmp_path):
         kp = np.asarray(r["keypoints_xyc"])
         x1, y1, x2, y2 = r["box_xyxy"]
         seen = kp[:, 2] > 0.5
-        assert np.all((kp[seen, 0] > x1 - 10) & (kp[seen, 0] < x2 + 10) & (kp[seen, 1] > y1 - 10) & (kp[seen, 1] < y2 + 10))
+        assert np.all(
+            (kp[seen, 0] > x1 - 10)
+            & (kp[seen, 0] < x2 + 10)
+            & (kp[seen, 1] > y1 - 10)
+            & (kp[seen, 1] < y2 + 10)
+        )
 
 
 # ---------------------------------------------------------------- end to end
@@ -322,7 +332,10 @@ def test_single_bad_sources_raise(ckpt, tmp_path):
     with pytest.raises(PredictError, match="empty"), pytest.warns(UserWarning, match="empty"):
         predict(cfg_for(tmp_path / "zero.mp4", tmp_path / "o1", ckpt))
     assert json.loads((tmp_path / "o1" / "summary.json").read_text())["counts"]["failed"] == 1
-    with pytest.raises(PredictError, match="cannot be opened"), pytest.warns(UserWarning, match="camera '63'"):
+    with (
+        pytest.raises(PredictError, match="cannot be opened"),
+        pytest.warns(UserWarning, match="camera '63'"),
+    ):
         predict(cfg_for(63, tmp_path / "o2", ckpt))  # a camera index with no device
 
 

@@ -37,12 +37,16 @@ def test_kitti_frame(real_dir, repo_root, tmp_path):
     assert summary["counts"]["processed"] == 1 and summary["counts"]["failed"] == 0
     np.testing.assert_allclose(summary["sources"][0]["K"], gt["K"], rtol=1e-6)  # calib= top-level K
     person = gt["people"][0]
-    iou = box_iou(np.asarray([person["bbox_xyxy_px"]], np.float32), np.asarray([r["box_xyxy"] for r in recs]))[0]
+    iou = box_iou(
+        np.asarray([person["bbox_xyxy_px"]], np.float32), np.asarray([r["box_xyxy"] for r in recs])
+    )[0]
     r = recs[int(np.argmax(iou))]
     assert iou.max() > 0.6
     assert np.isfinite(r["z_m"]) and r["sigma_m"] > 0 and r["ground_from"] == "ankles"
     if not trained:
-        pytest.skip("depth_pose/assets/default_model.safetensors not built yet: accuracy not checked (run make model)")
+        pytest.skip(
+            "depth_pose/assets/default_model.safetensors not built yet: accuracy not checked (run make model)"
+        )
     assert abs(r["z_m"] - person["gt_z_m"]) / person["gt_z_m"] < 0.25
     # Ground point vs KITTI's bottom centre of the 3D box: same depth rule, so within the depth error + 0.5 m.
     g = np.asarray(person["gt_xyz_bottom_center_m"])
@@ -54,7 +58,9 @@ def test_phone_folder_per_image_K(real_dir, repo_root, tmp_path):
     gt = json.loads((folder / "gt.json").read_text())
     summary, recs, trained = run(repo_root, folder, tmp_path / "phone")
     c = summary["counts"]
-    assert (c["processed"], c["failed"]) == (9, 0) and [p.endswith("gt.json") for p in summary["skipped"]] == [True]
+    assert (c["processed"], c["failed"]) == (9, 0) and [
+        p.endswith("gt.json") for p in summary["skipped"]
+    ] == [True]
     by_image = {s["image"]: s for s in gt["samples"]}
     errors = []
     for src in summary["sources"]:
@@ -63,7 +69,9 @@ def test_phone_folder_per_image_K(real_dir, repo_root, tmp_path):
         mine = [r for r in recs if r["source"] == name]
         assert mine, f"nobody found in {name}"
         r = max(mine, key=lambda r: r["box_xyxy"][3] - r["box_xyxy"][1])
-        errors.append(abs(r["z_m"] - by_image[name]["person_depth_m_approx"]) / by_image[name]["person_depth_m_approx"])
+        errors.append(
+            abs(r["z_m"] - by_image[name]["person_depth_m_approx"]) / by_image[name]["person_depth_m_approx"]
+        )
     if not trained:
         pytest.skip("default model not built yet: accuracy not checked")
     assert np.median(errors) < 0.25

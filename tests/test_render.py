@@ -17,7 +17,9 @@ from generation.render.framing import blender_camera, frame_person, project_np
 from generation.render.label import match, oks
 
 REPO = Path(__file__).resolve().parents[1]
-_ONLY_STANDING = ",".join(f"{p.stem}:{float(p.stem == 'standing')}" for p in (REPO / "generation/data/presets").glob("*.yaml"))
+_ONLY_STANDING = ",".join(
+    f"{p.stem}:{float(p.stem == 'standing')}" for p in (REPO / "generation/data/presets").glob("*.yaml")
+)
 
 
 def _camera(seed: int = 0):
@@ -60,8 +62,14 @@ q = [list(world_to_camera_view(sc, ob, Vector(p)))[:2] for p in a["pts"]]
 print("RESULT" + json.dumps([[x * w, (1 - y) * h] for x, y in q]))
 """
     arg = {"K": K.tolist(), "R": R.tolist(), "t": t.tolist(), "w": w, "h": h, "pts": pts.tolist()}
-    res = subprocess.run([sys.executable, "-c", code], input=json.dumps(arg), capture_output=True, text=True,
-                         timeout=60, cwd=REPO)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(arg),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT")]
     assert res.returncode == 0 and line, res.stderr[-2000:]
     return np.array(json.loads(line[0][6:]))
@@ -106,7 +114,9 @@ def test_downscale_keeps_labels_exact():
         c = canvases[0]
         Ks = c.K[0]
         exact = project_np(p, Ks, R, t)[0]
-        np.testing.assert_allclose(exact, downscale.scaled_pixels(u[None], tiles[0].scale, c.offsets[0])[0], atol=1e-6)
+        np.testing.assert_allclose(
+            exact, downscale.scaled_pixels(u[None], tiles[0].scale, c.offsets[0])[0], atol=1e-6
+        )
         m = c.image[..., 0].astype(float)
         m[m == downscale.FILL] = 0
         cy, cx = np.mgrid[0:400, 0:400] + 0.5
@@ -125,7 +135,7 @@ def test_mosaic_packing_fits_and_offsets():
         boxes = [(x, y, x + n, y + n) for (x, y), n in zip(c.offsets, c.sizes)]
         for i, a in enumerate(boxes):
             assert a[2] <= 640 and a[3] <= 640
-            for b in boxes[i + 1:]:
+            for b in boxes[i + 1 :]:
                 assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]  # no overlap
 
 
@@ -157,11 +167,23 @@ def test_dp_generate_render_draft_end_to_end(tmp_path):
 
     out = tmp_path / "render_set"
     overrides = [
-        "render=draft", "num_samples=30", "shard_size=30", "samples_per_pose=2", f"out_dir={out}",
-        "body.n_bodies=8", "render.poses_per_chunk=2", "render.workers=2", "progress=false",
-        "pose_sampling.p_preset=1.0", f"pose_sampling.preset_weights={{{_ONLY_STANDING}}}", "pose_sampling.interp_max=0.0",
-        "pose_sampling.p_spine_turn=0", "pose_sampling.p_hands_up=0", "pose_sampling.p_head_turn=0",
-        "camera.depth_max_m=20", "render.keep_images=true",
+        "render=draft",
+        "num_samples=30",
+        "shard_size=30",
+        "samples_per_pose=2",
+        f"out_dir={out}",
+        "body.n_bodies=8",
+        "render.poses_per_chunk=2",
+        "render.workers=2",
+        "progress=false",
+        "pose_sampling.p_preset=1.0",
+        f"pose_sampling.preset_weights={{{_ONLY_STANDING}}}",
+        "pose_sampling.interp_max=0.0",
+        "pose_sampling.p_spine_turn=0",
+        "pose_sampling.p_hands_up=0",
+        "pose_sampling.p_head_turn=0",
+        "camera.depth_max_m=20",
+        "render.keep_images=true",
     ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("generate", overrides=overrides)
@@ -174,16 +196,28 @@ def test_dp_generate_render_draft_end_to_end(tmp_path):
     assert len(df) == 30 and (df["source"] == "render").all()
     assert df["scale"].between(0.0, 1.0).all() and (df["oks"] >= 0.5).all()
     assert (out / "contact_sheet.png").stat().st_size > 10_000
-    assert len(list((out / "images").glob("*.jpg"))) == counts["yolo_images"]  # keep_images: every YOLO canvas
+    assert (
+        len(list((out / "images").glob("*.jpg"))) == counts["yolo_images"]
+    )  # keep_images: every YOLO canvas
     # exact labels: gt columns are the projection of the stored camera (K) of a point at depth z_m
     assert np.isfinite(df[["gt_left_hip_x", "gt_right_hip_y", "z_m", "fx", "cx"]].to_numpy()).all()
     assert df["z_m"].between(0.5, 21.0).all()
     # YOLO vs exact at large scale (person ~ 256 px): body joints within a few pixels
     big = df[df["scale"] == 1.0]
     assert len(big) >= 2
-    joints = ["left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_knee", "right_knee",
-              "left_ankle", "right_ankle"]
-    err = np.stack([np.hypot(big[f"{j}_x"] - big[f"gt_{j}_x"], big[f"{j}_y"] - big[f"gt_{j}_y"]) for j in joints])
+    joints = [
+        "left_shoulder",
+        "right_shoulder",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
+    ]
+    err = np.stack(
+        [np.hypot(big[f"{j}_x"] - big[f"gt_{j}_x"], big[f"{j}_y"] - big[f"gt_{j}_y"]) for j in joints]
+    )
     # (YOLO's COCO hips sit systematically a few px off Anny's regressed hips; 1-sample renders are noisy)
     assert np.median(err) < 8.0, np.median(err, axis=1)
     assert np.median(err[:2]) < 6.0, np.median(err, axis=1)  # shoulders
@@ -230,7 +264,9 @@ def test_worker_crash_is_isolated_and_pool_recovers():
     rng = np.random.default_rng(0)
     view = {"camera": blender_camera(Kf, R, t, 64, 64), "scene": appearance.scene_look(rng), "seed": 1}
     job = {"vertices": verts, "look": appearance.person_look(rng), "views": [view]}
-    with RenderPool(faces, part, np.full(2, -10.0, np.float32), {"engine": "cycles", "samples": 1}, workers=1) as pool:
+    with RenderPool(
+        faces, part, np.full(2, -10.0, np.float32), {"engine": "cycles", "samples": 1}, workers=1
+    ) as pool:
         crashed = pool.result({**job, "abort": True}, pool.submit({**job, "abort": True}))
         assert crashed == [None] and pool.failed_jobs == 1
         img = pool.result(job, pool.submit(job))[0]
@@ -238,7 +274,7 @@ def test_worker_crash_is_isolated_and_pool_recovers():
     assert img.std() > 1.0  # a real render, not a blank frame
 
 
-_ORPHAN_PARENT = '''
+_ORPHAN_PARENT = """
 import sys, time
 import numpy as np
 sys.path.insert(0, {tests!r})
@@ -262,7 +298,7 @@ if __name__ == "__main__":
     time.sleep(1.0)
     print("workers", *[p.pid for p in pool._pool._processes.values()], flush=True)
     time.sleep(600)
-'''
+"""
 
 
 @pytest.mark.render
@@ -278,8 +314,12 @@ def test_render_workers_die_with_a_killed_parent(tmp_path):
         pytest.skip("needs /proc to watch the worker processes")
     script = tmp_path / "parent.py"
     script.write_text(_ORPHAN_PARENT.format(tests=str(Path(__file__).resolve().parent)))
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    p = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     try:
         line = ""
         while not line.startswith("workers "):  # (Blender's own "Saved: ..." lines share the stdout)
@@ -298,4 +338,3 @@ def test_render_workers_die_with_a_killed_parent(tmp_path):
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, f"render workers {alive} outlived their killed parent"
-

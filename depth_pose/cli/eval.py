@@ -16,7 +16,9 @@ import depth_pose  # noqa: F401  (offline env before ultralytics/wandb)
 from depth_pose.eval.io import EvalInputError
 from depth_pose.eval.run import EXIT_OK, EXIT_USAGE
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the repo's conf/ (absolute: works from any cwd)
+CONF_DIR = str(
+    Path(__file__).resolve().parents[2] / "conf"
+)  # the repo's conf/ (absolute: works from any cwd)
 _state: dict[str, int | bool] = {"code": EXIT_OK, "started": False}
 
 
@@ -32,11 +34,18 @@ def _app(cfg: DictConfig) -> None:
         _state["code"] = EXIT_USAGE
         return
     where = Path(metrics.get("out", "")).parent
-    print(f"dp-eval: wrote {metrics.get('out')}, {where / 'metrics.json'}, {where / 'report.md'}", file=sys.stderr)
+    print(
+        f"dp-eval: wrote {metrics.get('out')}, {where / 'metrics.json'}, {where / 'report.md'}",
+        file=sys.stderr,
+    )
     for s in metrics.get("skipped", []):
         print(f"dp-eval: left out {s['where']}: {s['why']}", file=sys.stderr)
     if metrics.get("skipped"):
-        print(f"dp-eval: {len(metrics['skipped'])} of {metrics['n_input']} entries left out", file=sys.stderr, flush=True)
+        print(
+            f"dp-eval: {len(metrics['skipped'])} of {metrics['n_input']} entries left out",
+            file=sys.stderr,
+            flush=True,
+        )
     _state["code"] = int(metrics.get("exit_code", EXIT_OK))
 
 

@@ -14,7 +14,9 @@ from depth_pose.predict.intrinsics import IntrinsicsError
 from depth_pose.predict.run import PredictError, predict
 from depth_pose.predict.sources import SourceError
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # absolute: works from any cwd and as a console script
+CONF_DIR = str(
+    Path(__file__).resolve().parents[2] / "conf"
+)  # absolute: works from any cwd and as a console script
 
 
 @hydra.main(config_path=CONF_DIR, config_name="predict", version_base="1.3")

@@ -18,7 +18,9 @@ import depth_pose  # noqa: F401  (environment defaults before lightning/wandb)
 from depth_pose.errors import InputError
 
 log = logging.getLogger(__name__)
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # absolute: works from any cwd and as a console script
+CONF_DIR = str(
+    Path(__file__).resolve().parents[2] / "conf"
+)  # absolute: works from any cwd and as a console script
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")

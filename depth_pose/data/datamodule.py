@@ -74,14 +74,19 @@ class DeviceDataModule(L.LightningDataModule):
         if self.splits:
             return
         device, self.rank, self.world = self._placement()
-        host = self._host if self._host is not None else load_host_set(
-            self.dir, max_rows=None if self.max_samples is None else int(self.max_samples))
+        host = (
+            self._host
+            if self._host is not None
+            else load_host_set(self.dir, max_rows=None if self.max_samples is None else int(self.max_samples))
+        )
         if self.max_samples is not None and len(host) > int(self.max_samples):
             m = int(self.max_samples)
             host = HostSet(host.kp[:m], host.intr[:m], host.z[:m], host.special[:m], host.pose_id[:m])
         idx = split_indices(host.pose_id, self.fractions, self.split_seed)
-        per_rank = sum(rank_slice(len(v), self.rank, self.world)[1] - rank_slice(len(v), self.rank, self.world)[0]
-                       for v in idx.values())
+        per_rank = sum(
+            rank_slice(len(v), self.rank, self.world)[1] - rank_slice(len(v), self.rank, self.world)[0]
+            for v in idx.values()
+        )
         check_fits(per_rank, device, self.memory_margin)
         for name, rows in idx.items():
             self.split_sizes[name] = int(rows.numel())
@@ -107,11 +112,17 @@ class DeviceDataModule(L.LightningDataModule):
             self.setup()
         n = self.split_sizes[name]
         if n == 0:
-            raise InputError(f"the {name} split is empty; adjust data.val_fraction/test_fraction or the set size")
+            raise InputError(
+                f"the {name} split is empty; adjust data.val_fraction/test_fraction or the set size"
+            )
         bs = self.batch_size if train else self.eval_batch_size
         return DeviceBatches(
-            self.splits[name], bs, n_batches_for(n, self.world, bs), shuffle=train,
-            seed=self.shuffle_seed, epoch_fn=self._epoch if train else None,
+            self.splits[name],
+            bs,
+            n_batches_for(n, self.world, bs),
+            shuffle=train,
+            seed=self.shuffle_seed,
+            epoch_fn=self._epoch if train else None,
         )
 
     def train_dataloader(self) -> DeviceBatches:
@@ -136,8 +147,14 @@ class DeviceDataModule(L.LightningDataModule):
             obs = normaliser.observe(t["kp"][sl], K_from_columns(*t["intr"][sl].unbind(1)))
             _, log_ref = normaliser.encode(obs)
             v = (t["z"][sl].log() - log_ref).double()
-            sums += torch.stack([torch.tensor(float(v.numel()), device=v.device, dtype=torch.float64),
-                                 v.sum(), v.square().sum(), t["z"][sl].double().sum()])
+            sums += torch.stack(
+                [
+                    torch.tensor(float(v.numel()), device=v.device, dtype=torch.float64),
+                    v.sum(),
+                    v.square().sum(),
+                    t["z"][sl].double().sum(),
+                ]
+            )
         if strategy is not None:
             sums = strategy.reduce(sums, reduce_op="sum")
         n = sums[0].clamp_min(1)

@@ -54,7 +54,9 @@ def load_host_set(path: str | Path, max_rows: int | None = None) -> HostSet:
         raise InputError(f"dataset {path} has no rows")
 
     def col(name: str, dtype=np.float32) -> np.ndarray:  # writable (torch.from_numpy warns on Arrow's views)
-        return np.require(table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False), requirements="W")
+        return np.require(
+            table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False), requirements="W"
+        )
 
     kp = np.stack([col(c) for c in KP_COLS], axis=1).reshape(-1, 17, 3)
     intr = np.stack([col(c) for c in INTRINSIC_COLS], axis=1)
@@ -64,8 +66,13 @@ def load_host_set(path: str | Path, max_rows: int | None = None) -> HostSet:
     z = col(TARGET_COL)
     if not np.isfinite(z).all() or (z <= 0).any():
         raise InputError(f"dataset {path}: target {TARGET_COL} has non-finite or non-positive values")
-    return HostSet(torch.from_numpy(kp), torch.from_numpy(np.nan_to_num(intr)), torch.from_numpy(z),
-                   torch.from_numpy(special.astype(bool)), torch.from_numpy(col("pose_id", np.int64)))
+    return HostSet(
+        torch.from_numpy(kp),
+        torch.from_numpy(np.nan_to_num(intr)),
+        torch.from_numpy(z),
+        torch.from_numpy(special.astype(bool)),
+        torch.from_numpy(col("pose_id", np.int64)),
+    )
 
 
 def split_indices(pose_id: Tensor, fractions: tuple[float, float], seed: int) -> dict[str, Tensor]:

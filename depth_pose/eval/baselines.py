@@ -42,12 +42,19 @@ def _normalised(keypoints_xyc: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 def _seen(keypoints_xyc: np.ndarray, min_conf: float) -> np.ndarray:
     kp = np.asarray(keypoints_xyc, np.float64)
-    return np.isfinite(kp[..., 0]) & np.isfinite(kp[..., 1]) & (np.nan_to_num(kp[..., 2], nan=0.0) >= min_conf)
+    return (
+        np.isfinite(kp[..., 0]) & np.isfinite(kp[..., 1]) & (np.nan_to_num(kp[..., 2], nan=0.0) >= min_conf)
+    )
 
 
-def box_height_depth(keypoints_xyc: np.ndarray, K: np.ndarray, stature_m: float = ASSUMED_STATURE_M,
-                     extent_over_stature: float = KP_EXTENT_OVER_STATURE, min_conf: float = 0.1,
-                     require_full_body: bool = True) -> np.ndarray:
+def box_height_depth(
+    keypoints_xyc: np.ndarray,
+    K: np.ndarray,
+    stature_m: float = ASSUMED_STATURE_M,
+    extent_over_stature: float = KP_EXTENT_OVER_STATURE,
+    min_conf: float = 0.1,
+    require_full_body: bool = True,
+) -> np.ndarray:
     """Pinhole depth from the vertical extent of the keypoints with confidence >= ``min_conf`` (N,).
 
     NaN for people with fewer than two such keypoints, a zero extent or (``require_full_body``) no visible
@@ -67,8 +74,12 @@ def box_height_depth(keypoints_xyc: np.ndarray, K: np.ndarray, stature_m: float 
     return np.where(ok, z, np.nan)
 
 
-def shoulder_hip_depth(keypoints_xyc: np.ndarray, K: np.ndarray, length_m: float = SHOULDER_HIP_M,
-                       min_conf: float = SHOULDER_HIP_MIN_CONF) -> np.ndarray:
+def shoulder_hip_depth(
+    keypoints_xyc: np.ndarray,
+    K: np.ndarray,
+    length_m: float = SHOULDER_HIP_M,
+    min_conf: float = SHOULDER_HIP_MIN_CONF,
+) -> np.ndarray:
     """MonoLoco's shoulder-hip pinhole depth (N,), NaN when no side has both joints at ``min_conf``."""
     xy = _normalised(keypoints_xyc, K)
     seen = _seen(keypoints_xyc, min_conf)

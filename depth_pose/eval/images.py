@@ -89,7 +89,9 @@ def read_image_set(folder: str | Path) -> list[LabelledPerson]:
                 raise EvalInputError(f"'{gt_path}': samples[{i}] has no 'image'")
             K = _K(s.get("K", gt.get("K")), f"{gt_path} samples[{i}]")
             box = np.asarray(s["bbox_xyxy_px"], np.float64) if s.get("bbox_xyxy_px") is not None else None
-            people.append(LabelledPerson(Path(s["image"]).stem, folder / str(s["image"]), K, _gt_depth(s), box))
+            people.append(
+                LabelledPerson(Path(s["image"]).stem, folder / str(s["image"]), K, _gt_depth(s), box)
+            )
     else:
         raise EvalInputError(f"'{gt_path}': expected a 'people' or a 'samples' list")
     if not people:
@@ -140,14 +142,23 @@ def detect_people(folder: str | Path, detector, min_iou: float = 0.3, progress: 
             continue
         j, iou = match_person(det, person.box, min_iou)
         if j is None:
-            why = "no person detected" if len(det) == 0 else f"no detection with IoU >= {min_iou} (best {iou:.2f})"
+            why = (
+                "no person detected"
+                if len(det) == 0
+                else f"no detection with IoU >= {min_iou} (best {iou:.2f})"
+            )
             skipped.append((where, why))
             continue
         ids.append(person.id)
         kps.append(det.keypoints[j].astype(np.float64))
         Ks.append(person.K)
         gts.append(person.gt_z)
-        extra.append({"image": person.image.name, "det_score": float(det.scores[j]),
-                      "det_box_xyxy_px": [round(float(v), 2) for v in det.boxes[j]],
-                      **({"iou": round(iou, 4)} if math.isfinite(iou) else {})})
+        extra.append(
+            {
+                "image": person.image.name,
+                "det_score": float(det.scores[j]),
+                "det_box_xyxy_px": [round(float(v), 2) for v in det.boxes[j]],
+                **({"iou": round(iou, 4)} if math.isfinite(iou) else {}),
+            }
+        )
     return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, extra, len(people))

@@ -30,8 +30,15 @@ from generation.types import Cameras, PosedBodies
 STANDING = "standing"
 
 
-def fixed_cameras(posed: PosedBodies, depth_m: torch.Tensor, yaw_deg: torch.Tensor, hfov_deg: float,
-                  img_w: int, img_h: int, cam_height_m: float) -> Cameras:
+def fixed_cameras(
+    posed: PosedBodies,
+    depth_m: torch.Tensor,
+    yaw_deg: torch.Tensor,
+    hfov_deg: float,
+    img_w: int,
+    img_h: int,
+    cam_height_m: float,
+) -> Cameras:
     """Level cameras (tilt 0, roll 0) ``cam_height_m`` above the floor looking along world +Y; each person is
     yawed by ``yaw_deg`` about its mid-hip (0 = facing the camera) and placed so its mid-hip has camera z =
     ``depth_m`` and sits on the vertical centre line of the image."""
@@ -44,10 +51,18 @@ def fixed_cameras(posed: PosedBodies, depth_m: torch.Tensor, yaw_deg: torch.Tens
     d = torch.stack((zeros, depth_m.to(dev).float(), torch.full_like(zeros, -cam_height_m)), dim=-1)
     t = torch.einsum("nij,nj->ni", Rc, d)
     K = geometry.intrinsics_from_hfov(hfov_deg, img_w, img_h).to(dev).expand(n, 3, 3).clone()
-    return Cameras(K=K, R=R, t=t, img_w=torch.full((n,), img_w, dtype=torch.long, device=dev),
-                   img_h=torch.full((n,), img_h, dtype=torch.long, device=dev),
-                   height_m=torch.full_like(zeros, cam_height_m), tilt_deg=zeros.clone(), roll_deg=zeros.clone(),
-                   yaw_deg=yaw_deg.to(dev).float(), hfov_deg=torch.full_like(zeros, hfov_deg))
+    return Cameras(
+        K=K,
+        R=R,
+        t=t,
+        img_w=torch.full((n,), img_w, dtype=torch.long, device=dev),
+        img_h=torch.full((n,), img_h, dtype=torch.long, device=dev),
+        height_m=torch.full_like(zeros, cam_height_m),
+        tilt_deg=zeros.clone(),
+        roll_deg=zeros.clone(),
+        yaw_deg=yaw_deg.to(dev).float(),
+        hfov_deg=torch.full_like(zeros, hfov_deg),
+    )
 
 
 def _call_with_supported(fn, **kwargs):
@@ -77,10 +92,15 @@ def build_suite(cfg, progress: bool = True) -> dict:
     names = list(cfg.poses)
     n_per = int(cfg.n_per_pose)
     bodies = BodyModel(n_bodies=int(cfg.n_bodies), seed=int(cfg.seed))
-    poses = _call_with_supported(named_poses, names=names, n_per_name=n_per, generator=g, jitter_deg=float(cfg.jitter_deg))
+    poses = _call_with_supported(
+        named_poses, names=names, n_per_name=n_per, generator=g, jitter_deg=float(cfg.jitter_deg)
+    )
     P = len(poses)
-    labels = list(poses.preset) if len(getattr(poses, "preset", [])) == P and set(poses.preset) <= set(names) \
+    labels = (
+        list(poses.preset)
+        if len(getattr(poses, "preset", [])) == P and set(poses.preset) <= set(names)
         else [n for n in names for _ in range(n_per)]
+    )
     body_index = torch.randint(0, len(bodies.shapes), (P,), generator=g)
     posed = bodies.pose(body_index, poses)
     depths = torch.tensor(list(cfg.depths_m), dtype=torch.float32)
@@ -94,7 +114,9 @@ def build_suite(cfg, progress: bool = True) -> dict:
     depth = depths.repeat_interleave(Y).repeat(P)
     yaw = yaws.repeat(P * D)
     posed_all = PosedBodies(keypoints=kp, body_index=bi, extra_points=ext)
-    cams = fixed_cameras(posed_all, depth, yaw, float(cfg.hfov_deg), int(cfg.img_w), int(cfg.img_h), float(cfg.cam_height_m))
+    cams = fixed_cameras(
+        posed_all, depth, yaw, float(cfg.hfov_deg), int(cfg.img_w), int(cfg.img_h), float(cfg.cam_height_m)
+    )
     obs = observe(posed_all, cams)
     det = add_detector_noise(obs, cams, g, cfg.noise)
     return {
@@ -127,10 +149,18 @@ def summarise(s: dict, z_pred: np.ndarray, sigma: np.ndarray, z_box: np.ndarray,
         bm, bi_ = median_iqr(e_box[sel])
         per_pose[name] = {
             "n": int(sel.sum()),
-            "model": {"median": mm, "iqr": mi, "q25_q75": _quartiles(e_model[sel]),
-                      "bias_median": float(np.median(z_pred[sel] / z[sel] - 1))},
-            "box_height": {"median": bm, "iqr": bi_, "q25_q75": _quartiles(e_box[sel]),
-                           "n_na": int((~np.isfinite(z_box[sel])).sum())},
+            "model": {
+                "median": mm,
+                "iqr": mi,
+                "q25_q75": _quartiles(e_model[sel]),
+                "bias_median": float(np.median(z_pred[sel] / z[sel] - 1)),
+            },
+            "box_height": {
+                "median": bm,
+                "iqr": bi_,
+                "q25_q75": _quartiles(e_box[sel]),
+                "n_na": int((~np.isfinite(z_box[sel])).sum()),
+            },
             "coverage_1sigma": float((abs_err[sel] <= sigma[sel]).mean()),
         }
     ns = s["pose"] != STANDING
@@ -139,22 +169,31 @@ def summarise(s: dict, z_pred: np.ndarray, sigma: np.ndarray, z_box: np.ndarray,
     per_depth = {}
     for d in np.unique(s["depth_m"]):
         sel = s["depth_m"] == d
-        per_depth[f"{d:g}"] = {"model_median": median_iqr(e_model[sel])[0], "box_height_median": median_iqr(e_box[sel])[0],
-                               "coverage_1sigma": float((abs_err[sel] <= sigma[sel]).mean()),
-                               "median_px_height": float(np.median(s["px_height"][sel]))}
+        per_depth[f"{d:g}"] = {
+            "model_median": median_iqr(e_model[sel])[0],
+            "box_height_median": median_iqr(e_box[sel])[0],
+            "coverage_1sigma": float((abs_err[sel] <= sigma[sel]).mean()),
+            "median_px_height": float(np.median(s["px_height"][sel])),
+        }
     return {
         "per_pose": per_pose,
         "per_depth": per_depth,
-        "overall_non_standing": {"model_median": mm, "box_height_median": bm,
-                                 "ratio": bm / mm if mm > 0 else math.inf,
-                                 "box_height_n_na": int((~np.isfinite(z_box[ns])).sum()), "n": int(ns.sum())},
+        "overall_non_standing": {
+            "model_median": mm,
+            "box_height_median": bm,
+            "ratio": bm / mm if mm > 0 else math.inf,
+            "box_height_n_na": int((~np.isfinite(z_box[ns])).sum()),
+            "n": int(ns.sum()),
+        },
         "coverage_1sigma": float((abs_err <= sigma).mean()),
         "coverage_2sigma": float((abs_err <= 2 * sigma).mean()),
         "calibration_curve": calibration_curve(z_pred, z, sigma),
     }
 
 
-def run_invariance(predictor, cfg, out_jsonl: Path, bcfg: dict, plots_enabled: bool = True, progress: bool = True) -> dict:
+def run_invariance(
+    predictor, cfg, out_jsonl: Path, bcfg: dict, plots_enabled: bool = True, progress: bool = True
+) -> dict:
     """Build the suite, predict, summarise; write per-sample JSONL, metrics.json and plots beside it."""
     with tqdm(total=2, desc="invariance suite", disable=not progress) as bar:
         s = build_suite(cfg, progress)
@@ -162,31 +201,59 @@ def run_invariance(predictor, cfg, out_jsonl: Path, bcfg: dict, plots_enabled: b
         pred = predictor.predict(s["keypoints"].astype(np.float32), s["K"].astype(np.float32))
         bar.update()
     z_pred, sigma = np.asarray(pred.z_m, np.float64), np.asarray(pred.sigma_m, np.float64)
-    z_box = bl.box_height_depth(s["keypoints"], s["K"], bcfg["stature_m"], bcfg["kp_extent_over_stature"],
-                                bcfg["vis_threshold"], bcfg["box_require_full_body"])
+    z_box = bl.box_height_depth(
+        s["keypoints"],
+        s["K"],
+        bcfg["stature_m"],
+        bcfg["kp_extent_over_stature"],
+        bcfg["vis_threshold"],
+        bcfg["box_require_full_body"],
+    )
     names = list(cfg.poses)
     res = {
         "suite": "invariance",
         "model": str((getattr(predictor, "metadata", {}) or {}).get("source", "default")),
-        "seed": int(cfg.seed), "n_bodies": int(cfg.n_bodies), "n_per_pose": int(cfg.n_per_pose),
-        "jitter_deg": float(cfg.jitter_deg), "depths_m": list(cfg.depths_m), "yaws_deg": list(cfg.yaws_deg),
-        "noise": (f"{cfg.noise.get('name', 'detector')} (forced_complete_share={cfg.noise.get('forced_complete_share')}, "
-                  f"occluder_prob={cfg.noise.get('occluder_prob')})") if cfg.noise.get("enabled", True) else "none",
+        "seed": int(cfg.seed),
+        "n_bodies": int(cfg.n_bodies),
+        "n_per_pose": int(cfg.n_per_pose),
+        "jitter_deg": float(cfg.jitter_deg),
+        "depths_m": list(cfg.depths_m),
+        "yaws_deg": list(cfg.yaws_deg),
+        "noise": (
+            f"{cfg.noise.get('name', 'detector')} (forced_complete_share={cfg.noise.get('forced_complete_share')}, "
+            f"occluder_prob={cfg.noise.get('occluder_prob')})"
+        )
+        if cfg.noise.get("enabled", True)
+        else "none",
         "n_samples": int(len(z_pred)),
         "baselines": bcfg,
     } | summarise(s, z_pred, sigma, z_box, names)
-    rows = [{"pose": str(s["pose"][i]), "depth_m": float(s["depth_m"][i]), "yaw_deg": float(s["yaw_deg"][i]),
-             "body_index": int(s["body_index"][i]), "stature_m": round(float(s["stature_m"][i]), 4),
-             "z_true_m": round(float(s["z_true"][i]), 4), "z_pred_m": round(float(z_pred[i]), 4),
-             "z_sigma_m": round(float(sigma[i]), 4),
-             "z_box_height_m": round(float(z_box[i]), 4) if np.isfinite(z_box[i]) else None,
-             "px_height": round(float(s["px_height"][i]), 1)} for i in range(len(z_pred))]
+    rows = [
+        {
+            "pose": str(s["pose"][i]),
+            "depth_m": float(s["depth_m"][i]),
+            "yaw_deg": float(s["yaw_deg"][i]),
+            "body_index": int(s["body_index"][i]),
+            "stature_m": round(float(s["stature_m"][i]), 4),
+            "z_true_m": round(float(s["z_true"][i]), 4),
+            "z_pred_m": round(float(z_pred[i]), 4),
+            "z_sigma_m": round(float(sigma[i]), 4),
+            "z_box_height_m": round(float(z_box[i]), 4) if np.isfinite(z_box[i]) else None,
+            "px_height": round(float(s["px_height"][i]), 1),
+        }
+        for i in range(len(z_pred))
+    ]
     atomic_write_jsonl(out_jsonl, rows)
     images = []
     if plots_enabled:
         images.append(plots.pose_ratio_bars(res["per_pose"], out_jsonl.parent / "pose_ratio.png"))
-        images.append(plots.calibration(res["calibration_curve"], out_jsonl.parent / "calibration.png",
-                                        title="Uncertainty calibration (invariance suite)"))
+        images.append(
+            plots.calibration(
+                res["calibration_curve"],
+                out_jsonl.parent / "calibration.png",
+                title="Uncertainty calibration (invariance suite)",
+            )
+        )
     res["plots"] = [str(p) for p in images]
     res["out"] = str(out_jsonl)
     atomic_write_json(out_jsonl.parent / "metrics.json", res)

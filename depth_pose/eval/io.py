@@ -54,8 +54,16 @@ class PeopleSet:
         return np.isfinite(self.gt_z)
 
     @classmethod
-    def from_lists(cls, ids: list[str], kps: list, Ks: list, gts: list, skipped: list[tuple[str, str]],
-                   extra: list[dict] | None, n_input: int) -> PeopleSet:
+    def from_lists(
+        cls,
+        ids: list[str],
+        kps: list,
+        Ks: list,
+        gts: list,
+        skipped: list[tuple[str, str]],
+        extra: list[dict] | None,
+        n_input: int,
+    ) -> PeopleSet:
         """Stack per-person lists (possibly empty) into a set."""
         return cls(
             ids=ids,
@@ -159,12 +167,16 @@ def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
     return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, None, n_input)
 
 
-def pose_labels(strategy: np.ndarray, preset: np.ndarray, walk: np.ndarray, both_walk: np.ndarray) -> np.ndarray:
+def pose_labels(
+    strategy: np.ndarray, preset: np.ndarray, walk: np.ndarray, both_walk: np.ndarray
+) -> np.ndarray:
     """One pose name per synthetic sample: its preset (``squat``, ``kneel``, ...), else ``walk`` / ``both_walk``
     for a gait pose, else the sampler's name (``uniform``, ``normal``: random joint angles)."""
     preset = np.asarray(preset, dtype=object)
     strategy = np.asarray(strategy, dtype=object)
-    gait = np.where(np.asarray(both_walk, bool), "both_walk", np.where(np.asarray(walk, bool), "walk", strategy))
+    gait = np.where(
+        np.asarray(both_walk, bool), "both_walk", np.where(np.asarray(walk, bool), "walk", strategy)
+    )
     return np.where(preset != "", preset, gait).astype(str)
 
 
@@ -178,12 +190,16 @@ def read_synthetic_set(path: str | Path, max_rows: int | None = None) -> PeopleS
 
     path = Path(path)
     if not (path / "manifest.json").is_file():
-        raise EvalInputError(f"dataset '{path}' is not a depth_pose dataset (no manifest.json; make one with dp-generate)")
+        raise EvalInputError(
+            f"dataset '{path}' is not a depth_pose dataset (no manifest.json; make one with dp-generate)"
+        )
     if max_rows is not None and int(max_rows) < 1:
         raise EvalInputError(f"dataset_max_rows must be a positive number of rows or null, got {max_rows}")
     try:
         host = load_host_set(path, max_rows=max_rows)
-        tags = read_table(path, columns=["strategy", "preset", "walk", "both_walk", "hands_up"], max_rows=max_rows)
+        tags = read_table(
+            path, columns=["strategy", "preset", "walk", "both_walk", "hands_up"], max_rows=max_rows
+        )
     except (OSError, ValueError, RuntimeError, KeyError, InputError) as e:
         raise EvalInputError(f"cannot read dataset '{path}': {e}") from e
     col = {c: tags.column(c).to_numpy(zero_copy_only=False) for c in tags.column_names}
@@ -191,9 +207,14 @@ def read_synthetic_set(path: str | Path, max_rows: int | None = None) -> PeopleS
     K = K_from_columns(*host.intr.unbind(-1)).numpy()
     n = len(host)
     arms = np.where(col["hands_up"].astype(bool), "hands up", "no hands up")
-    return PeopleSet(ids=[str(i) for i in range(n)], keypoints=host.kp.numpy().astype(np.float64),
-                     K=K.astype(np.float64), gt_z=host.z.numpy().astype(np.float64), n_input=n,
-                     groups={"pose": names, "arms": arms})
+    return PeopleSet(
+        ids=[str(i) for i in range(n)],
+        keypoints=host.kp.numpy().astype(np.float64),
+        K=K.astype(np.float64),
+        gt_z=host.z.numpy().astype(np.float64),
+        n_input=n,
+        groups={"pose": names, "arms": arms},
+    )
 
 
 def json_safe(obj):

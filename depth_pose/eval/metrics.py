@@ -12,10 +12,20 @@ import math
 import numpy as np
 
 ALP_THRESHOLDS_M: tuple[float, ...] = (0.5, 1.0, 2.0)
-DISTANCE_BANDS_M: tuple[tuple[float, float], ...] = ((0.0, 10.0), (10.0, 20.0), (20.0, 30.0), (30.0, math.inf))
+DISTANCE_BANDS_M: tuple[tuple[float, float], ...] = (
+    (0.0, 10.0),
+    (10.0, 20.0),
+    (20.0, 30.0),
+    (30.0, math.inf),
+)
 # Person pixel height bands (keypoint extent): far, small people are where detectors and depth models fail.
-PERSON_PX_BANDS: tuple[tuple[float, float], ...] = ((0.0, 40.0), (40.0, 60.0), (60.0, 100.0), (100.0, 200.0),
-                                                    (200.0, math.inf))
+PERSON_PX_BANDS: tuple[tuple[float, float], ...] = (
+    (0.0, 40.0),
+    (40.0, 60.0),
+    (60.0, 100.0),
+    (100.0, 200.0),
+    (200.0, math.inf),
+)
 SIGMA_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 
 
@@ -85,8 +95,13 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None =
     return out
 
 
-def per_band(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None = None,
-             bands: tuple[tuple[float, float], ...] = DISTANCE_BANDS_M, by: np.ndarray | None = None) -> dict[str, dict]:
+def per_band(
+    pred: np.ndarray,
+    true: np.ndarray,
+    sigma: np.ndarray | None = None,
+    bands: tuple[tuple[float, float], ...] = DISTANCE_BANDS_M,
+    by: np.ndarray | None = None,
+) -> dict[str, dict]:
     """:func:`depth_metrics` per band ``[lo, hi)`` of the true depth, or of ``by`` (e.g. the person's pixel
     height, with :data:`PERSON_PX_BANDS`; NaN in ``by`` falls in no band); keys from :func:`band_name`."""
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
@@ -94,12 +109,19 @@ def per_band(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None = None
     out = {}
     for lo, hi in bands:
         sel = (key >= lo) & (key < hi)
-        out[band_name(lo, hi)] = depth_metrics(pred[sel], true[sel], None if sigma is None else np.asarray(sigma)[sel])
+        out[band_name(lo, hi)] = depth_metrics(
+            pred[sel], true[sel], None if sigma is None else np.asarray(sigma)[sel]
+        )
     return out
 
 
-def per_group(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None, labels: np.ndarray | list[str],
-              order: list[str] | None = None) -> dict[str, dict]:
+def per_group(
+    pred: np.ndarray,
+    true: np.ndarray,
+    sigma: np.ndarray | None,
+    labels: np.ndarray | list[str],
+    order: list[str] | None = None,
+) -> dict[str, dict]:
     """:func:`depth_metrics` per label (e.g. the pose of each synthetic sample); groups in ``order`` first, then
     the rest by size. Labels in ``order`` that never occur are left out."""
     labels = np.asarray(labels, dtype=object).astype(str)
@@ -115,14 +137,19 @@ def per_group(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None, labe
     return out
 
 
-def calibration_curve(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray,
-                      levels: tuple[float, ...] = SIGMA_LEVELS) -> dict[str, list[float]]:
+def calibration_curve(
+    pred: np.ndarray, true: np.ndarray, sigma: np.ndarray, levels: tuple[float, ...] = SIGMA_LEVELS
+) -> dict[str, list[float]]:
     """Observed share with |err| <= k sigma for each k, beside the Gaussian ideal (for the calibration plot)."""
     pred, true, sigma = (np.asarray(a, np.float64) for a in (pred, true, sigma))
     ok = _valid(pred, true) & np.isfinite(sigma)
     z = np.abs(pred[ok] - true[ok]) / np.maximum(sigma[ok], 1e-12)
     observed = [float((z <= k).mean()) if z.size else float("nan") for k in levels]
-    return {"k": list(levels), "observed": observed, "ideal": [float(v) for v in gaussian_coverage(np.array(levels))]}
+    return {
+        "k": list(levels),
+        "observed": observed,
+        "ideal": [float(v) for v in gaussian_coverage(np.array(levels))],
+    }
 
 
 def relative_abs_error(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -158,11 +185,22 @@ def seed_spread(preds: np.ndarray, true: np.ndarray) -> dict:
     s = e.shape[0]
     total = float(e.var(axis=1).mean()) if e.shape[1] else float("nan")
     seed = float(e.var(axis=0, ddof=1).mean()) if e.shape[1] else float("nan")
-    pairs = [np.corrcoef(e[i], e[j])[0, 1] for i in range(s) for j in range(i + 1, s)] if e.shape[1] > 1 else []
+    pairs = (
+        [np.corrcoef(e[i], e[j])[0, 1] for i in range(s) for j in range(i + 1, s)] if e.shape[1] > 1 else []
+    )
     singles = [depth_metrics(p, true[ok]) for p in preds[:, ok]]
-    single = {k: float(np.mean([m[k] for m in singles])) for k in ("ale_m", "median_rel", "bias_rel")
-              if all(m.get(k) is not None for m in singles)}
-    return {"n": int(ok.sum()), "seeds": s, "total_var": _f(total), "seed_var": _f(seed),
-            "seed_share": _f(seed / total) if total > 0 else None,
-            "corr": _f(np.mean(pairs)) if pairs else None,
-            "single": single, "ensemble": depth_metrics(np.exp(e.mean(0)) * true[ok], true[ok])}
+    single = {
+        k: float(np.mean([m[k] for m in singles]))
+        for k in ("ale_m", "median_rel", "bias_rel")
+        if all(m.get(k) is not None for m in singles)
+    }
+    return {
+        "n": int(ok.sum()),
+        "seeds": s,
+        "total_var": _f(total),
+        "seed_var": _f(seed),
+        "seed_share": _f(seed / total) if total > 0 else None,
+        "corr": _f(np.mean(pairs)) if pairs else None,
+        "single": single,
+        "ensemble": depth_metrics(np.exp(e.mean(0)) * true[ok], true[ok]),
+    }

@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 
 COLORS = {"model": "tab:blue", "box_height": "tab:orange", "shoulder_hip": "tab:green", "floor": "tab:gray"}
-LABELS = {"model": "model", "box_height": "box-height pinhole (1.71 m)", "shoulder_hip": "shoulder-hip pinhole (0.48 m)",
-          "floor": "floor 0.046 x z"}
+LABELS = {
+    "model": "model",
+    "box_height": "box-height pinhole (1.71 m)",
+    "shoulder_hip": "shoulder-hip pinhole (0.48 m)",
+    "floor": "floor 0.046 x z",
+}
 
 
 def _plt():
@@ -31,8 +35,9 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def error_vs_distance(true_z: np.ndarray, preds: dict[str, np.ndarray], path: Path, bin_m: float = 5.0,
-                      floor_rel: float = 0.046) -> Path:
+def error_vs_distance(
+    true_z: np.ndarray, preds: dict[str, np.ndarray], path: Path, bin_m: float = 5.0, floor_rel: float = 0.046
+) -> Path:
     """|error| of the model per person (dots) and each method's mean |error| per ``bin_m`` depth bin (lines)."""
     plt = _plt()
     true_z = np.asarray(true_z, np.float64)
@@ -41,8 +46,14 @@ def error_vs_distance(true_z: np.ndarray, preds: dict[str, np.ndarray], path: Pa
         dots = np.arange(true_z.size)
         if dots.size > 5000:
             dots = np.sort(np.random.default_rng(0).choice(true_z.size, 5000, replace=False))
-        ax.scatter(true_z[dots], np.abs(preds["model"][dots] - true_z[dots]), s=8 if dots.size < 1000 else 2,
-                   alpha=0.35, color=COLORS["model"], label="model, per person")
+        ax.scatter(
+            true_z[dots],
+            np.abs(preds["model"][dots] - true_z[dots]),
+            s=8 if dots.size < 1000 else 2,
+            alpha=0.35,
+            color=COLORS["model"],
+            label="model, per person",
+        )
     zmax = float(np.nanmax(true_z)) if true_z.size else 1.0
     edges = np.arange(0.0, zmax + bin_m, bin_m)
     centres = 0.5 * (edges[:-1] + edges[1:])
@@ -55,12 +66,22 @@ def error_vs_distance(true_z: np.ndarray, preds: dict[str, np.ndarray], path: Pa
             sel = (true_z >= lo) & (true_z < hi) & np.isfinite(err)
             ale.append(err[sel].mean() if sel.sum() >= 2 else np.nan)
         n = int(np.isfinite(pred).sum())
-        ax.plot(centres, ale, "o-", color=COLORS.get(name), label=f"{LABELS.get(name, name)}: mean per {bin_m:g} m (n={n})")
+        ax.plot(
+            centres,
+            ale,
+            "o-",
+            color=COLORS.get(name),
+            label=f"{LABELS.get(name, name)}: mean per {bin_m:g} m (n={n})",
+        )
     zz = np.linspace(0, zmax, 50)
     ax.plot(zz, floor_rel * zz, "--", color=COLORS["floor"], label=LABELS["floor"])
     ax.set_xlabel("true depth z (m)")
     ax.set_ylabel("|z_pred - z_true| (m)")
-    ymax = np.nanpercentile(np.abs(preds["model"] - true_z), 98) * 1.3 if "model" in preds and true_z.size else None
+    ymax = (
+        np.nanpercentile(np.abs(preds["model"] - true_z), 98) * 1.3
+        if "model" in preds and true_z.size
+        else None
+    )
     if ymax and np.isfinite(ymax):
         ax.set_ylim(0, max(ymax, floor_rel * zmax * 1.2))
     ax.grid(alpha=0.3)
@@ -69,7 +90,9 @@ def error_vs_distance(true_z: np.ndarray, preds: dict[str, np.ndarray], path: Pa
     return _save(fig, path)
 
 
-def pred_vs_true(true_z: np.ndarray, pred: np.ndarray, sigma: np.ndarray, path: Path, max_points: int = 3000) -> Path:
+def pred_vs_true(
+    true_z: np.ndarray, pred: np.ndarray, sigma: np.ndarray, path: Path, max_points: int = 3000
+) -> Path:
     """Predicted vs true depth with 1-sigma error bars and the identity line (a seeded random ``max_points``
     of the people when there are more, so synthetic sets of 10^5 people stay legible and quick)."""
     plt = _plt()
@@ -80,15 +103,23 @@ def pred_vs_true(true_z: np.ndarray, pred: np.ndarray, sigma: np.ndarray, path: 
         label += f" ({max_points} of {true_z.size} shown)"
         true_z, pred, sigma = true_z[pick], pred[pick], sigma[pick]
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    ax.errorbar(true_z, pred, yerr=sigma, fmt="o", ms=3, alpha=0.5, elinewidth=0.7, color=COLORS["model"], label=label)
+    ax.errorbar(
+        true_z, pred, yerr=sigma, fmt="o", ms=3, alpha=0.5, elinewidth=0.7, color=COLORS["model"], label=label
+    )
     # Axis up to the larger of the true range and the predictions, but at most 1.5x the true range (outliers
     # beyond are drawn at the edge as triangles).
     tmax = float(np.nanmax(true_z)) if len(true_z) else 1.0
     hi = 1.05 * max(tmax, min(float(np.nanmax(pred)) if len(pred) else tmax, 1.5 * tmax))
     out = np.asarray(pred) > hi
     if out.any():
-        ax.plot(np.asarray(true_z)[out], np.full(out.sum(), hi * 0.99), "^", color="tab:red", ms=6,
-                label=f"{int(out.sum())} beyond the axis")
+        ax.plot(
+            np.asarray(true_z)[out],
+            np.full(out.sum(), hi * 0.99),
+            "^",
+            color="tab:red",
+            ms=6,
+            label=f"{int(out.sum())} beyond the axis",
+        )
     ax.plot([0, hi], [0, hi], "k--", lw=1, label="ideal")
     ax.set_xlim(0, hi)
     ax.set_ylim(0, hi)
@@ -113,8 +144,15 @@ def calibration(curve: dict, path: Path, title: str = "Uncertainty calibration")
             ax.plot([x], [y], "s", ms=9, mfc="none", color="tab:red")
             lines.append(f"≤{k:g}σ: {100 * y:.0f}% (ideal {100 * x:.0f}%)")
     if lines:
-        ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=9,
-                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
+        ax.text(
+            0.03,
+            0.97,
+            "\n".join(lines),
+            transform=ax.transAxes,
+            va="top",
+            fontsize=9,
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"},
+        )
     ax.set_xlabel("expected share within kσ (Gaussian)")
     ax.set_ylabel("observed share within kσ")
     ax.set_xlim(0, 1)
@@ -141,8 +179,14 @@ def pose_ratio_bars(per_pose: dict[str, dict], path: Path) -> Path:
         ax.bar(x + off, med, w, yerr=np.nan_to_num(yerr), capsize=2, color=COLORS[name], label=LABELS[name])
         for xi, m, top in zip(x + off, med, q[:, 1]):
             if np.isfinite(m):
-                ax.text(xi, np.nanmax([m, top]) * 1.06, f"{m:.1f}" if m < 10 else f"{m:.0f}", ha="center",
-                        va="bottom", fontsize=7)
+                ax.text(
+                    xi,
+                    np.nanmax([m, top]) * 1.06,
+                    f"{m:.1f}" if m < 10 else f"{m:.0f}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
         lows.append(np.nanmin(np.where(q[:, 0] > 0, q[:, 0], np.nan)) if np.isfinite(q).any() else 1.0)
     ax.set_xticks(x)
     ax.set_xticklabels(poses, rotation=35, ha="right")

@@ -98,10 +98,17 @@ def score_people(people: PeopleSet, predictor, bcfg: DictConfig | dict) -> dict[
     return {
         "model": z,
         "sigma": s,
-        "box_height": bl.box_height_depth(people.keypoints, people.K, bcfg["stature_m"], bcfg["kp_extent_over_stature"],
-                                          bcfg["vis_threshold"], bcfg["box_require_full_body"]),
-        "shoulder_hip": bl.shoulder_hip_depth(people.keypoints, people.K, bcfg["shoulder_hip_m"],
-                                              bcfg["shoulder_hip_min_conf"]),
+        "box_height": bl.box_height_depth(
+            people.keypoints,
+            people.K,
+            bcfg["stature_m"],
+            bcfg["kp_extent_over_stature"],
+            bcfg["vis_threshold"],
+            bcfg["box_require_full_body"],
+        ),
+        "shoulder_hip": bl.shoulder_hip_depth(
+            people.keypoints, people.K, bcfg["shoulder_hip_m"], bcfg["shoulder_hip_min_conf"]
+        ),
         "floor": bl.floor_depth(people.gt_z, bcfg["floor_rel"]),
     }
 
@@ -143,16 +150,34 @@ def people_metrics(people: PeopleSet, scores: dict[str, np.ndarray]) -> dict:
         m = depth_metrics(scores["model"][gt][sel], true[sel], scores["sigma"][gt][sel])
         m["bands"] = per_band(scores["model"][gt][sel], true[sel], scores["sigma"][gt][sel])
         same[name] = m
-    out = {"n_with_gt": int(gt.sum()), "methods": methods if gt.any() else {},
-           "model_on_baseline_people": same if gt.any() else {}}
+    out = {
+        "n_with_gt": int(gt.sum()),
+        "methods": methods if gt.any() else {},
+        "model_on_baseline_people": same if gt.any() else {},
+    }
     if gt.any():
         out["calibration_curve"] = calibration_curve(scores["model"][gt], true, scores["sigma"][gt])
-        out["model_by_person_px"] = per_band(scores["model"][gt], true, scores["sigma"][gt], PERSON_PX_BANDS,
-                                             by=pixel_height(people.keypoints[gt]))
+        out["model_by_person_px"] = per_band(
+            scores["model"][gt],
+            true,
+            scores["sigma"][gt],
+            PERSON_PX_BANDS,
+            by=pixel_height(people.keypoints[gt]),
+        )
         # Labelled sets (synthetic: pose, arms): errors per label, model and box-height rule side by side.
-        out["by_group"] = {key: {name: per_group(scores[name][gt], true, scores["sigma"][gt] if name == "model" else None,
-                                                 labels[gt], order=POSE_ORDER) for name in ("model", "box_height")}
-                           for key, labels in people.groups.items()}
+        out["by_group"] = {
+            key: {
+                name: per_group(
+                    scores[name][gt],
+                    true,
+                    scores["sigma"][gt] if name == "model" else None,
+                    labels[gt],
+                    order=POSE_ORDER,
+                )
+                for name in ("model", "box_height")
+            }
+            for key, labels in people.groups.items()
+        }
     return out
 
 
@@ -190,7 +215,9 @@ def log_to_loggers(cfg: DictConfig, metrics: dict, images: list[Path]) -> None:
             wandb.finish()
 
 
-def evaluate_people(people: PeopleSet, cfg: DictConfig, predictor, out: Path, input_name: str, mode: str) -> dict:
+def evaluate_people(
+    people: PeopleSet, cfg: DictConfig, predictor, out: Path, input_name: str, mode: str
+) -> dict:
     """Score ``people``, write predictions + metrics.json + report.md + plots beside ``out``; return the metrics."""
     bcfg = dict(cfg.baselines) | {"vis_threshold": cfg.vis_threshold}
     scores = score_people(people, predictor, bcfg)
@@ -212,8 +239,14 @@ def evaluate_people(people: PeopleSet, cfg: DictConfig, predictor, out: Path, in
         gt = people.has_gt
         true = people.gt_z[gt]
         preds = {k: scores[k][gt] for k in ("model", "box_height", "shoulder_hip")}
-        images.append(plots.error_vs_distance(true, preds, out_dir / "error_vs_distance.png", floor_rel=bcfg["floor_rel"]))
-        images.append(plots.pred_vs_true(true, scores["model"][gt], scores["sigma"][gt], out_dir / "pred_vs_true.png"))
+        images.append(
+            plots.error_vs_distance(
+                true, preds, out_dir / "error_vs_distance.png", floor_rel=bcfg["floor_rel"]
+            )
+        )
+        images.append(
+            plots.pred_vs_true(true, scores["model"][gt], scores["sigma"][gt], out_dir / "pred_vs_true.png")
+        )
         images.append(plots.calibration(metrics["calibration_curve"], out_dir / "calibration.png"))
     metrics["plots"] = [str(p) for p in images]
     atomic_write_json(out_dir / "metrics.json", metrics)
@@ -231,8 +264,10 @@ def evaluate(cfg: DictConfig) -> dict:
     """
     modes = [k for k in MODES if cfg.get(k) not in (None, "")]
     if len(modes) != 1:
-        raise EvalInputError("give exactly one of keypoints=FILE.jsonl, images=DIR, dataset=DIR or suite=invariance "
-                             f"(got {modes or 'none'})")
+        raise EvalInputError(
+            "give exactly one of keypoints=FILE.jsonl, images=DIR, dataset=DIR or suite=invariance "
+            f"(got {modes or 'none'})"
+        )
     mode = modes[0]
     if mode == "suite":
         if cfg.suite != "invariance":
@@ -241,8 +276,14 @@ def evaluate(cfg: DictConfig) -> dict:
 
         out = check_out(abs_path(cfg.out) if cfg.get("out") else default_out("invariance_samples.jsonl"))
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)
-        res = run_invariance(predictor, cfg.invariance, out_jsonl=out, bcfg=dict(cfg.baselines) | {"vis_threshold": cfg.vis_threshold},
-                             plots_enabled=bool(cfg.plots), progress=bool(cfg.progress))
+        res = run_invariance(
+            predictor,
+            cfg.invariance,
+            out_jsonl=out,
+            bcfg=dict(cfg.baselines) | {"vis_threshold": cfg.vis_threshold},
+            plots_enabled=bool(cfg.plots),
+            progress=bool(cfg.progress),
+        )
         report = invariance_report(res)
         atomic_write_text(out.parent / "report.md", report)
         print(report, flush=True)

@@ -55,7 +55,9 @@ def read_sweep(sweep_dir: str | Path, only_finished: bool = True) -> list[SweepJ
     if not root.is_dir():
         raise InputError(f"sweep folder '{root}' does not exist")
     jobs = []
-    for d in sorted((p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
+    for d in sorted(
+        (p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    ):
         cfg_path = d / ".hydra" / "config.yaml"
         if not cfg_path.is_file():
             continue
@@ -69,11 +71,23 @@ def read_sweep(sweep_dir: str | Path, only_finished: bool = True) -> list[SweepJ
         max_epochs = int(OmegaConf.select(cfg, "trainer.max_epochs", default=0) or 0)
         finished = bool(best) and epochs >= max_epochs > 0
         if finished or not only_finished:
-            jobs.append(SweepJob(int(d.name), d, _overrides(d / ".hydra" / "overrides.yaml"), cfg,
-                                 best[-1] if best else None, last if last.is_file() else None, epochs, finished))
+            jobs.append(
+                SweepJob(
+                    int(d.name),
+                    d,
+                    _overrides(d / ".hydra" / "overrides.yaml"),
+                    cfg,
+                    best[-1] if best else None,
+                    last if last.is_file() else None,
+                    epochs,
+                    finished,
+                )
+            )
     if not jobs:
-        raise InputError(f"no {'finished ' if only_finished else ''}dp-train jobs in '{root}' "
-                         "(a folder made by dp-train -m, with numbered job folders)")
+        raise InputError(
+            f"no {'finished ' if only_finished else ''}dp-train jobs in '{root}' "
+            "(a folder made by dp-train -m, with numbered job folders)"
+        )
     return jobs
 
 

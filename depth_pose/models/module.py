@@ -64,9 +64,17 @@ class DepthModule(L.LightningModule):
         if sigma_coverage is not None and not 0.0 < float(sigma_coverage) < 1.0:
             raise ValueError(f"model.sigma_coverage must be in (0, 1) or null, got {sigma_coverage}")
         self.save_hyperparameters(
-            {"net": net, "features": features, "augment": augment, "loss": loss, "optimizer": optimizer,
-             "scheduler": scheduler, "scheduler_interval": scheduler_interval, "name": name,
-             "sigma_coverage": sigma_coverage}
+            {
+                "net": net,
+                "features": features,
+                "augment": augment,
+                "loss": loss,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "scheduler_interval": scheduler_interval,
+                "name": name,
+                "sigma_coverage": sigma_coverage,
+            }
         )
         self.normaliser = Normaliser.from_dict(features) if features else Normaliser()
         self.augment = Augment(**augment)
@@ -79,7 +87,9 @@ class DepthModule(L.LightningModule):
         self.register_buffer("sigma_scale", torch.tensor(1.0))
         self._val_sums: Tensor | None = None
         self._cal_hist: Tensor | None = None
-        self.extra_checkpoint: dict[str, Any] = {}  # e.g. resolved config + data id, saved in every checkpoint
+        self.extra_checkpoint: dict[
+            str, Any
+        ] = {}  # e.g. resolved config + data id, saved in every checkpoint
 
     def on_fit_start(self) -> None:
         """Standardise the target with statistics of the training split (summed over DDP ranks)."""
@@ -147,7 +157,15 @@ class DepthModule(L.LightningModule):
         nll = ((z.log() - mu).abs() * torch.exp(-log_b) + log_b).sum()
         trivial = (self.z_train_mean - z).abs()
         q = err / self.sigma_m(mu, log_b)  # error in (current) sigmas
-        rows = [torch.ones_like(z), err, rel, (ratio < 1.25).float(), trivial, (q <= 1).float(), (q <= 2).float()]
+        rows = [
+            torch.ones_like(z),
+            err,
+            rel,
+            (ratio < 1.25).float(),
+            trivial,
+            (q <= 1).float(),
+            (q <= 2).float(),
+        ]
         for lo, hi in BANDS:
             m = ((z >= lo) & (z < hi)).float()
             rows += [m, err * m]
@@ -173,8 +191,14 @@ class DepthModule(L.LightningModule):
             return
         s = self.trainer.strategy.reduce(self._val_sums.clone(), reduce_op="sum")
         n = s[0].clamp_min(1)
-        out = {"ale": s[1] / n, "rel": s[2] / n, "delta125": s[3] / n, "ale_trivial": s[4] / n,
-               "cov1": s[5] / n, "cov2": s[6] / n}  # share within 1 / 2 sigma (scale in use for this pass)
+        out = {
+            "ale": s[1] / n,
+            "rel": s[2] / n,
+            "delta125": s[3] / n,
+            "ale_trivial": s[4] / n,
+            "cov1": s[5] / n,
+            "cov2": s[6] / n,
+        }  # share within 1 / 2 sigma (scale in use for this pass)
         k = 7
         for name in BAND_NAMES:
             out[f"ale_{name}"] = s[k + 1] / s[k].clamp_min(1) if s[k] > 0 else torch.tensor(float("nan"))
@@ -215,7 +239,10 @@ class DepthModule(L.LightningModule):
         if not self.hparams.scheduler:
             return opt
         sched = hydra.utils.instantiate(self.hparams.scheduler, optimizer=opt)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval},
+        }
 
 
 def histogram_quantile(counts: Tensor, q: float, lo: float, hi: float) -> float:

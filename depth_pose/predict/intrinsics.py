@@ -67,7 +67,9 @@ def _as_matrix(value: Any, where: str) -> np.ndarray:
         raise IntrinsicsError(f"{where}: not a numeric matrix ({e})") from e
     if K.size == 9:
         K = K.reshape(3, 3)
-    why = geometry.check_intrinsics(torch.as_tensor(K)) if K.shape == (3, 3) else f"expected 3x3, got {K.shape}"
+    why = (
+        geometry.check_intrinsics(torch.as_tensor(K)) if K.shape == (3, 3) else f"expected 3x3, got {K.shape}"
+    )
     if why:
         raise IntrinsicsError(f"{where}: {why}")
     return K
@@ -140,7 +142,9 @@ def load_calibration(path: str | Path) -> Calibration:
     for i, s in enumerate(data.get("samples") or []):
         if isinstance(s, dict) and "image" in s and any(k in s for k in _K_KEYS):
             key = next(k for k in _K_KEYS if k in s)
-            per_image[Path(str(s["image"])).name] = _as_matrix(s[key], f"calibration file '{path}' samples[{i}]")
+            per_image[Path(str(s["image"])).name] = _as_matrix(
+                s[key], f"calibration file '{path}' samples[{i}]"
+            )
     if K is None and not per_image:
         raise IntrinsicsError(
             f"calibration file '{path}': no top-level {'/'.join(_K_KEYS)} and no samples[].K entries"
@@ -148,7 +152,9 @@ def load_calibration(path: str | Path) -> Calibration:
     return Calibration(K, per_image, _size_from(data), str(path))
 
 
-def scale_to_image(K: np.ndarray, ref_size: tuple[int, int] | None, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+def scale_to_image(
+    K: np.ndarray, ref_size: tuple[int, int] | None, size: tuple[int, int]
+) -> tuple[np.ndarray, str]:
     """``K`` of a ``ref_size`` (W, H) image adapted to an image of ``size`` (resize, then centred crop/pad)."""
     if ref_size is None or tuple(ref_size) == tuple(size):
         return K, ""
@@ -221,7 +227,9 @@ class IntrinsicsResolver:
             self._warned.add(key)
             warnings.warn(msg, stacklevel=3)
 
-    def __call__(self, width: int, height: int, image_path: str | Path | None = None) -> tuple[np.ndarray, str]:
+    def __call__(
+        self, width: int, height: int, image_path: str | Path | None = None
+    ) -> tuple[np.ndarray, str]:
         """``(K, source)`` for an image ``width`` x ``height``; ``image_path`` is used for per-image calib and EXIF."""
         size = (int(width), int(height))
         name = Path(image_path).name if image_path is not None else None
@@ -232,7 +240,9 @@ class IntrinsicsResolver:
             if K is None:
                 K = c.K
             if K is None:
-                raise IntrinsicsError(f"calibration file '{c.path}' has no entry for image '{name}' and no top-level K")
+                raise IntrinsicsError(
+                    f"calibration file '{c.path}' has no entry for image '{name}' and no top-level K"
+                )
             ref = c.size or self.calib_size
             if ref is None and (K[0, 2] > width or K[1, 2] > height):
                 self._warn_once(

@@ -45,7 +45,14 @@ def annotate(image: np.ndarray, records: list[dict], kp_thr: float = 0.3) -> np.
         kp = np.asarray(r["keypoints_xyc"], np.float32)
         for a, b in SKELETON:
             if kp[a, 2] >= kp_thr and kp[b, 2] >= kp_thr:
-                cv2.line(out, tuple(int(v) for v in kp[a, :2]), tuple(int(v) for v in kp[b, :2]), col, thick, cv2.LINE_AA)
+                cv2.line(
+                    out,
+                    tuple(int(v) for v in kp[a, :2]),
+                    tuple(int(v) for v in kp[b, :2]),
+                    col,
+                    thick,
+                    cv2.LINE_AA,
+                )
         for x, y, c in kp:
             if c >= kp_thr:
                 cv2.circle(out, (int(x), int(y)), thick + 1, (255, 255, 255), -1, cv2.LINE_AA)
@@ -60,7 +67,9 @@ def annotate(image: np.ndarray, records: list[dict], kp_thr: float = 0.3) -> np.
         ty = max(th + base, y1 - 3)
         lx = max(0, min(x1, out.shape[1] - tw - 2))
         cv2.rectangle(out, (lx, ty - th - base), (lx + tw + 2, ty + 1), col, -1)
-        cv2.putText(out, text, (lx + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick, cv2.LINE_AA)
+        cv2.putText(
+            out, text, (lx + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick, cv2.LINE_AA
+        )
     return out
 
 
@@ -146,7 +155,9 @@ class Viewer:
         self.title = title
         self.enabled = enabled and display_available()
         if enabled and not self.enabled:
-            warnings.warn("show=true but no display is available (DISPLAY unset): not showing frames", stacklevel=2)
+            warnings.warn(
+                "show=true but no display is available (DISPLAY unset): not showing frames", stacklevel=2
+            )
 
     def show(self, frame: np.ndarray) -> bool:
         """Show a frame; False when the user pressed q/Esc (stop)."""
@@ -156,7 +167,10 @@ class Viewer:
             cv2.imshow(self.title, frame)
             key = cv2.waitKey(1) & 0xFF
         except cv2.error as e:
-            warnings.warn(f"show=true but OpenCV cannot open a window ({str(e).splitlines()[0]}): not showing", stacklevel=2)
+            warnings.warn(
+                f"show=true but OpenCV cannot open a window ({str(e).splitlines()[0]}): not showing",
+                stacklevel=2,
+            )
             self.enabled = False
             return True
         return key not in (ord("q"), 27)

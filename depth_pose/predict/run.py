@@ -114,9 +114,7 @@ class Predictor:
         self.times[stage] += t1 - t0
         return t1
 
-    def frame(
-        self, image: np.ndarray, K: np.ndarray, *, track: bool, t: float, base: dict
-    ) -> list[dict]:
+    def frame(self, image: np.ndarray, K: np.ndarray, *, track: bool, t: float, base: dict) -> list[dict]:
         """Detect (or track), zoom, predict depth (one batch), smooth and build the records of one frame."""
         t0 = time.perf_counter()
         if track:
@@ -124,7 +122,11 @@ class Predictor:
         else:
             dets = self.detector(image)[0]
         t0 = self._timed("detection", t0)
-        if len(dets) and self.zoom.enabled and (dets.boxes[:, 3] - dets.boxes[:, 1]).min() < self.zoom.min_box_px:
+        if (
+            len(dets)
+            and self.zoom.enabled
+            and (dets.boxes[:, 3] - dets.boxes[:, 1]).min() < self.zoom.min_box_px
+        ):
             dets, zoomed = self.zoom(image, dets, self.zoom_detector)
         else:
             zoomed = np.zeros(len(dets), bool)
@@ -257,7 +259,9 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
     write_json_atomic(out / "summary.json", summary)
     if not per_source:
         raise PredictError(
-            "nothing processed: " + "; ".join(e["error"] for e in errors[:5]) + (" ..." if len(errors) > 5 else "")
+            "nothing processed: "
+            + "; ".join(e["error"] for e in errors[:5])
+            + (" ..." if len(errors) > 5 else "")
         )
     return summary
 
@@ -267,7 +271,9 @@ def _run_image(P: Predictor, item: Item, cfg, out: Path, used, writer, viewer, i
     H, W = img.shape[:2]
     K, k_src = P.resolver(W, H, item.ref)
     info.update(size=[W, H], K=K.tolist(), K_source=k_src)
-    recs = P.frame(img, K, track=False, t=0.0, base={"source": item.name, "frame": 0, "t_s": 0.0, "K_source": k_src})
+    recs = P.frame(
+        img, K, track=False, t=0.0, base={"source": item.name, "frame": 0, "t_s": 0.0, "K_source": k_src}
+    )
     t0 = time.perf_counter()
     for r in recs:
         writer.write(r)
@@ -290,10 +296,16 @@ def _run_sequence(P: Predictor, item: Item, cfg, out: Path, used, writer, viewer
     track = bool(cfg.tracking.enabled)
     _reset_tracker(P.detector)
     P.smoother.reset()
-    video = VideoOut(out / _unique_name(used, Path(item.name).stem + "_pred.mp4"), src.fps, (W, H)) if cfg.save else None
+    video = (
+        VideoOut(out / _unique_name(used, Path(item.name).stem + "_pred.mp4"), src.fps, (W, H))
+        if cfg.save
+        else None
+    )
     stop = False
     try:
-        for fr in tqdm(src, total=src.total, desc=item.name, unit="frame", disable=not cfg.progress, leave=False):
+        for fr in tqdm(
+            src, total=src.total, desc=item.name, unit="frame", disable=not cfg.progress, leave=False
+        ):
             base = {"source": item.name, "frame": fr.index, "t_s": round(fr.t, 4), "K_source": k_src}
             recs = P.frame(fr.image, K, track=track, t=fr.t, base=base)
             t0 = time.perf_counter()

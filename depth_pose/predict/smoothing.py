@@ -45,7 +45,11 @@ class KalmanCV:
             return float(z), float(math.sqrt(r))
         dt = max(t - self.t, 1e-3)
         self.t = t
-        a = max(self.accel_std, 2.0 * math.sqrt(r) / self.max_lag_s**2) if self.max_lag_s > 0 else self.accel_std
+        a = (
+            max(self.accel_std, 2.0 * math.sqrt(r) / self.max_lag_s**2)
+            if self.max_lag_s > 0
+            else self.accel_std
+        )
         F = np.array([[1.0, dt], [0.0, 1.0]])
         Q = a**2 * np.array([[dt**4 / 4, dt**3 / 2], [dt**3 / 2, dt**2]])
         x = F @ self.x

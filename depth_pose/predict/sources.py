@@ -129,7 +129,9 @@ class VideoSource:
                 raise SourceError(f"video '{p}' is empty (0 bytes)")
         self.cap = cv2.VideoCapture(item.ref if item.kind == "camera" else str(item.ref))
         if not self.cap.isOpened():
-            raise SourceError(f"{item.kind} '{item.ref}' cannot be opened (missing device, bad URL or unreadable file)")
+            raise SourceError(
+                f"{item.kind} '{item.ref}' cannot be opened (missing device, bad URL or unreadable file)"
+            )
         ok, first = self.cap.read()
         if not ok or first is None:
             self.cap.release()

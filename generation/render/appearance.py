@@ -19,14 +19,30 @@ PARTS = ("head", "neck", "torso", "upperarm", "lowerarm", "hand", "hips", "upper
 P = {name: i for i, name in enumerate(PARTS)}
 
 # Skin tones (linear-ish RGB), light to dark, roughly the Fitzpatrick / Monk scale range.
-SKIN_TONES = np.array([
-    [0.85, 0.64, 0.52], [0.80, 0.57, 0.44], [0.72, 0.50, 0.38], [0.62, 0.42, 0.30],
-    [0.50, 0.33, 0.22], [0.38, 0.24, 0.16], [0.26, 0.16, 0.11], [0.18, 0.11, 0.08],
-])
-HAIR_COLOURS = np.array([
-    [0.02, 0.015, 0.01], [0.08, 0.05, 0.03], [0.22, 0.13, 0.06], [0.45, 0.32, 0.16],
-    [0.60, 0.48, 0.28], [0.45, 0.18, 0.08], [0.55, 0.55, 0.55], [0.85, 0.85, 0.82],
-])
+SKIN_TONES = np.array(
+    [
+        [0.85, 0.64, 0.52],
+        [0.80, 0.57, 0.44],
+        [0.72, 0.50, 0.38],
+        [0.62, 0.42, 0.30],
+        [0.50, 0.33, 0.22],
+        [0.38, 0.24, 0.16],
+        [0.26, 0.16, 0.11],
+        [0.18, 0.11, 0.08],
+    ]
+)
+HAIR_COLOURS = np.array(
+    [
+        [0.02, 0.015, 0.01],
+        [0.08, 0.05, 0.03],
+        [0.22, 0.13, 0.06],
+        [0.45, 0.32, 0.16],
+        [0.60, 0.48, 0.28],
+        [0.45, 0.18, 0.08],
+        [0.55, 0.55, 0.55],
+        [0.85, 0.85, 0.82],
+    ]
+)
 
 
 def _part_of_bone(name: str) -> int:
@@ -88,8 +104,13 @@ def person_look(rng: np.random.Generator) -> dict:
     """Random look of one person: colours and roughness per slot, sleeve/leg lengths, hair extent."""
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.92, 1.08)
     return {
-        "colors": [np.clip(skin, 0, 1).tolist(), _rand_cloth(rng), _rand_cloth(rng),
-                   _rand_cloth(rng), HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))].tolist()],
+        "colors": [
+            np.clip(skin, 0, 1).tolist(),
+            _rand_cloth(rng),
+            _rand_cloth(rng),
+            _rand_cloth(rng),
+            HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))].tolist(),
+        ],
         "roughness": [0.55, float(rng.uniform(0.5, 1.0)), float(rng.uniform(0.5, 1.0)), 0.4, 0.45],
         "sleeves": str(rng.choice(["long", "short", "none"], p=[0.45, 0.45, 0.10])),
         "legs": str(rng.choice(["long", "short"], p=[0.75, 0.25])),
@@ -117,16 +138,25 @@ def scene_look(rng: np.random.Generator) -> dict:
     """Random background, floor and lighting."""
     el, az = rng.uniform(15, 80), rng.uniform(0, 360)
     return {
-        "world_color": [*colorsys.hsv_to_rgb(rng.uniform(0.5, 0.7), rng.uniform(0.0, 0.5), rng.uniform(0.3, 1.0))],
+        "world_color": [
+            *colorsys.hsv_to_rgb(rng.uniform(0.5, 0.7), rng.uniform(0.0, 0.5), rng.uniform(0.3, 1.0))
+        ],
         "world_strength": float(rng.uniform(0.3, 1.2)),
         "floor_colors": [_rand_cloth(rng), _rand_cloth(rng)],
         "floor_scale": float(rng.uniform(0.5, 8.0)),
         "sun_strength": float(rng.uniform(0.5, 5.0)),
         "sun_rotation": [float(np.radians(90 - el)), 0.0, float(np.radians(az))],
         "boxes": [
-            {"offset": [float(rng.uniform(-6, 6)), float(rng.uniform(2, 12))],
-             "size": [float(rng.uniform(0.3, 3)), float(rng.uniform(0.3, 3)), float(rng.uniform(0.3, 3.5))],
-             "color": _rand_cloth(rng), "yaw": float(rng.uniform(0, np.pi))}
+            {
+                "offset": [float(rng.uniform(-6, 6)), float(rng.uniform(2, 12))],
+                "size": [
+                    float(rng.uniform(0.3, 3)),
+                    float(rng.uniform(0.3, 3)),
+                    float(rng.uniform(0.3, 3.5)),
+                ],
+                "color": _rand_cloth(rng),
+                "yaw": float(rng.uniform(0, np.pi)),
+            }
             for _ in range(int(rng.integers(0, 5)))
         ],
     }

@@ -74,7 +74,9 @@ class Canvas:
     K: list[np.ndarray] = field(default_factory=list)
 
 
-def pack(tiles: list[Tile], mode: str, canvas_size: int, rng: np.random.Generator | None = None) -> list[Canvas]:
+def pack(
+    tiles: list[Tile], mode: str, canvas_size: int, rng: np.random.Generator | None = None
+) -> list[Canvas]:
     """Place tiles on canvases (see module docstring). ``single``: one tile per ``canvas_size`` canvas at a
     random integer offset (centred without ``rng``); ``mosaic``: shelf packing, largest tiles first."""
     if mode not in ("single", "mosaic"):
@@ -88,7 +90,7 @@ def pack(tiles: list[Tile], mode: str, canvas_size: int, rng: np.random.Generato
 
     def put(c: Canvas, t: Tile, x: int, y: int) -> None:
         n = t.image.shape[0]
-        c.image[y:y + n, x:x + n] = t.image
+        c.image[y : y + n, x : x + n] = t.image
         c.keys.append(t.key)
         c.offsets.append((x, y))
         c.sizes.append(n)
@@ -100,7 +102,11 @@ def pack(tiles: list[Tile], mode: str, canvas_size: int, rng: np.random.Generato
     if mode == "single":
         for t in tiles:
             room = canvas_size - t.image.shape[0]
-            x, y = (int(rng.integers(0, room + 1)), int(rng.integers(0, room + 1))) if rng is not None else (room // 2,) * 2
+            x, y = (
+                (int(rng.integers(0, room + 1)), int(rng.integers(0, room + 1)))
+                if rng is not None
+                else (room // 2,) * 2
+            )
             put(new_canvas(), t, x, y)
         return out
     c, x, y, shelf = None, 0, 0, 0

@@ -56,8 +56,12 @@ def build(seed: int = 3, samples: int = 16) -> tuple[np.ndarray, dict]:
     f_np, part, hair = appearance.segment_faces(body.model)
     nv = verts.shape[1]
     faces_all = np.concatenate([f_np + k * nv for k in range(len(PEOPLE))])
-    scene = BlenderScene(faces_all, np.tile(part, len(PEOPLE)), np.tile(hair, len(PEOPLE)),
-                         {"engine": "cycles", "samples": samples, "denoise": True, "max_bounces": 4})
+    scene = BlenderScene(
+        faces_all,
+        np.tile(part, len(PEOPLE)),
+        np.tile(hair, len(PEOPLE)),
+        {"engine": "cycles", "samples": samples, "denoise": True, "max_bounces": 4},
+    )
     rng = np.random.default_rng(seed)
     looks = [appearance.person_look(rng) for _ in PEOPLE]
     scene.set_person(torch.cat(V).float().numpy(), looks[0])
@@ -81,13 +85,25 @@ def build(seed: int = 3, samples: int = 16) -> tuple[np.ndarray, dict]:
     me.update()
     scene.set_camera(blender_camera(K.numpy(), R.numpy(), t.numpy(), W, H))
     look = appearance.scene_look(rng)
-    look.update(world_color=[0.55, 0.65, 0.8], world_strength=0.9, sun_strength=3.5,
-                sun_rotation=[math.radians(50), 0.0, math.radians(35)],
-                floor_colors=[[0.32, 0.31, 0.29], [0.45, 0.44, 0.4]], floor_scale=2.0, boxes=[])
+    look.update(
+        world_color=[0.55, 0.65, 0.8],
+        world_strength=0.9,
+        sun_strength=3.5,
+        sun_rotation=[math.radians(50), 0.0, math.radians(35)],
+        floor_colors=[[0.32, 0.31, 0.29], [0.45, 0.44, 0.4]],
+        floor_scale=2.0,
+        boxes=[],
+    )
     scene.set_scene(look)
     # background buildings (behind everyone)
-    for i, (bx, by, sx, sz, col) in enumerate([(-6, 22, 5, 6, (0.55, 0.45, 0.35)), (3, 25, 7, 9, (0.4, 0.42, 0.45)),
-                                               (11, 20, 4, 4, (0.6, 0.58, 0.5)), (-14, 18, 5, 3.5, (0.35, 0.3, 0.28))]):
+    for i, (bx, by, sx, sz, col) in enumerate(
+        [
+            (-6, 22, 5, 6, (0.55, 0.45, 0.35)),
+            (3, 25, 7, 9, (0.4, 0.42, 0.45)),
+            (11, 20, 4, 4, (0.6, 0.58, 0.5)),
+            (-14, 18, 5, 3.5, (0.35, 0.3, 0.28)),
+        ]
+    ):
         bpy.ops.mesh.primitive_cube_add(size=1.0, location=(bx, by, sz / 2))
         ob = bpy.context.active_object
         ob.scale = (sx, 3.0, sz)
@@ -101,14 +117,24 @@ def build(seed: int = 3, samples: int = 16) -> tuple[np.ndarray, dict]:
         pc = geometry.world_to_camera(kps[k][None], R[None], t[None])[0]
         px = geometry.project(pc[None], K[None])[0]
         hip = geometry.mid_hip(pc)
-        people.append({"z_m": float(hip[2]), "dist_m": float(hip.norm()),
-                       "hip_px": [float(v) for v in geometry.mid_hip(px)],
-                       "keypoints_px": px.tolist(), "stature_m": float(body.shapes.stature_m[bi[k]]),
-                       "pose": poses.preset[k] or poses.strategy})
-    meta = {"image": "example.jpg", "image_size": [W, H], "K": K.tolist(),
-            "camera": {"height_m": cam_h, "tilt_deg": tilt, "R": R.tolist(), "t": t.tolist()},
-            "people": people,
-            "note": "Rendered by generation/render/example.py (Cycles). z_m = camera z of the mid-hip (the target)."}
+        people.append(
+            {
+                "z_m": float(hip[2]),
+                "dist_m": float(hip.norm()),
+                "hip_px": [float(v) for v in geometry.mid_hip(px)],
+                "keypoints_px": px.tolist(),
+                "stature_m": float(body.shapes.stature_m[bi[k]]),
+                "pose": poses.preset[k] or poses.strategy,
+            }
+        )
+    meta = {
+        "image": "example.jpg",
+        "image_size": [W, H],
+        "K": K.tolist(),
+        "camera": {"height_m": cam_h, "tilt_deg": tilt, "R": R.tolist(), "t": t.tolist()},
+        "people": people,
+        "note": "Rendered by generation/render/example.py (Cycles). z_m = camera z of the mid-hip (the target).",
+    }
     return img, meta
 
 
@@ -132,8 +158,11 @@ def main() -> None:
             if e < err:
                 best, err = i, e
         if best is not None and err < 0.2 * (gt[:, 1].max() - gt[:, 1].min()):
-            p["yolo"] = {"box_conf": float(dets.scores[best]), "mean_kp_err_px": err,
-                         "keypoints_xyc": dets.keypoints[best].tolist()}
+            p["yolo"] = {
+                "box_conf": float(dets.scores[best]),
+                "mean_kp_err_px": err,
+                "keypoints_xyc": dets.keypoints[best].tolist(),
+            }
     a.out.mkdir(parents=True, exist_ok=True)
     for q in (92, 88, 84, 80, 75):
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
@@ -145,8 +174,18 @@ def main() -> None:
     tmp = a.out / ".example.json.tmp"
     tmp.write_text(json.dumps(meta, indent=1))
     tmp.replace(a.out / "example.json")
-    print(json.dumps([{k: v for k, v in p.items() if k in ("z_m", "hip_px", "pose")} | {
-        "yolo": p.get("yolo", {}).get("mean_kp_err_px")} for p in meta["people"]], indent=1), len(buf), "bytes")
+    print(
+        json.dumps(
+            [
+                {k: v for k, v in p.items() if k in ("z_m", "hip_px", "pose")}
+                | {"yolo": p.get("yolo", {}).get("mean_kp_err_px")}
+                for p in meta["people"]
+            ],
+            indent=1,
+        ),
+        len(buf),
+        "bytes",
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def blender_camera(K: np.ndarray, R: np.ndarray, t: np.ndarray, width: int, heig
     if not (np.isfinite(K).all() and fx > 0 and fy > 0):
         raise ValueError(f"blender_camera: bad intrinsics {K.tolist()}")
     if abs(fx - fy) > 1e-4 * fx or abs(skew) > 1e-6 * fx:
-        raise ValueError(f"blender_camera: needs square pixels and zero skew, got fx={fx}, fy={fy}, skew={skew}")
+        raise ValueError(
+            f"blender_camera: needs square pixels and zero skew, got fx={fx}, fy={fy}, skew={skew}"
+        )
     M = np.eye(4)
     M[:3, :3] = R.T @ _FLIP_YZ
     M[:3, 3] = -R.T @ t
@@ -42,7 +44,9 @@ def blender_camera(K: np.ndarray, R: np.ndarray, t: np.ndarray, width: int, heig
     }
 
 
-def frame_person(points_world: np.ndarray, R: np.ndarray, t: np.ndarray, res: int, fill: float = 0.8) -> np.ndarray:
+def frame_person(
+    points_world: np.ndarray, R: np.ndarray, t: np.ndarray, res: int, fill: float = 0.8
+) -> np.ndarray:
     """Intrinsics (3, 3) of a square ``res`` image that shows ``points_world`` (N, 3: the mesh) centred, with
     the larger side of their box spanning ``fill * res`` pixels, seen from the camera pose ``R, t``."""
     p = np.asarray(points_world, np.float64) @ np.asarray(R, np.float64).T + np.asarray(t, np.float64)

@@ -17,8 +17,27 @@ import numpy as np
 
 from depth_pose.detect import Detections, PoseDetector
 
-COCO_SIGMAS = np.array([0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
-                        0.107, 0.107, 0.087, 0.087, 0.089, 0.089])
+COCO_SIGMAS = np.array(
+    [
+        0.026,
+        0.025,
+        0.025,
+        0.035,
+        0.035,
+        0.079,
+        0.079,
+        0.072,
+        0.072,
+        0.062,
+        0.062,
+        0.107,
+        0.107,
+        0.087,
+        0.087,
+        0.089,
+        0.089,
+    ]
+)
 STATUSES = ("accepted", "no_detection", "low_oks", "render_failed")
 
 
@@ -44,8 +63,14 @@ class Label:
     oks: float
 
 
-def match(dets: Detections, gt_xy: np.ndarray, box: np.ndarray, region: tuple[int, int, int, int],
-          oks_threshold: float, area_factor: float = 0.5) -> Label:
+def match(
+    dets: Detections,
+    gt_xy: np.ndarray,
+    box: np.ndarray,
+    region: tuple[int, int, int, int],
+    oks_threshold: float,
+    area_factor: float = 0.5,
+) -> Label:
     """Best detection for one sample (see module docstring). ``box``: exact mesh box xyxy; ``region``:
     the sample's tile on the canvas (x0, y0, x1, y1)."""
     empty = np.full((17, 3), np.nan, np.float32)
@@ -71,20 +96,34 @@ def match(dets: Detections, gt_xy: np.ndarray, box: np.ndarray, region: tuple[in
 class Labeller:
     """YOLO pose on canvases, batched; :meth:`label` returns one :class:`Label` per sample key."""
 
-    def __init__(self, weights=None, imgsz: int = 640, conf: float = 0.1, device: str | None = None,
-                 oks_threshold: float = 0.5, batch: int = 8, area_factor: float = 0.5) -> None:
+    def __init__(
+        self,
+        weights=None,
+        imgsz: int = 640,
+        conf: float = 0.1,
+        device: str | None = None,
+        oks_threshold: float = 0.5,
+        batch: int = 8,
+        area_factor: float = 0.5,
+    ) -> None:
         self.detector = PoseDetector(weights, imgsz=imgsz, conf=conf, device=device)
-        self.oks_threshold, self.batch, self.area_factor = float(oks_threshold), int(batch), float(area_factor)
+        self.oks_threshold, self.batch, self.area_factor = (
+            float(oks_threshold),
+            int(batch),
+            float(area_factor),
+        )
         self.counts: Counter = Counter()
 
     def label(self, canvases, gt: dict[int, np.ndarray], boxes: dict[int, np.ndarray]) -> dict[int, Label]:
         """Detect on every canvas (``downscale.Canvas``), match each tile's sample; counts statuses."""
         out: dict[int, Label] = {}
         for s in range(0, len(canvases), self.batch):
-            chunk = canvases[s:s + self.batch]
+            chunk = canvases[s : s + self.batch]
             for c, dets in zip(chunk, self.detector([c.image for c in chunk])):
                 for key, (x, y), n in zip(c.keys, c.offsets, c.sizes):
-                    lab = match(dets, gt[key], boxes[key], (x, y, x + n, y + n), self.oks_threshold, self.area_factor)
+                    lab = match(
+                        dets, gt[key], boxes[key], (x, y, x + n, y + n), self.oks_threshold, self.area_factor
+                    )
                     out[key] = lab
                     self.counts[lab.status] += 1
         return out

@@ -51,9 +51,15 @@ def _mesh_box(vertices: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray)
 def _select(poses: PoseBatch, idx: torch.Tensor) -> PoseBatch:
     """Rows ``idx`` of a PoseBatch."""
     il = idx.tolist()
-    return PoseBatch(bone_names=poses.bone_names, rotations=poses.rotations[idx], joint_names=poses.joint_names,
-                     angles_deg=poses.angles_deg[idx], strategy=poses.strategy,
-                     preset=[poses.preset[i] for i in il], tags={k: v[idx] for k, v in poses.tags.items()})
+    return PoseBatch(
+        bone_names=poses.bone_names,
+        rotations=poses.rotations[idx],
+        joint_names=poses.joint_names,
+        angles_deg=poses.angles_deg[idx],
+        strategy=poses.strategy,
+        preset=[poses.preset[i] for i in il],
+        tags={k: v[idx] for k, v in poses.tags.items()},
+    )
 
 
 class RenderGenerator:
@@ -82,9 +88,15 @@ class RenderGenerator:
         faces, self.face_part, self.hair = appearance.segment_faces(self.body.model)
         settings = {k: r.get(k) for k in ("engine", "samples", "denoise", "max_bounces", "threads", "device")}
         self.pool = RenderPool(faces, self.face_part, self.hair, settings, workers=int(r.workers))
-        self.labeller = Labeller(r.yolo_weights, imgsz=int(r.yolo_imgsz), conf=float(r.yolo_conf),
-                                 device=r.get("yolo_device"), oks_threshold=float(r.oks_threshold),
-                                 batch=int(r.yolo_batch), area_factor=float(r.area_factor))
+        self.labeller = Labeller(
+            r.yolo_weights,
+            imgsz=int(r.yolo_imgsz),
+            conf=float(r.yolo_conf),
+            device=r.get("yolo_device"),
+            oks_threshold=float(r.oks_threshold),
+            batch=int(r.yolo_batch),
+            area_factor=float(r.area_factor),
+        )
         self.counts: Counter = Counter()
         self.timing: Counter = Counter()
 
@@ -126,23 +138,53 @@ class RenderGenerator:
                         render_Ks.append(downscale.scaled_intrinsics(K0, se, off))
                         targets.append([(se, len(render_Ks) - 1)])
                 for Kr, tg in zip(render_Ks, targets):
-                    job["views"].append({"camera": blender_camera(Kr, R, t, self.res, self.res), "scene": scene,
-                                         "seed": int(rng.integers(2**31))})
-                    views.append({"pose": p, "cam": v, "K": Kr, "R": R, "t": t, "targets": tg,
-                                  "job": len(jobs), "img": len(job["views"]) - 1})
+                    job["views"].append(
+                        {
+                            "camera": blender_camera(Kr, R, t, self.res, self.res),
+                            "scene": scene,
+                            "seed": int(rng.integers(2**31)),
+                        }
+                    )
+                    views.append(
+                        {
+                            "pose": p,
+                            "cam": v,
+                            "K": Kr,
+                            "R": R,
+                            "t": t,
+                            "targets": tg,
+                            "job": len(jobs),
+                            "img": len(job["views"]) - 1,
+                        }
+                    )
             # split a pose's views over several jobs so that every worker has work (the mesh is sent to each)
             # (and at most ``views_per_job`` renders per job, so that little is left to drain at the end)
-            n_split = min(len(job["views"]), max(1, -(-int(self.rcfg.workers) // n_poses),
-                                                 -(-len(job["views"]) // int(self.rcfg.get("views_per_job", 4)))))
+            n_split = min(
+                len(job["views"]),
+                max(
+                    1,
+                    -(-int(self.rcfg.workers) // n_poses),
+                    -(-len(job["views"]) // int(self.rcfg.get("views_per_job", 4))),
+                ),
+            )
             size = -(-len(job["views"]) // n_split) if job["views"] else 1
             first = len(jobs)
             for k in range(max(n_split, 1)):
-                jobs.append({**job, "views": job["views"][k * size:(k + 1) * size]})
+                jobs.append({**job, "views": job["views"][k * size : (k + 1) * size]})
             for view in views:
                 if view["pose"] == p:
                     view["job"], view["img"] = first + view["img"] // size, view["img"] % size
-        return {"poses": poses, "poses_v": poses_v, "posed": posed_v, "cams": cams, "bi": bi[rep], "verts": verts, "views": views,
-                "jobs": jobs, "scale_single": not self.trick}
+        return {
+            "poses": poses,
+            "poses_v": poses_v,
+            "posed": posed_v,
+            "cams": cams,
+            "bi": bi[rep],
+            "verts": verts,
+            "views": views,
+            "jobs": jobs,
+            "scale_single": not self.trick,
+        }
 
     def _label(self, plan: dict, images: list[list[np.ndarray | None]], rng: np.random.Generator):
         """Downscale, pack, detect, match; returns per-sample records (accepted only) and optional canvases."""
@@ -159,14 +201,23 @@ class RenderGenerator:
                     tiles.append(tile)
                     meta.append(view)
             else:  # the render already is the canvas
-                tiles.append(downscale.Tile(img, downscale.scaled_intrinsics(view["K"], 1.0, (0, 0)), len(meta),
-                                            view["targets"][0][0]))
+                tiles.append(
+                    downscale.Tile(
+                        img,
+                        downscale.scaled_intrinsics(view["K"], 1.0, (0, 0)),
+                        len(meta),
+                        view["targets"][0][0],
+                    )
+                )
                 meta.append(view)
         if self.trick:
-            canvases = downscale.pack(tiles, self.packing, self.canvas,
-                                      rng if self.packing == "single" else None)
+            canvases = downscale.pack(
+                tiles, self.packing, self.canvas, rng if self.packing == "single" else None
+            )
         else:
-            canvases = [downscale.Canvas(t.image, [t.key], [(0, 0)], [t.image.shape[0]], [t.K]) for t in tiles]
+            canvases = [
+                downscale.Canvas(t.image, [t.key], [(0, 0)], [t.image.shape[0]], [t.K]) for t in tiles
+            ]
         K_of, gt, boxes = {}, {}, {}
         for c in canvases:
             for key, K in zip(c.keys, c.K):
@@ -183,8 +234,17 @@ class RenderGenerator:
         for lab in labels.values():
             self.counts[lab.status] += 1
         scale_of = {t.key: t.scale for t in tiles}
-        recs = [{"key": k, "view": meta[k], "K": K_of[k], "label": labels[k], "scale": scale_of[k],
-                 "canvas": self.canvas} for k in sorted(labels)]
+        recs = [
+            {
+                "key": k,
+                "view": meta[k],
+                "K": K_of[k],
+                "label": labels[k],
+                "scale": scale_of[k],
+                "canvas": self.canvas,
+            }
+            for k in sorted(labels)
+        ]
         return recs, canvases
 
     def _columns(self, plan: dict, recs: list[dict]) -> dict:
@@ -198,11 +258,24 @@ class RenderGenerator:
         c = plan["cams"]
         K = torch.tensor(np.stack([r["K"] for r in recs]), dtype=torch.float32)
         size = torch.tensor([r["canvas"] for r in recs], dtype=torch.long)
-        cams = Cameras(K=K, R=c.R[rows], t=c.t[rows], img_w=size, img_h=size, height_m=c.height_m[rows],
-                       tilt_deg=c.tilt_deg[rows], roll_deg=c.roll_deg[rows], yaw_deg=c.yaw_deg[rows],
-                       hfov_deg=geometry.hfov_from_intrinsics(K, size.float()))
-        posed = PosedBodies(keypoints=plan["posed"].keypoints[rows], body_index=plan["posed"].body_index[rows])
-        obs = observe(posed, cams, self_occlusion=bool(self.cfg.get("project", {}).get("self_occlusion", True)))
+        cams = Cameras(
+            K=K,
+            R=c.R[rows],
+            t=c.t[rows],
+            img_w=size,
+            img_h=size,
+            height_m=c.height_m[rows],
+            tilt_deg=c.tilt_deg[rows],
+            roll_deg=c.roll_deg[rows],
+            yaw_deg=c.yaw_deg[rows],
+            hfov_deg=geometry.hfov_from_intrinsics(K, size.float()),
+        )
+        posed = PosedBodies(
+            keypoints=plan["posed"].keypoints[rows], body_index=plan["posed"].body_index[rows]
+        )
+        obs = observe(
+            posed, cams, self_occlusion=bool(self.cfg.get("project", {}).get("self_occlusion", True))
+        )
         obs.det_xyc = torch.tensor(np.stack([r["label"].keypoints for r in recs]), dtype=torch.float32)
         rep = torch.tensor([r["view"]["pose"] for r in recs], dtype=torch.long)
         cols = columns(plan["poses"], posed, cams, obs, rep, self.body.shapes)
@@ -212,8 +285,14 @@ class RenderGenerator:
         cols["oks"] = np.array([r["label"].oks for r in recs], np.float32)
         return cols
 
-    def generate(self, n_rows: int, seed: int, images_dir: Path | None = None, progress: bool = False,
-                 sheet_path: Path | None = None) -> dict:
+    def generate(
+        self,
+        n_rows: int,
+        seed: int,
+        images_dir: Path | None = None,
+        progress: bool = False,
+        sheet_path: Path | None = None,
+    ) -> dict:
         """At least ``n_rows`` accepted rows (truncated to ``n_rows``) as schema columns, deterministic in ``seed``.
 
         Renders of the next chunk run in the workers while YOLO labels the current one.
@@ -241,8 +320,10 @@ class RenderGenerator:
             if plan["jobs"] and all(im is None for ims in images for im in ims):
                 dead += 1
                 if dead >= 3:
-                    raise RuntimeError("Blender render workers failed on 3 chunks in a row (see their stderr above); "
-                                       f"settings: engine={self.rcfg.engine}, device={self.rcfg.device}")
+                    raise RuntimeError(
+                        "Blender render workers failed on 3 chunks in a row (see their stderr above); "
+                        f"settings: engine={self.rcfg.engine}, device={self.rcfg.device}"
+                    )
             else:
                 dead = 0
             # overlap: Blender renders the next chunk while YOLO labels this one, unless this chunk probably ends
@@ -300,7 +381,7 @@ def _sheet_cells(recs, canvases, plan, size: int = 160) -> list[np.ndarray]:
     cells = []
     for r in recs:
         img, (x, y), n = where[r["key"]]
-        crop = np.ascontiguousarray(img[y:y + n, x:x + n])
+        crop = np.ascontiguousarray(img[y : y + n, x : x + n])
         f = size / n
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
         view, K = r["view"], r["K"]
@@ -311,7 +392,9 @@ def _sheet_cells(recs, canvases, plan, size: int = 160) -> list[np.ndarray]:
             q = (pts[:, :2] - (x, y)) * f
             for a, b in SKELETON:
                 if np.isfinite(q[[a, b]]).all():
-                    cv2.line(crop, tuple(int(v) for v in q[a]), tuple(int(v) for v in q[b]), col, 1, cv2.LINE_AA)
+                    cv2.line(
+                        crop, tuple(int(v) for v in q[a]), tuple(int(v) for v in q[b]), col, 1, cv2.LINE_AA
+                    )
         lab = f"{r['label'].status[:6]} s={r['scale']:.2f} oks={r['label'].oks:.2f}"
         cv2.putText(crop, lab, (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
         cells.append(crop)
@@ -328,7 +411,7 @@ def write_contact_sheet(cells: list[np.ndarray], path: Path, cols: int = 8) -> P
     rows = math.ceil(len(cells) / cols)
     sheet = np.full((rows * h, cols * w, 3), 255, np.uint8)
     for i, c in enumerate(cells):
-        sheet[(i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] = c
+        sheet[(i // cols) * h : (i // cols + 1) * h, (i % cols) * w : (i % cols + 1) * w] = c
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     cv2.imwrite(str(tmp), sheet)
@@ -348,8 +431,12 @@ def build_generator(cfg: DictConfig) -> RenderGenerator:
     if "device" not in cfg.body:
         body_kwargs["device"] = "cpu"
     body = _instantiate("body", cfg.body, **body_kwargs)
-    return RenderGenerator(cfg, body=body, pose_sampler=_instantiate("pose_sampling", cfg.pose_sampling),
-                           camera_sampler=_instantiate("camera", cfg.camera))
+    return RenderGenerator(
+        cfg,
+        body=body,
+        pose_sampler=_instantiate("pose_sampling", cfg.pose_sampling),
+        camera_sampler=_instantiate("camera", cfg.camera),
+    )
 
 
 def render_dataset(cfg: DictConfig, out_dir: str | Path) -> None:
@@ -384,9 +471,13 @@ def render_dataset(cfg: DictConfig, out_dir: str | Path) -> None:
                 n = min(shard_size, n_total - i * shard_size)
                 t0 = time.perf_counter()
                 sheet = out_dir / "contact_sheet.png" if bool(r.contact_sheet) and i == todo[0] else None
-                cols = gen.generate(n, shard_seed(int(cfg.seed), i) % (2**62),
-                                    images_dir=out_dir / "images" if bool(r.keep_images) else None,
-                                    progress=bool(cfg.get("progress", True)), sheet_path=sheet)
+                cols = gen.generate(
+                    n,
+                    shard_seed(int(cfg.seed), i) % (2**62),
+                    images_dir=out_dir / "images" if bool(r.keep_images) else None,
+                    progress=bool(cfg.get("progress", True)),
+                    sheet_path=sheet,
+                )
                 cols["sample_id"] = np.arange(i * shard_size, i * shard_size + n, dtype=np.int64)
                 cols["pose_id"] = cols["pose_id"] + i * _POSE_ID_STRIDE
                 entry = shard_io.write_shard(out_dir, i, shard_io.to_table(cols))
@@ -399,8 +490,10 @@ def render_dataset(cfg: DictConfig, out_dir: str | Path) -> None:
                 gen.timing.clear()
                 stats["counts"] = dict(counts)
                 stats["seconds"] = float(stats.get("seconds", 0.0)) + time.perf_counter() - t0
-                stats["note"] = ("rows = accepted samples; no_detection / low_oks (OKS < render.oks_threshold) / "
-                                 "render_failed / framing_failed samples are counted, not stored")
+                stats["note"] = (
+                    "rows = accepted samples; no_detection / low_oks (OKS < render.oks_threshold) / "
+                    "render_failed / framing_failed samples are counted, not stored"
+                )
                 shard_io.write_manifest(out_dir, manifest)
         finally:
             gen.close()

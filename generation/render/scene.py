@@ -27,7 +27,9 @@ def _principled(bpy, name: str):
 class BlenderScene:
     """One reusable scene. ``settings``: engine, samples, denoise, device (cpu|gpu|auto), threads, max_bounces."""
 
-    def __init__(self, faces: np.ndarray, face_part: np.ndarray, hair_score: np.ndarray, settings: dict) -> None:
+    def __init__(
+        self, faces: np.ndarray, face_part: np.ndarray, hair_score: np.ndarray, settings: dict
+    ) -> None:
         import bpy
 
         self.bpy = bpy

@@ -22,8 +22,13 @@ from generation.lifetime import die_with_parent
 _SCENE = None
 
 
-def _init(faces: np.ndarray, face_part: np.ndarray, hair_score: np.ndarray, settings: dict,
-          parent_pid: int | None = None) -> None:
+def _init(
+    faces: np.ndarray,
+    face_part: np.ndarray,
+    hair_score: np.ndarray,
+    settings: dict,
+    parent_pid: int | None = None,
+) -> None:
     global _SCENE
     if parent_pid is not None:
         die_with_parent(parent_pid)
@@ -68,8 +73,9 @@ class RenderPool:
     def _start(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                         initializer=_init, initargs=self._initargs)
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=mp.get_context("spawn"), initializer=_init, initargs=self._initargs
+        )
 
     def submit(self, job: dict) -> Future:
         return self._pool.submit(render_job, job)
