@@ -45,8 +45,11 @@ test-fast: $(STAMP)
 model: $(STAMP)
 	$(BIN)/python -m depth_pose.make_default_model
 
+# The house rules: ruff (lint + format, line length enforced), the import-layer contracts (pyproject.toml).
 lint: $(STAMP)
-	$(BIN)/ruff check depth_pose generation tests experiments
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 clean-cache:
 	rm -rf $(CACHE)

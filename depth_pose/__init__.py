@@ -1,6 +1,6 @@
 """depth_pose: metric depth of people from 2D pose, trained on synthetic data."""
 
-from depth_pose._env import apply_defaults as _apply_defaults
+from depth_pose.env import apply_defaults as _apply_defaults
 
 _apply_defaults()
 

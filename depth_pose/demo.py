@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import depth_pose  # noqa: F401  (caches, offline)
-from depth_pose._env import REPO_ROOT
+from depth_pose.env import REPO_ROOT, config_dir
 
-CONF_DIR = REPO_ROOT / "conf"
+CONF_DIR = config_dir()
 ASSETS = Path(depth_pose.__file__).resolve().parent / "assets"
 
 
@@ -45,7 +45,7 @@ def step(title: str) -> float:
 
 
 def run(samples: int, epochs: int, out: Path) -> dict:
-    from depth_pose.eval.run import evaluate
+    from depth_pose.evaluate import evaluate
     from depth_pose.predict.run import predict
     from depth_pose.predictor import export_model
     from depth_pose.train import train
@@ -155,7 +155,8 @@ def print_table(r: dict) -> None:
     m = r["metrics"]
     print(f"data: {r['data_dir']}\nmodel: {r['model']}")
     print(
-        f"synthetic validation: ALE {_fmt(m.get('val/ale'))} m (mean-depth predictor {_fmt(m.get('val/ale_trivial'))} m), "
+        f"synthetic validation: ALE {_fmt(m.get('val/ale'))} m "
+        f"(mean-depth predictor {_fmt(m.get('val/ale_trivial'))} m), "
         f"rel {_fmt(m.get('val/rel'), pct=True)}"
     )
     rows = []
@@ -184,7 +185,8 @@ def print_table(r: dict) -> None:
             o = res.get("overall_non_standing", {})
             print(
                 f"\npose invariance ({key.split('/', 1)[1]}): median |pred/true-1| over non-standing poses: "
-                f"model {_fmt(o.get('model_median'), pct=True)} vs box-height {_fmt(o.get('box_height_median'), pct=True)}"
+                f"model {_fmt(o.get('model_median'), pct=True)} "
+                f"vs box-height {_fmt(o.get('box_height_median'), pct=True)}"
                 f"; 1σ coverage {_fmt(res.get('coverage_1sigma'), pct=True)}"
             )
     print("\nexample image (rendered, known depths):")

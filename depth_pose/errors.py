@@ -1,10 +1,14 @@
-"""Errors in what the user asked for (a path, a set, a config value), as opposed to bugs.
+"""Errors in what the user asked for (a path, a set, a config value), as opposed to bugs, and the exit codes.
 
-The command-line entry points print these as one ``dp-<tool>: error: ...`` line and exit with code 2; anything
-else keeps its traceback.
+The command-line entry points (:mod:`depth_pose.cli.shell`) print these as one ``dp-<tool>: error: ...`` line
+and exit with :data:`EXIT_USAGE`; anything else keeps its traceback.
 """
 
 from __future__ import annotations
+
+EXIT_OK = 0  # everything done
+EXIT_USAGE = 2  # unusable input: arguments, files, config
+EXIT_PARTIAL = 3  # done, but some inputs were left out (listed on stderr)
 
 
 class InputError(ValueError):

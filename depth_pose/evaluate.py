@@ -2,8 +2,8 @@
 pose-invariance suite; write predictions,
 ``metrics.json``, ``report.md`` and PNG plots beside ``out``.
 
-Exit-code contract (applied by :mod:`depth_pose.cli.eval`): 0 every input entry scored, 3 some left out (listed
-with their line numbers / image names), 2 unusable arguments or files (:class:`EvalInputError`).
+Exit-code contract (applied by :mod:`depth_pose.cli.eval`): 0 every input entry scored, 3 some left out
+(listed with their line numbers / image names), 2 unusable arguments or files (:class:`EvalInputError`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from depth_pose.errors import EXIT_OK, EXIT_PARTIAL
 from depth_pose.eval import baselines as bl
 from depth_pose.eval import plots
 from depth_pose.eval.io import (
@@ -33,7 +34,6 @@ from depth_pose.keypoints import pixel_height
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
 MODES = ("keypoints", "images", "dataset", "suite")
 # Upright poses first in per-pose tables (then the rest by count).
 POSE_ORDER = ["standing", "walk", "both_walk", "uniform", "normal"]
@@ -134,7 +134,8 @@ def output_rows(people: PeopleSet, scores: dict[str, np.ndarray]) -> list[dict]:
 
 
 def people_metrics(people: PeopleSet, scores: dict[str, np.ndarray]) -> dict:
-    """Metrics of each method on the people with ground truth (overall + per band) and the calibration curve."""
+    """Metrics of each method on the people with ground truth (overall + per band) and the
+    calibration curve."""
     gt = people.has_gt
     true = people.gt_z[gt]
     methods = {}
@@ -218,7 +219,8 @@ def log_to_loggers(cfg: DictConfig, metrics: dict, images: list[Path]) -> None:
 def evaluate_people(
     people: PeopleSet, cfg: DictConfig, predictor, out: Path, input_name: str, mode: str
 ) -> dict:
-    """Score ``people``, write predictions + metrics.json + report.md + plots beside ``out``; return the metrics."""
+    """Score ``people``, write predictions + metrics.json + report.md + plots beside ``out``; return
+    the metrics."""
     bcfg = dict(cfg.baselines) | {"vis_threshold": cfg.vis_threshold}
     scores = score_people(people, predictor, bcfg)
     atomic_write_jsonl(out, output_rows(people, scores))
@@ -258,7 +260,8 @@ def evaluate_people(
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Run the evaluation chosen by ``keypoints=``, ``images=``, ``dataset=`` or ``suite=``; return the metrics.
+    """Run the evaluation chosen by ``keypoints=``, ``images=``, ``dataset=`` or ``suite=``;
+    return the metrics.
 
     ``metrics["exit_code"]`` is 0 or 3 (see module docstring); :class:`EvalInputError` means exit 2.
     """
@@ -272,7 +275,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if mode == "suite":
         if cfg.suite != "invariance":
             raise EvalInputError(f"unknown suite '{cfg.suite}' (known: invariance)")
-        from depth_pose.eval.invariance import run_invariance
+        from depth_pose.suites.invariance import run_invariance
 
         out = check_out(abs_path(cfg.out) if cfg.get("out") else default_out("invariance_samples.jsonl"))
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)

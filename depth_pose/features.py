@@ -120,7 +120,8 @@ class Normaliser:
         if stored.get("version") != FEATURES_VERSION or stored.get("name") not in VARIANTS:
             raise ValueError(
                 f"{source} was trained with feature normalisation {stored.get('name')!r} version "
-                f"{stored.get('version')!r}, but depth_pose.features implements version {FEATURES_VERSION} of "
+                f"{stored.get('version')!r}, but depth_pose.features implements version "
+                f"{FEATURES_VERSION} of "
                 f"{VARIANTS}; retrain the model (make model) or use a matching depth_pose version"
             )
         if int(stored.get("in_dim", -1)) != Normaliser.from_dict(stored).in_dim:
@@ -132,8 +133,8 @@ class Normaliser:
     def observe(self, kp_xyc: Tensor, K: Tensor) -> Observed:
         """Visibility mask and coordinates (normalised rays for ``normalised``, pixels for ``raw_pixels``).
 
-        Visible = confidence >= threshold and finite; if fewer than ``min_visible`` joints are, every finite joint
-        is used (the detector's guesses)."""
+        Visible = confidence >= threshold and finite; if fewer than ``min_visible`` joints are, every finite
+        joint is used (the detector's guesses)."""
         if kp_xyc.ndim != 3 or kp_xyc.shape[1:] != (NUM_KEYPOINTS, 3):
             raise ValueError(f"keypoints must have shape (N, {NUM_KEYPOINTS}, 3), got {tuple(kp_xyc.shape)}")
         mask = visibility(kp_xyc, self.threshold)
@@ -148,7 +149,8 @@ class Normaliser:
         return Observed(xy=xy, mask=mask, finite=finite)
 
     def encode(self, obs: Observed) -> tuple[Tensor, Tensor]:
-        """Model inputs ``(B, in_dim)`` and the reference ``log_ref`` (B,) such that ``log z = out + log_ref``.
+        """Model inputs ``(B, in_dim)`` and the reference ``log_ref`` (B,) such that
+        ``log z = out + log_ref``.
 
         Samples with fewer than 3 visible joints take centre and scale from every finite joint (guessed
         positions; all joints if none is finite); the mask input stays the true one so the model can tell (the

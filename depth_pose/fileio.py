@@ -16,7 +16,8 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object], suffix: str = ".tmp") -> Path:
-    """Create ``path`` by calling ``write(tmp_path)`` on a temporary file beside it, fsync, then ``os.replace``.
+    """Create ``path`` by calling ``write(tmp_path)`` on a temporary file beside it, fsync, then
+    ``os.replace``.
 
     ``suffix`` is the temporary file's ending (give the real extension when the writer infers the format from
     it, e.g. ``cv2.imwrite``). On any error the temporary file is removed and the target is left untouched.

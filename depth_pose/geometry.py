@@ -70,9 +70,11 @@ def project(points_cam: Tensor, K: Tensor, eps: float = 1e-6) -> Tensor:
 
 
 def normalise_pixels(px: Tensor, K: Tensor) -> Tensor:
-    """Pixels (..., N, 2) -> normalised image coordinates ``K^-1 [u, v, 1]`` (..., N, 2): camera-agnostic rays.
+    """Pixels (..., N, 2) -> normalised image coordinates ``K^-1 [u, v, 1]`` (..., N, 2): camera-agnostic
+    rays.
 
-    Exact inverse of :func:`project` up to depth: ``normalise_pixels(project(p, K), K) == p[..., :2] / p[..., 2:]``.
+    Exact inverse of :func:`project` up to depth:
+    ``normalise_pixels(project(p, K), K) == p[..., :2] / p[..., 2:]``.
     """
     fx, fy = K[..., 0, 0, None], K[..., 1, 1, None]
     cx, cy, s = K[..., 0, 2, None], K[..., 1, 2, None], K[..., 0, 1, None]
@@ -176,10 +178,11 @@ def planar(points: Tensor) -> Tensor:
 def world_to_pixels_planar(
     points: Tensor, R: Tensor, t: Tensor, K: Tensor, eps: float = 1e-6
 ) -> tuple[Tensor, Tensor]:
-    """``(world_to_camera(p, R, t), project(that, K))`` on planar points (3, N, B) with per-sample ``R``, ``t``,
-    ``K`` (B, 3, 3), (B, 3), (B, 3, 3): camera points (3, N, B) and pixels (2, N, B), NaN at or behind the
-    camera. Broadcast multiply-adds over the sample axis, which is innermost and contiguous: long vector loops
-    instead of batched tiny matmuls (the data generator's hot path; fuses well under ``torch.compile``)."""
+    """``(world_to_camera(p, R, t), project(that, K))`` on planar points (3, N, B) with per-sample ``R``,
+    ``t``, ``K`` (B, 3, 3), (B, 3), (B, 3, 3): camera points (3, N, B) and pixels (2, N, B), NaN at or behind
+    the camera. Broadcast multiply-adds over the sample axis, which is innermost and contiguous: long vector
+    loops instead of batched tiny matmuls (the data generator's hot path; fuses well under
+    ``torch.compile``)."""
     X, Y, Z = points[0], points[1], points[2]
     cam = [X * R[:, i, 0] + Y * R[:, i, 1] + Z * R[:, i, 2] + t[:, i] for i in range(3)]
     z = cam[2]

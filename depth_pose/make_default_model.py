@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 import depth_pose  # noqa: F401
-from depth_pose._env import REPO_ROOT
+from depth_pose.env import REPO_ROOT, config_dir
 from depth_pose.predictor import DEFAULT_MODEL, export_model
 
 log = logging.getLogger(__name__)
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = config_dir()
 
 
 def compose_config(overrides: list[str]):
@@ -42,7 +42,7 @@ def compose_config(overrides: list[str]):
 
 def _data_config(data_dir: str | Path | None) -> dict | None:
     """The generation config recorded in the dataset's manifest (what the model was trained on)."""
-    from generation.shards import load_manifest
+    from depth_pose.shards import load_manifest
 
     try:
         cfg = load_manifest(data_dir)["config"] if data_dir else None
@@ -54,7 +54,8 @@ def _data_config(data_dir: str | Path | None) -> dict | None:
 def make_default_model(
     overrides: list[str] | None = None, out: str | Path = DEFAULT_MODEL
 ) -> tuple[Path, dict]:
-    """Train, reload the best checkpoint (weights only) and export it with provenance; returns (path, metadata)."""
+    """Train, reload the best checkpoint (weights only) and export it with provenance; returns
+    (path, metadata)."""
     from depth_pose.train import resolved_config, train
 
     cfg = compose_config(list(overrides or []))

@@ -7,8 +7,8 @@
 
 Accepted model files: ``*.safetensors`` (weights) + a sibling ``*.json`` (metadata: hyper-parameters,
 normalisation, data id, metrics), as written by :func:`export_model`; or a Lightning ``*.ckpt`` (read with
-``torch.load(weights_only=True)``; never unpickled). A model whose stored keypoint normalisation does not match
-:mod:`depth_pose.features` is refused.
+``torch.load(weights_only=True)``; never unpickled). A model whose stored keypoint normalisation does not
+match :mod:`depth_pose.features` is refused.
 """
 
 from __future__ import annotations
@@ -138,10 +138,12 @@ class DepthPredictor:
     ) -> DepthPrediction:
         """Depth and its std for N people: ``keypoints_xyc`` (N, 17, 3), ``K`` (N, 3, 3) or (3, 3).
 
-        ``flip_tta``: average the prediction of the keypoints and of their mirror image (normalised variant only).
+        ``flip_tta``: average the prediction of the keypoints and of their mirror image (normalised variant
+        only).
 
         Always finite: people with fewer than ``min_visible`` (5) confident joints use every finite joint (the
-        detector's guesses, as in training) with sigma at least 30% of z; people with no finite coordinate at all get the training mean depth with sigma = z.
+        detector's guesses, as in training) with sigma at least 30% of z; people with no finite coordinate at
+        all get the training mean depth with sigma = z.
         """
         kp = torch.as_tensor(
             _writable(keypoints_xyc) if not torch.is_tensor(keypoints_xyc) else keypoints_xyc,

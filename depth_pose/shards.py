@@ -104,7 +104,8 @@ def to_table(columns: Mapping[str, Any]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-# Dictionary-encode only low-cardinality columns: trying it on float columns makes writing ~5x slower.
+# Dictionary-encode only low-cardinality columns: on float columns it makes writing much slower
+# (docs/bench_generation.md).
 DICTIONARY_COLS = ["source", "strategy", "preset", "img_w", "img_h"]
 
 
@@ -156,7 +157,8 @@ def shard_paths(path: str | Path, require_complete: bool = False, verify: bool =
     if require_complete and not manifest.get("complete", False):
         done = sum(s["rows"] for s in manifest["shards"])
         raise RuntimeError(
-            f"dataset {root} is incomplete ({done}/{manifest['num_samples']} rows); rerun dp-generate to resume"
+            f"dataset {root} is incomplete ({done}/{manifest['num_samples']} rows); "
+            "rerun dp-generate to resume"
         )
     out = []
     for entry in sorted(manifest["shards"], key=lambda s: s["index"]):

@@ -19,6 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from depth_pose.errors import InputError
 from depth_pose.features import from_config as features_from_config
+from depth_pose.shards import load_manifest
+from generation.config import with_defaults
+from generation.dataset import dataset_id
+from generation.pipeline import ensure_dataset
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,9 @@ DM_EXCLUDE = set(GEN_DATA_KEYS) | {"dir", "gen_out_dir"}
 
 
 def generation_config(cfg: DictConfig) -> DictConfig:
-    """The ``dp-generate`` config described by a train config (generation groups + ``data.*`` keys)."""
+    """The ``dp-generate`` config described by a train config (generation groups + ``data.*`` keys); every
+    other generation setting keeps its ``conf/generate.yaml`` default
+    (:func:`generation.config.with_defaults`)."""
     gen: dict[str, Any] = {}
     for g in GEN_GROUPS:
         if g in cfg:
@@ -44,9 +50,6 @@ def generation_config(cfg: DictConfig) -> DictConfig:
     for src, dst in GEN_DATA_KEYS.items():
         if src in cfg.data and cfg.data[src] is not None:
             gen[dst] = cfg.data[src]
-    gen.setdefault("shard_size", 100000)
-    gen.setdefault("batch_size", 65536)
-    gen.setdefault("device", "cpu")
     gen.update(
         {
             "overwrite": False,
@@ -55,11 +58,9 @@ def generation_config(cfg: DictConfig) -> DictConfig:
             "paths": OmegaConf.to_container(cfg.paths, resolve=True),
         }
     )
-    gen_cfg = OmegaConf.create(gen)
+    gen_cfg = with_defaults(gen)
     out_dir = cfg.data.get("gen_out_dir")
     if out_dir is None:
-        from generation.pipeline import dataset_id
-
         out_dir = str(Path(cfg.paths.data_dir) / "synthetic" / dataset_id(gen_cfg))
     gen_cfg.out_dir = str(out_dir)
     return gen_cfg
@@ -75,13 +76,9 @@ class CheckpointPathError(InputError, FileNotFoundError):
 
 def resolve_data_dir(cfg: DictConfig) -> tuple[Path, str]:
     """Dataset directory (generating it if needed) and its id (manifest ``dataset_id`` or the path)."""
-    from generation.shards import load_manifest
-
     if cfg.data.get("dir"):
         path = Path(cfg.data.dir)
     else:
-        from generation.pipeline import ensure_dataset
-
         path = Path(ensure_dataset(generation_config(cfg)))
     try:
         manifest = load_manifest(path)
@@ -91,7 +88,8 @@ def resolve_data_dir(cfg: DictConfig) -> tuple[Path, str]:
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path``: null, a file, or ``last`` = the newest ``last.ckpt`` of this output dir or of any train run."""
+    """``ckpt_path``: null, a file, or ``last`` = the newest ``last.ckpt`` of this output dir or of
+    any train run."""
     ck = cfg.get("ckpt_path")
     if not ck:
         return None

@@ -8,9 +8,9 @@ KITTI keypoints (when ``../shared`` is present), with paired bootstrap intervals
 
 Training: ``dp-train -m <sweep overrides> seed=<seeds> data.num_samples=N trainer.max_epochs=E <recipe>
 logger=csv`` (recipe default ``data.batch_size=1024 model.optimizer.lr=0.003``, the converge-benchmark
-recipe; each pose sampler gets its own generated set, seed 0). Held-out sets: ``dp-generate pose_sampling=S num_samples=H seed=99``
-(other bodies, poses and cameras), scored with ``dp-eval dataset=...``. Writes ``summary.md``,
-``summary.json`` and ``per_pose.png`` under ``--out``.
+recipe; each pose sampler gets its own generated set, seed 0). Held-out sets:
+``dp-generate pose_sampling=S num_samples=H seed=99`` (other bodies, poses and cameras), scored with
+``dp-eval dataset=...``. Writes ``summary.md``, ``summary.json`` and ``per_pose.png`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import depth_pose  # noqa: F401  (environment defaults)
-from depth_pose._env import REPO_ROOT
+from depth_pose.env import REPO_ROOT, config_dir
 
 DEFAULT_SWEEP = ["pose_sampling=uniform,normal,hybrid"]
 
@@ -37,7 +37,7 @@ def compose(config: str, overrides: list[str]):
     from hydra import compose as _compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return _compose(config, overrides=overrides)
 
 
@@ -100,7 +100,7 @@ def heldout_set(sampler: str, rows: int) -> Path:
 
 def quiet_evaluate(overrides: list[str]) -> dict:
     """``dp-eval`` as a plain function, its printed report swallowed (everything is in metrics.json)."""
-    from depth_pose.eval.run import evaluate
+    from depth_pose.evaluate import evaluate
 
     with contextlib.redirect_stdout(io.StringIO()):
         return evaluate(compose("eval", [*overrides, "progress=false", "plots=false"]))
@@ -127,8 +127,8 @@ def per_person(path: Path, true_key: str, keep=None) -> tuple[np.ndarray, np.nda
 
 
 def score_job(job: dict, heldout: dict[str, Path], kitti: Path | None, out: Path) -> dict:
-    """Every evaluation of one model, with its per-person depths (``_people``: set -> (pred, true); not written
-    to summary.json) for the KITTI paired bootstrap and the seed analysis."""
+    """Every evaluation of one model, with its per-person depths (``_people``: set -> (pred, true); not
+    written to summary.json) for the KITTI paired bootstrap and the seed analysis."""
     res: dict = {"heldout": {}, "_people": {}}
     ck = f"ckpt={job['ckpt']}"
     base = out / f"job{job['job']}"
@@ -185,7 +185,8 @@ def variants_of(jobs: list[dict]) -> list[str]:
 
 
 def summary_table(jobs: list[dict]) -> str:
-    """Rows: variant; columns: held-out ALE / median per test sampler, suite, KITTI (mean ± half-range over seeds)."""
+    """Rows: variant; columns: held-out ALE / median per test sampler, suite, KITTI (mean ± half-range
+    over seeds)."""
     tested = list(jobs[0]["scores"]["heldout"])
     head = [
         "variant",
@@ -294,9 +295,9 @@ def per_pose_table(jobs: list[dict], source: str, test: str | None = None) -> st
 
 def per_pose_figure(jobs: list[dict], path: Path) -> Path:
     """Grouped bars: invariance-suite median error per pose, one bar per variant (mean over seeds)."""
-    from depth_pose.eval.plots import _plt, _save
+    from depth_pose.eval.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     variants = variants_of(jobs)
     poses = list(jobs[0]["scores"]["invariance"]["per_pose"])
     x = np.arange(len(poses))
@@ -313,7 +314,7 @@ def per_pose_figure(jobs: list[dict], path: Path) -> Path:
     ax.set_title("Pose-invariance suite (held-out bodies, YOLO-like noise) per variant")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def main() -> None:
@@ -375,7 +376,8 @@ def main() -> None:
     parts = [
         f"# Ablation: {', '.join(variants)}",
         "",
-        f"Sweep `{sweep_dir}`: {jobs[0]['samples']:,} samples, {jobs[0]['epochs']} epochs per model; held-out "
+        f"Sweep `{sweep_dir}`: {jobs[0]['samples']:,} samples, {jobs[0]['epochs']} epochs per model; "
+        "held-out "
         f"sets of {args.heldout:,} rows (seed 99) per pose sampler: "
         + ", ".join(f"{s} `{p.name}`" for s, p in heldout.items())
         + ". Values over seeds: mean ± half-range.",
@@ -434,7 +436,8 @@ def main() -> None:
         (out / "seeds.json").write_text(json.dumps(seeds, indent=1))
     print(text)
     print(
-        f"scoring: {time.perf_counter() - t0:.0f} s; wrote {out / 'summary.md'}, {out / 'summary.json'}, {fig}"
+        f"scoring: {time.perf_counter() - t0:.0f} s; "
+        f"wrote {out / 'summary.md'}, {out / 'summary.json'}, {fig}"
     )
 
 

@@ -16,15 +16,16 @@ import time
 import torch
 
 import depth_pose  # noqa: F401
-from generation.body import BodyModel, load_anny
+from generation.anny_model import load_anny
+from generation.body import BodyModel
 from generation.pose import HybridPoseSampler, NormalPoseSampler, UniformPoseSampler
 
 CPU: dict[str, float] = {}
 
 
 def best_of(fn, repeats: int, key: str = "") -> float:
-    """Best wall time of ``repeats`` calls (after one warm-up call); the best process CPU time goes to CPU[key]
-    (CPU seconds summed over threads: more robust than wall time on a loaded machine)."""
+    """Best wall time of ``repeats`` calls (after one warm-up call); the best process CPU time goes to
+    CPU[key] (CPU seconds summed over threads: more robust than wall time on a loaded machine)."""
     fn()
     best, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):

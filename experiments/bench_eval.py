@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--skip-suite", action="store_true", help="KITTI only")
     args = ap.parse_args()
 
-    from depth_pose.eval.run import evaluate
+    from depth_pose.evaluate import evaluate
 
     out = Path(args.out)
     ck = [f"ckpt={args.ckpt}"] if args.ckpt else []
@@ -52,7 +52,8 @@ def main() -> None:
         ms = same["shoulder_hip"]
         print(
             f"\nmodel ALE / shoulder-hip ALE on the same {sh['n']} people = {ms['ale_m'] / sh['ale_m']:.3f}; "
-            f"model ALE (all {mo['n']}) / floor ALE = {mo['ale_m'] / meths['floor']['ale_m']:.3f}; wall {dt:.1f} s"
+            f"model ALE (all {mo['n']}) / floor ALE = {mo['ale_m'] / meths['floor']['ale_m']:.3f}; "
+            f"wall {dt:.1f} s"
         )
     else:
         print(f"(no {kitti}: KITTI table skipped)")

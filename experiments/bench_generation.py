@@ -9,7 +9,8 @@ Measures, on distinct (body, pose, camera) samples with ``samples_per_pose`` cam
   * the same chain in ``--workers`` forked processes (one per core, each torch 1 thread), in memory;
   * ``generate()`` end to end to disk (Parquet shards + manifest) with ``workers=1`` and ``--workers``.
 
-    .venv/bin/python experiments/bench_generation.py [--rows 400000] [--spp 8] [--repeats 3] [--anny-batches 2]
+    .venv/bin/python experiments/bench_generation.py [--rows 400000] [--spp 8] [--repeats 3] \\
+        [--anny-batches 2]
 
 The fused kernels (``compile=true``, what ``compile=auto`` picks for sets of >= 1 M rows) are on unless an
 override says ``compile=false``; the eager chain is always measured too, in the same process (the ratio
@@ -29,11 +30,13 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import depth_pose  # noqa: F401
-from generation import kernels, pipeline, shards
-from generation.pose import torch_threads
+from depth_pose import shards
+from depth_pose.env import config_dir
+from generation import config, generator, kernels, pipeline, workers
 from generation.project import observe
+from generation.threads import torch_threads
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+CONF = str(config_dir())
 
 
 def best(fn, repeats: int) -> tuple[float, object]:
@@ -70,11 +73,11 @@ def main() -> None:
                 *args.overrides,
             ],
         )
-    cfg = pipeline.with_defaults(cfg)
+    cfg = config.with_defaults(cfg)
     if bool(cfg.get("keep_heap", True)):  # as dp-generate's processes do
-        pipeline.keep_freed_memory()
+        workers.keep_freed_memory()
     t0 = time.perf_counter()
-    gen = pipeline.Generator(cfg)
+    gen = generator.Generator(cfg)
     t_build = time.perf_counter() - t0
     n, spp = args.rows, args.spp
     n_poses = -(-n // spp)
@@ -104,7 +107,7 @@ def main() -> None:
     global _GEN
     _GEN = gen
     with mp.get_context("fork").Pool(
-        W, initializer=pipeline._worker_init, initargs=(1, bool(cfg.keep_heap))
+        W, initializer=workers.worker_init, initargs=(1, bool(cfg.keep_heap))
     ) as pool:
         parts = [(-(-n // W), k) for k in range(W)]
         pool.map(_chain_part, parts)  # warm-up
@@ -129,16 +132,16 @@ def main() -> None:
 
     # Disk: columns -> Arrow table -> zstd Parquet (one shard of all rows).
     with tempfile.TemporaryDirectory() as tmp:
-        t_cols, cols = best(lambda: pipeline.columns(poses, posed, cams, obs, rep, gen.body.shapes), 1)
+        t_cols, cols = best(lambda: generator.columns(poses, posed, cams, obs, rep, gen.body.shapes), 1)
         t_table, table = best(lambda: shards.to_table(cols), 1)
         t_write, entry = best(lambda: shards.write_shard(tmp, 0, table), 1)
         size_mb = (Path(tmp) / entry["file"]).stat().st_size / 1e6
 
     # Baseline: Anny's full forward (mesh + regressor), batch 1024.
     B = 1024
-    sub = pipeline._slice_poses(poses, 0, B)
+    sub = generator.slice_poses(poses, 0, B)
     bsub = bi[:B]
-    gen.body.mesh(bsub[:8], pipeline._slice_poses(poses, 0, 8))  # warm-up
+    gen.body.mesh(bsub[:8], generator.slice_poses(poses, 0, 8))  # warm-up
     model, reg = gen.body.model, gen.body.regressor
 
     def anny_full():
@@ -172,7 +175,8 @@ def main() -> None:
     print(
         f"config: pose_sampling={cfg.pose_sampling.get('name')} samples_per_pose={spp} rows={n} "
         f"poses={n_poses} torch threads={torch.get_num_threads()} (inside sample: {gen.threads}) "
-        f"workers={W} compile={compiled} (warm-up {t_compile:.1f} s) (stage build {t_build:.1f} s) load average {os.getloadavg()[0]:.1f}"
+        f"workers={W} compile={compiled} (warm-up {t_compile:.1f} s) (stage build {t_build:.1f} s) "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'stage':40s} {'items':>9s} {'seconds':>9s} {'items/s':>12s} {'x Anny':>8s}")
     for name, items, t in rows:

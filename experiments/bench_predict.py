@@ -1,7 +1,8 @@
 """Benchmarks of dp-predict (CPU). Every number is a ratio against a baseline measured in the same run.
 
     python experiments/bench_predict.py speed            # depth head time per frame, 10 people, vs YOLO
-    python experiments/bench_predict.py zoom             # zoom gain on small people (keypoint conf, depth error)
+    python experiments/bench_predict.py zoom             # zoom gain on small people (keypoint conf,
+                                                         # depth error)
     python experiments/bench_predict.py real --out DIR   # dp-predict on shared/data/real with the gt.json K
     python experiments/bench_predict.py all              # all three
 
@@ -82,7 +83,8 @@ def bench_speed(ckpt: str | None, people: int = 10) -> dict:
         ("depth + 3D total", t_depth + t_pos, (t_depth + t_pos) / yolo),
     ]
     print(
-        f"\n## speed (image {img.shape[1]}x{img.shape[0]}, imgsz 640, torch threads {torch.get_num_threads()})"
+        f"\n## speed (image {img.shape[1]}x{img.shape[0]}, imgsz 640, "
+        f"torch threads {torch.get_num_threads()})"
     )
     print("| step | ms/frame | share of YOLO |\n|---|---|---|")
     for name, t, r in rows:
@@ -147,8 +149,9 @@ def _match(dets, box) -> int | None:
 
 
 def bench_zoom(ckpt: str | None, heights=(30, 45, 60, 80), canvas=(640, 480)) -> dict:
-    """Shrink each image so the person is h px tall, paste it in a grey 640x480 frame (YOLO sees it at scale 1) (K follows exactly via
-    geometry.transform_intrinsics), then predict with and without zoom and compare against the known depth."""
+    """Shrink each image so the person is h px tall, paste it in a grey 640x480 frame (YOLO sees it at
+    scale 1) (K follows exactly via geometry.transform_intrinsics), then predict with and without zoom and
+    compare against the known depth."""
     det, zdet = PoseDetector(), PoseDetector()
     zoom = Zoom(min_box_px=100)
     model = load_depth(ckpt)
@@ -188,15 +191,18 @@ def bench_zoom(ckpt: str | None, heights=(30, 45, 60, 80), canvas=(640, 480)) ->
                 z0 = float(model.predict(kp0, Ks).z_m[0])
                 z1 = float(model.predict(kp1, Ks).z_m[0])
                 rows.append({
-                    "case": case["name"], "h": h, "found": True, "zoomed": bool(zoomed[jj]), "gt": person["z"],
+                    "case": case["name"], "h": h, "found": True, "zoomed": bool(zoomed[jj]),
+                    "gt": person["z"],
                     "conf0": float(kp0[0, :, 2].mean()), "conf1": float(kp1[0, :, 2].mean()),
                     "err0": abs(z0 - person["z"]), "err1": abs(z1 - person["z"]),
                     "rel0": abs(z0 - person["z"]) / person["z"], "rel1": abs(z1 - person["z"]) / person["z"],
-                    "t_det": t_det, "t_zoom": t_zoom, "n_small": int((d0.boxes[:, 3] - d0.boxes[:, 1] < 100).sum()),
+                    "t_det": t_det, "t_zoom": t_zoom,
+                    "n_small": int((d0.boxes[:, 3] - d0.boxes[:, 1] < 100).sum()),
                 })  # fmt: skip
     print(f"\n## zoom on small people ({len(rows)} person x size cases, min_box_px={zoom.min_box_px})")
     print(
-        "| person height | n | found | zoom used | mean kp conf no zoom -> zoom | abs err (m) no zoom -> zoom | "
+        "| person height | n | found | zoom used | mean kp conf no zoom -> zoom | "
+        "abs err (m) no zoom -> zoom | "
         "rel err no zoom -> zoom |\n|---|---|---|---|---|---|---|"
     )
     summary = {}
@@ -217,7 +223,8 @@ def bench_zoom(ckpt: str | None, heights=(30, 45, 60, 80), canvas=(640, 480)) ->
     if f:
         ratio = np.mean([x["t_zoom"] for x in f]) / np.mean([x["t_det"] for x in f])
         print(
-            f"zoom time (all small people of a frame, one batch; mean {np.mean([x['n_small'] for x in f]):.1f} "
+            "zoom time (all small people of a frame, one batch; "
+            f"mean {np.mean([x['n_small'] for x in f]):.1f} "
             f"small people/frame): {100 * ratio:.0f}% of the frame's YOLO time"
         )
     return {"rows": rows, "by_height": summary}
@@ -281,12 +288,14 @@ def bench_real(ckpt: str | None, out: Path) -> dict:
                 r = mine[int(np.argmax(iou))]
                 g = np.asarray(p["gt_xyz_bottom_center_m"])
                 note = (
-                    f"ground point {np.round(r['ground_xyz_m'], 2).tolist()} vs gt bottom centre {g.tolist()} "
+                    f"ground point {np.round(r['ground_xyz_m'], 2).tolist()} "
+                    f"vs gt bottom centre {g.tolist()} "
                     f"(dist err {abs(r['ground_dist_m'] - np.linalg.norm(g)):.2f} m)"
                 )
                 rows.append((gt["image"], p["gt_z_m"], r["z_m"], r["sigma_m"], r["zoomed"], note))
         print(
-            "| image | gt z (m) | predicted z ± sigma (m) | error (m) | rel | zoomed | note |\n|---|---|---|---|---|---|---|"
+            "| image | gt z (m) | predicted z ± sigma (m) | error (m) | rel | zoomed | note |\n"
+            "|---|---|---|---|---|---|---|"
         )
         errs = []
         for img, g, z, s, zm, note in rows:
@@ -295,12 +304,14 @@ def bench_real(ckpt: str | None, out: Path) -> dict:
                 continue
             errs.append((z - g, (z - g) / g))
             print(
-                f"| {img} | {g:.2f} | {z:.2f} ± {s:.2f} | {z - g:+.2f} | {100 * (z - g) / g:+.1f}% | {zm} | {note} |"
+                f"| {img} | {g:.2f} | {z:.2f} ± {s:.2f} | {z - g:+.2f} | {100 * (z - g) / g:+.1f}% | "
+                f"{zm} | {note} |"
             )
         if errs:
             e = np.asarray(errs)
             print(
-                f"mean abs error {np.abs(e[:, 0]).mean():.2f} m, mean abs rel {100 * np.abs(e[:, 1]).mean():.1f}%, "
+                f"mean abs error {np.abs(e[:, 0]).mean():.2f} m, "
+                f"mean abs rel {100 * np.abs(e[:, 1]).mean():.1f}%, "
                 f"bias {100 * e[:, 1].mean():+.1f}% over {len(e)} people; fps {summary['fps']:.2f}, "
                 f"time share detection {100 * summary['time_share']['detection']:.1f}% / depth "
                 f"{100 * summary['time_share']['depth']:.2f}%"

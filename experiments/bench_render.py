@@ -1,9 +1,9 @@
 """Benchmark the render path: accepted YOLO-labelled samples/s, with and without the downscale trick.
 
-For each preset (render=draft, render=seed) the same generator code runs twice in this process, after a warm-up
-(workers started, YOLO loaded): ``downscale_trick=true`` (one render -> one sample per scale, tiles packed onto
-640 canvases for YOLO) and ``false`` (one render at the scale's zoom + one YOLO pass per sample). Only accepted
-samples count (YOLO misses and OKS-filtered ones do not). YOLO at imgsz 640 on the CPU.
+For each preset (render=draft, render=seed) the same generator code runs twice in this process, after a
+warm-up (workers started, YOLO loaded): ``downscale_trick=true`` (one render -> one sample per scale, tiles
+packed onto 640 canvases for YOLO) and ``false`` (one render at the scale's zoom + one YOLO pass per sample).
+Only accepted samples count (YOLO misses and OKS-filtered ones do not). YOLO at imgsz 640 on the CPU.
 
     .venv/bin/python experiments/bench_render.py                       # both presets
     .venv/bin/python experiments/bench_render.py --presets draft --rows 60
@@ -19,7 +19,7 @@ import depth_pose  # noqa: F401  (env first)
 def _cfg(preset: str, trick: bool, workers: int, packing: str | None):
     from hydra import compose, initialize_config_dir
 
-    from depth_pose._env import REPO_ROOT
+    from depth_pose.env import config_dir
     from generation.pipeline import with_defaults
 
     ov = [
@@ -33,7 +33,7 @@ def _cfg(preset: str, trick: bool, workers: int, packing: str | None):
     ]
     if packing:
         ov.append(f"render.packing={packing}")
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return with_defaults(compose("generate", overrides=ov))
 
 
@@ -102,7 +102,8 @@ def main() -> None:
             res.append(r)
             print(f"  {preset:6s} trick={trick!s:5s}: {r['rows']} rows in {r['s']:.1f} s", flush=True)
     print(
-        "\n| render | trick | packing | accepted rows | s | accepted/s | renders | YOLO images | accept rate |"
+        "\n| render | trick | packing | accepted rows | s | accepted/s | renders | YOLO images | "
+        "accept rate |"
         " YOLO s | render wait s | trick/no-trick |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -110,8 +111,10 @@ def main() -> None:
         base = next(b for b in res if b["preset"] == r["preset"] and not b["trick"])
         ratio = r["rows_per_s"] / base["rows_per_s"]
         print(
-            f"| {r['preset']} | {r['trick']} | {r['packing']} | {r['rows']} | {r['s']:.1f} | {r['rows_per_s']:.2f} | "
-            f"{r['renders']} | {r['yolo_images']} | {r['accept']:.2f} | {r['yolo_s']:.1f} | {r['render_wait_s']:.1f} |"
+            f"| {r['preset']} | {r['trick']} | {r['packing']} | {r['rows']} | {r['s']:.1f} | "
+            f"{r['rows_per_s']:.2f} | "
+            f"{r['renders']} | {r['yolo_images']} | {r['accept']:.2f} | {r['yolo_s']:.1f} | "
+            f"{r['render_wait_s']:.1f} |"
             f" {ratio:.2f}x |"
         )
 

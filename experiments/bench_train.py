@@ -157,7 +157,8 @@ def throughput(args) -> dict:
     print(f"{'pipeline':<40}{'samples/s':>14}{'ratio':>9}")
     for key in ("dataloader_tensordataset", "device_resident"):
         print(
-            f"{'train: ' + key:<40}{results[key]:>14,.0f}{results[key] / results['dataloader_tensordataset']:>9.1f}x"
+            f"{'train: ' + key:<40}{results[key]:>14,.0f}"
+            f"{results[key] / results['dataloader_tensordataset']:>9.1f}x"
         )
     base = results["data_only/dataloader_tensordataset"]
     for key in ("data_only/dataloader_tensordataset", "data_only/device_resident"):
@@ -186,7 +187,8 @@ def converge(args) -> dict:
         out[f"{name}_epochs"] = epochs
         out[f"{name}_wall_s"] = time.perf_counter() - wall
         print(
-            f"{name}: {epochs} epochs, train time {timer.train_time:.1f} s, wall {out[f'{name}_wall_s']:.1f} s, "
+            f"{name}: {epochs} epochs, train time {timer.train_time:.1f} s, "
+            f"wall {out[f'{name}_wall_s']:.1f} s, "
             f"best val ALE {min(a for _, a in timer.curve):.3f} m"
         )
     ref = min(a for _, a in curves["reference"])

@@ -1,13 +1,14 @@
 """YOLO pose keypoint error and detection rate versus person pixel height, on rendered Anny people.
 
-Renders poses from the configured samplers (render preset, default ``seed``: Cycles 4 samples, 640 px), downscales
-each render to many scales (the downscale trick: exact labels), runs YOLO11n-pose at imgsz 640 and keeps EVERY
-sample (detected or not, no OKS filter) to measure:
+Renders poses from the configured samplers (render preset, default ``seed``: Cycles 4 samples, 640 px),
+downscales each render to many scales (the downscale trick: exact labels), runs YOLO11n-pose at imgsz 640 and
+keeps EVERY sample (detected or not, no OKS filter) to measure:
 
 * detection rate (a matched detection exists) versus person height (vertical extent of the exact keypoints);
 * keypoint error |YOLO - exact| in px and normalised by person height, per height bin (median, mean, p90);
-* per-joint robust sigma per coordinate (1.4826 MAD) normalised by person height, systematic offset, and the fit
-  ``sigma_px(h) = sqrt(floor^2 + (rel h)^2)`` over bins: the numbers that calibrate ``generation/noise.py``.
+* per-joint robust sigma per coordinate (1.4826 MAD) normalised by person height, systematic offset, and the
+  fit ``sigma_px(h) = sqrt(floor^2 + (rel h)^2)`` over bins: the numbers that calibrate
+  ``generation/noise.py``.
 
     .venv/bin/python experiments/figure_yolo_noise.py --views 24 --out docs/figures/yolo_noise_vs_height.png
 
@@ -33,7 +34,7 @@ def collect(preset: str, n_views: int, seed: int, workers: int) -> dict:
     import torch
     from hydra import compose, initialize_config_dir
 
-    from depth_pose._env import REPO_ROOT
+    from depth_pose.env import config_dir
     from depth_pose.keypoints import NUM_KEYPOINTS
     from generation.pipeline import with_defaults
     from generation.render.pipeline import build_generator
@@ -48,7 +49,7 @@ def collect(preset: str, n_views: int, seed: int, workers: int) -> dict:
         "body.n_bodies=64",
         "out_dir=/tmp/unused",
     ]
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = with_defaults(compose("generate", overrides=ov))
     gen = build_generator(cfg)
     g, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
@@ -146,8 +147,9 @@ def analyse(d: dict) -> dict:
             "offset_rel": [float(v) for v in med],
             "outlier_share": float((np.hypot(*(e - med).T) > 0.1).mean()),
         }
-    # The hips' systematic shift along the torso (noise.hip_shift): the detector's mid-hip error projected on the
-    # exact mid-hip -> mid-shoulder vector, as a fraction of that vector's length (median over large people).
+    # The hips' systematic shift along the torso (noise.hip_shift): the detector's mid-hip error projected on
+    # the exact mid-hip -> mid-shoulder vector, as a fraction of that vector's length (median over large
+    # people).
     hip_shift = None
     if "gt" in d and len(d["gt"]):
         gt = d["gt"]

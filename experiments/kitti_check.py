@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import depth_pose  # noqa: F401
-from depth_pose._env import REPO_ROOT
+from depth_pose.env import REPO_ROOT
 from depth_pose.eval.baselines import shoulder_hip_depth
 from depth_pose.eval.io import read_keypoints_jsonl
 from depth_pose.eval.metrics import PERSON_PX_BANDS, band_name, depth_metrics, per_band
@@ -75,9 +75,11 @@ def stature_analysis(zh: np.ndarray, z: np.ndarray, box_h: np.ndarray) -> dict:
         "ale_without_stature_term_m": float(np.abs((r - s) * z).mean()),
     }
     print(
-        f"\nstature (KITTI box heights {h0:.2f} +- {out['box_h_std_m']:.3f} m, {100 * out['box_h_rel_std']:.1f}%): "
+        f"\nstature (KITTI box heights {h0:.2f} +- {out['box_h_std_m']:.3f} m, "
+        f"{100 * out['box_h_rel_std']:.1f}%): "
         f"a perfect stature-blind method would get ALE {out['oracle_ale_m']:.2f} m "
-        f"({out['oracle_ale_upright_m']:.2f} m on the {out['n_upright']} with 1.5-2.0 m boxes; the model there: "
+        f"({out['oracle_ale_upright_m']:.2f} m on the {out['n_upright']} with 1.5-2.0 m boxes; "
+        "the model there: "
         f"{out['model_ale_upright_m']:.2f} m); corr(model rel. error, stature term) = {out['corr_r_s']:.2f}; "
         f"model ALE without the stature term {out['ale_without_stature_term_m']:.2f} m"
     )
@@ -86,8 +88,9 @@ def stature_analysis(zh: np.ndarray, z: np.ndarray, box_h: np.ndarray) -> dict:
 
 def size_analysis(zh: np.ndarray, z: np.ndarray, kp: np.ndarray, box_h: np.ndarray | None) -> list[dict]:
     """Error and signed bias by the person's pixel height (extent of the confident keypoints), raw and with
-    the stature term removed (as in :func:`stature_analysis`): a bias that changes with size is a keypoint-domain
-    gap (the synthetic test split shows none: within +-1% in every size bin); a uniform one is a stature prior."""
+    the stature term removed (as in :func:`stature_analysis`): a bias that changes with size is a
+    keypoint-domain gap (the synthetic test split shows none: within +-1% in every size bin); a uniform one is
+    a stature prior."""
     h_px = pixel_height(kp)
     r = zh / z - 1
     r_s = (zh / z) * (box_h / box_h.mean()) - 1 if box_h is not None else None
@@ -110,7 +113,8 @@ def size_analysis(zh: np.ndarray, z: np.ndarray, kp: np.ndarray, box_h: np.ndarr
             row["bias_median_without_stature"] = float(np.median(r_s[m]))
         rows.append(row)
         print(
-            f"{band_name(lo, hi):<20}{row['n']:>4}{row['ale']:7.2f}{100 * row['rel']:6.1f}%{100 * row['bias_median']:+6.1f}%"
+            f"{band_name(lo, hi):<20}{row['n']:>4}{row['ale']:7.2f}{100 * row['rel']:6.1f}%"
+            f"{100 * row['bias_median']:+6.1f}%"
             + (f"  {100 * row['bias_median_without_stature']:+6.1f}%" if r_s is not None else "")
         )
     return rows
@@ -130,10 +134,12 @@ def main() -> None:
     pred = DepthPredictor.load(args.model)
     out = pred.predict(kp, K)
     print(
-        f"{len(z)} KITTI pedestrians, depth {z.min():.1f}-{z.max():.1f} m; model {pred.metadata.get('source')}"
+        f"{len(z)} KITTI pedestrians, depth {z.min():.1f}-{z.max():.1f} m; "
+        f"model {pred.metadata.get('source')}"
     )
     print(
-        f"{'method':<34}{'n':>4}{'ALE':>7}  {'0-10':>6} {'10-20':>6} {'20-30':>6} {'>30':>6}  {'rel':>6} {'bias':>6} "
+        f"{'method':<34}{'n':>4}{'ALE':>7}  {'0-10':>6} {'10-20':>6} {'20-30':>6} {'>30':>6}  "
+        f"{'rel':>6} {'bias':>6} "
         f"{'d<1.25':>6}  in1sig"
     )
     sh = shoulder_hip_depth(kp, K)  # the baseline of depth_pose.eval (sides with both joints at conf >= 0.3)

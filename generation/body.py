@@ -1,18 +1,19 @@
 """Anny bodies: a bank of realistic body shapes and a fast, exact, batched keypoint forward for posing them.
 
-Why a custom forward: Anny's full forward (blendshapes + skinning of 13,718 vertices + COCO regressor) runs at
-~1,000 bodies/s on 2 CPU cores, while the generator needs ~200,000 posed skeletons/s. Linear blend skinning and
-the keypoint regressor are both linear, so every keypoint is a fixed combination of bone transforms:
+Why a custom forward: Anny's full forward (blendshapes + skinning of 13,718 vertices + COCO regressor) is
+orders of magnitude slower than the rate of posed skeletons the generator needs (rates: docs/bench_body.md).
+Linear blend skinning and the keypoint regressor are both linear, so every keypoint is a fixed combination of
+bone transforms:
 
     kp_k = sum_j c_kj w_j + G_j n_kj            (exact, no vertices formed)
 
 with G_j the posed rotation of bone j in world-aligned axes, w_j its posed head and the constants c_kj
 (regressor x skinning weights, shape-independent) and n_kj (shape-dependent). Bones that are never posed move
-rigidly with their nearest posed ancestor, so the sums fold onto the posable bones (22 by default: the bones of
-``data/joint_limits.yaml`` + root). Everything that depends on the body shape is computed ONCE per body of the
-bank; :meth:`BodyModel.pose` then runs forward kinematics on the posable bones only, gathers the per-body
-constants by ``body_index`` and writes the tiny 3x3 products as long vector ops in a (component, sample) layout,
-chunked so the gathered constants stay in cache.
+rigidly with their nearest posed ancestor, so the sums fold onto the posable bones (22 by default: the bones
+of ``data/joint_limits.yaml`` + root). Everything that depends on the body shape is computed ONCE per body of
+the bank; :meth:`BodyModel.pose` then runs forward kinematics on the posable bones only, gathers the per-body
+constants by ``body_index`` and writes the tiny 3x3 products as long vector ops in a (component, sample)
+layout, chunked so the gathered constants stay in cache.
 
 Anny's ``local-ref`` pose parameterisation (see ``anny/utils/kinematics.py``): with ``D_c`` the delta rotation
 of bone c (world-aligned axes at rest), ``G_c = G_parent D_c`` and ``w_c = w_parent + G_parent q_c`` where
@@ -26,7 +27,9 @@ from torch import Tensor
 
 import depth_pose  # noqa: F401  (sets ANNY_CACHE_DIR etc. before anny is imported)
 from depth_pose.keypoints import L_HIP, R_HIP
+from generation.anny_model import limits_bones, load_anny
 from generation.kernels import kernel, take_last
+from generation.threads import torch_threads
 from generation.types import BodyShapes, PoseBatch, PosedBodies
 
 SIDES = ("L", "R")
@@ -68,35 +71,6 @@ NUM_REGRESSOR_POINTS = 23  # 17 COCO + (big toe, small toe, heel) x (left, right
 _BOYS_MEDIAN = (1.10, 1.16, 1.22, 1.28, 1.33, 1.38, 1.43, 1.49, 1.56, 1.64, 1.70, 1.73, 1.75)
 _GIRLS_MEDIAN = (1.09, 1.15, 1.21, 1.27, 1.33, 1.38, 1.44, 1.51, 1.57, 1.60, 1.62, 1.62, 1.63)
 
-_ANNY_CACHE: dict[str, object] = {}
-
-
-def limits_bones(path=None) -> list[str]:
-    """The Anny bones posed by the joints of ``joint_limits.yaml`` (the default posable set)."""
-    from pathlib import Path
-
-    import yaml
-
-    from generation.pose import DEFAULT_LIMITS
-
-    spec = yaml.safe_load(Path(path or DEFAULT_LIMITS).read_text())["joints"]
-    return [
-        j["bone"] if not j.get("sides") else f"{j['bone']}.{s}"
-        for j in spec.values()
-        for s in j.get("sides") or [None]
-    ]
-
-
-def load_anny():
-    """Anny model (float32, CPU) and its COCO regressor, loaded once per process."""
-    if "model" not in _ANNY_CACHE:
-        import anny
-
-        model = anny.Anny().to(torch.float32)
-        _ANNY_CACHE["model"] = model
-        _ANNY_CACHE["regressor"] = anny.KeypointsRegressor.coco(model)
-    return _ANNY_CACHE["model"], _ANNY_CACHE["regressor"]
-
 
 def _blendshape_coeffs(model, phenotypes: Tensor) -> Tensor:
     z = phenotypes.new_zeros(phenotypes.shape[0], 0)
@@ -108,7 +82,8 @@ def _blendshape_coeffs(model, phenotypes: Tensor) -> Tensor:
 
 
 def place_on_floor(points: Tensor, hips: tuple[int, int] = (L_HIP, R_HIP)) -> Tensor:
-    """Translation (B, 3) that puts the lowest of ``points`` (B, M, 3) at Z = 0 and the mid-hip at X = Y = 0."""
+    """Translation (B, 3) that puts the lowest of ``points`` (B, M, 3) at Z = 0 and the mid-hip
+    at X = Y = 0."""
     mid = 0.5 * (points[:, hips[0]] + points[:, hips[1]])
     return torch.stack((-mid[:, 0], -mid[:, 1], -points[..., 2].amin(1)), dim=1)
 
@@ -118,8 +93,8 @@ class BodyModel:
 
     Shapes: sex 50/50; ages: adults 18-64 except ``child_share`` (5-17) and ``elderly_share`` (65-90); stature
     drawn per sex/age (adults N(1.75, 0.075) m for men, N(1.62, 0.07) m for women), clamped to
-    ``stature_range_m``, and reached by solving Anny's ``height`` phenotype; weight, muscle and proportions from
-    Anny's age-conditional distributions. ``shapes.stature_m`` is the measured rest-mesh height.
+    ``stature_range_m``, and reached by solving Anny's ``height`` phenotype; weight, muscle and proportions
+    from Anny's age-conditional distributions. ``shapes.stature_m`` is the measured rest-mesh height.
     """
 
     def __init__(
@@ -243,8 +218,9 @@ class BodyModel:
             phen[:, labels.index(name)] = v
         hcol = labels.index("height")
 
-        # solve `height` for the target stature. Anny's blendshape coefficients are linear in `height` (anchors
-        # 0 and 1), so each vertex's Z is linear in it: bisect on the extreme vertices (top of head, soles)
+        # solve `height` for the target stature. Anny's blendshape coefficients are linear in `height`
+        # (anchors 0 and 1), so each vertex's Z is linear in it: bisect on the extreme vertices
+        # (top of head, soles)
         if list(model.anchors["height"].tolist()) != [0.0, 1.0]:
             raise RuntimeError(
                 "this Anny version's height anchors are not [0, 1]; update BodyModel._sample_shapes"
@@ -276,7 +252,8 @@ class BodyModel:
         if bad.any():
             raise ValueError(
                 f"{int(bad.sum())} bodies cannot reach stature_range_m={self.stature_range_m} "
-                f"(e.g. age {float(age[bad][0]):.1f}, stature {float(stature[bad][0]):.3f} m); widen the range"
+                f"(e.g. age {float(age[bad][0]):.1f}, stature {float(stature[bad][0]):.3f} m); "
+                "widen the range"
             )
         shapes = BodyShapes(
             phenotypes=phen.to(self.device),
@@ -306,7 +283,8 @@ class BodyModel:
         return h, R
 
     def _build_fast_path(self, posable: list[str], coeffs: Tensor) -> None:
-        """Precompute the shape-independent structure and the per-body constants (see the module docstring)."""
+        """Precompute the shape-independent structure and the per-body constants (see the
+        module docstring)."""
         from anny.skinning.skinning import dense_bone_weights
 
         m = self.model
@@ -346,8 +324,8 @@ class BodyModel:
         jkeep = (c.abs() > 0).any(0).nonzero().squeeze(1)  # bones that move some keypoint
         c, KA = c[:, jkeep], KA[:, :, jkeep]
         jk = jkeep.tolist()
-        # sparse (k, j) entries with c_kj != 0 (~240 of 23 x 73); m_kj = sum_s W_ks a_sj v_s(shape) is linear in
-        # the blendshape coefficients
+        # sparse (k, j) entries with c_kj != 0 (~240 of 23 x 73); m_kj = sum_s W_ks a_sj v_s(shape) is linear
+        # in the blendshape coefficients
         ek, ej = (c != 0).nonzero(as_tuple=True)
         KAe = KA[ek, :, ej]  # (E, S)
         m0 = KAe @ m.template_vertices[S]  # (E, 3)
@@ -425,12 +403,10 @@ class BodyModel:
     def keypoints23(self, body_index: Tensor, poses: PoseBatch, chunk: int | None = None) -> Tensor:
         """All 23 regressor keypoints (B, 23, 3) in Anny's posed frame (root at the origin), not yet placed.
 
-        Works in chunks of ``chunk`` (default ``pose_chunk``) samples so that the per-body constants gathered for
-        a chunk stay in cache.
+        Works in chunks of ``chunk`` (default ``pose_chunk``) samples so that the per-body constants gathered
+        for a chunk stay in cache.
         """
         chunk = int(chunk or self.pose_chunk)
-        from generation.pose import torch_threads
-
         with torch_threads(self.pose_threads if self.device.type == "cpu" else 0):
             return self._keypoints23(body_index, poses, chunk)
 
@@ -455,9 +431,11 @@ class BodyModel:
         return out.permute(2, 1, 0)
 
     def pose(self, body_index: Tensor, poses: PoseBatch) -> PosedBodies:
-        """Posed COCO keypoints (B, 17, 3) in the world: lowest of the 23 points on Z = 0, mid-hip at X = Y = 0.
+        """Posed COCO keypoints (B, 17, 3) in the world: lowest of the 23 points on Z = 0,
+        mid-hip at X = Y = 0.
 
-        Exact (float32 round-off) equivalent of Anny's full forward + COCO regressor, placed like :meth:`mesh`.
+        Exact (float32 round-off) equivalent of Anny's full forward + COCO regressor, placed
+        like :meth:`mesh`.
         """
         kp = self.keypoints23(body_index, poses)
         kp = kp + place_on_floor(kp)[:, None]
@@ -557,8 +535,8 @@ def _det3(M: Tensor) -> Tensor:
 def _special_procrustes(M: Tensor, iters: int = 7) -> Tensor:
     """Rotation closest to each 3x3 matrix (the optimum of roma.special_procrustes), fast on CPU.
 
-    Scaled Newton iteration for the orthogonal polar factor, X <- (g X + X^-T / g) / 2 (elementwise 3x3 algebra,
-    float64); matrices with det <= 0 (never seen for Anny bones) fall back to SVD.
+    Scaled Newton iteration for the orthogonal polar factor, X <- (g X + X^-T / g) / 2 (elementwise 3x3
+    algebra, float64); matrices with det <= 0 (never seen for Anny bones) fall back to SVD.
     """
     X = M.double()
     for _ in range(iters):
@@ -585,4 +563,4 @@ def _interp_rows(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     return f0 + t * (f1 - f0)
 
 
-__all__ = ["BodyModel", "EXTENDED_POSABLE_BONES", "limits_bones", "load_anny", "place_on_floor"]
+__all__ = ["BodyModel", "EXTENDED_POSABLE_BONES", "place_on_floor"]

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from depth_pose import geometry
 from generation.kernels import kernel, nan_to, take_last
-from generation.project import _inside_planar
+from generation.project import inside_planar
 from generation.types import Cameras, PosedBodies
 
 
@@ -109,7 +109,8 @@ class CameraSampler:
         rng("hfov_deg", *self.hfov, 1.0, 179.0)
         if self.image_sizes.ndim != 2 or self.image_sizes.shape[1] != 2 or (self.image_sizes <= 0).any():
             raise ValueError(
-                f"camera.image_sizes must be a non-empty list of [width, height] > 0, got {self.image_sizes.tolist()}"
+                "camera.image_sizes must be a non-empty list of [width, height] > 0, "
+                f"got {self.image_sizes.tolist()}"
             )
         if (
             len(self.image_size_weights) != len(self.image_sizes)
@@ -203,7 +204,8 @@ class CameraSampler:
     def _check(
         self, p: dict[str, Tensor], hip_height: Tensor, kp: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Cameras of ``p`` + projection of ``kp`` + acceptance, in one fused kernel (:func:`_place_and_check`)."""
+        """Cameras of ``p`` + projection of ``kp`` + acceptance, in one fused kernel
+        (:func:`_place_and_check`)."""
         return _place_and_check(p, hip_height, kp, self.min_visible, self.min_person_px)
 
     @staticmethod
@@ -224,9 +226,9 @@ class CameraSampler:
     ) -> Cameras | tuple[Cameras, tuple[Tensor, Tensor] | None]:
         """One camera per row of ``posed`` (float32, on the keypoints' device).
 
-        ``return_projection``: also return ``(keypoints_cam, pixels)`` of the final cameras when the visibility
-        check computed them (else None), for :func:`generation.project.observe` to reuse: (B, 17, 3) / (B, 17, 2)
-        views of planar storage.
+        ``return_projection``: also return ``(keypoints_cam, pixels)`` of the final cameras when the
+        visibility check computed them (else None), for :func:`generation.project.observe` to reuse:
+        (B, 17, 3) / (B, 17, 2) views of planar storage.
         """
         kp = geometry.planar(posed.keypoints.float())  # (3, 17, B); free when the body model made it planar
         n, device = kp.shape[2], kp.device
@@ -253,7 +255,8 @@ class CameraSampler:
                 bad.index_fill_(0, sel, False)
             idx = bad.nonzero().squeeze(1)
             if idx.numel():
-                # Last resort: aim the optical axis (tilt) at the hip (clamped to the tilt range), narrowest lens.
+                # Last resort: aim the optical axis (tilt) at the hip (clamped to the tilt range),
+                # narrowest lens.
                 q = {k: v.index_select(0, idx) for k, v in p.items()}
                 elev = torch.atan2(hip_height[idx] - q["height"], q["z"]) * (180.0 / math.pi)
                 q["tilt"] = elev.clamp(*self.tilt)
@@ -291,7 +294,7 @@ def _placed_and_checked(
     K, R, t = CameraSampler._place(p, hip_height)
     kp_cam, px = geometry.world_to_pixels_planar(kp, R, t, K)
     # (N, B) planes: reductions over the joints are element-wise ops over rows
-    ok = _inside_planar(px, p["w"], p["h"]).sum(0) >= min_visible
+    ok = inside_planar(px, p["w"], p["h"]).sum(0) >= min_visible
     if min_person_px > 0:
         u0, v0 = nan_to(px[0], 0.0), nan_to(px[1], 0.0)
         ext = torch.maximum(u0.amax(0) - u0.amin(0), v0.amax(0) - v0.amin(0))

@@ -1,17 +1,22 @@
 """Contact sheet: sampled 3D skeletons (front and side views) per pose-sampling strategy, side by side.
 
-``dp-generate contact_sheet=true`` calls :func:`contact_sheet`; it is also the quickest visual check of the
-joint limits and presets (left limbs blue, right limbs red, floor grey).
+``dp-generate contact_sheet=true`` calls :func:`write_contact_sheet`; it is also the quickest visual check of
+the joint limits and presets (left limbs blue, right limbs red, floor grey).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
+from depth_pose.env import config_dir
 from depth_pose.keypoints import SKELETON
+from generation.config import instantiate_stage
+from generation.generator import Generator
 
 _LEFT = {1, 3, 5, 7, 9, 11, 13, 15}
 
@@ -47,7 +52,8 @@ def draw_skeleton(ax, kp, horiz: int, extra=None) -> None:
 def contact_sheet(
     body, samplers: dict, path: str | Path, n_per: int = 12, seed: int = 0, cols_per: int = 3
 ) -> Path:
-    """Write a PNG of ``n_per`` sampled skeletons per strategy (front | side view each), strategies side by side.
+    """Write a PNG of ``n_per`` sampled skeletons per strategy (front | side view each), strategies side by
+    side.
 
     ``body``: :class:`generation.body.BodyModel`; ``samplers``: name -> PoseSampler. Returns the path.
     """
@@ -91,3 +97,15 @@ def contact_sheet(
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def write_contact_sheet(cfg: DictConfig, path: Path, stages: dict[str, Any] | None = None) -> Path:
+    """Contact sheet of sampled skeletons: the configured strategy first, then the repo's other plain
+    strategies."""
+    gen = Generator(cfg, stages)
+    samplers = {str(cfg.pose_sampling.get("name", "configured")): gen.pose_sampler}
+    for f in sorted((config_dir() / "pose_sampling").glob("*.yaml")):
+        node = OmegaConf.load(f)
+        if f.stem not in samplers and "defaults" not in node:  # composed ones (mixture) only when configured
+            samplers[f.stem] = instantiate_stage("pose_sampling", node)
+    return contact_sheet(gen.body, samplers, path, seed=int(cfg.seed))

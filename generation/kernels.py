@@ -2,14 +2,14 @@
 
 The analytic stages are long chains of element-wise ops over (B, 17) planes; in eager mode every op is a pass
 over memory plus an allocation. Functions decorated with :func:`kernel` hold only deterministic math (random
-numbers are drawn by the caller, in eager mode, from the caller's ``torch.Generator``), so compiling them fuses
-each chain into a few C++ loops without changing the random stream. Same formulas: compiled and eager results
-agree to float round-off (tested), so a set's dataset id does not depend on the mode.
+numbers are drawn by the caller, in eager mode, from the caller's ``torch.Generator``), so compiling them
+fuses each chain into a few C++ loops without changing the random stream. Same formulas: compiled and eager
+results agree to float round-off (tested), so a set's dataset id does not depend on the mode.
 
 Off by default in the library; :func:`configure` switches it on (``dp-generate``'s ``compile`` key: ``auto`` =
-on for CPU sets of at least ``AUTO_MIN_SAMPLES`` rows, where the one-off compile pays off: measured ~60 s with an
-empty Inductor cache, ~20 s from the project-local on-disk cache ``.cache/inductor``). If compiling fails (no C++ compiler, unsupported platform) the
-generator warns once and stays in eager mode.
+on for CPU sets of at least ``AUTO_MIN_SAMPLES`` rows, where the one-off compile pays off; its cost with
+an empty and with a warm project-local on-disk cache ``.cache/inductor`` is in docs/bench_generation.md). If
+compiling fails (no C++ compiler, unsupported platform) the generator warns once and stays in eager mode.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def configure(on: bool) -> bool:
     """Switch the kernels on/off for this process; returns whether they are on. Compiles in this process only
     (``compile_threads=1``: no helper pool, safe before forking workers, which inherit the compiled code)."""
     if on and not _STATE["enabled"]:
-        from depth_pose._env import cache_root
+        from depth_pose.env import cache_root
 
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "inductor"))
         import torch._inductor.config as inductor_config
@@ -85,12 +85,14 @@ def kernel(fn: F) -> F:
 
 def nan_to(x: torch.Tensor, value: float) -> torch.Tensor:
     """``x`` with NaN replaced by ``value``: ``nan_to_num`` in eager mode, a vectorisable compare under
-    ``torch.compile`` (Inductor turns ``isnan`` into a scalar loop: 5x slower there)."""
+    ``torch.compile`` (Inductor turns ``isnan`` into a scalar loop, much slower there:
+    docs/bench_generation.md)."""
     if torch.compiler.is_compiling():
         return torch.where(x == x, x, value)
     return torch.nan_to_num(x, nan=value)
 
 
 def take_last(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``x.index_select(-1, idx)`` for planar (..., B) tensors, through a 2-D view (~2.7x faster on CPU)."""
+    """``x.index_select(-1, idx)`` for planar (..., B) tensors, through a 2-D view (faster on CPU:
+    docs/bench_generation.md)."""
     return x.reshape(-1, x.shape[-1]).index_select(1, idx).view(*x.shape[:-1], idx.numel())

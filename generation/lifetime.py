@@ -1,8 +1,8 @@
 """Worker processes end with the process that started them.
 
-A worker killed parent (SIGKILL, OOM killer, a closed terminal) leaves its workers re-parented to init: a render
-worker in the middle of a job keeps rendering, a generation worker keeps its share of the body bank in memory and
-waits forever for its next task, and both take the CPU and memory of the run that resumes.
+A worker killed parent (SIGKILL, OOM killer, a closed terminal) leaves its workers re-parented to init: a
+render worker in the middle of a job keeps rendering, a generation worker keeps its share of the body bank in
+memory and waits forever for its next task, and both take the CPU and memory of the run that resumes.
 """
 
 from __future__ import annotations

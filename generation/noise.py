@@ -32,8 +32,8 @@ from generation.kernels import kernel, nan_to
 from generation.project import exact_detections
 from generation.types import Cameras, Observations
 
-# Relative jitter per joint (COCO order), x rel_sigma = sigma / person height measured for YOLO11n-pose on renders
-# (docs/bench_render.md): face precise, hips/knees/elbows loose, ankles loosest.
+# Relative jitter per joint (COCO order), x rel_sigma = sigma / person height measured for YOLO11n-pose on
+# renders (docs/bench_render.md): face precise, hips/knees/elbows loose, ankles loosest.
 DEFAULT_JOINT_SCALE = (0.6, 0.6, 0.6, 0.6, 0.6, 1.0, 1.0, 1.4, 1.4, 1.3, 1.3, 1.5, 1.5, 1.4, 1.4, 2.2, 2.2)
 # How much more likely each joint is dropped when the person is small (face and wrists first).
 DEFAULT_SMALL_DROP_WEIGHT = (
@@ -156,8 +156,8 @@ class DetectorNoise:
     def __call__(
         self, obs: Observations, generator: torch.Generator, cameras: Cameras | None = None
     ) -> Tensor:
-        """Detector-like ``(B, 17, 3)`` keypoints for ``obs``; ``cameras`` (row-aligned) bounds guessed positions
-        to the image.
+        """Detector-like ``(B, 17, 3)`` keypoints for ``obs``; ``cameras`` (row-aligned) bounds guessed
+        positions to the image.
 
         Random numbers are drawn here, the math runs in :func:`_noise_planar` on planar (component, joint,
         sample) storage (a fused kernel when :mod:`generation.kernels` is on); the result is a (B, 17, 3) view

@@ -1,4 +1,5 @@
-"""Pose samplers: anatomical joint angles -> Anny local-ref bone rotations (:class:`generation.types.PoseBatch`).
+"""Pose samplers: anatomical joint angles -> Anny local-ref bone rotations
+(:class:`generation.types.PoseBatch`).
 
 Strategies, built with ``hydra.utils.instantiate(cfg.pose_sampling)``:
 
@@ -15,7 +16,6 @@ in ``data/joint_limits.yaml`` and ``docs/joint_limits.md``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,12 +26,11 @@ import torch
 import yaml
 from torch import Tensor
 
+from generation.anny_model import DATA_DIR, DEFAULT_LIMITS, DEFAULT_PRESETS, load_anny
 from generation.kernels import kernel
+from generation.threads import torch_threads
 from generation.types import PoseBatch
 
-DATA_DIR = Path(__file__).parent / "data"
-DEFAULT_LIMITS = DATA_DIR / "joint_limits.yaml"
-DEFAULT_PRESETS = DATA_DIR / "presets"
 AXES = ("flex", "abd", "rot")
 TAGS = ("walk", "both_walk", "hands_up", "spine_turn", "head_turn")
 NAMED_POSES = (
@@ -58,21 +57,6 @@ def _resolve(path: str | Path | None, default: Path) -> Path:
     return p
 
 
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Temporarily cap torch's intra-op threads at ``n`` (0: unchanged). Sampling and posing are many small,
-    memory-bound ops; on the 2-core machine 1 thread was 2-15x faster than 2 (thread synchronisation)."""
-    old = torch.get_num_threads()
-    change = 0 < n < old
-    if change:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if change:
-            torch.set_num_threads(old)
-
-
 def _sel(idx: list[int]) -> slice | list[int]:
     """A slice for evenly spaced increasing indices (a view, fast), else the list itself."""
     if len(idx) > 1 and idx[1] > idx[0] and all(b - a == idx[1] - idx[0] for a, b in zip(idx, idx[1:])):
@@ -82,8 +66,6 @@ def _sel(idx: list[int]) -> slice | list[int]:
 
 def _bone_axes(bone: str) -> Tensor:
     """The rest reference axes (3x3, columns = bone x, y, z in world) of an Anny bone."""
-    from generation.body import load_anny
-
     model, _ = load_anny()
     return model.reference_bone_orientations[list(model.bone_labels).index(bone)].float()
 
@@ -150,15 +132,16 @@ class JointSet:
     def rotations(self, angles_deg: Tensor) -> Tensor:
         """Anatomical angles (B, J, 3) in degrees -> Anny local-ref delta rotations (B, J, 3, 3).
 
-        Each factor is Rodrigues' ``R_k = I + sin(t_k) K_k + (1 - cos(t_k)) K_k^2`` about a fixed joint axis, so
-        ``R_flex R_abd R_rot`` (mirrored on the right) is a fixed per-joint linear map of the 27 monomials
-        ``[1, sin, vers]_flex x [1, sin, vers]_abd x [1, sin, vers]_rot``: one batched GEMM per call. The result
-        is a view of (J, 3, 3, B) storage, the layout the body model's forward kinematics reads.
+        Each factor is Rodrigues' ``R_k = I + sin(t_k) K_k + (1 - cos(t_k)) K_k^2`` about a fixed joint axis,
+        so ``R_flex R_abd R_rot`` (mirrored on the right) is a fixed per-joint linear map of the 27 monomials
+        ``[1, sin, vers]_flex x [1, sin, vers]_abd x [1, sin, vers]_rot``: one batched GEMM per call. The
+        result is a view of (J, 3, 3, B) storage, the layout the body model's forward kinematics reads.
         """
         return _rotations(angles_deg, self.rest, self.sign, self._monomial_map())
 
     def _monomial_map(self) -> Tensor:
-        """(J, 27, 9): row (i, j, k) = (A_i B_j C_k) flattened, A/B/C in {I, K, K^2} of the flex/abd/rot axes."""
+        """(J, 27, 9): row (i, j, k) = (A_i B_j C_k) flattened, A/B/C in {I, K, K^2} of the
+        flex/abd/rot axes."""
         if getattr(self, "_mono", None) is None:
             a = self.axis  # (J, 3 axes, 3)
             z = torch.zeros_like(a[..., 0])
@@ -327,7 +310,8 @@ def load_presets(joints: JointSet, presets_dir: str | Path | None = None) -> dic
 
 
 class HybridPoseSampler(PoseSampler):
-    """Realistic mixture: presets / walk cycle for the legs, then spine, arms, hands up, head (see module doc).
+    """Realistic mixture: presets / walk cycle for the legs, then spine, arms, hands up, head
+    (see module doc).
 
     Probabilities (all config values): ``p_preset`` legs from a preset; otherwise walk (both legs in one gait
     cycle, opposite phases) except ``p_both_walk`` of them where each leg takes its own random gait phase;
@@ -412,7 +396,8 @@ class HybridPoseSampler(PoseSampler):
     def _preset_angles(
         self, idx: Tensor, g: torch.Generator, interp_max: float, jitter: float
     ) -> tuple[Tensor, Tensor]:
-        """Angles (n, J, 3) and mask (n, J) of presets ``idx`` interpolated toward a random neighbour + jitter."""
+        """Angles (n, J, 3) and mask (n, J) of presets ``idx`` interpolated toward a random
+        neighbour + jitter."""
         P, M, table, count = self._tables
         n = len(idx)
         u = torch.rand(n, generator=g)
@@ -424,7 +409,8 @@ class HybridPoseSampler(PoseSampler):
         return ang, mask
 
     def _walk(self, n: int, g: torch.Generator, independent: Tensor) -> Tensor:
-        """Leg angles (n, 2 sides, 3 joints, 3) from a simple gait cycle; ``independent`` legs get own phases."""
+        """Leg angles (n, 2 sides, 3 joints, 3) from a simple gait cycle; ``independent`` legs
+        get own phases."""
         t_l = torch.rand(n, generator=g)
         t_r = torch.where(independent, torch.rand(n, generator=g), (t_l + 0.5) % 1.0)
         lo, hi = self.walk_scale
@@ -593,8 +579,8 @@ def named_poses(
     presets_dir: str | None = None,
 ) -> PoseBatch:
     """``n_per_name`` VARIANTS of each named pose (pose-invariance suite): the preset interpolated a random
-    fraction (<= ``interp_max``) toward one of its neighbours, plus ``jitter_deg`` Gaussian jitter; arms relaxed
-    (``hands_up``: standing legs with both hands raised). ``preset`` of each sample = its name."""
+    fraction (<= ``interp_max``) toward one of its neighbours, plus ``jitter_deg`` Gaussian jitter; arms
+    relaxed (``hands_up``: standing legs with both hands raised). ``preset`` of each sample = its name."""
     s = HybridPoseSampler(limits_file=limits_file, presets_dir=presets_dir)
     J = s.joints
     out, preset = [], []

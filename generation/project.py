@@ -23,9 +23,9 @@ _LIMBS = tuple(
 )
 
 
-def _inside_planar(pp: Tensor, img_w: Tensor, img_h: Tensor) -> Tensor:
-    """(N, B) 0/1 mask of planar pixels ``pp`` (2, N, B) inside ``[0, w) x [0, h)`` (NaN, i.e. behind the camera,
-    is outside). Float: masks in the fused kernels are floats (Inductor stores bools slowly)."""
+def inside_planar(pp: Tensor, img_w: Tensor, img_h: Tensor) -> Tensor:
+    """(N, B) 0/1 mask of planar pixels ``pp`` (2, N, B) inside ``[0, w) x [0, h)`` (NaN, i.e. behind the
+    camera, is outside). Float: masks in the fused kernels are floats (Inductor stores bools slowly)."""
     u, v = pp[0], pp[1]
     return ((u >= 0) & (u < img_w.to(pp.dtype)) & (v >= 0) & (v < img_h.to(pp.dtype))).to(pp.dtype)
 
@@ -96,7 +96,7 @@ def _observe_planar(
     """Planar core of :func:`observe`: world points ``kw`` and camera points ``kc`` (3, 17, B), pixels ``pp``
     (2, 17, B) -> visible (17, B, 0/1 float), hip_cam (3, B), ground_cam (3, B), person_px_height (B,), the
     exact detections (3, 17, B). Pure math (a :func:`generation.kernels.kernel`)."""
-    visible = _inside_planar(pp, img_w, img_h)
+    visible = inside_planar(pp, img_w, img_h)
     if self_occlusion:
         visible = visible * (1.0 - _self_occluded_planar(kc, pp))
     hip_cam = geometry.mid_hip(kc.permute(2, 1, 0), L_HIP, R_HIP).T  # (3, B)
@@ -118,9 +118,9 @@ def observe(
     """Exact projection of ``posed`` through ``cameras`` (row-aligned). ``det_xyc`` is the exact projection
     with confidence 1 (visible) / 0 (unseen): the 'no noise' detector; :mod:`generation.noise` replaces it.
 
-    ``projection``: ``(keypoints_cam, pixels)`` already computed for these cameras (``CameraSampler.sample(...,
-    return_projection=True)``), to skip computing them again. Computed on planar (component, joint, sample)
-    storage; the (B, 17, k) fields are views of it.
+    ``projection``: ``(keypoints_cam, pixels)`` already computed for these cameras
+    (``CameraSampler.sample(..., return_projection=True)``), to skip computing them again. Computed on planar
+    (component, joint, sample) storage; the (B, 17, k) fields are views of it.
     """
     kw = geometry.planar(posed.keypoints.to(cameras.R.dtype))
     if projection is None:

@@ -20,8 +20,10 @@
 import os
 from pathlib import Path
 
-import depth_pose  # noqa: F401  (project-local caches, offline)
 import matplotlib
+
+import depth_pose  # noqa: F401  (project-local caches, offline)
+from depth_pose.env import config_dir
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -30,17 +32,17 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from depth_pose.eval.metrics import depth_metrics
-from depth_pose.predictor import DepthPredictor
 from depth_pose.features import K_from_columns
+from depth_pose.predictor import DepthPredictor
 from depth_pose.schema import INTRINSIC_COLS, KP_COLS
+from depth_pose.shards import read_frame
 from generation.pipeline import generate
-from generation.shards import read_frame
 
 CKPT = os.environ.get("CKPT") or None  # path to .safetensors or .ckpt; None = shipped default
 N_SAMPLES = int(os.environ.get("N_SAMPLES", "20000"))
 OUT = Path(os.environ.get("NB_OUT", "outputs/notebook"))
 OUT.mkdir(parents=True, exist_ok=True)
-CONF = Path(depth_pose.__file__).resolve().parents[1] / "conf"
+CONF = config_dir()
 
 # %% [markdown]
 # ## A fresh synthetic test set (own seed, own body bank)

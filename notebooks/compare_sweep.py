@@ -22,8 +22,10 @@
 import os
 from pathlib import Path
 
-import depth_pose  # noqa: F401  (project-local caches, offline)
 import matplotlib
+
+import depth_pose  # noqa: F401  (project-local caches, offline)
+from depth_pose.env import config_dir
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -42,7 +44,7 @@ TEST_SAMPLING = os.environ.get("TEST_SAMPLING", "hybrid")
 N_SAMPLES = int(os.environ.get("N_SAMPLES", "50000"))
 OUT = Path(os.environ.get("NB_OUT", "outputs/notebook_sweep"))
 OUT.mkdir(parents=True, exist_ok=True)
-CONF = Path(depth_pose.__file__).resolve().parents[1] / "conf"
+CONF = config_dir()
 
 # %% [markdown]
 # ## The jobs and what the sweep varied

@@ -1,32 +1,34 @@
-"""``dp-generate``: thin Hydra wrapper over :func:`generation.pipeline.generate` (config ``conf/generate.yaml``).
+"""``dp-generate``: a synthetic set (config ``conf/generate.yaml``)
+through :func:`generation.pipeline.generate`.
 
 Examples: ``dp-generate pose_sampling=hybrid num_samples=200000``, ``dp-generate camera=kitti noise=none``.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
 import depth_pose  # noqa: F401  (project-local caches before anny is imported)
-from generation.pipeline import GenerationConfigError, generate
-
-CONF_DIR = str(
-    Path(__file__).resolve().parents[1] / "conf"
-)  # absolute: works from any cwd and as a console script
+from depth_pose.cli.shell import run
+from depth_pose.errors import EXIT_OK
 
 
-@hydra.main(config_path=CONF_DIR, config_name="generate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    try:
-        out = generate(cfg)
-    except GenerationConfigError as e:
-        print(f"dp-generate: error: {e}", file=sys.stderr)
-        sys.exit(2)
+def task(cfg: DictConfig) -> tuple[Any, int]:
+    """Generate the set; prints its folder."""
+    from generation.pipeline import generate
+
+    out = generate(cfg)
     print(out)
+    return str(out), EXIT_OK
+
+
+def main() -> None:
+    """Console entry point."""
+    import generation.dataset  # noqa: F401  (registers ${dp_dataset_id:} for conf/generate.yaml's out_dir)
+
+    run("dp-generate", "generate", task)
 
 
 if __name__ == "__main__":

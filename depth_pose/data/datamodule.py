@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 
 
 class DeviceDataModule(L.LightningDataModule):
-    """Loads ``dir`` once, splits by pose with ``split_seed``, keeps this rank's slice of each split on its device.
+    """Loads ``dir`` once, splits by pose with ``split_seed``, keeps this rank's slice of each split on its
+    device.
 
-    ``dir``: a dataset directory (Parquet shards + manifest.json), or pass ``host_set`` directly (tests, benchmarks).
+    ``dir``: a dataset directory (Parquet shards + manifest.json), or pass ``host_set`` directly (tests,
+    benchmarks).
     ``max_samples``: optional cap (first rows) for quick runs. ``device``: override (default: the trainer's).
     """
 

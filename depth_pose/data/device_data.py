@@ -1,8 +1,8 @@
 """The whole synthetic set as a few tensors on the training device, sliced into batches there.
 
 No per-sample ``Dataset.__getitem__``, no workers, no host->device copy per batch: the shards are read once
-(:func:`generation.shards.read_table`), split train/val/test by pose (a stored seed, so cameras of one pose never
-straddle two splits), moved to the device once (GPU when the trainer has one), and each epoch draws a
+(:func:`depth_pose.shards.read_table`), split train/val/test by pose (a stored seed, so cameras of one pose
+never straddle two splits), moved to the device once (GPU when the trainer has one), and each epoch draws a
 permutation on the device and yields index slices. Under DDP each rank keeps only its own contiguous slice of
 each split (sizes differ by at most one) and every rank yields the same number of batches, so one epoch
 covers the split exactly once over all ranks.
@@ -47,7 +47,7 @@ class HostSet:
 def load_host_set(path: str | Path, max_rows: int | None = None) -> HostSet:
     """Read the needed columns of a dataset directory (Parquet shards + manifest) into host tensors (the first
     ``max_rows`` rows only, when given)."""
-    from generation.shards import read_table
+    from depth_pose.shards import read_table
 
     table = read_table(path, columns=COLUMNS, max_rows=max_rows)
     if table.num_rows == 0:
@@ -118,14 +118,15 @@ def available_memory(device: torch.device) -> int:
 
 
 def check_fits(n: int, device: torch.device, margin: float = 0.8) -> None:
-    """Raise a clear :class:`SetTooLargeError` (a MemoryError) before moving ``n`` samples to ``device`` if they
-    would not fit."""
+    """Raise a clear :class:`SetTooLargeError` (a MemoryError) before moving ``n`` samples to ``device`` if
+    they would not fit."""
     need = n * BYTES_PER_SAMPLE
     free = available_memory(device)
     if need > margin * free:
         raise SetTooLargeError(
             f"{n:,} samples need {need / 2**30:.2f} GiB on {device}, but only {free / 2**30:.2f} GiB is free "
-            f"(limit {margin:.0%}); use fewer samples (data.num_samples / data.max_samples) or more devices (DDP)"
+            f"(limit {margin:.0%}); use fewer samples (data.num_samples / data.max_samples) "
+            "or more devices (DDP)"
         )
 
 

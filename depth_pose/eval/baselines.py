@@ -8,8 +8,8 @@
   A box height needs the whole body: the baseline applies only when a head joint (nose, eyes, ears) and an
   ankle are among the visible joints (confidence >= 0.1); otherwise NaN.
 * **Shoulder-hip** (MonoLoco's geometric baseline): ``z = 0.48 m / mean(shoulder-to-hip length)`` in
-  normalised coordinates (= ``fy * 0.48 / pixel length``), over the body sides whose shoulder and hip both have
-  confidence >= 0.3; NaN when neither side qualifies.
+  normalised coordinates (= ``fy * 0.48 / pixel length``), over the body sides whose shoulder and hip both
+  have confidence >= 0.3; NaN when neither side qualifies.
 * **Floor**: the error that stature variation alone leaves to any single-image method, 0.046 x depth.
 
 Pixels go through :func:`depth_pose.geometry.normalise_pixels` (no projection code here).

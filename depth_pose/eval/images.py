@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from depth_pose.detect import Detections
-from depth_pose.eval.io import EvalInputError, PeopleSet, _float_array
+from depth_pose.eval.io import EvalInputError, PeopleSet, float_array
 from depth_pose.geometry import check_intrinsics
 
 
@@ -49,7 +49,7 @@ def _gt_depth(entry: dict) -> float:
 
 def _K(value, where: str) -> np.ndarray:
     try:
-        K = _float_array(value, (3, 3), f"{where}: K")
+        K = float_array(value, (3, 3), f"{where}: K")
     except ValueError as e:
         raise EvalInputError(str(e)) from None
     why = check_intrinsics(torch.as_tensor(K))

@@ -1,10 +1,11 @@
 """Reading keypoint sets (JSONL) and image sets (folder + gt.json), writing predictions atomically.
 
 Keypoint-set contract (one person per line, the format of ``kitti_pedestrians_dev.jsonl``): ``id`` (optional,
-default ``line<N>``), ``keypoints_xyc`` 17 x [x_px, y_px, conf], ``K`` 3 x 3, optional ``gt_z_m``; other fields
-are ignored. A joint with confidence 0 / NaN or NaN coordinates is unseen, not malformed. A line is malformed
-when it is not a JSON object, the keypoints are not 17 x 3 numbers (null counts as NaN), ``K`` is missing or
-fails :func:`depth_pose.geometry.check_intrinsics`, or ``gt_z_m`` is present but not a positive number.
+default ``line<N>``), ``keypoints_xyc`` 17 x [x_px, y_px, conf], ``K`` 3 x 3, optional ``gt_z_m``; other
+fields are ignored. A joint with confidence 0 / NaN or NaN coordinates is unseen, not malformed. A line is
+malformed when it is not a JSON object, the keypoints are not 17 x 3 numbers (null counts as NaN), ``K`` is
+missing or fails :func:`depth_pose.geometry.check_intrinsics`, or ``gt_z_m`` is present but not a
+positive number.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class PeopleSet:
         )
 
 
-def _float_array(value, shape: tuple[int, ...], what: str) -> np.ndarray:
+def float_array(value, shape: tuple[int, ...], what: str) -> np.ndarray:
     """Nested lists of numbers (null -> NaN) of exactly ``shape``, else ValueError naming ``what``."""
     if not isinstance(value, list):
         raise ValueError(f"{what} must be a nested list of shape {shape}, got {type(value).__name__}")
@@ -102,7 +103,8 @@ def _float_array(value, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 def clean_keypoints(kp: np.ndarray) -> np.ndarray:
-    """Unseen joints made explicit: non-finite coordinates -> NaN coordinates and confidence 0; NaN conf -> 0."""
+    """Unseen joints made explicit: non-finite coordinates -> NaN coordinates and confidence 0;
+    NaN conf -> 0."""
     kp = np.array(kp, dtype=np.float64, copy=True)
     bad_xy = ~np.isfinite(kp[..., :2]).all(axis=-1)
     kp[bad_xy, :2] = np.nan
@@ -117,10 +119,10 @@ def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, flo
         raise ValueError(f"not a JSON object (got {type(obj).__name__})")
     if "keypoints_xyc" not in obj:
         raise ValueError("missing 'keypoints_xyc'")
-    kp = clean_keypoints(_float_array(obj["keypoints_xyc"], (NUM_KEYPOINTS, 3), "keypoints_xyc"))
+    kp = clean_keypoints(float_array(obj["keypoints_xyc"], (NUM_KEYPOINTS, 3), "keypoints_xyc"))
     if "K" not in obj or obj["K"] is None:
         raise ValueError("missing 'K'")
-    K = _float_array(obj["K"], (3, 3), "K")
+    K = float_array(obj["K"], (3, 3), "K")
     why = check_intrinsics(torch.as_tensor(K))
     if why:
         raise ValueError(why)
@@ -136,7 +138,8 @@ def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, flo
 
 
 def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
-    """Read a keypoint set; malformed lines land in ``skipped`` as ``("line N", why)``; blank lines are ignored."""
+    """Read a keypoint set; malformed lines land in ``skipped`` as ``("line N", why)``; blank lines
+    are ignored."""
     path = Path(path)
     if not path.is_file():
         raise EvalInputError(f"keypoints file not found: '{path}'")
@@ -170,8 +173,8 @@ def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
 def pose_labels(
     strategy: np.ndarray, preset: np.ndarray, walk: np.ndarray, both_walk: np.ndarray
 ) -> np.ndarray:
-    """One pose name per synthetic sample: its preset (``squat``, ``kneel``, ...), else ``walk`` / ``both_walk``
-    for a gait pose, else the sampler's name (``uniform``, ``normal``: random joint angles)."""
+    """One pose name per synthetic sample: its preset (``squat``, ``kneel``, ...), else ``walk`` /
+    ``both_walk`` for a gait pose, else the sampler's name (``uniform``, ``normal``: random joint angles)."""
     preset = np.asarray(preset, dtype=object)
     strategy = np.asarray(strategy, dtype=object)
     gait = np.where(
@@ -186,7 +189,7 @@ def read_synthetic_set(path: str | Path, max_rows: int | None = None) -> PeopleS
     not), so evaluations report errors per pose. ``max_rows``: the first rows only (whole shards are read)."""
     from depth_pose.data.device_data import load_host_set
     from depth_pose.features import K_from_columns
-    from generation.shards import read_table
+    from depth_pose.shards import read_table
 
     path = Path(path)
     if not (path / "manifest.json").is_file():

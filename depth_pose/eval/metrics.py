@@ -58,8 +58,8 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, sigma: np.ndarray | None =
     ``rel_err`` (mean |pred - true| / true), ``median_rel`` (median |pred / true - 1|), ``bias_rel`` (mean
     (pred - true) / true), ``delta_1.25`` (share with max(pred/true, true/pred) < 1.25), ``alp_<t>m`` (share
     with |err| < t), ``rmse_m`` and, with ``sigma``, the share with |err| <= 1 sigma and <= 2 sigma
-    (``cov_1sigma``, ``cov_2sigma``; ideal 0.683 and 0.954) and the median sigma. Empty selections give ``None``
-    values.
+    (``cov_1sigma``, ``cov_2sigma``; ideal 0.683 and 0.954) and the median sigma. Empty selections give
+    ``None`` values.
     """
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     ok = _valid(pred, true)
@@ -122,8 +122,8 @@ def per_group(
     labels: np.ndarray | list[str],
     order: list[str] | None = None,
 ) -> dict[str, dict]:
-    """:func:`depth_metrics` per label (e.g. the pose of each synthetic sample); groups in ``order`` first, then
-    the rest by size. Labels in ``order`` that never occur are left out."""
+    """:func:`depth_metrics` per label (e.g. the pose of each synthetic sample); groups in ``order`` first,
+    then the rest by size. Labels in ``order`` that never occur are left out."""
     labels = np.asarray(labels, dtype=object).astype(str)
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     names, counts = np.unique(labels, return_counts=True)
@@ -140,7 +140,8 @@ def per_group(
 def calibration_curve(
     pred: np.ndarray, true: np.ndarray, sigma: np.ndarray, levels: tuple[float, ...] = SIGMA_LEVELS
 ) -> dict[str, list[float]]:
-    """Observed share with |err| <= k sigma for each k, beside the Gaussian ideal (for the calibration plot)."""
+    """Observed share with |err| <= k sigma for each k, beside the Gaussian ideal (for the calibration
+    plot)."""
     pred, true, sigma = (np.asarray(a, np.float64) for a in (pred, true, sigma))
     ok = _valid(pred, true) & np.isfinite(sigma)
     z = np.abs(pred[ok] - true[ok]) / np.maximum(sigma[ok], 1e-12)
@@ -168,14 +169,15 @@ def median_iqr(x: np.ndarray) -> tuple[float, float]:
 
 
 def seed_spread(preds: np.ndarray, true: np.ndarray) -> dict:
-    """How much of a model's error is the training run's own: ``preds`` (S, N) from S models that differ only in
-    their seed, ``true`` (N,).
+    """How much of a model's error is the training run's own: ``preds`` (S, N) from S models that differ only
+    in their seed, ``true`` (N,).
 
     On log errors ``e[s, n] = log(pred / true)``: ``total_var`` (variance over people, mean over seeds),
     ``seed_var`` (variance over seeds, ddof 1, mean over people), ``seed_share`` = their ratio (the most an
     ensemble of such models could remove from the error variance), ``corr`` (mean pairwise correlation of the
     seeds' errors), and the ensemble (geometric mean over seeds) as ``ensemble`` next to each seed's own
-    (``single``, mean over seeds), both as :func:`depth_metrics`. People not finite for every seed are left out.
+    (``single``, mean over seeds), both as :func:`depth_metrics`. People not finite for every seed are left
+    out.
     """
     preds, true = np.asarray(preds, np.float64), np.asarray(true, np.float64)
     if preds.ndim != 2 or preds.shape[0] < 2 or preds.shape[1] != true.size:

@@ -1,4 +1,5 @@
-"""PNG figures of an evaluation (matplotlib, Agg backend; every function writes one file and returns its path)."""
+"""PNG figures of an evaluation (matplotlib, Agg backend; every function writes one file and returns its
+path)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ LABELS = {
 }
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,21 +27,23 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` atomically (temporary PNG + rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     os.replace(tmp, path)
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def error_vs_distance(
     true_z: np.ndarray, preds: dict[str, np.ndarray], path: Path, bin_m: float = 5.0, floor_rel: float = 0.046
 ) -> Path:
-    """|error| of the model per person (dots) and each method's mean |error| per ``bin_m`` depth bin (lines)."""
-    plt = _plt()
+    """|error| of the model per person (dots) and each method's mean |error| per ``bin_m`` depth bin
+    (lines)."""
+    plt = pyplot()
     true_z = np.asarray(true_z, np.float64)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if "model" in preds:  # dots: at most 5000 people (seeded pick); the lines use everybody
@@ -87,7 +91,7 @@ def error_vs_distance(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title("Depth error vs distance")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def pred_vs_true(
@@ -95,7 +99,7 @@ def pred_vs_true(
 ) -> Path:
     """Predicted vs true depth with 1-sigma error bars and the identity line (a seeded random ``max_points``
     of the people when there are more, so synthetic sets of 10^5 people stay legible and quick)."""
-    plt = _plt()
+    plt = pyplot()
     true_z, pred, sigma = (np.asarray(a, np.float64) for a in (true_z, pred, sigma))
     label = "model ± 1σ"
     if true_z.size > max_points:
@@ -128,12 +132,12 @@ def pred_vs_true(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Predicted vs true depth")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def calibration(curve: dict, path: Path, title: str = "Uncertainty calibration") -> Path:
     """Observed share within k sigma vs the Gaussian ideal (one point per k; diagonal = calibrated)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ideal, obs, ks = np.asarray(curve["ideal"]), np.asarray(curve["observed"]), curve["k"]
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
@@ -160,13 +164,13 @@ def calibration(curve: dict, path: Path, title: str = "Uncertainty calibration")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def pose_ratio_bars(per_pose: dict[str, dict], path: Path) -> Path:
     """Per pose: median |pred/true - 1| (bars, %) with whiskers from the 25th to the 75th percentile, model
     beside the box-height baseline (log scale)."""
-    plt = _plt()
+    plt = pyplot()
     poses = list(per_pose)
     x = np.arange(len(poses))
     fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(poses) + 2), 4.5))
@@ -196,4 +200,4 @@ def pose_ratio_bars(per_pose: dict[str, dict], path: Path) -> Path:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     ax.set_title("Pose invariance: relative depth error per pose")
-    return _save(fig, path)
+    return save_figure(fig, path)

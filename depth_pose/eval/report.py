@@ -69,7 +69,8 @@ def bands_table(methods: dict[str, dict], same: dict[str, dict] | None = None) -
 
 
 def group_table(by: dict[str, dict[str, dict]], what: str) -> str:
-    """Errors per label (pose, arms, ...) of the model and the box-height rule on a labelled (synthetic) set."""
+    """Errors per label (pose, arms, ...) of the model and the box-height rule on a labelled (synthetic)
+    set."""
     lines = [
         f"## Per {what} (synthetic labels)",
         "",
@@ -80,7 +81,8 @@ def group_table(by: dict[str, dict[str, dict]], what: str) -> str:
     for label, m in by["model"].items():
         b = by["box_height"].get(label, {})
         lines.append(
-            f"| {label} | {m['n']} | {_pct1(m['median_rel'])} | {_num(m['ale_m'])} | {_pct1(m['bias_rel'])} | "
+            f"| {label} | {m['n']} | {_pct1(m['median_rel'])} | {_num(m['ale_m'])} | "
+            f"{_pct1(m['bias_rel'])} | "
             f"{_pct(m.get('cov_1sigma'))} | {_pct1(b.get('median_rel'))} | {b.get('n', 0)} |"
         )
     return "\n".join(lines)
@@ -147,8 +149,10 @@ def invariance_report(res: dict) -> str:
         "# Pose invariance (synthetic, held-out bodies)",
         "",
         f"- model: `{res['model']}`",
-        f"- {res['n_samples']} samples: {res['n_bodies']} bodies (seed {res['seed']}), depths {res['depths_m']} m, "
-        f"yaws {res['yaws_deg']} deg, {res['n_per_pose']} pose variants per name (jitter {res['jitter_deg']} deg), "
+        f"- {res['n_samples']} samples: {res['n_bodies']} bodies (seed {res['seed']}), "
+        f"depths {res['depths_m']} m, "
+        f"yaws {res['yaws_deg']} deg, {res['n_per_pose']} pose variants per name "
+        f"(jitter {res['jitter_deg']} deg), "
         f"noise: {res['noise']}",
         "",
         "| pose | n | model median \\|pred/true−1\\| | model IQR | model median bias | box-height median | "
@@ -159,14 +163,16 @@ def invariance_report(res: dict) -> str:
         m, b = r["model"], r["box_height"]
         ratio = b["median"] / m["median"] if m["median"] else float("nan")
         lines.append(
-            f"| {pose} | {r['n']} | {_pct1(m['median'])} | {_pct1(m['iqr'])} | {_pct1(m.get('bias_median'))} | "
+            f"| {pose} | {r['n']} | {_pct1(m['median'])} | {_pct1(m['iqr'])} | "
+            f"{_pct1(m.get('bias_median'))} | "
             f"{_pct1(b['median'])} | "
             f"{_pct1(b['iqr'])} | {b['n_na']} | {ratio:.1f}× |"
         )
     o = res["overall_non_standing"]
     lines += [
         "",
-        f"**Non-standing poses**: model median {_pct1(o['model_median'])}, box-height {_pct1(o['box_height_median'])}"
+        f"**Non-standing poses**: model median {_pct1(o['model_median'])}, "
+        f"box-height {_pct1(o['box_height_median'])}"
         f" → ratio {o['ratio']:.1f}× (target ≥ 3× and model ≤ 3%).",
         "",
         f"**1σ coverage** (all poses): {_pct(res['coverage_1sigma'])} (target 60–76%, Gaussian 68%); "
@@ -177,6 +183,7 @@ def invariance_report(res: dict) -> str:
     ]
     for d, r in res["per_depth"].items():
         lines.append(
-            f"| {d} | {_pct1(r['model_median'])} | {_pct1(r['box_height_median'])} | {_pct(r['coverage_1sigma'])} |"
+            f"| {d} | {_pct1(r['model_median'])} | {_pct1(r['box_height_median'])} | "
+            f"{_pct(r['coverage_1sigma'])} |"
         )
     return "\n".join(lines) + "\n"

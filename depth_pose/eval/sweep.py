@@ -1,8 +1,10 @@
-"""The jobs of a ``dp-train -m`` sweep folder, for scripts and notebooks that compare the models of an ablation.
+"""The jobs of a ``dp-train -m`` sweep folder, for scripts and notebooks that compare the models of an
+ablation.
 
-A Hydra multirun folder holds one numbered sub-folder per job with ``.hydra/config.yaml`` (the resolved config),
-``.hydra/overrides.yaml`` (what the sweep varied) and ``checkpoints/`` (the best ``epoch_*.ckpt`` and
-``last.ckpt``, see ``conf/callbacks/default.yaml``). :func:`read_sweep` turns that into :class:`SweepJob` rows.
+A Hydra multirun folder holds one numbered sub-folder per job with ``.hydra/config.yaml`` (the resolved
+config), ``.hydra/overrides.yaml`` (what the sweep varied) and ``checkpoints/`` (the best ``epoch_*.ckpt`` and
+``last.ckpt``, see ``conf/callbacks/default.yaml``). :func:`read_sweep` turns that into :class:`SweepJob`
+rows.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def _overrides(path: Path) -> dict[str, str]:
 
 def read_sweep(sweep_dir: str | Path, only_finished: bool = True) -> list[SweepJob]:
     """Jobs of a ``dp-train -m`` folder in job order. A job is finished when its ``last.ckpt`` reached
-    ``trainer.max_epochs``; unfinished ones (killed, still running) are left out unless ``only_finished=False``."""
+    ``trainer.max_epochs``; unfinished ones (killed, still running) are left out unless
+    ``only_finished=False``."""
     import torch
     from omegaconf import OmegaConf
 

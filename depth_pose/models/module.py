@@ -5,9 +5,10 @@ confidence, ``intr`` (B, 5) = fx, fy, cx, cy, skew, ``z`` (B,) metres, ``special
 hands-up pose, for the pose-invariance metric). Features are computed here, per batch, with
 :mod:`depth_pose.features` (the one normalisation), and augmented on the device during training.
 
-Output: ``mu`` = predicted ``log z`` and ``log_b`` = log Laplace scale of ``log z``. Loss ``laplace``: negative
-log-likelihood ``|t - mu| / b + log b`` (MonoLoco-style); ``l1``: ``|t - mu|`` (the spread head is still
-fitted, on the detached residual, so sigma stays meaningful). Sigma in metres: ``z * sqrt(2) * b * sigma_scale``.
+Output: ``mu`` = predicted ``log z`` and ``log_b`` = log Laplace scale of ``log z``. Loss ``laplace``:
+negative log-likelihood ``|t - mu| / b + log b`` (MonoLoco-style); ``l1``: ``|t - mu|`` (the spread head is
+still fitted, on the detached residual, so sigma stays meaningful). Sigma in metres:
+``z * sqrt(2) * b * sigma_scale``.
 
 Calibration: the Laplace NLL makes ``sqrt(2) b`` a Laplace std, which covers 76% of a Laplace's mass, and the
 training noise is a mixture, not one Laplace. So after every validation epoch ``sigma_scale`` is set to the

@@ -1,1 +1,2 @@
-"""Prediction on images, folders, videos, cameras and streams (dp-predict): see :mod:`depth_pose.predict.run`."""
+"""Prediction on images, folders, videos, cameras and streams (dp-predict):
+see :mod:`depth_pose.predict.run`."""

@@ -3,25 +3,32 @@
 Precedence (first that applies wins, per image):
 
 1. ``calib``: a calibration file, read once.
-   * JSON or YAML with a top-level ``K`` (3x3 nested list, or 9 numbers row-major), or OpenCV's ``cameraMatrix``
-     / ``camera_matrix`` (nested list, 9 numbers, or ``{rows, cols, data}`` as written by ``cv2.FileStorage``);
-   * per-image entries ``samples: [{image: NAME, K: ...}, ...]`` (the layout of ``shared/data/real/*/gt.json``),
-     looked up by file name; a top-level ``K`` is the fallback for names not listed;
-   * OpenCV ``FileStorage`` YAML/XML (``%YAML:1.0`` with ``!!opencv-matrix``) is read through ``cv2.FileStorage``.
+   * JSON or YAML with a top-level ``K`` (3x3 nested list, or 9 numbers row-major), or OpenCV's
+     ``cameraMatrix`` / ``camera_matrix`` (nested list, 9 numbers, or ``{rows, cols, data}`` as written by
+     ``cv2.FileStorage``);
+   * per-image entries ``samples: [{image: NAME, K: ...}, ...]`` (the layout of
+     ``shared/data/real/*/gt.json``), looked up by file name; a top-level ``K`` is the fallback for names not
+     listed;
+   * OpenCV ``FileStorage`` YAML/XML (``%YAML:1.0`` with ``!!opencv-matrix``) is read through
+     ``cv2.FileStorage``.
    The calibration's image size is taken from ``width``/``height``, ``image_width``/``image_height`` or
-   ``image_size``/``imageSize`` ([W, H]) in the file, else from the ``calib_size`` option, else it is assumed to be
-   the size of the image being processed.
-2. ``fx`` (+ optional ``fy``, ``cx``, ``cy``; defaults fy = fx, principal point at the image centre), in pixels of
-   ``calib_size`` when given, else of the processed image.
-3. ``hfov_deg``: square pixels, principal point at the centre, focal = W / (2 tan(hfov/2)) for each image's own width.
-4. ``exif`` (on by default): 35 mm-equivalent focal length of a JPEG/TIFF (``FocalLengthIn35mmFilm``), converted
-   through the diagonal: ``f_px = f35 * hypot(W, H) / hypot(36, 24)``, principal point at the centre.
-5. Default: ``default_hfov_deg`` (60 degrees, a typical phone/webcam main camera), with a warning printed once.
+   ``image_size``/``imageSize`` ([W, H]) in the file, else from the ``calib_size`` option, else it is assumed
+   to be the size of the image being processed.
+2. ``fx`` (+ optional ``fy``, ``cx``, ``cy``; defaults fy = fx, principal point at the image centre), in
+   pixels of ``calib_size`` when given, else of the processed image.
+3. ``hfov_deg``: square pixels, principal point at the centre, focal = W / (2 tan(hfov/2)) for each image's
+   own width.
+4. ``exif`` (on by default): 35 mm-equivalent focal length of a JPEG/TIFF (``FocalLengthIn35mmFilm``),
+   converted through the diagonal: ``f_px = f35 * hypot(W, H) / hypot(36, 24)``, principal point at the
+   centre.
+5. Default: ``default_hfov_deg`` (60 degrees, a typical phone/webcam main camera), with a warning printed
+   once.
 
 Images of another size than the calibration (a folder mixing sizes, a downscaled video): ``K`` is scaled by
-``s = W / W_calib`` (a corner-aligned resize, :func:`depth_pose.geometry.transform_intrinsics`); when the aspect
-ratio differs too, the image is taken as a centred crop/pad of the scaled calibration image (principal point
-shifted by half the height difference), with a warning. FOV and EXIF are per image, so they scale by construction.
+``s = W / W_calib`` (a corner-aligned resize, :func:`depth_pose.geometry.transform_intrinsics`); when the
+aspect ratio differs too, the image is taken as a centred crop/pad of the scaled calibration image (principal
+point shifted by half the height difference), with a warning. FOV and EXIF are per image, so they scale by
+construction.
 """
 
 from __future__ import annotations
@@ -37,17 +44,19 @@ import numpy as np
 import torch
 
 from depth_pose import geometry
+from depth_pose.errors import InputError
 
 DIAG_35MM = math.hypot(36.0, 24.0)  # full-frame diagonal (mm), the reference of "35 mm equivalent"
 
 
-class IntrinsicsError(ValueError):
+class IntrinsicsError(InputError):
     """Unusable camera intrinsics input (names the file or option)."""
 
 
 @dataclass
 class Calibration:
-    """What a calibration file holds: one ``K`` and/or per-image ``K``s, with the image size they belong to."""
+    """What a calibration file holds: one ``K`` and/or per-image ``K``s, with the image size they belong
+    to."""
 
     K: np.ndarray | None
     per_image: dict[str, np.ndarray]
@@ -155,7 +164,8 @@ def load_calibration(path: str | Path) -> Calibration:
 def scale_to_image(
     K: np.ndarray, ref_size: tuple[int, int] | None, size: tuple[int, int]
 ) -> tuple[np.ndarray, str]:
-    """``K`` of a ``ref_size`` (W, H) image adapted to an image of ``size`` (resize, then centred crop/pad)."""
+    """``K`` of a ``ref_size`` (W, H) image adapted to an image of ``size`` (resize, then centred
+    crop/pad)."""
     if ref_size is None or tuple(ref_size) == tuple(size):
         return K, ""
     (W0, H0), (W, H) = ref_size, size
@@ -171,7 +181,8 @@ def scale_to_image(
 
 
 def exif_focal_35mm(path: str | Path) -> float | None:
-    """``FocalLengthIn35mmFilm`` (mm) from an image's EXIF, or None (no EXIF, not an image PIL reads, or 0)."""
+    """``FocalLengthIn35mmFilm`` (mm) from an image's EXIF, or None (no EXIF, not an image PIL reads, or
+    0)."""
     try:
         from PIL import Image
 
@@ -194,7 +205,8 @@ def intrinsics_from_exif_35mm(f35_mm: float, width: int, height: int) -> np.ndar
 
 
 class IntrinsicsResolver:
-    """Gives ``K`` (3x3 float64) and a description of where it came from, for each image (see module docstring)."""
+    """Gives ``K`` (3x3 float64) and a description of where it came from, for each image (see module
+    docstring)."""
 
     def __init__(
         self,
@@ -230,7 +242,8 @@ class IntrinsicsResolver:
     def __call__(
         self, width: int, height: int, image_path: str | Path | None = None
     ) -> tuple[np.ndarray, str]:
-        """``(K, source)`` for an image ``width`` x ``height``; ``image_path`` is used for per-image calib and EXIF."""
+        """``(K, source)`` for an image ``width`` x ``height``; ``image_path`` is used for per-image calib and
+        EXIF."""
         size = (int(width), int(height))
         name = Path(image_path).name if image_path is not None else None
         c = self.calibration
@@ -247,7 +260,8 @@ class IntrinsicsResolver:
             if ref is None and (K[0, 2] > width or K[1, 2] > height):
                 self._warn_once(
                     "calib-size",
-                    f"calibration '{c.path}': principal point ({K[0, 2]:.0f}, {K[1, 2]:.0f}) lies outside the "
+                    f"calibration '{c.path}': principal point ({K[0, 2]:.0f}, {K[1, 2]:.0f}) "
+                    "lies outside the "
                     f"{width}x{height} image; give calib_size=[W,H] so K can be scaled",
                 )
             K, note = scale_to_image(K, ref, size)
@@ -268,8 +282,10 @@ class IntrinsicsResolver:
                 return intrinsics_from_exif_35mm(f35, width, height), f"exif:f35={f35:g}mm"
         self._warn_once(
             "default",
-            f"no camera intrinsics given (calib=, fx=, hfov_deg=, or EXIF): assuming a {self.default_hfov_deg:g} deg "
-            "horizontal field of view; metric depth scales with the focal length, so expect a proportional error",
+            "no camera intrinsics given (calib=, fx=, hfov_deg=, or EXIF): "
+            f"assuming a {self.default_hfov_deg:g} deg "
+            "horizontal field of view; metric depth scales with the focal length, "
+            "so expect a proportional error",
         )
         return _hfov_K(self.default_hfov_deg, width, height), f"default hfov_deg={self.default_hfov_deg:g}"
 

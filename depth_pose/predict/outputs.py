@@ -1,4 +1,5 @@
-"""Outputs of dp-predict: annotated frames, JSONL/CSV records, video writer, live window; all written atomically."""
+"""Outputs of dp-predict: annotated frames, JSONL/CSV records, video writer, live window; all written
+atomically."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from depth_pose.keypoints import SKELETON
 
 CSV_FIELDS = (
     "source", "frame", "t_s", "person", "track_id", "box_x1", "box_y1", "box_x2", "box_y2", "box_score",
-    "z_m", "sigma_m", "z_raw_m", "sigma_raw_m", "dist_m", "sigma_dist_m", "ground_x_m", "ground_y_m", "ground_z_m",
-    "ground_dist_m", "ground_from", "hip_x_m", "hip_y_m", "hip_z_m", "mean_kp_conf", "zoomed", "K_source",
+    "z_m", "sigma_m", "z_raw_m", "sigma_raw_m", "dist_m", "sigma_dist_m",
+    "ground_x_m", "ground_y_m", "ground_z_m", "ground_dist_m", "ground_from",
+    "hip_x_m", "hip_y_m", "hip_z_m", "mean_kp_conf", "zoomed", "K_source",
 )  # fmt: skip
 
 
@@ -149,7 +151,8 @@ def display_available() -> bool:
 
 
 class Viewer:
-    """``show=true`` live window; disables itself with one warning when there is no display or no GUI backend."""
+    """``show=true`` live window; disables itself with one warning when there is no display or no GUI
+    backend."""
 
     def __init__(self, enabled: bool, title: str = "dp-predict") -> None:
         self.title = title

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from depth_pose import geometry
 from depth_pose.detect import Detections
+from depth_pose.errors import InputError
 from depth_pose.keypoints import L_ANKLE, L_HIP, R_ANKLE, R_HIP
 from depth_pose.predict.intrinsics import IntrinsicsError
 from depth_pose.predict.outputs import (
@@ -45,7 +46,7 @@ ANKLE_HEIGHT_M = 0.08  # ankle keypoint height above the floor
 STAGES = ("detection", "zoom", "depth", "smoothing", "output")
 
 
-class PredictError(RuntimeError):
+class PredictError(InputError):
     """The run produced nothing usable (a single bad source, or every file of a folder failed)."""
 
 
@@ -60,7 +61,8 @@ def _mid_seen(kp: np.ndarray, a: int, b: int, thr: float) -> tuple[np.ndarray, n
 def positions(
     kp: np.ndarray, boxes: np.ndarray, z: np.ndarray, K: np.ndarray, thr: float
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Mid-hip 3D points (N, 3), ground points (N, 3) and the ground rule used, per person (module docstring)."""
+    """Mid-hip 3D points (N, 3), ground points (N, 3) and the ground rule used, per person (module
+    docstring)."""
     hip_px, hip_seen = _mid_seen(kp, L_HIP, R_HIP, thr)
     box_c = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], -1)
     hip_px = np.where(hip_seen[:, None], hip_px, box_c)
@@ -95,7 +97,8 @@ class Predictor:
         self.detector = detector if detector is not None else instantiate(cfg.detector)
         self.zoom = instantiate(cfg.zoom)
         # Zoom crops run on a separate YOLO instance: calling the tracking model on crops would feed them to
-        # the tracker. Loaded up front (~0.1 s) so its loading is not timed as zoom work.
+        # the tracker. Loaded up front (load time: docs/bench_predict.md) so its loading is not timed as zoom
+        # work.
         self._zoom_detector = instantiate(cfg.detector) if self.zoom.enabled else None
         self.resolver = instantiate(cfg.intrinsics)
         self.smoother = instantiate(cfg.smoothing)

@@ -146,7 +146,8 @@ class TrackSmoother:
     def __call__(
         self, t: float, track_ids: np.ndarray | None, z: np.ndarray, sigma: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Smoothed (z, sigma) for the people of one frame at time ``t`` (s); untracked people (id < 0) pass through."""
+        """Smoothed (z, sigma) for the people of one frame at time ``t`` (s); untracked people (id < 0) pass
+        through."""
         z_out, s_out = np.asarray(z, np.float64).copy(), np.asarray(sigma, np.float64).copy()
         for tid in [k for k, seen in self.last_seen.items() if t - seen > self.track_timeout_s]:
             self.filters.pop(tid, None)

@@ -1,8 +1,8 @@
 """Input sources for dp-predict (ultralytics' ``source=`` word): image, folder, glob, video, camera, stream.
 
-:func:`resolve_source` turns the ``source`` string into a list of :class:`Item` (one per image file, video file,
-camera or stream). Opening/decoding happens lazily in :func:`read_image` / :func:`iter_video`, which raise
-:class:`SourceError` naming the bad input, so one bad file of a folder can be reported and skipped.
+:func:`resolve_source` turns the ``source`` string into a list of :class:`Item` (one per image file, video
+file, camera or stream). Opening/decoding happens lazily in :func:`read_image` / :func:`iter_video`, which
+raise :class:`SourceError` naming the bad input, so one bad file of a folder can be reported and skipped.
 """
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depth_pose.errors import InputError
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm", ".heic"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".ts", ".gif", ".asf"}
-# Metadata that commonly sits beside images (calibration, ground truth, notes): skipped in folders, not errors.
+# Metadata that commonly sits beside images (calibration, ground truth, notes): skipped in folders, not
+# errors.
 SIDECAR_EXTS = {".json", ".yaml", ".yml", ".xml", ".csv", ".txt", ".md"}
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "tcp://", "udp://")
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A source that cannot be read (names it and says why)."""
 
 
@@ -98,7 +101,8 @@ def resolve_source(source: str | int) -> tuple[list[Item], list[dict], list[str]
             errors.append({"source": str(f), "error": str(e)})
     if not items:
         raise SourceError(
-            f"{origin}: no image or video files found ({len(errors)} unsupported, {len(skipped)} sidecar files)"
+            f"{origin}: no image or video files found "
+            f"({len(errors)} unsupported, {len(skipped)} sidecar files)"
         )
     return items, errors, skipped
 

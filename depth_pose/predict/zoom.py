@@ -2,11 +2,11 @@
 
 A person whose box is shorter than ``min_box_px`` gets a crop centred on the box, ``context`` times the box
 height tall (and as wide, at least ``context`` times the box width), clipped to the image. The crop is resized
-by ``s`` so that the box becomes ``target_px`` tall (at most ``max_scale``). Pose runs on all crops of a frame in
-one batch; the detection in a crop whose box best overlaps the original box (IoU >= ``min_iou``, in full-image
-pixels) is mapped back with :func:`depth_pose.geometry.transform_pixels` (the inverse of crop-then-resize:
-``u = u' / s + x0``) and replaces the original only if its mean keypoint confidence is higher. The depth model
-then sees full-image pixels with the full-image ``K``, so nothing else changes.
+by ``s`` so that the box becomes ``target_px`` tall (at most ``max_scale``). Pose runs on all crops of a frame
+in one batch; the detection in a crop whose box best overlaps the original box (IoU >= ``min_iou``, in
+full-image pixels) is mapped back with :func:`depth_pose.geometry.transform_pixels` (the inverse of
+crop-then-resize: ``u = u' / s + x0``) and replaces the original only if its mean keypoint confidence is
+higher. The depth model then sees full-image pixels with the full-image ``K``, so nothing else changes.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class Crop:
 def crop_for_box(
     image: np.ndarray, box: np.ndarray, context: float, target_px: float, max_scale: float
 ) -> Crop:
-    """Context crop around ``box`` (xyxy), upscaled so the box is ``target_px`` tall (scale <= ``max_scale``)."""
+    """Context crop around ``box`` (xyxy), upscaled so the box is ``target_px`` tall (scale <=
+    ``max_scale``)."""
     H, W = image.shape[:2]
     x1, y1, x2, y2 = box.tolist()
     bh, bw = max(y2 - y1, 1.0), max(x2 - x1, 1.0)
@@ -55,7 +56,8 @@ def crop_for_box(
     s = float(np.clip(target_px / bh, 1.0, max_scale))
     sub = image[y0:ye, x0:xe]
     out_w, out_h = max(1, round(sub.shape[1] * s)), max(1, round(sub.shape[0] * s))
-    # Exact scale per axis after rounding would differ by < 1/size; use the x scale for both (square pixels kept).
+    # Exact scale per axis after rounding would differ by < 1/size; use the x scale for both (square pixels
+    # kept).
     s = out_w / sub.shape[1]
     out_h = max(1, round(sub.shape[0] * s))
     up = cv2.resize(sub, (out_w, out_h), interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
@@ -63,7 +65,8 @@ def crop_for_box(
 
 
 def crop_to_image(points_xy: np.ndarray, crop: Crop) -> np.ndarray:
-    """Crop pixels (..., N, 2) -> full-image pixels: inverse of ``u' = s (u - x0)`` via geometry.transform_pixels."""
+    """Crop pixels (..., N, 2) -> full-image pixels: inverse of ``u' = s (u - x0)`` via
+    geometry.transform_pixels."""
     px = torch.as_tensor(points_xy, dtype=torch.float64)
     return geometry.transform_pixels(px, 1.0 / crop.scale, (float(crop.x0), float(crop.y0))).numpy()
 
@@ -85,7 +88,8 @@ class Zoom:
         self.target_px, self.max_scale, self.min_iou, self.imgsz = target_px, max_scale, min_iou, imgsz
 
     def __call__(self, image: np.ndarray, dets: Detections, detector) -> tuple[Detections, np.ndarray]:
-        """Return (possibly improved detections, per-person ``zoomed`` flags). ``detector``: a PoseDetector."""
+        """Return (possibly improved detections, per-person ``zoomed`` flags). ``detector``: a
+        PoseDetector."""
         n = len(dets)
         zoomed = np.zeros(n, bool)
         if not self.enabled or n == 0:
@@ -97,7 +101,8 @@ class Zoom:
         crops = [
             crop_for_box(image, dets.boxes[i], self.context, self.target_px, self.max_scale) for i in small
         ]
-        # A crop is about context * target_px (~410 px) tall: imgsz 416 sees it at ~1:1, for ~40% of a 640 pass.
+        # A crop is about context * target_px (~410 px) tall: imgsz 416 sees it at ~1:1, with (416/640)^2 of
+        # the pixels of a 640 pass (measured cost: docs/bench_predict.md).
         results = detector([c.image for c in crops], imgsz=self.imgsz)
         kp = dets.keypoints.copy()
         boxes = dets.boxes.copy()

@@ -2,12 +2,12 @@
 standing one, where a box-height rule fails?
 
 Synthetic test set made on the fly from bodies NOT used in training (own seed): every named pose variant
-(:func:`generation.pose.named_poses`: jittered variants, not the exact presets) on a body of the bank, shown at
-fixed mid-hip depths (5, 15, 30 m) and several person yaws to a level camera (1.5 m high, hip at the image
-centre), projected exactly (:func:`generation.project.observe`) and given YOLO-like keypoint noise at that pixel
-size (:class:`generation.noise.DetectorNoise`). Per pose: median and IQR of |z_pred / z_true - 1| for the model
-and for the box-height baseline (stature 1.71 m, keypoint extent); over all non-standing poses: both medians
-and their ratio; 1 sigma / 2 sigma coverage of the model's uncertainty.
+(:func:`generation.pose.named_poses`: jittered variants, not the exact presets) on a body of the bank, shown
+at fixed mid-hip depths (5, 15, 30 m) and several person yaws to a level camera (1.5 m high, hip at the image
+centre), projected exactly (:func:`generation.project.observe`) and given YOLO-like keypoint noise at that
+pixel size (:class:`generation.noise.DetectorNoise`). Per pose: median and IQR of |z_pred / z_true - 1| for
+the model and for the box-height baseline (stature 1.71 m, keypoint extent); over all non-standing poses: both
+medians and their ratio; 1 sigma / 2 sigma coverage of the model's uncertainty.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def fixed_cameras(
     zeros = torch.zeros(n, device=dev)
     Rc = geometry.camera_rotation(zeros, zeros)
     R = Rc @ geometry.rot_z(torch.deg2rad(yaw_deg.to(dev).float()))
-    # Mid-hip at world X = Y = 0 before placement; the person moves to (0, depth) and the camera is at height h.
+    # Mid-hip at world X = Y = 0 before placement; the person moves to (0, depth) and the camera
+    # is at height h.
     d = torch.stack((zeros, depth_m.to(dev).float(), torch.full_like(zeros, -cam_height_m)), dim=-1)
     t = torch.einsum("nij,nj->ni", Rc, d)
     K = geometry.intrinsics_from_hfov(hfov_deg, img_w, img_h).to(dev).expand(n, 3, 3).clone()
@@ -220,7 +221,8 @@ def run_invariance(
         "depths_m": list(cfg.depths_m),
         "yaws_deg": list(cfg.yaws_deg),
         "noise": (
-            f"{cfg.noise.get('name', 'detector')} (forced_complete_share={cfg.noise.get('forced_complete_share')}, "
+            f"{cfg.noise.get('name', 'detector')} "
+            f"(forced_complete_share={cfg.noise.get('forced_complete_share')}, "
             f"occluder_prob={cfg.noise.get('occluder_prob')})"
         )
         if cfg.noise.get("enabled", True)

@@ -1,9 +1,9 @@
 """Clothing segmentation of the Anny mesh (from its skinning weights) and random looks for people and scenes.
 
-Each face gets a body part from the bone that dominates its first vertex's skinning weights (topology only, so it
-holds for every body shape and pose). Per person, the parts map onto 5 material slots (skin, top, bottom, shoes,
-hair): long/short sleeves, trousers/shorts and a hair cap whose extent varies. Hair is the head region above a
-random height on the template head (and behind the face for longer hair).
+Each face gets a body part from the bone that dominates its first vertex's skinning weights (topology only, so
+it holds for every body shape and pose). Per person, the parts map onto 5 material slots (skin, top, bottom,
+shoes, hair): long/short sleeves, trousers/shorts and a hair cap whose extent varies. Hair is the head region
+above a random height on the template head (and behind the face for longer hair).
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def _part_of_bone(name: str) -> int:
 
 
 def segment_faces(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Triangle faces (F, 3) int32, face part (F,) int8 and face hair score (F,) float32 from an ``anny.Anny``.
+    """Triangle faces (F, 3) int32, face part (F,) int8 and face hair score (F,) float32 from an
+    ``anny.Anny``.
 
     The hair score is the template height above the eyes along the head, plus a bonus behind the face, so
     that ``score > threshold`` grows from a cap (high threshold) to long hair (low threshold).

@@ -1,16 +1,17 @@
 """The downscale trick: one render -> several samples of smaller people, with exact labels.
 
 A render of ``R x R`` pixels with intrinsics ``K`` is resized by ``s`` (``cv2.INTER_AREA``) and pasted at an
-integer pixel ``offset`` of a canvas. The pasted image is exactly the image of a camera with the SAME centre and
-rotation and intrinsics ``K' = geometry.transform_intrinsics(K, s, offset)`` (focal ``s f``): the person looks
-smaller because the focal length shrank, not because they moved. The stored sample is therefore exact: the
-keypoints are the exact projection under ``K'`` (``geometry.transform_pixels``), and the target depth is the
-unchanged camera z. (Moving the person to depth ``z / s`` would only approximately give this image: perspective
-differs.) ``s`` is rounded so that ``s R`` is an integer number of pixels; the rounded ``s`` is the one stored.
+integer pixel ``offset`` of a canvas. The pasted image is exactly the image of a camera with the SAME centre
+and rotation and intrinsics ``K' = geometry.transform_intrinsics(K, s, offset)`` (focal ``s f``): the person
+looks smaller because the focal length shrank, not because they moved. The stored sample is therefore exact:
+the keypoints are the exact projection under ``K'`` (``geometry.transform_pixels``), and the target depth is
+the unchanged camera z. (Moving the person to depth ``z / s`` would only approximately give this image:
+perspective differs.) ``s`` is rounded so that ``s R`` is an integer number of pixels; the rounded ``s`` is
+the one stored.
 
 Tiles go onto canvases by :func:`pack`: ``single`` = one tile per canvas of the render size (what a camera of
-that size would see, the rest filled grey), ``mosaic`` = shelf-packed onto square canvases of the detector's input
-size, so one YOLO pass labels many small people at their native pixel size.
+that size would see, the rest filled grey), ``mosaic`` = shelf-packed onto square canvases of the detector's
+input size, so one YOLO pass labels many small people at their native pixel size.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def exact_scale(s: float, size: int) -> tuple[float, int]:
 
 
 def resize(img: np.ndarray, s: float) -> tuple[np.ndarray, float]:
-    """Square image resized by (the pixel-exact version of) ``s`` with INTER_AREA; returns (image, s_exact)."""
+    """Square image resized by (the pixel-exact version of) ``s`` with INTER_AREA; returns (image,
+    s_exact)."""
     if img.shape[0] != img.shape[1]:
         raise ValueError(f"downscale expects square renders, got {img.shape[:2]}")
     se, n = exact_scale(s, img.shape[0])
@@ -55,7 +57,8 @@ def scaled_pixels(px: np.ndarray, s: float, offset: tuple[int, int]) -> np.ndarr
 
 @dataclass
 class Tile:
-    """One downscaled render: image, intrinsics of the tile's own pixel grid, the sample key, the exact scale."""
+    """One downscaled render: image, intrinsics of the tile's own pixel grid, the sample key, the exact
+    scale."""
 
     image: np.ndarray
     K: np.ndarray
@@ -65,7 +68,8 @@ class Tile:
 
 @dataclass
 class Canvas:
-    """An image for the detector and, per sample key, where its tile sits (offset) and its intrinsics there."""
+    """An image for the detector and, per sample key, where its tile sits (offset) and its intrinsics
+    there."""
 
     image: np.ndarray
     keys: list[int] = field(default_factory=list)

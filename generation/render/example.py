@@ -2,10 +2,10 @@
 
     .venv/bin/python -m generation.render.example            # writes depth_pose/assets/example.{jpg,json}
 
-``example.json``: ``K`` (3x3), ``image_size`` [w, h], the camera (height, tilt, world->camera R, t) and per person
-its ground-truth depth ``z_m`` (camera z of the mid-hip, the project's target), ``dist_m``, the exact 17 COCO
-keypoints in pixels, ``hip_px`` (midpoint of the two hip pixels), stature and the YOLO detection matched to it (if any). Runs Blender in
-this process (a one-off script, not the generation pipeline).
+``example.json``: ``K`` (3x3), ``image_size`` [w, h], the camera (height, tilt, world->camera R, t) and per
+person its ground-truth depth ``z_m`` (camera z of the mid-hip, the project's target), ``dist_m``, the exact
+17 COCO keypoints in pixels, ``hip_px`` (midpoint of the two hip pixels), stature and the YOLO detection
+matched to it (if any). Runs Blender in this process (a one-off script, not the generation pipeline).
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ def build(seed: int = 3, samples: int = 16) -> tuple[np.ndarray, dict]:
         "K": K.tolist(),
         "camera": {"height_m": cam_h, "tilt_deg": tilt, "R": R.tolist(), "t": t.tolist()},
         "people": people,
-        "note": "Rendered by generation/render/example.py (Cycles). z_m = camera z of the mid-hip (the target).",
+        "note": (
+            "Rendered by generation/render/example.py (Cycles). z_m = camera z of the mid-hip (the target)."
+        ),
     }
     return img, meta
 

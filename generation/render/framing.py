@@ -7,8 +7,8 @@ principal point to ``shift_x = (W/2 - cx) / W``, ``shift_y = (cy - H/2) / W`` (B
 units of the fitted sensor dimension, +y up). Square pixels and zero skew are required (checked).
 
 Framing (render efficiency): the 3D scene and the camera pose are exactly the sampled ones; only the
-intrinsics are replaced by a zoom that puts the person's mesh box at ``fill`` of a square ``res`` image. This is
-a pure intrinsics change (same centre of projection), so every label stays an exact projection.
+intrinsics are replaced by a zoom that puts the person's mesh box at ``fill`` of a square ``res`` image. This
+is a pure intrinsics change (same centre of projection), so every label stays an exact projection.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def frame_person(
 
 
 def project_np(points_world: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Pixels (N, 2) of world points (numpy twin of geometry.world_to_camera + geometry.project, for checks)."""
+    """Pixels (N, 2) of world points (numpy twin of geometry.world_to_camera + geometry.project, for
+    checks)."""
     p = np.asarray(points_world, np.float64) @ np.asarray(R, np.float64).T + np.asarray(t, np.float64)
     uvw = p @ np.asarray(K, np.float64).T
     return uvw[:, :2] / uvw[:, 2:3]

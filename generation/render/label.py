@@ -1,11 +1,11 @@
 """Label rendered people with YOLO pose: batched detection, matching to the rendered person, OKS filter.
 
 Each sample has its exact keypoints ``gt`` (17, 2) and the exact box of its projected mesh, both in the pixel
-grid of the canvas the detector sees. Candidates are detections whose box centre falls inside the sample's tile;
-the match is the candidate with the highest OKS against the exact keypoints (COCO OKS with the COCO per-keypoint
-sigmas; object area = ``area_factor`` x mesh-box area, COCO-like since a person's segment fills about half its
-box). A sample is accepted when its OKS >= ``oks_threshold``; otherwise it is counted as ``no_detection`` or
-``low_oks`` (the counts go to the manifest).
+grid of the canvas the detector sees. Candidates are detections whose box centre falls inside the sample's
+tile; the match is the candidate with the highest OKS against the exact keypoints (COCO OKS with the COCO
+per-keypoint sigmas; object area = ``area_factor`` x mesh-box area, COCO-like since a person's segment fills
+about half its box). A sample is accepted when its OKS >= ``oks_threshold``; otherwise it is counted as
+``no_detection`` or ``low_oks`` (the counts go to the manifest).
 """
 
 from __future__ import annotations

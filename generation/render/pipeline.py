@@ -1,17 +1,18 @@
-"""Render path of ``dp-generate``: poses -> Anny meshes -> Blender (Cycles) -> downscale trick -> YOLO -> shards.
+"""Render path of ``dp-generate``: poses -> Anny meshes -> Blender (Cycles) -> downscale trick ->
+YOLO -> shards.
 
 Efficiency (the seed's tricks): a pose is meshed once and rendered from ``samples_per_pose`` sampled cameras
-(yaw, height, tilt, roll and distance from :class:`generation.camera.CameraSampler`); each view is rendered with
-its exact camera pose but zoomed intrinsics framing the person (``framing.frame_person``), then downscaled to
-every ``render.scales`` entry (``downscale``: labels exact under the new intrinsics, target depth unchanged);
-the downscaled tiles are packed onto detector-sized canvases and labelled in batched YOLO passes (``label``).
-``render.downscale_trick=false`` is the baseline: every sample is its own render at its own zoom, on its own
-canvas (the same samples in distribution, one render + one YOLO pass each).
+(yaw, height, tilt, roll and distance from :class:`generation.camera.CameraSampler`); each view is rendered
+with its exact camera pose but zoomed intrinsics framing the person (``framing.frame_person``), then
+downscaled to every ``render.scales`` entry (``downscale``: labels exact under the new intrinsics, target
+depth unchanged); the downscaled tiles are packed onto detector-sized canvases and labelled in batched YOLO
+passes (``label``). ``render.downscale_trick=false`` is the baseline: every sample is its own render at its
+own zoom, on its own canvas (the same samples in distribution, one render + one YOLO pass each).
 
-Output: the same Parquet shards + ``manifest.json`` as the analytic path (``generation.shards``), ``source =
-"render"``, YOLO keypoints in ``{name}_x/_y/_c``, exact projections in ``gt_*``; only accepted detections become
-rows; the manifest's ``render_stats`` counts what was filtered and why. Shard ``i`` is generated from its own
-seed, so a killed run resumes by regenerating only the shards missing from the manifest.
+Output: the same Parquet shards + ``manifest.json`` as the analytic path (``depth_pose.shards``), ``source =
+"render"``, YOLO keypoints in ``{name}_x/_y/_c``, exact projections in ``gt_*``; only accepted detections
+become rows; the manifest's ``render_stats`` counts what was filtered and why. Shard ``i`` is generated from
+its own seed, so a killed run resumes by regenerating only the shards missing from the manifest.
 
 Processes: Blender runs only in ``render.workers`` spawned worker processes (``generation.render.worker``), so
 a script that builds a :class:`RenderGenerator` needs the usual ``if __name__ == "__main__":`` guard.
@@ -34,9 +35,9 @@ import torch
 from omegaconf import DictConfig
 
 from depth_pose import geometry
+from depth_pose import shards as shard_io
 from depth_pose.keypoints import SKELETON
 from depth_pose.schema import ALL_COLS
-from generation import shards as shard_io
 from generation.render import appearance, downscale
 from generation.render.framing import blender_camera, frame_person
 from generation.types import Cameras, PoseBatch
@@ -63,7 +64,8 @@ def _select(poses: PoseBatch, idx: torch.Tensor) -> PoseBatch:
 
 
 class RenderGenerator:
-    """Everything built once (body bank, samplers, Blender workers, YOLO); :meth:`generate` makes labelled rows."""
+    """Everything built once (body bank, samplers, Blender workers, YOLO); :meth:`generate` makes
+    labelled rows."""
 
     def __init__(self, cfg: DictConfig, body=None, pose_sampler=None, camera_sampler=None) -> None:
         from hydra.utils import instantiate
@@ -187,7 +189,8 @@ class RenderGenerator:
         }
 
     def _label(self, plan: dict, images: list[list[np.ndarray | None]], rng: np.random.Generator):
-        """Downscale, pack, detect, match; returns per-sample records (accepted only) and optional canvases."""
+        """Downscale, pack, detect, match; returns per-sample records (accepted only) and
+        optional canvases."""
         tiles, meta = [], []
         for view in plan["views"]:
             img = images[view["job"]][view["img"]]
@@ -249,8 +252,9 @@ class RenderGenerator:
 
     def _columns(self, plan: dict, recs: list[dict]) -> dict:
         """Schema columns for accepted records: ``generation.pipeline.columns`` on the exact geometry
-        (``generation.project.observe`` under each sample's final intrinsics), YOLO keypoints as detections."""
-        from generation.pipeline import columns
+        (``generation.project.observe`` under each sample's final intrinsics), YOLO keypoints
+        as detections."""
+        from generation.generator import columns
         from generation.project import observe
         from generation.types import PosedBodies
 
@@ -293,7 +297,8 @@ class RenderGenerator:
         progress: bool = False,
         sheet_path: Path | None = None,
     ) -> dict:
-        """At least ``n_rows`` accepted rows (truncated to ``n_rows``) as schema columns, deterministic in ``seed``.
+        """At least ``n_rows`` accepted rows (truncated to ``n_rows``) as schema columns,
+        deterministic in ``seed``.
 
         Renders of the next chunk run in the workers while YOLO labels the current one.
         """
@@ -326,8 +331,8 @@ class RenderGenerator:
                     )
             else:
                 dead = 0
-            # overlap: Blender renders the next chunk while YOLO labels this one, unless this chunk probably ends
-            # the request (judged by the last chunk's yield), so no renders are wasted at the end
+            # overlap: Blender renders the next chunk while YOLO labels this one, unless this chunk probably
+            # ends the request (judged by the last chunk's yield), so no renders are wasted at the end
             nxt = launch() if got + last_yield < n_rows else None
             recs, canvases = self._label(plan, images, rng)
             acc = [r for r in recs if r["label"].status == "accepted"]
@@ -424,18 +429,19 @@ _POSE_ID_STRIDE = 10_000_000  # pose ids of shard i start at i * stride
 
 
 def build_generator(cfg: DictConfig) -> RenderGenerator:
-    """A :class:`RenderGenerator` from a ``dp-generate`` config (body seed/device filled like the analytic path)."""
-    from generation.pipeline import _instantiate
+    """A :class:`RenderGenerator` from a ``dp-generate`` config (body seed/device filled like the
+    analytic path)."""
+    from generation.config import instantiate_stage
 
     body_kwargs = {} if "seed" in cfg.body else {"seed": int(cfg.seed)}
     if "device" not in cfg.body:
         body_kwargs["device"] = "cpu"
-    body = _instantiate("body", cfg.body, **body_kwargs)
+    body = instantiate_stage("body", cfg.body, **body_kwargs)
     return RenderGenerator(
         cfg,
         body=body,
-        pose_sampler=_instantiate("pose_sampling", cfg.pose_sampling),
-        camera_sampler=_instantiate("camera", cfg.camera),
+        pose_sampler=instantiate_stage("pose_sampling", cfg.pose_sampling),
+        camera_sampler=instantiate_stage("camera", cfg.camera),
     )
 
 
@@ -446,7 +452,8 @@ def render_dataset(cfg: DictConfig, out_dir: str | Path) -> None:
     the manifest also holds ``render_stats`` (counts of accepted / no_detection / low_oks / render_failed /
     framing_failed samples, renders, YOLO images, seconds).
     """
-    from generation.pipeline import GenerationConfigError, _prepare_out_dir, dataset_id, shard_seed
+    from generation.config import GenerationConfigError
+    from generation.dataset import dataset_id, prepare_out_dir, shard_seed
 
     out_dir = Path(out_dir)
     r = cfg.render
@@ -458,7 +465,7 @@ def render_dataset(cfg: DictConfig, out_dir: str | Path) -> None:
     rng_range = r.get("shard_range")
     lo, hi = (0, n_shards) if rng_range is None else (int(rng_range[0]), min(int(rng_range[1]), n_shards))
     did = dataset_id(cfg)
-    manifest = _prepare_out_dir(cfg, out_dir, did, n_shards)
+    manifest = prepare_out_dir(cfg, out_dir, did, n_shards)
     manifest["source"] = "render"
     manifest.setdefault("render_stats", {"counts": {}, "seconds": 0.0})
     done = {s["index"] for s in manifest["shards"] if (out_dir / s["file"]).exists()}

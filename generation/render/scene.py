@@ -1,8 +1,8 @@
 """The Blender scene of one render worker: the Anny mesh, clothing materials, floor, background boxes, lights.
 
-Imported only inside a render worker process (``bpy`` is heavy and Cycles/Mesa failures must not reach the main
-process). The mesh is built once (Anny's topology never changes) and its vertices are overwritten per pose.
-Coordinates: Blender world = our body world (Z up, metres, floor Z = 0, the person at X = Y = 0).
+Imported only inside a render worker process (``bpy`` is heavy and Cycles/Mesa failures must not reach the
+main process). The mesh is built once (Anny's topology never changes) and its vertices are overwritten per
+pose. Coordinates: Blender world = our body world (Z up, metres, floor Z = 0, the person at X = Y = 0).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def _principled(bpy, name: str):
 
 
 class BlenderScene:
-    """One reusable scene. ``settings``: engine, samples, denoise, device (cpu|gpu|auto), threads, max_bounces."""
+    """One reusable scene. ``settings``: engine, samples, denoise, device (cpu|gpu|auto), threads,
+    max_bounces."""
 
     def __init__(
         self, faces: np.ndarray, face_part: np.ndarray, hair_score: np.ndarray, settings: dict

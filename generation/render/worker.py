@@ -42,7 +42,8 @@ def _init(
 
 
 def render_job(job: dict) -> list[np.ndarray]:
-    """Render one job in this worker: ``{"vertices": (V, 3), "look": {...}, "views": [{"camera", "scene", "seed"}]}``.
+    """Render one job in this worker:
+    ``{"vertices": (V, 3), "look": {...}, "views": [{"camera", "scene", "seed"}]}``.
 
     ``job["abort"] = True`` aborts the worker process (as a Cycles/Mesa crash would): used to test isolation.
     """
@@ -81,7 +82,8 @@ class RenderPool:
         return self._pool.submit(render_job, job)
 
     def result(self, job: dict, future: Future) -> list[np.ndarray | None]:
-        """The images of ``job`` (its ``future`` from :meth:`submit`); on a worker crash rebuild and retry once."""
+        """The images of ``job`` (its ``future`` from :meth:`submit`); on a worker crash rebuild and retry
+        once."""
         for attempt in range(2):
             try:
                 return future.result()
