@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from helpers import real_data_dir
 
 import depth_pose  # noqa: F401
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def real_data_dir() -> Path | None:
-    """``../shared/data/real`` beside the checkout (or $DEPTH_POSE_REAL_DATA), when present."""
-    env = os.environ.get("DEPTH_POSE_REAL_DATA")
-    path = Path(env) if env else REPO.parent / "shared" / "data" / "real"
-    return path if path.is_dir() else None
 
 
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
+    """``../shared/data/real`` (or $DEPTH_POSE_REAL_DATA); the test is skipped when it is absent."""
     path = real_data_dir()
     if path is None:
-        pytest.skip("../shared/data/real is not present")
+        pytest.skip("../shared/data/real is not present (set DEPTH_POSE_REAL_DATA)")
     return path
 
 
 @pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return REPO
+def tiny_model(tmp_path_factory) -> Path:
+    """An untrained model in the shipped safetensors + JSON format (plumbing tests need no accuracy)."""
+    from depth_pose.models.module import DepthModule
+    from depth_pose.predictor import export_model
+
+    m = DepthModule()
+    m.set_target_stats(0.0, 1.0, 12.0)
+    return export_model(
+        m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"}
+    )
 
 
 # ---- training fixtures (owner: training engineer) -------------------------------------------------------
@@ -61,10 +61,9 @@ def write_toy_set(out_dir: Path, n: int, seed: int = 0, samples_per_pose: int = 
     import numpy as np
     import torch
 
-    from depth_pose import geometry
+    from depth_pose import geometry, shards
     from depth_pose.keypoints import COCO_NAMES
     from depth_pose.schema import ALL_COLS, TAG_COLS
-    from generation import shards
 
     g = np.random.default_rng(seed)
     n_pose = -(-n // samples_per_pose)

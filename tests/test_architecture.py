@@ -68,7 +68,8 @@ def _project_module(name: str | None) -> bool:
 
 
 def private_uses(path: Path) -> list[str]:
-    """``from m import _x``, ``import m._x`` and ``alias._x`` for project modules ``m`` other than this file's."""
+    """``from m import _x``, ``import m._x`` and ``alias._x`` for project modules ``m`` other than this
+    file's."""
     tree = ast.parse(path.read_text(), filename=str(path))
     own = ".".join(path.relative_to(REPO).with_suffix("").parts)
     found, aliases = [], set()

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from depth_pose.keypoints import L_HIP, L_WRIST, NOSE, R_HIP
-from generation.body import BodyModel, load_anny
+from generation.anny_model import load_anny
+from generation.body import BodyModel
 from generation.pose import JointSet, UniformPoseSampler
 from generation.types import PoseBatch
 
@@ -140,14 +141,10 @@ def test_posable_bones_cover_joint_limits(body):
 
 
 def test_body_config_instantiates():
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
+    from helpers import compose
     from hydra.utils import instantiate
 
-    conf = str(Path(__file__).resolve().parents[1] / "conf")
-    with initialize_config_dir(config_dir=conf, version_base="1.3"):
-        cfg = compose("generate", overrides=["body.n_bodies=16"])
+    cfg = compose("generate", ["body.n_bodies=16"])
     bank = instantiate(cfg.body, seed=0, device="cpu")
     assert isinstance(bank, BodyModel) and len(bank.shapes) == 16
     posed = bank.pose(torch.arange(4), UniformPoseSampler().sample(4, torch.Generator().manual_seed(0)))

@@ -4,11 +4,10 @@ standing skeleton (no body model needed)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import STANDING, compose, standing
 from hydra.utils import instantiate
 
 from depth_pose import geometry
@@ -16,41 +15,9 @@ from generation.camera import CameraSampler
 from generation.project import observe, self_occluded
 from generation.types import PosedBodies
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-# 1.75 m adult, world frame (Z up, facing -Y, left = +X), mid-hip at X = Y = 0, feet on the floor.
-STANDING = torch.tensor(
-    [
-        [0.0, -0.10, 1.62],
-        [0.03, -0.08, 1.66],
-        [-0.03, -0.08, 1.66],
-        [0.075, 0.0, 1.63],
-        [-0.075, 0.0, 1.63],
-        [0.18, 0.0, 1.42],
-        [-0.18, 0.0, 1.42],
-        [0.22, 0.0, 1.12],
-        [-0.22, 0.0, 1.12],
-        [0.24, -0.02, 0.85],
-        [-0.24, -0.02, 0.85],
-        [0.09, 0.0, 0.92],
-        [-0.09, 0.0, 0.92],
-        [0.10, -0.01, 0.50],
-        [-0.10, -0.01, 0.50],
-        [0.10, 0.02, 0.08],
-        [-0.10, 0.02, 0.08],
-    ]
-)
-
-
-def standing(n: int) -> PosedBodies:
-    return PosedBodies(
-        keypoints=STANDING.expand(n, 17, 3).clone(), body_index=torch.zeros(n, dtype=torch.long)
-    )
-
 
 def camera_cfg(name: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name=f"camera/{name}").camera
+    return compose(f"camera/{name}").camera
 
 
 def test_placement_is_exact_and_ranges_hold():

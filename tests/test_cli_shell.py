@@ -1,5 +1,5 @@
-"""The one CLI shell (depth_pose/cli/shell.py): every command maps a bad override, a user error (also one Hydra's
-instantiate wrapped) and a bad target to one ``dp-<command>: error:`` line and exit code 2."""
+"""The one CLI shell (depth_pose/cli/shell.py): every command maps a bad override, a user error (also one
+Hydra's instantiate wrapped) and a bad target to one ``dp-<command>: error:`` line and exit code 2."""
 
 from __future__ import annotations
 

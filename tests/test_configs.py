@@ -11,11 +11,10 @@ from pathlib import Path
 import hydra.utils
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import CONF, compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 # Top-level configs and the overrides each needs to compose at all.
 TOP = {"generate": [], "train": [], "eval": [], "predict": ["source=x"]}
 # Groups that are not options of a top-level config's own keys (hydra's own; _global_ presets of train).
@@ -82,8 +81,7 @@ def hcompose(name: str, overrides: list[str], out_dir: Path | None = None) -> Di
     base = list(TOP.get(name, []))
     if "body" in uses(name):
         base += SMALL_BODY
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(name, overrides=[*base, *overrides], return_hydra_config=True)
+    cfg = compose(name, [*base, *overrides], return_hydra_config=True)
     with open_dict(cfg):  # what the app sets before the task runs
         cfg.hydra.runtime.output_dir = str(out_dir or Path("/nonexistent/run"))
     HydraConfig.instance().set_config(cfg)

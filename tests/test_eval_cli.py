@@ -10,24 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO, compose
 
 from depth_pose.eval.io import read_keypoints_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
 K = [[721.5, 0.0, 609.6], [0.0, 721.5, 172.9], [0.0, 0.0, 1.0]]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """An untrained model in the shipped safetensors + JSON format (plumbing tests need no accuracy)."""
-    from depth_pose.models.module import DepthModule
-    from depth_pose.predictor import export_model
-
-    m = DepthModule()
-    m.set_target_stats(0.0, 1.0, 12.0)
-    return export_model(
-        m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"}
-    )
 
 
 def person(z: float = 10.0, conf: float = 0.9) -> list[list[float]]:
@@ -139,24 +126,17 @@ def test_cli_usage_errors_exit_2(tmp_path):
     assert not (tmp_path / "p.jsonl").exists()
 
 
-def compose_eval(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("eval", overrides=overrides)
-
-
 def test_unreadable_checkpoint_is_a_usage_error(tmp_path):
     from depth_pose.eval.io import EvalInputError
-    from depth_pose.eval.run import evaluate
+    from depth_pose.evaluate import evaluate
 
     (tmp_path / "good.jsonl").write_text(line("a", person()) + "\n")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a model")
     bad.with_suffix(".json").write_text('{"hparams": {}, "normalisation": {}}')
     for ckpt in (bad, tmp_path / "absent.ckpt"):
-        cfg = compose_eval(
-            [f"keypoints={tmp_path / 'good.jsonl'}", f"out={tmp_path / 'p.jsonl'}", f"ckpt={ckpt}"]
+        cfg = compose(
+            "eval", [f"keypoints={tmp_path / 'good.jsonl'}", f"out={tmp_path / 'p.jsonl'}", f"ckpt={ckpt}"]
         )
         with pytest.raises(EvalInputError, match="cannot load model"):
             evaluate(cfg)
@@ -165,18 +145,19 @@ def test_unreadable_checkpoint_is_a_usage_error(tmp_path):
 
 def test_evaluate_in_process_all_good_exit_0(tmp_path, tiny_model):
     """The plain function behind the CLI, composed with hydra (exit code 0 when every line is scored)."""
-    from depth_pose.eval.run import evaluate
+    from depth_pose.evaluate import evaluate
 
     (tmp_path / "good.jsonl").write_text(
         "\n".join(line(f"p{i}", person(z), gt=z) for i, z in enumerate((5.0, 12.0, 25.0)))
     )
-    cfg = compose_eval(
+    cfg = compose(
+        "eval",
         [
             f"keypoints={tmp_path / 'good.jsonl'}",
             f"out={tmp_path / 'o' / 'pred.jsonl'}",
             f"ckpt={tiny_model}",
             "progress=false",
-        ]
+        ],
     )
     m = evaluate(cfg)
     assert m["exit_code"] == 0 and m["n_scored"] == 3 and m["n_skipped"] == 0
@@ -200,7 +181,8 @@ def small_hybrid_set(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("hybrid_set")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)
-        cfg = compose_gen(
+        cfg = compose(
+            "generate",
             [
                 "num_samples=1600",
                 "shard_size=400",
@@ -210,35 +192,29 @@ def small_hybrid_set(tmp_path_factory) -> Path:
                 f"out_dir={tmp / 'set'}",
                 "progress=false",
                 "compile=false",
-            ]
+            ],
         )
         return generate(cfg)
 
 
-def compose_gen(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("generate", overrides=overrides)
-
-
 def test_dataset_mode_scores_a_generated_set_per_pose(tmp_path, tiny_model, small_hybrid_set):
-    """dp-eval dataset=DIR: every row scored, per-pose groups from the set's own columns, model ALE equal to the
-    predictor's on the same rows, first rows only with dataset_max_rows."""
-    from depth_pose.eval.run import evaluate
+    """dp-eval dataset=DIR: every row scored, per-pose groups from the set's own columns, model ALE equal to
+    the predictor's on the same rows, first rows only with dataset_max_rows."""
+    from depth_pose.evaluate import evaluate
     from depth_pose.predictor import DepthPredictor
     from depth_pose.schema import KP_COLS
-    from generation.shards import read_frame
+    from depth_pose.shards import read_frame
 
     m = evaluate(
-        compose_eval(
+        compose(
+            "eval",
             [
                 f"dataset={small_hybrid_set}",
                 f"out={tmp_path / 'o' / 'pred.jsonl'}",
                 f"ckpt={tiny_model}",
                 "progress=false",
                 "dataset_max_rows=null",
-            ]
+            ],
         )
     )
     assert m["exit_code"] == 0 and m["mode"] == "dataset" and m["n_scored"] == m["n_with_gt"] == 1600
@@ -271,7 +247,8 @@ def test_dataset_mode_scores_a_generated_set_per_pose(tmp_path, tiny_model, smal
     assert json.loads(rows[7])["arms"] == ("hands up" if df["hands_up"][7] else "no hands up")
     assert "## Per pose" in (tmp_path / "o" / "report.md").read_text()
     m = evaluate(
-        compose_eval(
+        compose(
+            "eval",
             [
                 f"dataset={small_hybrid_set}",
                 f"out={tmp_path / 'p' / 'pred.jsonl'}",
@@ -279,7 +256,7 @@ def test_dataset_mode_scores_a_generated_set_per_pose(tmp_path, tiny_model, smal
                 "progress=false",
                 "plots=false",
                 "dataset_max_rows=500",
-            ]
+            ],
         )
     )
     assert m["n_scored"] == 500  # first 500 rows: 2 of the 4 shards read

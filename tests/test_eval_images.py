@@ -3,44 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def real_data() -> Path | None:
-    env = os.environ.get("DEPTH_POSE_REAL_DATA")
-    path = Path(env) if env else Path(__file__).parents[1].parent / "shared/data/real"
-    return path if path.is_dir() else None
-
-
-def compose_eval(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("eval", overrides=overrides)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from depth_pose.models.module import DepthModule
-    from depth_pose.predictor import export_model
-
-    m = DepthModule()
-    m.set_target_stats(0.0, 1.0, 12.0)
-    return export_model(
-        m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"}
-    )
+from helpers import compose
 
 
 @pytest.fixture(scope="module")
 def bus_set(tmp_path_factory) -> Path:
-    """ultralytics' bundled bus.jpg with a hand-made gt.json in the 'samples' layout (no box: largest person)."""
+    """ultralytics' bundled bus.jpg with a hand-made gt.json in the 'samples' layout (no box: largest
+    person)."""
     import ultralytics
 
     src = Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
@@ -62,16 +36,17 @@ def bus_set(tmp_path_factory) -> Path:
 
 
 def test_images_generated_set(tmp_path, tiny_model, bus_set):
-    from depth_pose.eval.run import evaluate
+    from depth_pose.evaluate import evaluate
 
-    cfg = compose_eval(
+    cfg = compose(
+        "eval",
         [
             f"images={bus_set}",
             f"out={tmp_path / 'pred.jsonl'}",
             f"ckpt={tiny_model}",
             "progress=false",
             "plots=false",
-        ]
+        ],
     )
     m = evaluate(cfg)
     assert m["exit_code"] == 3 and m["n_scored"] == 1  # missing.jpg is left out, by name
@@ -84,20 +59,21 @@ def test_images_generated_set(tmp_path, tiny_model, bus_set):
     assert 1.5 < row["z_box_height_m"] < 8.0
 
 
-def test_images_kitti_000000(tmp_path, tiny_model):
-    real = real_data()
-    if real is None or not (real / "kitti_000000" / "gt.json").is_file():
+def test_images_kitti_000000(real_dir, tmp_path, tiny_model):
+    real = real_dir
+    if not (real / "kitti_000000" / "gt.json").is_file():
         pytest.skip("../shared/data/real/kitti_000000 not present (set DEPTH_POSE_REAL_DATA)")
-    from depth_pose.eval.run import evaluate
+    from depth_pose.evaluate import evaluate
 
-    cfg = compose_eval(
+    cfg = compose(
+        "eval",
         [
             f"images={real / 'kitti_000000'}",
             f"out={tmp_path / 'pred.jsonl'}",
             f"ckpt={tiny_model}",
             "progress=false",
             "plots=false",
-        ]
+        ],
     )
     m = evaluate(cfg)
     assert m["exit_code"] == 0 and m["n_scored"] == 1
@@ -106,27 +82,29 @@ def test_images_kitti_000000(tmp_path, tiny_model):
     assert np.isfinite(row["z_pred_m"]) and row["abs_err_m"] == pytest.approx(
         abs(row["z_pred_m"] - 8.41), abs=1e-3
     )
-    # The pinhole baselines on the YOLO keypoints land near the truth (8.41 m): the detection is the right person.
+    # The pinhole baselines on the YOLO keypoints land near the truth (8.41 m): the detection is the right
+    # person.
     assert abs(row["z_box_height_m"] - 8.41) < 1.5 and abs(row["z_shoulder_hip_m"] - 8.41) < 2.0
 
 
-def test_default_model_on_kitti_dev(tmp_path):
+def test_default_model_on_kitti_dev(real_dir, tmp_path):
     """The shipped model on the 178 KITTI dev pedestrians: every person predicted, error well below naive."""
     from depth_pose.predictor import DEFAULT_MODEL
 
-    real = real_data()
-    if real is None or not (real / "kitti_pedestrians_dev.jsonl").is_file():
+    real = real_dir
+    if not (real / "kitti_pedestrians_dev.jsonl").is_file():
         pytest.skip("../shared/data/real/kitti_pedestrians_dev.jsonl not present")
     if not DEFAULT_MODEL.is_file():
         pytest.skip(f"shipped default model {DEFAULT_MODEL} not built yet (make model)")
-    from depth_pose.eval.run import evaluate
+    from depth_pose.evaluate import evaluate
 
-    cfg = compose_eval(
+    cfg = compose(
+        "eval",
         [
             f"keypoints={real / 'kitti_pedestrians_dev.jsonl'}",
             f"out={tmp_path / 'pred.jsonl'}",
             "progress=false",
-        ]
+        ],
     )
     m = evaluate(cfg)
     assert m["exit_code"] == 0 and m["n_scored"] == 178 and m["methods"]["model"]["n"] == 178

@@ -1,22 +1,14 @@
-"""Pose-invariance suite: placement at the requested depth, and the suite end to end on a tiny configuration."""
+"""Pose-invariance suite: placement at the requested depth, and the suite end to end on a tiny
+configuration."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def compose_eval(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("eval", overrides=overrides)
+from helpers import compose
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +21,7 @@ def bodies():
 def test_fixed_cameras_place_mid_hip_at_depth(bodies):
     from depth_pose import geometry
     from depth_pose.eval import baselines as bl
-    from depth_pose.eval.invariance import fixed_cameras
+    from depth_pose.suites.invariance import fixed_cameras
     from generation.project import observe
 
     posed = bodies.pose(torch.arange(4), bodies.identity_poses(4))
@@ -48,22 +40,11 @@ def test_fixed_cameras_place_mid_hip_at_depth(bodies):
     assert np.abs(z / depth.numpy() - 1).max() < 0.05
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from depth_pose.models.module import DepthModule
-    from depth_pose.predictor import export_model
-
-    m = DepthModule()
-    m.set_target_stats(0.0, 1.0, 12.0)
-    return export_model(
-        m, tmp_path_factory.mktemp("model") / "tiny.safetensors", {"note": "untrained test model"}
-    )
-
-
 def test_invariance_suite_small(tmp_path, tiny_model):
-    from depth_pose.eval.run import evaluate
+    from depth_pose.evaluate import evaluate
 
-    cfg = compose_eval(
+    cfg = compose(
+        "eval",
         [
             "suite=invariance",
             f"out={tmp_path / 'samples.jsonl'}",
@@ -75,7 +56,7 @@ def test_invariance_suite_small(tmp_path, tiny_model):
             "invariance.depths_m=[5.0,15.0]",
             "invariance.yaws_deg=[0.0,90.0]",
             "invariance.noise.enabled=false",
-        ]
+        ],
     )
     res = evaluate(cfg)
     assert res["n_samples"] == 3 * 2 * 2 * 2 and res["exit_code"] == 0

@@ -30,7 +30,8 @@ SIGMA = np.array([2.0, 1.0, 3.0, 5.0, 1.0])
 
 def test_depth_metrics_hand_computed():
     m = depth_metrics(PRED, TRUE, SIGMA)
-    # |err| = 1, 2, 3, 12 on the 4 people with a prediction (the NaN one is left out, still counted in n_total).
+    # |err| = 1, 2, 3, 12 on the 4 people with a prediction (the NaN one is left out, still counted in
+    # n_total).
     assert (m["n"], m["n_total"]) == (4, 5)
     assert m["ale_m"] == pytest.approx(4.5)
     assert m["median_abs_m"] == pytest.approx(2.5)
@@ -80,7 +81,8 @@ def test_pixel_height_and_metrics_per_person_size():
     h = pixel_height(kp)
     assert h[0] == pytest.approx(200.0) and h[1] == pytest.approx(300.0 - 100.0 - 2 * 12.5)
     assert h[2] == pytest.approx(220.0) and np.isnan(h[3])
-    # Grouped by pixel height instead of true depth: hand-computed ALE per group; NaN heights fall in no group.
+    # Grouped by pixel height instead of true depth: hand-computed ALE per group; NaN heights fall in no
+    # group.
     pred, true = np.array([10.0, 21.0, 33.0, 40.0]), np.array([11.0, 20.0, 30.0, 50.0])
     out = per_band(pred, true, bands=PERSON_PX_BANDS, by=np.array([30.0, 150.0, 35.0, np.nan]))
     assert out["0-40"]["n"] == 2 and out["0-40"]["ale_m"] == pytest.approx((1.0 + 3.0) / 2)

@@ -70,7 +70,8 @@ def test_visibility_uses_threshold_and_nan_and_hides_confidences():
     kp[3, :, :2] = float("nan")
     f, r, m = norm(kp, K)
     assert torch.isfinite(f).all() and torch.isfinite(r).all() and not m[3].any()
-    # fewer than min_visible confident joints: every finite joint counts (a forced-complete detector's guesses)
+    # fewer than min_visible confident joints: every finite joint counts (a forced-complete detector's
+    # guesses)
     m_hi = Normaliser(threshold=0.6)(kp, K)[2]
     assert m_hi[2].all() and m_hi[1].sum() == 16  # sample 1: 16 finite coordinates
     assert not Normaliser(threshold=0.6, min_visible=0)(kp, K)[2][2].any()

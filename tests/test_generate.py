@@ -1,4 +1,5 @@
-"""dp-generate end to end (generation/pipeline.py, shards.py, cli.py) on the real body model and pose sampler."""
+"""dp-generate end to end (generation/pipeline.py, depth_pose/shards.py, depth_pose/cli/generate.py) on the
+real body model and pose sampler."""
 
 from __future__ import annotations
 
@@ -14,31 +15,27 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import REPO, compose
 from hydra.utils import instantiate
 from procs import processes_mentioning
 
-from depth_pose import geometry
+from depth_pose import geometry, shards
 from depth_pose.schema import ALL_COLS, TAG_COLS
-from generation import pipeline, shards
+from generation import config, dataset, pipeline
 from generation.project import observe
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = str(REPO / "conf")
 SMALL = ["body.n_bodies=64", "progress=false"]
 
 
 def gen_cfg(tmp: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="generate", overrides=[*SMALL, f"paths.root_dir={tmp}", *overrides])
+    cfg = compose("generate", [*SMALL, f"paths.root_dir={tmp}", *overrides])
     cfg.paths.output_dir = str(tmp)
     return cfg
 
 
 @pytest.fixture(scope="module")
 def body():
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="generate", overrides=SMALL + ["paths.root_dir=/tmp"])
+    cfg = compose("generate", [*SMALL, "paths.root_dir=/tmp"])
     return instantiate(cfg.body, seed=0)
 
 
@@ -107,7 +104,7 @@ def test_generate_small_set_is_valid_and_deterministic(tmp_path):
     out = pipeline.generate(cfg)
     m = shards.load_manifest(out)
     assert m["complete"] and m["num_shards"] == 3 and [s["rows"] for s in m["shards"]] == [800, 800, 400]
-    assert m["columns"] == ALL_COLS and m["seed"] == 0 and m["dataset_id"] == pipeline.dataset_id(cfg)
+    assert m["columns"] == ALL_COLS and m["seed"] == 0 and m["dataset_id"] == dataset.dataset_id(cfg)
     assert m["config"]["num_samples"] == 2000 and "camera" in m["config"]
     for s in m["shards"]:
         assert shards.sha256_file(out / s["file"]) == s["sha256"]
@@ -153,7 +150,7 @@ def test_generate_small_set_is_valid_and_deterministic(tmp_path):
         "camera.depth_max_m=30",
         "out_dir=" + str(out),
     )
-    with pytest.raises(pipeline.GenerationConfigError, match="different dataset.*camera"):
+    with pytest.raises(config.GenerationConfigError, match="different dataset.*camera"):
         pipeline.generate(bad)
     bad.overwrite = True
     assert shards.read_frame(pipeline.generate(bad)).z_m.max() <= 30.0
@@ -162,7 +159,7 @@ def test_generate_small_set_is_valid_and_deterministic(tmp_path):
 def _cli(*args: str, **kw) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "generation.cli", *SMALL, *args],
+        [sys.executable, "-m", "depth_pose.cli.generate", *SMALL, *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -196,8 +193,8 @@ def test_resume_after_sigkill_gives_identical_data(tmp_path):
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    # Its forked workers end with it instead of holding memory as orphans (idle Pool workers see EOF; a busy one
-    # is ended at once by generation.lifetime.die_with_parent, which test_render checks on a long job).
+    # Its forked workers end with it instead of holding memory as orphans (idle Pool workers see EOF; a busy
+    # one is ended at once by generation.lifetime.die_with_parent, which test_render checks on a long job).
     deadline = time.time() + 15
     while (orphans := processes_mentioning(f"out_dir={killed}")) and time.time() < deadline:
         time.sleep(0.2)
@@ -238,7 +235,7 @@ def test_bad_config_exits_with_clear_message(tmp_path):
         (["samples_per_pose=0"], "samples_per_pose must be an integer >= 1"),
         (["pose_sampling.p_preset=2"], "bad pose_sampling config.*p_preset"),
     ):
-        with pytest.raises(pipeline.GenerationConfigError, match=msg):
+        with pytest.raises(config.GenerationConfigError, match=msg):
             pipeline.generate(gen_cfg(tmp_path, *args, f"out_dir={tmp_path / 'x'}"))
     assert not (tmp_path / "x").exists()
 
@@ -282,7 +279,8 @@ def expected_tag_probabilities(pcfg) -> dict[str, float]:
 
 
 def test_exact_kitti_variant(tmp_path):
-    """noise=none + camera=kitti: exact keypoints (confidence 1/0 = gt visibility) from a level 1.65 m camera."""
+    """noise=none + camera=kitti: exact keypoints (confidence 1/0 = gt visibility) from a level 1.65 m
+    camera."""
     cfg = gen_cfg(
         tmp_path,
         "noise=none",

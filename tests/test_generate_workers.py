@@ -7,22 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import compose
 
-from depth_pose import geometry
-from generation import pipeline, shards
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+from depth_pose import geometry, shards
+from generation import config, dataset, pipeline
 
 
 def _cfg(tmp: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(
-            config_name="generate",
-            overrides=["body.n_bodies=64", "progress=false", f"paths.root_dir={tmp}", *overrides],
-        )
+    cfg = compose("generate", ["body.n_bodies=64", "progress=false", f"paths.root_dir={tmp}", *overrides])
     cfg.paths.output_dir = str(tmp)
-    return pipeline.with_defaults(cfg)
+    return config.with_defaults(cfg)
 
 
 def test_workers_write_the_same_data(tmp_path):
@@ -31,7 +25,7 @@ def test_workers_write_the_same_data(tmp_path):
     one = _cfg(tmp_path, *common, f"out_dir={tmp_path / 'one'}")
     two = _cfg(tmp_path, *common, f"out_dir={tmp_path / 'two'}")
     one.workers, two.workers = 1, 2
-    assert pipeline.dataset_id(one) == pipeline.dataset_id(two)  # workers do not change the data
+    assert dataset.dataset_id(one) == dataset.dataset_id(two)  # workers do not change the data
     a, b = pipeline.generate(one), pipeline.generate(two)
     ma, mb = shards.load_manifest(a), shards.load_manifest(b)
     assert mb["complete"] and [s["index"] for s in mb["shards"]] == [0, 1, 2]
@@ -42,7 +36,7 @@ def test_workers_write_the_same_data(tmp_path):
 def test_bad_workers_rejected(tmp_path):
     cfg = _cfg(tmp_path, "num_samples=10", f"out_dir={tmp_path / 'x'}")
     cfg.workers = -1
-    with pytest.raises(pipeline.GenerationConfigError, match="workers"):
+    with pytest.raises(config.GenerationConfigError, match="workers"):
         pipeline.generate(cfg)
 
 

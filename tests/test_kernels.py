@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import compose
 
-from generation import kernels, pipeline
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from generation import config, generator, kernels
 
 
 @pytest.fixture()
@@ -29,12 +25,13 @@ def test_resolve_compile_setting():
         kernels.resolve("sometimes")
 
 
+@pytest.mark.slow  # torch.compile of every stage: ~160 s on 2 CPU cores
 def test_compiled_generation_matches_eager(restore_kernels):
     """Same seed, eager vs compiled: equal up to float round-off, identical discrete decisions (camera
-    acceptance, visibility, detector confidences' seen/unseen split), every stage compiled without falling back."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="generate", overrides=["paths.root_dir=/tmp", "compile=false"])
-    gen = pipeline.Generator(pipeline.with_defaults(cfg))
+    acceptance, visibility, detector confidences' seen/unseen split), every stage compiled without falling
+    back."""
+    cfg = compose("generate", ["paths.root_dir=/tmp", "compile=false"])
+    gen = generator.Generator(config.with_defaults(cfg))
     assert not gen.compiled
 
     def run():

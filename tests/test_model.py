@@ -67,8 +67,8 @@ def test_module_learns_depth_from_size(loss):
 
 
 def test_bf16_autocast_keeps_the_depth_in_float32():
-    """trainer.precision=bf16-mixed: the MLP runs in bf16, but log z = log_ref + correction stays fp32 and close
-    to the fp32 result (bf16 rounding of log z itself would be ~0.4% of depth)."""
+    """trainer.precision=bf16-mixed: the MLP runs in bf16, but log z = log_ref + correction stays fp32 and
+    close to the fp32 result (bf16 rounding of log z itself would be ~0.4% of depth)."""
     torch.manual_seed(0)
     m = DepthModule(net={"width": 64, "depth": 2})
     b = _batch()

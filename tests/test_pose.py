@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from scipy import stats
@@ -21,7 +19,6 @@ from generation.pose import (
 )
 from generation.types import PoseBatch
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 L_KNEE = INDEX["left_knee"]
 
 
@@ -207,11 +204,10 @@ def test_named_poses_are_variants(body):
 
 @pytest.mark.parametrize("name", ["uniform", "normal", "hybrid", "mixture"])
 def test_configs_instantiate(name):
-    from hydra import compose, initialize_config_dir
+    from helpers import compose
     from hydra.utils import instantiate
 
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("generate", overrides=[f"pose_sampling={name}"])
+    cfg = compose("generate", [f"pose_sampling={name}"])
     s = instantiate(cfg.pose_sampling)
     assert s.name == cfg.pose_sampling.name == name
     b = s.sample(16, torch.Generator().manual_seed(0))
@@ -221,18 +217,13 @@ def test_configs_instantiate(name):
 def test_mixture_shares_and_components():
     """Mixture rows come from their component with the configured weights (binomial test on the hybrid share:
     every hybrid pose has a preset or a gait tag, no uniform pose has either) and keep its tags."""
-    from hydra import compose, initialize_config_dir
+    from helpers import compose
     from hydra.utils import instantiate
 
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(
-            "generate",
-            overrides=[
-                "pose_sampling=mixture",
-                "pose_sampling.weights.hybrid=0.6",
-                "pose_sampling.weights.uniform=0.4",
-            ],
-        )
+    cfg = compose(
+        "generate",
+        ["pose_sampling=mixture", "pose_sampling.weights.hybrid=0.6", "pose_sampling.weights.uniform=0.4"],
+    )
     s = instantiate(cfg.pose_sampling)
     n = 20000
     b = s.sample(n, torch.Generator().manual_seed(3))

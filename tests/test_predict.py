@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import REPO, compose
 
 import depth_pose  # noqa: F401
 from depth_pose import geometry
@@ -25,8 +25,6 @@ from depth_pose.predict.run import PredictError, predict
 from depth_pose.predict.smoothing import TrackSmoother
 from depth_pose.predict.sources import SourceError, resolve_source
 from depth_pose.predict.zoom import crop_for_box, crop_to_image
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def bus_image() -> np.ndarray:
@@ -51,11 +49,9 @@ def ckpt(tmp_path_factory) -> str:
 
 
 def cfg_for(source, out, ckpt, *overrides):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(
-            "predict",
-            overrides=[f"source={source}", f"out={out}", f"ckpt={ckpt}", "progress=false", *overrides],
-        )
+    return compose(
+        "predict", [f"source={source}", f"out={out}", f"ckpt={ckpt}", "progress=false", *overrides]
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -127,7 +123,8 @@ def test_exif_default_and_bad_calibration(tmp_path):
 
 
 def walk_toward(fps: float = 30.0, v: float = 1.4, seed: int = 0, rel_sigma: float = 0.05):
-    """Stand 2 s at 10 m, then walk toward the camera at v m/s; noisy measurements with sigma = rel_sigma * z."""
+    """Stand 2 s at 10 m, then walk toward the camera at v m/s; noisy measurements with sigma = rel_sigma
+    * z."""
     rng = np.random.default_rng(seed)
     t = np.arange(0, 7, 1 / fps)
     z_true = np.where(t < 2, 10.0, 10.0 - v * (t - 2))
@@ -344,8 +341,8 @@ def test_cli_exits_nonzero_on_bad_source(ckpt, tmp_path):
     bad = tmp_path / "corrupt.png"
     bad.write_bytes(b"\x89PNG garbage")
     proc = subprocess.run(
-        [sys.executable, "-m", "depth_pose.cli.predict", f"source={bad}", f"out={tmp_path / 'o'}", f"ckpt={ckpt}",
-         f"hydra.run.dir={tmp_path / 'h'}"],
+        [sys.executable, "-m", "depth_pose.cli.predict", f"source={bad}", f"out={tmp_path / 'o'}",
+         f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'h'}"],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
@@ -396,8 +393,8 @@ def test_video_botsort_one_euro(ckpt, tmp_path):
     make_video(video, n=8)
     out = tmp_path / "out"
     summary = predict(
-        cfg_for(video, out, ckpt, "tracking.tracker=botsort", "smoothing.method=one_euro", "intrinsics.fx=400",
-                "save=false")
+        cfg_for(video, out, ckpt, "tracking.tracker=botsort", "smoothing.method=one_euro",
+                "intrinsics.fx=400", "save=false")
     )  # fmt: skip
     assert summary["counts"]["frames"] == 8 and summary["counts"]["tracks"] >= 2
     assert not list(out.glob("*.mp4"))

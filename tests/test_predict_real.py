@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import compose
 
 from depth_pose.predict.run import predict
 from depth_pose.predict.zoom import box_iou
@@ -14,7 +14,7 @@ from depth_pose.predict.zoom import box_iou
 pytestmark = [pytest.mark.real, pytest.mark.yolo]
 
 
-def run(repo_root, folder, out):
+def run(folder, out):
     from depth_pose.predictor import DEFAULT_MODEL
 
     overrides = [f"source={folder}", f"out={out}", f"intrinsics.calib={folder / 'gt.json'}", "progress=false"]
@@ -23,17 +23,16 @@ def run(repo_root, folder, out):
         from depth_pose.predictor import export_model
 
         overrides.append(f"ckpt={export_model(DepthModule(), out.parent / 'untrained.safetensors')}")
-    with initialize_config_dir(config_dir=str(repo_root / "conf"), version_base="1.3"):
-        cfg = compose("predict", overrides=overrides)
+    cfg = compose("predict", overrides)
     summary = predict(cfg)
     recs = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     return summary, recs, DEFAULT_MODEL.exists()
 
 
-def test_kitti_frame(real_dir, repo_root, tmp_path):
+def test_kitti_frame(real_dir, tmp_path):
     folder = real_dir / "kitti_000000"
     gt = json.loads((folder / "gt.json").read_text())
-    summary, recs, trained = run(repo_root, folder, tmp_path / "kitti")
+    summary, recs, trained = run(folder, tmp_path / "kitti")
     assert summary["counts"]["processed"] == 1 and summary["counts"]["failed"] == 0
     np.testing.assert_allclose(summary["sources"][0]["K"], gt["K"], rtol=1e-6)  # calib= top-level K
     person = gt["people"][0]
@@ -53,10 +52,10 @@ def test_kitti_frame(real_dir, repo_root, tmp_path):
     assert np.linalg.norm(np.asarray(r["ground_xyz_m"]) - g) < abs(r["z_m"] - person["gt_z_m"]) * 1.2 + 0.5
 
 
-def test_phone_folder_per_image_K(real_dir, repo_root, tmp_path):
+def test_phone_folder_per_image_K(real_dir, tmp_path):
     folder = real_dir / "phone_3to6m"
     gt = json.loads((folder / "gt.json").read_text())
-    summary, recs, trained = run(repo_root, folder, tmp_path / "phone")
+    summary, recs, trained = run(folder, tmp_path / "phone")
     c = summary["counts"]
     assert (c["processed"], c["failed"]) == (9, 0) and [
         p.endswith("gt.json") for p in summary["skipped"]

@@ -1,4 +1,5 @@
-"""Render path: Blender camera conversion, downscale trick, OKS matching, and dp-generate render=draft end to end."""
+"""Render path: Blender camera conversion, downscale trick, OKS matching, and dp-generate render=draft end
+to end."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO, compose, render_camera
 from procs import live_pids
 
 from depth_pose import geometry
@@ -16,19 +18,9 @@ from generation.render import downscale
 from generation.render.framing import blender_camera, frame_person, project_np
 from generation.render.label import match, oks
 
-REPO = Path(__file__).resolve().parents[1]
 _ONLY_STANDING = ",".join(
     f"{p.stem}:{float(p.stem == 'standing')}" for p in (REPO / "generation/data/presets").glob("*.yaml")
 )
-
-
-def _camera(seed: int = 0):
-    """A sampled camera (K, R, t, w, h) looking at a rest-pose-sized point cloud at the origin."""
-    g = torch.Generator().manual_seed(seed)
-    R = geometry.camera_rotation(torch.tensor(-0.2), torch.tensor(0.05)) @ geometry.rot_z(torch.tensor(0.7))
-    t = torch.tensor([0.3, 0.4, 6.0]) + 0.1 * torch.randn(3, generator=g)
-    K = geometry.intrinsics(900.0, 900.0, 700.0, 330.0)
-    return K.double().numpy(), R.double().numpy(), t.double().numpy(), 1280, 720
 
 
 def _blender_projection(pts, K, R, t, w, h) -> np.ndarray:
@@ -82,14 +74,14 @@ def test_blender_camera_reproduces_our_projection():
 
     assert importlib.util.find_spec("bpy") is not None, "bpy is a project dependency"
     pts = np.random.default_rng(0).uniform([-0.5, -0.5, 0.0], [0.5, 0.5, 1.8], size=(50, 3))
-    _, R1, t1, _, _ = _camera(1)
-    for K, R, t, w, h in [_camera(0), (frame_person(pts, R1, t1, 320), R1, t1, 320, 320)]:
+    _, R1, t1, _, _ = render_camera(1)
+    for K, R, t, w, h in [render_camera(0), (frame_person(pts, R1, t1, 320), R1, t1, 320, 320)]:
         theirs = _blender_projection(pts, K, R, t, w, h)
         assert np.abs(project_np(pts, K, R, t) - theirs).max() < 0.01
 
 
 def test_frame_person_centres_and_fills():
-    K, R, t, _, _ = _camera(2)
+    K, R, t, _, _ = render_camera(2)
     pts = np.random.default_rng(1).uniform([-0.3, -0.2, 0.0], [0.3, 0.2, 1.7], size=(200, 3))
     Kf = frame_person(pts, R, t, 320, fill=0.8)
     px = project_np(pts, Kf, R, t)
@@ -101,7 +93,7 @@ def test_frame_person_centres_and_fills():
 def test_downscale_keeps_labels_exact():
     """A bright dot rendered at a projected point lands, after resize + paste, at transform_pixels of it,
     which equals the projection under transform_intrinsics (same 3D point, focal s f)."""
-    K, R, t, _, _ = _camera(3)
+    K, R, t, _, _ = render_camera(3)
     p = np.array([[0.1, 0.0, 1.0]])
     Kr = frame_person(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.8]]), R, t, 400)
     u = project_np(p, Kr, R, t)[0]
@@ -160,9 +152,7 @@ def test_oks_and_match_statuses():
 def test_dp_generate_render_draft_end_to_end(tmp_path):
     """dp-generate render=draft: a few renders -> shards + manifest; YOLO on a standing person at large scale
     lies within a few pixels of the exact projection; resuming a complete set does nothing."""
-    from hydra import compose, initialize_config_dir
-
-    from generation import shards
+    from depth_pose import shards
     from generation.pipeline import generate
 
     out = tmp_path / "render_set"
@@ -185,8 +175,7 @@ def test_dp_generate_render_draft_end_to_end(tmp_path):
         "camera.depth_max_m=20",
         "render.keep_images=true",
     ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("generate", overrides=overrides)
+    cfg = compose("generate", overrides)
     generate(cfg)
     man = json.loads((out / "manifest.json").read_text())
     assert man["complete"] and man["source"] == "render"
@@ -229,8 +218,8 @@ def test_dp_generate_render_draft_end_to_end(tmp_path):
 
 
 def test_example_asset_is_consistent():
-    """depth_pose/assets/example.{jpg,json}: 1280x720 JPEG < 300 KB, K, and 2-3 people at distinct depths whose
-    exact keypoints re-project from their camera-frame mid-hip depth."""
+    """depth_pose/assets/example.{jpg,json}: 1280x720 JPEG < 300 KB, K, and 2-3 people at distinct depths
+    whose exact keypoints re-project from their camera-frame mid-hip depth."""
     import cv2
 
     assets = REPO / "depth_pose" / "assets"
@@ -252,14 +241,15 @@ def test_example_asset_is_consistent():
 
 @pytest.mark.render
 def test_worker_crash_is_isolated_and_pool_recovers():
-    """A worker that aborts (like a Cycles/Mesa crash) costs only its job; the pool restarts and renders on."""
+    """A worker that aborts (like a Cycles/Mesa crash) costs only its job; the pool restarts and renders
+    on."""
     from generation.render import appearance
     from generation.render.worker import RenderPool
 
     faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
     verts = np.array([[-0.5, 0, 0], [0.5, 0, 0], [0.5, 0, 1.8], [-0.5, 0, 1.8]], np.float32)
     part = np.full(2, appearance.P["torso"], np.int8)
-    K, R, t, _, _ = _camera(4)
+    K, R, t, _, _ = render_camera(4)
     Kf = frame_person(verts, R, t, 64)
     rng = np.random.default_rng(0)
     view = {"camera": blender_camera(Kf, R, t, 64, 64), "scene": appearance.scene_look(rng), "seed": 1}
@@ -278,7 +268,7 @@ _ORPHAN_PARENT = """
 import sys, time
 import numpy as np
 sys.path.insert(0, {tests!r})
-from test_render import _camera
+from helpers import render_camera
 from generation.render import appearance
 from generation.render.framing import blender_camera, frame_person
 from generation.render.worker import RenderPool
@@ -286,7 +276,7 @@ from generation.render.worker import RenderPool
 if __name__ == "__main__":
     faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
     verts = np.array([[-0.5, 0, 0], [0.5, 0, 0], [0.5, 0, 1.8], [-0.5, 0, 1.8]], np.float32)
-    K, R, t, _, _ = _camera(4)
+    K, R, t, _, _ = render_camera(4)
     rng = np.random.default_rng(0)
     view = {{"camera": blender_camera(frame_person(verts, R, t, 64), R, t, 64, 64),
              "scene": appearance.scene_look(rng), "seed": 1}}
