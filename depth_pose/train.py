@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from depth_pose.errors import InputError
 from depth_pose.features import from_config as features_from_config
+from depth_pose.final_eval import final_scores
 from depth_pose.shards import load_manifest
+from depth_pose.tracking import close_loggers, fill_identity, flat_config, git_commit, log_summary
 from generation.config import with_defaults
 from generation.dataset import dataset_id
 from generation.pipeline import ensure_dataset
@@ -124,9 +126,7 @@ def build(cfg: DictConfig, data_dir: Path | None = None) -> dict[str, Any]:
     callbacks = [
         hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c
     ]
-    loggers = [
-        hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c
-    ]
+    loggers = [hydra.utils.instantiate(c) for c in fill_identity(cfg).values() if c and "_target_" in c]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return {
         "datamodule": datamodule,
@@ -147,23 +147,50 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fit (and optionally test) a depth model; returns (metrics, objects).
+    """Fit (and optionally test) a depth model, score it on ``final_eval``'s sets; returns (metrics, objects).
 
     ``metrics``: the final ``val/*`` (and ``test/*``) values as floats, plus ``best_val`` (best monitored
-    score of the checkpoint callback) and ``best_ckpt``. ``objects``: trainer, model, datamodule, data_dir.
+    score of the checkpoint callback) and the ``final/*`` scores. ``objects``: trainer, model, datamodule,
+    data_dir, data_id, best_ckpt. Every logger is closed when this returns or raises (one tracking run per
+    job).
     """
     L.seed_everything(int(cfg.get("seed", 0)), workers=False)
     data_dir, data_id = resolve_data_dir(cfg)
     objs = build(cfg, data_dir)
+    ok = False
+    try:
+        metrics = fit(cfg, objs, data_dir, data_id)
+        final = (
+            final_scores(cfg, objs["best_ckpt"], Path(cfg.paths.output_dir) / "final_eval")
+            if objs["best_ckpt"]
+            else {}
+        )
+        log_summary(
+            objs["loggers"], final | {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+        )
+        metrics |= final
+        ok = True
+    finally:
+        close_loggers(objs["loggers"], ok)
+    return metrics, objs
+
+
+def fit(cfg: DictConfig, objs: dict[str, Any], data_dir: Path, data_id: str) -> dict[str, float]:
+    """``trainer.fit`` (resuming ``ckpt_path``), then ``trainer.test`` when ``cfg.test``; the metrics."""
     model, trainer, dm = objs["model"], objs["trainer"], objs["datamodule"]
     resolved = resolved_config(cfg)
     model.extra_checkpoint = json.loads(
         json.dumps({"config": resolved, "data_id": data_id, "data_dir": str(data_dir)}, default=str)
     )
+    run_config = flat_config(resolved) | {
+        "data_id": data_id,
+        "data_dir": str(data_dir),
+        "git_commit": git_commit(),
+    }
     for lg in objs["loggers"]:
         try:
-            lg.log_hyperparams(resolved)
-        except Exception as err:  # a logger that cannot store nested config must not stop training
+            lg.log_hyperparams(run_config)
+        except Exception as err:  # a logger that cannot store the config must not stop training
             log.warning("logger %s could not store the config: %s", type(lg).__name__, err)
     ckpt_path = resolve_ckpt_path(cfg)
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
@@ -180,4 +207,4 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         )
         metrics.update({k: float(v) for k, v in (res[0] if res else {}).items()})
     objs.update({"data_dir": data_dir, "data_id": data_id, "best_ckpt": best})
-    return metrics, objs
+    return metrics

@@ -51,7 +51,7 @@ def run_sweep(args, sweep_dir: Path) -> None:
         f"data.num_samples={args.samples}",
         f"trainer.max_epochs={args.epochs}",
         *args.recipe,
-        "logger=csv",
+        f"logger={args.logger}",
         "progress=false",
         f"hydra.sweep.dir={sweep_dir}",
     ]
@@ -333,9 +333,15 @@ def main() -> None:
     ap.add_argument(
         "--recipe",
         nargs="*",
-        default=["data.batch_size=1024", "model.optimizer.lr=0.003"],
-        help="overrides every job gets (default: the converge-benchmark recipe; give none to keep "
-        "each model preset's own lr)",
+        default=["data.batch_size=1024", "model.optimizer.lr=0.003", "final_eval.enabled=false"],
+        help="overrides every job gets (default: the converge-benchmark recipe, and no end-of-job scores: "
+        "this script scores every job itself; give none to keep each model preset's own lr)",
+    )
+    ap.add_argument(
+        "--logger",
+        default="wandb",
+        help="the jobs' logger (conf/logger: wandb | csv | tensorboard | none); with wandb, the summary "
+        "tables and figure also go to one offline W&B run in the sweep's group",
     )
     ap.add_argument(
         "--test-sampling",
@@ -434,11 +440,68 @@ def main() -> None:
     (out / "summary.json").write_text(json.dumps(slim, indent=1))
     if seeds:
         (out / "seeds.json").write_text(json.dumps(seeds, indent=1))
+    if args.logger == "wandb":
+        log_wandb_summary(jobs, heldout, sweep_dir, out, fig)
     print(text)
     print(
         f"scoring: {time.perf_counter() - t0:.0f} s; "
         f"wrote {out / 'summary.md'}, {out / 'summary.json'}, {fig}"
     )
+
+
+def log_wandb_summary(
+    jobs: list[dict], heldout: dict[str, Path], sweep_dir: Path, out: Path, fig: Path
+) -> None:
+    """One offline W&B run in the sweep's group (the jobs' runs are grouped by the same folder name): the
+    summary per job, the per-pose tables and the figure, where researchers compare runs."""
+    import wandb
+
+    run = wandb.init(
+        project="depth_pose",
+        group=sweep_dir.name,
+        name="ablation summary",
+        job_type="ablation",
+        dir=str(out),
+        mode=os.environ.get("WANDB_MODE", "offline"),
+        config={"sweep_dir": str(sweep_dir), "heldout": {s: str(p) for s, p in heldout.items()}},
+    )
+    try:
+        cols = ["job", "variant", "seed", "set", "ale_m", "median_rel", "bias_rel", "cov_1sigma"]
+        rows = []
+        for j in jobs:
+            sets = {f"held-out {s}": v for s, v in j["scores"]["heldout"].items()}
+            if "kitti" in j["scores"]:
+                sets["KITTI"] = j["scores"]["kitti"]
+            for name, v in sets.items():
+                rows.append([j["job"], j["variant"], j["seed"], name, *(v.get(k) for k in cols[4:])])
+            inv = j["scores"]["invariance"]
+            rows.append(
+                [
+                    j["job"],
+                    j["variant"],
+                    j["seed"],
+                    "suite",
+                    None,
+                    inv["non_standing_median"],
+                    None,
+                    inv["cov_1sigma"],
+                ]
+            )
+        tables = {"summary": wandb.Table(columns=cols, data=rows)}
+        pose_cols = ["job", "variant", "seed", "set", "pose", "median_rel", "bias_rel"]
+        pose_rows = []
+        for j in jobs:
+            parts = [
+                (f"held-out {s}", h["by_pose"], h["by_pose_bias"]) for s, h in j["scores"]["heldout"].items()
+            ]
+            inv = j["scores"]["invariance"]
+            parts.append(("suite", inv["per_pose"], inv["per_pose_bias"]))
+            for name, med, bias in parts:
+                pose_rows += [[j["job"], j["variant"], j["seed"], name, p, med[p], bias.get(p)] for p in med]
+        tables["per_pose"] = wandb.Table(columns=pose_cols, data=pose_rows)
+        run.log({**tables, "per_pose_figure": wandb.Image(str(fig))})
+    finally:
+        run.finish()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The analysis notebooks run top to bottom (jupytext -> nbclient) on small fresh synthetic sets and sweeps."""
+"""The analysis notebooks run top to bottom (jupytext -> nbclient) on small fresh synthetic sets and
+sweeps."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from pathlib import Path
 
 import jupytext
 import pytest
+from helpers import REPO
 from nbclient import NotebookClient
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -104,6 +104,20 @@ def test_sweep_ablation_script_read_sweep_and_compare_notebook(tmp_path: Path) -
             assert s["seeds"] == 2 and s["n"] > 0 and 0 < s["seed_share"] < 1 and -1 <= s["corr"] <= 1
             assert 0 < s["ensemble"]["ale_m"] < 60
     assert "| pose_sampling=hybrid | suite (non-standing) | 2 |" in text
+    # W&B (offline): one run per job and one summary run, all in the sweep folder's group.
+    from wandb_offline import runs_under
+
+    runs = runs_under(out)
+    jobs_w = [r for r, _, _ in runs if r["job_type"] == "train"]
+    (summary_run,) = [(r, s) for r, _, s in runs if r["job_type"] == "ablation"]
+    assert len(jobs_w) == 4 and len({r["id"] for r in jobs_w}) == 4
+    assert {r["group"] for r in jobs_w} == {summary_run[0]["group"]} == {"sweep"}
+    assert sorted(r["name"] for r in jobs_w)[0].startswith("pose_sampling=hybrid seed=0")
+    logged = summary_run[1]
+    assert logged["summary._type"] == logged["per_pose._type"] == "table-file"
+    # rows: job x set (2 held-out sets + the suite); job x set x pose
+    assert logged["summary.nrows"] == 4 * 3 and logged["per_pose.nrows"] > 4 * 10
+    assert logged["per_pose_figure._type"] == "image-file"
 
     jobs = read_sweep(out / "sweep")
     assert [(j.overrides["pose_sampling"], j.overrides["seed"]) for j in jobs] == [
