@@ -5,6 +5,8 @@ layout, and the output folder's manifest (new, resumed, or refused when it holds
   (``conf/generate.yaml``'s ``out_dir``) resolves to it.
 * Shard ``i`` is generated from its own generator seeded by :func:`shard_seed` ``(seed, i)``: a killed run
   resumes at the first missing shard and yields exactly the data of an uninterrupted run.
+* :func:`shard_span`: ``shard_range=[a, b]`` makes a run write only shards ``a..b-1`` (the same bytes as those
+  shards of a one-go run); :mod:`generation.merge` joins such parts into one set.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def id_payload(cfg: DictConfig) -> dict:
     non-CPU device)."""
     cfg = with_defaults(cfg)
     payload = {k: resolved(cfg[k]) if k in cfg else None for k in ID_KEYS}
+    if isinstance(payload["render"], dict) and payload["render"].get("shard_range") is not None:
+        payload["render"] = {**payload["render"], "shard_range": None}  # which shards a run writes: no data
     payload["generator_version"] = GENERATOR_VERSION
     if str(cfg.get("device", "cpu")) != "cpu":  # a different RNG stream: a different set
         payload["device"] = str(cfg.device)
@@ -77,6 +81,28 @@ def plan(num_samples: int, shard_size: int, samples_per_pose: int) -> list[tuple
         (min(shard_size, num_samples - i * shard_size), i * shard_size, i * poses_per_shard)
         for i in range(n_shards)
     ]
+
+
+def shard_span(cfg: DictConfig, n_shards: int) -> tuple[int, int]:
+    """``(a, b)``: the shards ``a..b-1`` this run writes; ``shard_range`` (or the render path's
+    ``render.shard_range``) ``[a, b]``, ``b`` clipped to ``n_shards``; all shards when unset."""
+    top = cfg.get("shard_range")
+    render = cfg.get("render")
+    inner = render.get("shard_range") if render is not None else None
+    if top is not None and inner is not None and list(top) != list(inner):
+        raise GenerationConfigError(f"shard_range={list(top)} and render.shard_range={list(inner)} differ")
+    span = top if top is not None else inner
+    if span is None:
+        return 0, n_shards
+    values = list(span) if OmegaConf.is_list(span) or isinstance(span, list | tuple) else [span]
+    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise GenerationConfigError(f"shard_range must be [a, b] (two integers), got {values!r}")
+    a, b = values
+    if not 0 <= a < b:
+        raise GenerationConfigError(f"shard_range=[{a}, {b}] needs 0 <= a < b")
+    if a >= n_shards:
+        raise GenerationConfigError(f"shard_range=[{a}, {b}] starts past the last of {n_shards} shards")
+    return a, min(b, n_shards)
 
 
 def new_manifest(cfg: DictConfig, did: str, n_shards: int) -> dict:

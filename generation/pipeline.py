@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from depth_pose import shards
 from generation.config import build_stages, validate, with_defaults
-from generation.dataset import dataset_id, plan, prepare_out_dir
+from generation.dataset import dataset_id, plan, prepare_out_dir, shard_span
 from generation.generator import Generator
 from generation.workers import keep_freed_memory, n_workers, run_shards
 
@@ -43,21 +43,22 @@ def generate(cfg: DictConfig | dict) -> Path:
         keep_freed_memory()
     did = dataset_id(cfg)
     layout = plan(int(cfg.num_samples), int(cfg.shard_size), int(cfg.samples_per_pose))
+    lo, hi = shard_span(cfg, len(layout))  # shard_range=[a, b]: one part of a set spread over machines
     stages = build_stages(cfg)  # validates the groups before touching the disk
     manifest = prepare_out_dir(cfg, out_dir, did, len(layout))
     done = {s["index"] for s in manifest["shards"] if (out_dir / s["file"]).exists()}
     manifest["shards"] = [s for s in manifest["shards"] if s["index"] in done]
-    todo = [i for i in range(len(layout)) if i not in done]
+    todo = [i for i in range(lo, hi) if i not in done]
     if todo:
         gen = Generator(cfg, stages)
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=int(cfg.num_samples),
+            total=sum(layout[i][0] for i in range(lo, hi)),
             unit="rows",
             desc=f"dp-generate {did}",
             disable=not bool(cfg.progress),
-            initial=sum(s["rows"] for s in manifest["shards"]),
+            initial=sum(s["rows"] for s in manifest["shards"] if lo <= s["index"] < hi),
         )
         tasks = [(i, *layout[i], int(cfg.seed), int(cfg.batch_size), str(out_dir)) for i in todo]
         for entry in run_shards(gen, tasks, n_workers(cfg, len(todo))):
@@ -65,14 +66,14 @@ def generate(cfg: DictConfig | dict) -> Path:
             shards.write_manifest(out_dir, manifest)
             bar.update(entry["rows"])
         bar.close()
-    if not manifest.get("complete"):
-        manifest["complete"] = True
+    if not manifest.get("complete") and {s["index"] for s in manifest["shards"]} == set(range(len(layout))):
+        manifest["complete"] = True  # a shard_range part stays incomplete (generation.merge joins the parts)
         shards.write_manifest(out_dir, manifest)
     if bool(cfg.contact_sheet) and not (out_dir / "contact_sheet.png").exists():
         from generation.contact_sheet import write_contact_sheet
 
         write_contact_sheet(cfg, out_dir / "contact_sheet.png", stages)
-    log.info("dataset %s: %d rows in %d shards at %s", did, cfg.num_samples, len(layout), out_dir)
+    log.info("dataset %s: shards %d..%d of %d at %s", did, lo, hi - 1, len(layout), out_dir)
     return out_dir
 
 

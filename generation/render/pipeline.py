@@ -17,10 +17,11 @@ its own seed, so a killed run resumes by regenerating only the shards missing fr
 Processes: Blender runs only in ``render.workers`` spawned worker processes (``generation.render.worker``), so
 a script that builds a :class:`RenderGenerator` needs the usual ``if __name__ == "__main__":`` guard.
 
-Scaling out: shards are independent given (seed, shard index); ``render.shard_range=[a, b]`` restricts a run
-to shards a..b-1, so a Hydra multirun (e.g. the submitit/joblib launcher) can spread ranges over machines:
-``dp-generate -m render=seed render.shard_range='[0,4]','[4,8]' out_dir=...`` writing into separate
-``out_dir``s; a range run never marks the set complete.
+Scaling out: shards are independent given (seed, shard index); ``shard_range=[a, b]`` (or
+``render.shard_range``) restricts a run to shards a..b-1, so a Hydra multirun (e.g. the submitit/joblib
+launcher) can spread ranges over machines:
+``dp-generate -m render=seed shard_range='[0,4]','[4,8]' out_dir=...`` writing into separate ``out_dir``s;
+a range run never marks the set complete; ``python -m generation.merge`` joins the parts.
 """
 
 from __future__ import annotations
@@ -453,7 +454,7 @@ def render_dataset(cfg: DictConfig, out_dir: str | Path) -> None:
     framing_failed samples, renders, YOLO images, seconds).
     """
     from generation.config import GenerationConfigError
-    from generation.dataset import dataset_id, prepare_out_dir, shard_seed
+    from generation.dataset import dataset_id, prepare_out_dir, shard_seed, shard_span
 
     out_dir = Path(out_dir)
     r = cfg.render
@@ -462,8 +463,7 @@ def render_dataset(cfg: DictConfig, out_dir: str | Path) -> None:
             raise GenerationConfigError(f"render.{key} is missing (use render=draft|seed|high)")
     n_total, shard_size = int(cfg.num_samples), int(cfg.shard_size)
     n_shards = math.ceil(n_total / shard_size)
-    rng_range = r.get("shard_range")
-    lo, hi = (0, n_shards) if rng_range is None else (int(rng_range[0]), min(int(rng_range[1]), n_shards))
+    lo, hi = shard_span(cfg, n_shards)
     did = dataset_id(cfg)
     manifest = prepare_out_dir(cfg, out_dir, did, n_shards)
     manifest["source"] = "render"
