@@ -88,7 +88,105 @@ def place_on_floor(points: Tensor, hips: tuple[int, int] = (L_HIP, R_HIP)) -> Te
     return torch.stack((-mid[:, 0], -mid[:, 1], -points[..., 2].amin(1)), dim=1)
 
 
-class BodyModel:
+class KeypointBank:
+    """The fast exact keypoint path of a bank of bodies: per-body constants and the posing that uses them (no
+    Anny). Subclasses fill in ``shapes`` (:class:`BodyShapes`), ``device``, ``pose_chunk``, ``pose_threads``
+    and the fast-path constants (:meth:`BodyModel._build_fast_path` from Anny, :meth:`set_fast_path` from a
+    saved bank, :mod:`generation.bank`)."""
+
+    FAST_PATH_TENSORS = ("off_soa", "P_soa", "C", "scatter_kp")
+
+    def fast_path_state(self) -> tuple[dict[str, Tensor], dict]:
+        """The fast-path constants as CPU tensors (:data:`FAST_PATH_TENSORS`: head offsets (3, A, N), keypoint
+        offsets (3, n_pairs, N), C (K, A), scatter (K, n_pairs)) and the skeleton structure (JSON-able: bone
+        names, parent slots, pair ranges): what :meth:`set_fast_path` takes back."""
+        tensors = {
+            name: getattr(self, f"_{name}").detach().cpu().contiguous() for name in self.FAST_PATH_TENSORS
+        }
+        structure = {
+            "bone_names": list(self.bone_names),
+            "pslot": [int(a) for a in self._pslot],
+            "pair_ranges": [[int(a), int(b)] for a, b in self._pair_ranges],
+        }
+        return tensors, structure
+
+    def set_fast_path(self, tensors: dict[str, Tensor], structure: dict) -> None:
+        """Install fast-path constants saved by :meth:`fast_path_state` (tensors moved to ``self.device``)."""
+        self.bone_names = list(structure["bone_names"])
+        self._slot = {b: i for i, b in enumerate(self.bone_names)}
+        self._pslot = [int(a) for a in structure["pslot"]]
+        self._pair_ranges = [(int(a), int(b)) for a, b in structure["pair_ranges"]]
+        for name in self.FAST_PATH_TENSORS:
+            setattr(self, f"_{name}", tensors[name].to(self.device))
+
+    def _columns(self, poses: PoseBatch) -> list[int | None]:
+        """For each fast-path bone, its column in ``poses.rotations`` (None: identity)."""
+        unknown = [b for b in poses.bone_names if b not in self._slot]
+        if unknown:
+            raise ValueError(
+                f"PoseBatch poses bones the body model cannot pose: {unknown} "
+                f"(posable: {self.bone_names}; see conf/body posable_bones)"
+            )
+        col = {b: i for i, b in enumerate(poses.bone_names)}
+        return [col.get(b) for b in self.bone_names]
+
+    def keypoints23(self, body_index: Tensor, poses: PoseBatch, chunk: int | None = None) -> Tensor:
+        """All 23 regressor keypoints (B, 23, 3) in Anny's posed frame (root at the origin), not yet placed.
+
+        Works in chunks of ``chunk`` (default ``pose_chunk``) samples so that the per-body constants gathered
+        for a chunk stay in cache.
+        """
+        chunk = int(chunk or self.pose_chunk)
+        with torch_threads(self.pose_threads if self.device.type == "cpu" else 0):
+            return self._keypoints23(body_index, poses, chunk)
+
+    def _keypoints23(self, body_index: Tensor, poses: PoseBatch, chunk: int) -> Tensor:
+        if body_index.shape[0] != len(poses):
+            raise ValueError(f"body_index has {body_index.shape[0]} rows but poses has {len(poses)}")
+        bi = body_index.to(self.device)
+        if len(bi) and (int(bi.min()) < 0 or int(bi.max()) >= len(self.shapes)):
+            raise IndexError(f"body_index out of range [0, {len(self.shapes)})")
+        cols = self._columns(poses)
+        rot = poses.rotations.to(self.device, torch.float32)
+        B, K = len(bi), NUM_REGRESSOR_POINTS
+        out = rot.new_empty(3, K, B)  # planar; returned as its (B, K, 3) view
+        # structure-of-arrays layout (components, ..., samples): tiny 3x3 products as long vector ops
+        for s in range(0, B, chunk):
+            b = bi[s : s + chunk]
+            off, P = take_last(self._off_soa, b), take_last(self._P_soa, b)  # this chunk's bodies' constants
+            kp = _forward_kinematics(
+                rot[s : s + chunk], off, P, cols, self._pslot, self._pair_ranges, self._scatter_kp, self._C
+            )
+            out[:, :, s : s + chunk] = kp
+        return out.permute(2, 1, 0)
+
+    def pose(self, body_index: Tensor, poses: PoseBatch) -> PosedBodies:
+        """Posed COCO keypoints (B, 17, 3) in the world: lowest of the 23 points on Z = 0,
+        mid-hip at X = Y = 0.
+
+        Exact (float32 round-off) equivalent of Anny's full forward + COCO regressor, placed
+        like :meth:`BodyModel.mesh`.
+        """
+        kp = self.keypoints23(body_index, poses)
+        kp = kp + place_on_floor(kp)[:, None]
+        return PosedBodies(
+            keypoints=kp[:, :17], body_index=body_index.to(self.device), extra_points=kp[:, 17:]
+        )
+
+    def identity_poses(self, n: int) -> PoseBatch:
+        """n rest poses (all deltas identity)."""
+        return PoseBatch(
+            bone_names=list(self.bone_names),
+            rotations=torch.eye(3, device=self.device).expand(n, len(self.bone_names), 3, 3).clone(),
+            joint_names=[],
+            angles_deg=torch.zeros(n, 0, 3, device=self.device),
+            strategy="rest",
+            preset=[""] * n,
+            tags={},
+        )
+
+
+class BodyModel(KeypointBank):
     """A bank of ``n_bodies`` realistic Anny body shapes, posed fast (:meth:`pose`) or fully (:meth:`mesh`).
 
     Shapes: sex 50/50; ages: adults 18-64 except ``child_share`` (5-17) and ``elderly_share`` (65-90); stature
@@ -129,6 +227,7 @@ class BodyModel:
         self.chunk_size = int(chunk_size)
         self.pose_chunk = int(pose_chunk)
         self.pose_threads = int(pose_threads)
+        self.seed = int(seed)
         self.model, self.regressor = load_anny()
         self.shapes, coeffs = self._sample_shapes(
             n_bodies,
@@ -388,61 +487,6 @@ class BodyModel:
         scatter[pairs[:, 0], torch.arange(len(pairs))] = 1.0
         self._scatter_kp = scatter.to(dev)  # (K, n_pairs)
 
-    # ------------------------------------------------------------------ posing
-    def _columns(self, poses: PoseBatch) -> list[int | None]:
-        """For each fast-path bone, its column in ``poses.rotations`` (None: identity)."""
-        unknown = [b for b in poses.bone_names if b not in self._slot]
-        if unknown:
-            raise ValueError(
-                f"PoseBatch poses bones the body model cannot pose: {unknown} "
-                f"(posable: {self.bone_names}; see conf/body posable_bones)"
-            )
-        col = {b: i for i, b in enumerate(poses.bone_names)}
-        return [col.get(b) for b in self.bone_names]
-
-    def keypoints23(self, body_index: Tensor, poses: PoseBatch, chunk: int | None = None) -> Tensor:
-        """All 23 regressor keypoints (B, 23, 3) in Anny's posed frame (root at the origin), not yet placed.
-
-        Works in chunks of ``chunk`` (default ``pose_chunk``) samples so that the per-body constants gathered
-        for a chunk stay in cache.
-        """
-        chunk = int(chunk or self.pose_chunk)
-        with torch_threads(self.pose_threads if self.device.type == "cpu" else 0):
-            return self._keypoints23(body_index, poses, chunk)
-
-    def _keypoints23(self, body_index: Tensor, poses: PoseBatch, chunk: int) -> Tensor:
-        if body_index.shape[0] != len(poses):
-            raise ValueError(f"body_index has {body_index.shape[0]} rows but poses has {len(poses)}")
-        bi = body_index.to(self.device)
-        if len(bi) and (int(bi.min()) < 0 or int(bi.max()) >= len(self.shapes)):
-            raise IndexError(f"body_index out of range [0, {len(self.shapes)})")
-        cols = self._columns(poses)
-        rot = poses.rotations.to(self.device, torch.float32)
-        B, K = len(bi), NUM_REGRESSOR_POINTS
-        out = rot.new_empty(3, K, B)  # planar; returned as its (B, K, 3) view
-        # structure-of-arrays layout (components, ..., samples): tiny 3x3 products as long vector ops
-        for s in range(0, B, chunk):
-            b = bi[s : s + chunk]
-            off, P = take_last(self._off_soa, b), take_last(self._P_soa, b)  # this chunk's bodies' constants
-            kp = _forward_kinematics(
-                rot[s : s + chunk], off, P, cols, self._pslot, self._pair_ranges, self._scatter_kp, self._C
-            )
-            out[:, :, s : s + chunk] = kp
-        return out.permute(2, 1, 0)
-
-    def pose(self, body_index: Tensor, poses: PoseBatch) -> PosedBodies:
-        """Posed COCO keypoints (B, 17, 3) in the world: lowest of the 23 points on Z = 0,
-        mid-hip at X = Y = 0.
-
-        Exact (float32 round-off) equivalent of Anny's full forward + COCO regressor, placed
-        like :meth:`mesh`.
-        """
-        kp = self.keypoints23(body_index, poses)
-        kp = kp + place_on_floor(kp)[:, None]
-        return PosedBodies(
-            keypoints=kp[:, :17], body_index=body_index.to(self.device), extra_points=kp[:, 17:]
-        )
-
     @torch.no_grad()
     def mesh(self, body_index: Tensor, poses: PoseBatch) -> tuple[Tensor, Tensor]:
         """Full Anny forward: vertices (B, V, 3) placed exactly like :meth:`pose`, and the faces (F, 3)."""
@@ -457,18 +501,6 @@ class BodyModel:
         kp = self.regressor(out)
         v = out["vertices"] + place_on_floor(kp)[:, None]
         return v.to(self.device), m.faces.to(self.device)
-
-    def identity_poses(self, n: int) -> PoseBatch:
-        """n rest poses (all deltas identity)."""
-        return PoseBatch(
-            bone_names=list(self.bone_names),
-            rotations=torch.eye(3, device=self.device).expand(n, len(self.bone_names), 3, 3).clone(),
-            joint_names=[],
-            angles_deg=torch.zeros(n, 0, 3, device=self.device),
-            strategy="rest",
-            preset=[""] * n,
-            tags={},
-        )
 
 
 @kernel
@@ -563,4 +595,4 @@ def _interp_rows(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     return f0 + t * (f1 - f0)
 
 
-__all__ = ["BodyModel", "EXTENDED_POSABLE_BONES", "place_on_floor"]
+__all__ = ["BodyModel", "EXTENDED_POSABLE_BONES", "KeypointBank", "place_on_floor"]

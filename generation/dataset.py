@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from depth_pose import shards
 from depth_pose.schema import ALL_COLS
+from generation.bank import body_id_config
 from generation.config import GenerationConfigError, resolved, with_defaults
 
 # Config entries that determine the data (hashed into the dataset id and compared on resume).
@@ -49,6 +50,7 @@ def id_payload(cfg: DictConfig) -> dict:
     non-CPU device)."""
     cfg = with_defaults(cfg)
     payload = {k: resolved(cfg[k]) if k in cfg else None for k in ID_KEYS}
+    payload["body"] = body_id_config(payload["body"])  # body=bank: the config its bank was made from
     if isinstance(payload["render"], dict) and payload["render"].get("shard_range") is not None:
         payload["render"] = {**payload["render"], "shard_range": None}  # which shards a run writes: no data
     payload["generator_version"] = GENERATOR_VERSION

@@ -26,7 +26,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from generation.anny_model import DATA_DIR, DEFAULT_LIMITS, DEFAULT_PRESETS, load_anny
+from generation.anny_model import DATA_DIR, DEFAULT_LIMITS, DEFAULT_PRESETS, bone_axes
 from generation.kernels import kernel
 from generation.threads import torch_threads
 from generation.types import PoseBatch
@@ -64,12 +64,6 @@ def _sel(idx: list[int]) -> slice | list[int]:
     return idx
 
 
-def _bone_axes(bone: str) -> Tensor:
-    """The rest reference axes (3x3, columns = bone x, y, z in world) of an Anny bone."""
-    model, _ = load_anny()
-    return model.reference_bone_orientations[list(model.bone_labels).index(bone)].float()
-
-
 @dataclass
 class JointSet:
     """Anatomical joints (one Anny bone each) with limits and the anatomical -> Anny axis mapping."""
@@ -105,7 +99,7 @@ class JointSet:
                         v["XYZ".index(name)] = 1.0
                     elif name in ("bone_x", "bone_y", "bone_z"):
                         left_bone = j["bone"] if side is None else f"{j['bone']}.L"
-                        v = _bone_axes(left_bone)[:, "xyz".index(name[-1])]
+                        v = bone_axes(left_bone)[:, "xyz".index(name[-1])]  # data/bone_axes.json
                     else:
                         raise ValueError(f"{path}: joint {jname}: unknown axis {name!r}")
                     ax.append(v / v.norm())

@@ -79,7 +79,7 @@ def group_cases() -> list:
 def hcompose(name: str, overrides: list[str], out_dir: Path | None = None) -> DictConfig:
     """Compose as the Hydra app sees it: hydra node included and registered (``${hydra:...}`` resolves)."""
     base = list(TOP.get(name, []))
-    if "body" in uses(name):
+    if "body" in uses(name) and "body=bank" not in overrides:
         base += SMALL_BODY
     cfg = compose(name, [*base, *overrides], return_hydra_config=True)
     with open_dict(cfg):  # what the app sets before the task runs
@@ -151,10 +151,20 @@ def test_every_group_is_used():
     assert set(groups()) <= used, f"config groups no top-level config lists: {set(groups()) - used}"
 
 
+@pytest.fixture(scope="module")
+def small_bank(tmp_path_factory) -> Path:
+    from generation.bank import make_bank
+
+    out = tmp_path_factory.mktemp("bank") / "bank.safetensors"
+    return make_bank(out, [o.removeprefix("body.") for o in SMALL_BODY])
+
+
 @pytest.mark.parametrize("top,group,package,opt,first", group_cases())
-def test_group_option(top, group, package, opt, first, tmp_path):
+def test_group_option(top, group, package, opt, first, tmp_path, request):
     override = f"{group}@{package}={opt}" if package != group else f"{group}={opt}"
-    cfg = hcompose(top, [override], tmp_path)
+    # conf/body/bank.yaml needs a saved bank: one of SMALL_BODY's bodies
+    extra = [f"body.path={request.getfixturevalue('small_bank')}"] if override == "body=bank" else []
+    cfg = hcompose(top, [override, *extra], tmp_path)
     resolved(cfg)
     if not first:
         return

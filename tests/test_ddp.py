@@ -61,7 +61,7 @@ def _worker(data_dir: str, out_dir: str) -> None:
     trainer.fit(model, datamodule=dm)
 
 
-@pytest.mark.slow  # 2 gloo processes + Lightning start-up: 10-15 s on 2 CPU cores
+@pytest.mark.slow  # 2 gloo processes + Lightning start-up
 def test_ddp_two_processes_cover_train_split_once(toy_set_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, __file__, str(toy_set_dir), str(tmp_path)],

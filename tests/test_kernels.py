@@ -25,7 +25,7 @@ def test_resolve_compile_setting():
         kernels.resolve("sometimes")
 
 
-@pytest.mark.slow  # torch.compile of every stage: ~160 s on 2 CPU cores
+@pytest.mark.slow  # torch.compile of every stage
 def test_compiled_generation_matches_eager(restore_kernels):
     """Same seed, eager vs compiled: equal up to float round-off, identical discrete decisions (camera
     acceptance, visibility, detector confidences' seen/unseen split), every stage compiled without falling
