@@ -112,15 +112,16 @@ def git_commit(root: Path = REPO_ROOT) -> str | None:
 
 
 def log_summary(loggers: list, scores: dict[str, float]) -> None:
-    """Final scores of the job: W&B run summary (what its runs table and parallel-coordinates plot show), and
-    one last metrics row for the other loggers."""
-    if not scores:
-        return
+    """Final scores of the job: the W&B run summary (what its runs table and parallel-coordinates plot show);
+    the other loggers, which keep every logged value anyway, get the ``final/*`` scores as one last row."""
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger":
-            lg.experiment.summary.update(scores)
+            if scores:
+                lg.experiment.summary.update(scores)
         else:
-            lg.log_metrics(scores)
+            final = {k: v for k, v in scores.items() if k.startswith("final/")}
+            if final:
+                lg.log_metrics(final)
 
 
 def close_loggers(loggers: list, ok: bool) -> None:
