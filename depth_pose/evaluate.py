@@ -30,6 +30,7 @@ from depth_pose.eval.io import (
 )
 from depth_pose.eval.metrics import PERSON_PX_BANDS, calibration_curve, depth_metrics, per_band, per_group
 from depth_pose.eval.report import invariance_report, people_report
+from depth_pose.fileio import Named, check_outputs
 from depth_pose.keypoints import pixel_height
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 MODES = ("keypoints", "images", "dataset", "suite")
 # Upright poses first in per-pose tables (then the rest by count).
 POSE_ORDER = ["standing", "walk", "both_walk", "uniform", "normal"]
+# Written beside ``out`` by evaluate_people / run_invariance: ``out`` may not be one of them.
+SIDE_OUTPUTS = (
+    "metrics.json",
+    "report.md",
+    "error_vs_distance.png",
+    "pred_vs_true.png",
+    "calibration.png",
+    "pose_ratio.png",
+)
 
 
 def abs_path(p: str | Path) -> Path:
@@ -55,8 +65,11 @@ def default_out(name: str) -> Path:
     return Path.cwd() / "eval_outputs" / name
 
 
-def check_out(out: Path) -> Path:
-    """``out`` must be a file path whose folder can be created/written (else exit 2 before any work)."""
+def check_out(out: Path, inputs: Named = ()) -> Path:
+    """``out`` must be a file path whose folder can be created/written, that is not (nor is inside) any of
+    ``inputs``, is not a FIFO/device, and is not one of the :data:`SIDE_OUTPUTS` written beside it (else
+    exit 2 before any work)."""
+    check_outputs([("out", out)] + [(name, out.parent / name) for name in SIDE_OUTPUTS], inputs)
     if out.is_dir():
         raise EvalInputError(f"out='{out}' is a directory; give a file name such as PRED.jsonl")
     try:
@@ -66,6 +79,15 @@ def check_out(out: Path) -> Path:
     if not os.access(out.parent, os.W_OK):
         raise EvalInputError(f"output folder '{out.parent}' is not writable")
     return out
+
+
+def model_inputs(ckpt: str | None) -> list[tuple[str, Path]]:
+    """The model files ``ckpt=`` reads (a .safetensors file has its .json beside it), as inputs for
+    :func:`check_out`."""
+    if not ckpt:
+        return []
+    path = abs_path(ckpt)
+    return [("ckpt", path)] + ([("ckpt", path.with_suffix(".json"))] if path.suffix == ".safetensors" else [])
 
 
 def load_predictor(ckpt: str | None, device: str = "cpu"):
@@ -277,7 +299,10 @@ def evaluate(cfg: DictConfig) -> dict:
             raise EvalInputError(f"unknown suite '{cfg.suite}' (known: invariance)")
         from depth_pose.suites.invariance import run_invariance
 
-        out = check_out(abs_path(cfg.out) if cfg.get("out") else default_out("invariance_samples.jsonl"))
+        out = check_out(
+            abs_path(cfg.out) if cfg.get("out") else default_out("invariance_samples.jsonl"),
+            model_inputs(cfg.get("ckpt")),
+        )
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)
         res = run_invariance(
             predictor,
@@ -297,7 +322,10 @@ def evaluate(cfg: DictConfig) -> dict:
     src = abs_path(cfg[mode])
     if mode == "keypoints" and not src.is_file():
         raise EvalInputError(f"keypoints file not found: '{src}'")
-    out = check_out(abs_path(cfg.out) if cfg.get("out") else default_out("predictions.jsonl"))
+    out = check_out(
+        abs_path(cfg.out) if cfg.get("out") else default_out("predictions.jsonl"),
+        [(mode, src), *model_inputs(cfg.get("ckpt"))],
+    )
     if mode == "keypoints":
         people = read_keypoints_jsonl(src)
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)

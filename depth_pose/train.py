@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from depth_pose.errors import InputError
 from depth_pose.features import from_config as features_from_config
+from depth_pose.fileio import check_outputs, refuse_non_directory
 from depth_pose.final_eval import final_scores
 from depth_pose.shards import load_manifest
 from depth_pose.tracking import close_loggers, fill_identity, flat_config, git_commit, log_summary
@@ -89,6 +90,20 @@ def resolve_data_dir(cfg: DictConfig) -> tuple[Path, str]:
     return path, str(manifest.get("dataset_id", path.name))
 
 
+def check_output_dirs(cfg: DictConfig, data_dir: Path) -> None:
+    """``paths.output_dir`` (logs, final scores) and the checkpoint folder must be folders (or not there yet)
+    that neither are, lie inside nor contain the dataset: a checkpoint is never written into the set.
+    :class:`~depth_pose.fileio.OutputPathError` (exit 2) before anything is built otherwise."""
+    outputs = [("paths.output_dir", cfg.paths.output_dir)]
+    ckpt_dir = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
+    if ckpt_dir:
+        outputs.append(("callbacks.model_checkpoint.dirpath", ckpt_dir))
+    data = ("data.dir" if cfg.data.get("dir") else "dataset", data_dir)
+    for name, path in outputs:
+        refuse_non_directory(str(path), name)
+        check_outputs([(name, str(path))], [data])
+
+
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """``ckpt_path``: null, a file, or ``last`` = the newest ``last.ckpt`` of this output dir or of
     any train run."""
@@ -156,6 +171,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """
     L.seed_everything(int(cfg.get("seed", 0)), workers=False)
     data_dir, data_id = resolve_data_dir(cfg)
+    check_output_dirs(cfg, data_dir)
     objs = build(cfg, data_dir)
     ok = False
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from depth_pose import shards
 from depth_pose.errors import EXIT_OK, EXIT_USAGE, InputError
-from depth_pose.fileio import atomic_write
+from depth_pose.fileio import atomic_write, check_outputs, refuse_non_directory
 from generation.config import GenerationConfigError
 
 
@@ -54,6 +54,8 @@ def _check_out(out: Path, parts: list[Path], did: str) -> None:
     for part in parts:
         if part.resolve() == real:
             raise GenerationConfigError(f"the output {out} is one of the parts; merge into another directory")
+    refuse_non_directory(out, "out")
+    check_outputs([("out", out)], [("part", p) for p in parts])  # nor inside one, nor holding one
     if (out / shards.MANIFEST).exists():
         try:
             old = shards.load_manifest(out).get("dataset_id")

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig
 
 from depth_pose import shards
+from depth_pose.fileio import refuse_non_directory
 from generation.config import build_stages, validate, with_defaults
 from generation.dataset import dataset_id, plan, prepare_out_dir, shard_span
 from generation.generator import Generator
@@ -33,6 +34,7 @@ def generate(cfg: DictConfig | dict) -> Path:
     cfg = with_defaults(cfg)
     validate(cfg)
     out_dir = Path(str(cfg.out_dir))
+    refuse_non_directory(out_dir, "out_dir")  # an existing file, FIFO or device: exit 2 before any work
     if str(cfg.render.get("name", "none")) != "none":
         from generation.render.pipeline import render_dataset
 

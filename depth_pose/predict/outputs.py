@@ -13,9 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_pose.fileio import atomic_write, atomic_write_text
+from depth_pose.fileio import atomic_write, atomic_write_text, refuse_non_regular
 from depth_pose.keypoints import SKELETON
 
+RECORD_FILES = ("predictions.jsonl", "predictions.csv")  # written into ``out`` by RecordWriter
 CSV_FIELDS = (
     "source", "frame", "t_s", "person", "track_id", "box_x1", "box_y1", "box_x2", "box_y2", "box_score",
     "z_m", "sigma_m", "z_raw_m", "sigma_raw_m", "dist_m", "sigma_dist_m",
@@ -101,7 +102,9 @@ class RecordWriter:
     """predictions.jsonl (one line per person per frame) and predictions.csv, renamed into place on close."""
 
     def __init__(self, out_dir: Path) -> None:
-        self.paths = (out_dir / "predictions.jsonl", out_dir / "predictions.csv")
+        self.paths = tuple(out_dir / name for name in RECORD_FILES)
+        for p in self.paths:
+            refuse_non_regular(p, "out")  # renamed over on close: never onto a FIFO/device
         self.tmps = tuple(p.with_name(f".{p.name}.tmp") for p in self.paths)
         self.jsonl = open(self.tmps[0], "w")  # noqa: SIM115 - closed in close()
         self.csv_file = open(self.tmps[1], "w", newline="")  # noqa: SIM115
@@ -130,6 +133,7 @@ class VideoOut:
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         self.path = path
+        refuse_non_regular(path, "out")  # renamed over on close: never onto a FIFO/device
         self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():

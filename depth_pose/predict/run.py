@@ -29,9 +29,11 @@ from tqdm import tqdm
 from depth_pose import geometry
 from depth_pose.detect import Detections
 from depth_pose.errors import InputError
+from depth_pose.fileio import check_outputs, refuse_non_directory
 from depth_pose.keypoints import L_ANKLE, L_HIP, R_ANKLE, R_HIP
 from depth_pose.predict.intrinsics import IntrinsicsError
 from depth_pose.predict.outputs import (
+    RECORD_FILES,
     RecordWriter,
     VideoOut,
     Viewer,
@@ -44,6 +46,7 @@ from depth_pose.predict.sources import Item, SourceError, VideoSource, read_imag
 HIP_HEIGHT_M = 0.93  # mid-hip height above the floor of a standing adult (Anny adults: ~0.85-1.0 m)
 ANKLE_HEIGHT_M = 0.08  # ankle keypoint height above the floor
 STAGES = ("detection", "zoom", "depth", "smoothing", "output")
+SUMMARY = "summary.json"
 
 
 class PredictError(InputError):
@@ -189,6 +192,29 @@ def _unique_name(used: set[str], name: str) -> str:
     return out
 
 
+def check_paths(
+    cfg: DictConfig, out: Path, items: list[Item], errors: list[dict], skipped: list[str]
+) -> None:
+    """``out`` is a folder (or not there yet) that is not, is not inside and does not contain the source
+    folder, any listed source file, the calibration file or the model; its fixed files are no FIFOs/devices.
+    :class:`~depth_pose.fileio.OutputPathError` (exit 2) before any work otherwise."""
+    refuse_non_directory(out, "out")
+    inputs: list[tuple[str, str | Path]] = []
+    src = str(cfg.source).strip()
+    if not src.isdigit() and Path(src).expanduser().is_dir():
+        inputs.append(("source", Path(src).expanduser()))
+    inputs += [("source", str(it.ref)) for it in items if it.kind in ("image", "video")]
+    inputs += [("source", e["source"]) for e in errors] + [("source", f) for f in skipped]
+    calib = (cfg.get("intrinsics") or {}).get("calib")
+    for key, path in (("intrinsics.calib", calib), ("ckpt", cfg.get("ckpt"))):
+        if path:
+            path = Path(str(path)).expanduser()
+            inputs.append((key, path))
+            if path.suffix == ".safetensors":
+                inputs.append((key, path.with_suffix(".json")))
+    check_outputs([("out", out)] + [("out", out / name) for name in (SUMMARY, *RECORD_FILES)], inputs)
+
+
 def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
     """Run prediction over ``cfg.source`` and write outputs to ``cfg.out``; returns (and writes) the summary.
 
@@ -198,6 +224,7 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
     out = Path(str(cfg.out)).expanduser()
     items, errors, skipped = resolve_source(cfg.source)  # SourceError for a missing/unsupported single source
     n_listed = len(items) + len(errors)
+    check_paths(cfg, out, items, errors, skipped)
     out.mkdir(parents=True, exist_ok=True)
     t_load = time.perf_counter()
     P = Predictor(cfg, depth_model=depth_model, detector=detector)
@@ -259,7 +286,7 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
         "interrupted": interrupted,
         "config": OmegaConf.to_container(cfg, resolve=False),
     }
-    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / SUMMARY, summary)
     if not per_source:
         raise PredictError(
             "nothing processed: "
