@@ -330,7 +330,9 @@ def evaluate(cfg: DictConfig) -> dict:
         people = read_keypoints_jsonl(src)
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)
     elif mode == "dataset":
-        people = read_synthetic_set(src, cfg.get("dataset_max_rows"))
+        people = read_synthetic_set(
+            src, cfg.get("dataset_max_rows"), verify=bool(cfg.get("dataset_verify", True))
+        )
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)
     else:
         from hydra.utils import instantiate

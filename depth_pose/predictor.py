@@ -6,23 +6,29 @@
     out.z_m, out.sigma_m                              # (N,) metres: depth of the mid-hip point, its std
 
 Accepted model files: ``*.safetensors`` (weights) + a sibling ``*.json`` (metadata: hyper-parameters,
-normalisation, data id, metrics), as written by :func:`export_model`; or a Lightning ``*.ckpt`` (read with
-``torch.load(weights_only=True)``; never unpickled). A model whose stored keypoint normalisation does not
-match :mod:`depth_pose.features` is refused.
+normalisation, data id, metrics, ``sha256`` of the weights file), as written by :func:`export_model`; or a
+Lightning ``*.ckpt`` (read with ``torch.load(weights_only=True)``; never unpickled). Weights that do not match
+the JSON's ``sha256`` are refused (:class:`CorruptModelError`; a JSON without one, an older export, loads
+with a warning), and so is a model whose stored keypoint normalisation does not match
+:mod:`depth_pose.features`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, save_file
 
+from depth_pose.errors import InputError
 from depth_pose.features import Normaliser, as_K, flip, visibility
 from depth_pose.fileio import atomic_write
 from depth_pose.geometry import check_intrinsics
@@ -34,6 +40,11 @@ DEFAULT_MODEL = ASSETS / "default_model.safetensors"
 FALLBACK_SIGMA_FACTOR = 3.0
 FALLBACK_MIN_REL_SIGMA = 0.3
 Z_RANGE = (0.2, 300.0)
+
+
+class CorruptModelError(InputError):
+    """A model file that cannot be used as it is: its weights do not match the sha256 in its JSON, or it is
+    not a readable model file at all."""
 
 
 @dataclass
@@ -50,7 +61,8 @@ def _writable(a: Any) -> np.ndarray:
 
 
 def export_model(module: DepthModule, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``path`` (.safetensors, weights + buffers) and its ``.json`` metadata, each atomically."""
+    """Write ``path`` (.safetensors, weights + buffers) and its ``.json`` metadata (with the ``sha256`` of the
+    weights file, checked by :meth:`DepthPredictor.load`), each atomically."""
     path = Path(path)
     meta = dict(metadata or {})
     meta["hparams"] = json.loads(json.dumps(dict(module.hparams), default=str))
@@ -58,6 +70,7 @@ def export_model(module: DepthModule, path: str | Path, metadata: dict[str, Any]
     meta["format"] = "depth_pose.model/1"
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": meta["format"]}))
+    meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
 
     def _json(tmp: str) -> None:
         with open(tmp, "w") as f:
@@ -85,9 +98,15 @@ class DepthPredictor:
             hint = " (run `make model` to build the default model)" if path == DEFAULT_MODEL else ""
             raise FileNotFoundError(f"model file {path} does not exist{hint}")
         if path.suffix == ".ckpt":
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-                raise ValueError(
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # any unreadable file: not a checkpoint (never torch's unpickling advice)
+                raise CorruptModelError(
+                    f"model file {path} is not a readable PyTorch checkpoint of plain tensors and values "
+                    f"({type(e).__name__}); expected a depth_pose Lightning .ckpt or an exported .safetensors"
+                ) from e
+            if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+                raise CorruptModelError(
                     f"{path} is not a depth_pose Lightning checkpoint (no state_dict/hyper_parameters)"
                 )
             hp = dict(ckpt["hyper_parameters"])
@@ -110,7 +129,23 @@ class DepthPredictor:
             hp = metadata.get("hparams")
             if not isinstance(hp, dict):
                 raise ValueError(f"{meta_path} has no 'hparams' entry: not a depth_pose model")
-            state = load_file(str(path))
+            data = path.read_bytes()
+            expected = metadata.get("sha256")
+            if expected is None:
+                warnings.warn(
+                    f"{meta_path} carries no sha256 of {path.name} (an older export): loaded unverified; "
+                    "export it again (depth_pose.predictor.export_model) to add one",
+                    stacklevel=2,
+                )
+            elif hashlib.sha256(data).hexdigest() != expected:
+                raise CorruptModelError(
+                    f"model file {path} does not match the sha256 in {meta_path.name} (corrupt or modified); "
+                    "restore or re-export the model"
+                )
+            try:
+                state = load(data)
+            except SafetensorError as e:
+                raise CorruptModelError(f"model file {path} is not readable safetensors: {e}") from e
             metadata["source"] = str(path)
         else:
             raise ValueError(

@@ -10,14 +10,18 @@ A dataset directory holds ``shard-00000.parquet, shard-00001.parquet, ...`` (col
 A shard is listed in the manifest only after its file was atomically written, so the manifest is the source of
 truth: readers only read listed shards and a resumed run regenerates everything else.
 
-Reading API (trainer, notebooks): :func:`read_table`, :func:`read_frame`, :func:`load_manifest`.
+Reading API (trainer, notebooks): :func:`read_table`, :func:`read_frame`, :func:`load_manifest`
+(:func:`read_table_deferred` for callers that overlap the hash with their own work). Reads are
+verified by default (sha256 and row count of every shard read, rows vs ``num_samples``): a set that does not
+match its manifest raises :class:`CorruptSetError` naming the shard.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +29,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write
 from depth_pose.schema import ALL_COLS, TAG_COLS
 
 MANIFEST = "manifest.json"
 FORMAT = "depth_pose.shards/1"
 SHARD_GLOB = "shard-*.parquet"
+
+
+class CorruptSetError(InputError):
+    """A dataset's files do not match its manifest (sha256, row count, missing shard): refused, never used."""
+
 
 # Column types: float32 by default; these are the exceptions.
 _INT64 = {"sample_id", "pose_id"}
@@ -147,65 +157,145 @@ def load_manifest(path: str | Path) -> dict:
     return manifest
 
 
-def shard_paths(path: str | Path, require_complete: bool = False, verify: bool = False) -> list[Path]:
-    """Paths of the shards listed in the manifest, in index order.
-
-    ``require_complete``: error if the run that wrote the set has not finished. ``verify``: check sha256.
-    """
+def check_manifest(path: str | Path, manifest: dict, require_complete: bool = False) -> None:
+    """Refuse a manifest whose shard list does not add up (:class:`CorruptSetError`); with
+    ``require_complete``, refuse an unfinished set (``RuntimeError``, as before)."""
     root = Path(path)
-    manifest = load_manifest(root)
+    entries = manifest.get("shards")
+    if not isinstance(entries, list) or any(
+        not isinstance(e, dict) or not {"index", "file", "rows", "sha256"} <= e.keys() for e in entries
+    ):
+        raise CorruptSetError(f"dataset {root}: {MANIFEST} has a malformed shard list")
+    done = sum(int(e["rows"]) for e in entries)
     if require_complete and not manifest.get("complete", False):
-        done = sum(s["rows"] for s in manifest["shards"])
         raise RuntimeError(
             f"dataset {root} is incomplete ({done}/{manifest['num_samples']} rows); "
             "rerun dp-generate to resume"
         )
+    if manifest.get("complete", False) and done != manifest.get("num_samples"):
+        raise CorruptSetError(
+            f"dataset {root}: its shards list {done} rows but {MANIFEST} says num_samples="
+            f"{manifest.get('num_samples')} (corrupt or edited manifest)"
+        )
+
+
+def shard_paths(path: str | Path, require_complete: bool = False, verify: bool = True) -> list[Path]:
+    """Paths of the shards listed in the manifest, in index order.
+
+    ``require_complete``: error if the run that wrote the set has not finished. ``verify``: hash every
+    listed shard and compare with the manifest's sha256 (:class:`CorruptSetError` naming the shard);
+    :func:`read_table` checks while it reads instead.
+    """
+    root = Path(path)
+    manifest = load_manifest(root)
+    check_manifest(root, manifest, require_complete)
     out = []
     for entry in sorted(manifest["shards"], key=lambda s: s["index"]):
         p = root / entry["file"]
         if not p.exists():
-            raise FileNotFoundError(f"shard {p} is listed in the manifest but missing")
-        if verify and sha256_file(p) != entry["sha256"]:
-            raise ValueError(f"shard {p} does not match its sha256 in the manifest (corrupt or modified)")
+            raise CorruptSetError(f"shard {p} is listed in the manifest but missing")
+        if verify:
+            _check_sha(p, entry, sha256_file(p))
         out.append(p)
     return out
+
+
+def _check_sha(path: Path, entry: dict, digest: str) -> None:
+    if digest != entry["sha256"]:
+        raise CorruptSetError(
+            f"shard {path} does not match its sha256 in {MANIFEST} (corrupt or modified); "
+            "regenerate the set (dp-generate overwrite=true) or restore the file"
+        )
 
 
 def read_table(
     path: str | Path,
     columns: Sequence[str] | None = None,
     require_complete: bool = True,
-    verify: bool = False,
+    verify: bool = True,
     max_rows: int | None = None,
 ) -> pa.Table:
     """All listed shards of a dataset directory as one Arrow table (optionally only ``columns``; with
-    ``max_rows``, the first rows in shard order, reading only the shards they need)."""
+    ``max_rows``, the first rows in shard order, reading only the shards they need).
+
+    Every shard read is checked against its manifest entry: its Parquet row count always, its sha256 with
+    ``verify`` (the default; hashed in a thread while the shards are decoded). A mismatch raises
+    :class:`CorruptSetError` naming the shard. ``verify=False`` is for trusted hot loops only
+    (``data.verify=false``; what it saves: docs/bench_train.md).
+    """
+    table, check = read_table_deferred(path, columns, require_complete, verify, max_rows)
+    check()
+    return table
+
+
+def read_table_deferred(
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    require_complete: bool = True,
+    verify: bool = True,
+    max_rows: int | None = None,
+) -> tuple[pa.Table, Callable[[], None]]:
+    """:func:`read_table` with the sha256 check still running in a thread: ``(table, check)``. ``check()``
+    waits for the hashes and raises :class:`CorruptSetError` on a mismatch; call it before anything of the
+    table is used or returned (the caller's own column work meanwhile hides the hash: ``load_host_set``)."""
     cols = list(columns) if columns is not None else None
     if cols is not None:
         unknown = [c for c in cols if c not in SCHEMA.names]
         if unknown:
             raise KeyError(f"unknown columns {unknown}; see depth_pose.schema.ALL_COLS")
-    paths = shard_paths(path, require_complete=require_complete, verify=verify)
+    root = Path(path)
+    manifest = load_manifest(root)
+    check_manifest(root, manifest, require_complete)
     schema = SCHEMA if cols is None else pa.schema([SCHEMA.field(c) for c in cols])
-    if not paths:
-        return schema.empty_table()
-    tables, rows = [], 0
-    for p in paths:
+    todo, rows = [], 0
+    for entry in sorted(manifest["shards"], key=lambda s: s["index"]):
         if max_rows is not None and rows >= max_rows:
             break
-        tables.append(pq.read_table(p, columns=cols))
-        rows += tables[-1].num_rows
-    if not tables:  # max_rows=0
-        return schema.empty_table()
-    table = pa.concat_tables(tables).cast(schema)
-    return table if max_rows is None else table.slice(0, max_rows)
+        p = root / entry["file"]
+        if not p.exists():
+            raise CorruptSetError(f"shard {p} is listed in the manifest but missing")
+        todo.append((p, entry))
+        rows += int(entry["rows"])
+    if not todo:
+        return schema.empty_table(), lambda: None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-sha256") if verify else None
+    hashes = [pool.submit(sha256_file, p) for p, _ in todo] if pool else []
+
+    def check() -> None:
+        try:
+            for (p, entry), h in zip(todo, hashes, strict=False):  # no hashes with verify=False
+                _check_sha(p, entry, h.result())
+        finally:
+            if pool:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    tables = []
+    try:
+        for p, entry in todo:
+            try:
+                tables.append(pq.read_table(p, columns=cols))
+            except (OSError, pa.ArrowException) as e:
+                if hashes and hashes[len(tables)].result() != entry["sha256"]:
+                    _check_sha(p, entry, "")  # unreadable because corrupt: say so
+                raise CorruptSetError(f"shard {p} is not readable Parquet: {e}") from e
+            if tables[-1].num_rows != int(entry["rows"]):
+                raise CorruptSetError(
+                    f"shard {p} has {tables[-1].num_rows} rows but its {MANIFEST} entry says "
+                    f"{entry['rows']} (corrupt or modified)"
+                )
+        table = pa.concat_tables(tables).cast(schema)
+    except BaseException:
+        if pool:
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    return (table if max_rows is None else table.slice(0, max_rows)), check
 
 
 def read_frame(
     path: str | Path,
     columns: Sequence[str] | None = None,
     require_complete: bool = True,
-    verify: bool = False,
+    verify: bool = True,
 ):
     """All listed shards of a dataset directory as one ``pandas.DataFrame``."""
     return read_table(path, columns, require_complete=require_complete, verify=verify).to_pandas()

@@ -6,9 +6,12 @@
 2. Time to converge: train mlp_base on ``--n`` samples, record val ALE after every epoch with wall time, and a
    reference run ``--ref-factor`` times longer; report the wall time at which val ALE first comes within 5% of
    the reference's final (best) val ALE.
+3. Checksum verification on read: rows/s of ``load_host_set`` (what ``dp-train`` loads) on a set with and
+   without the sha256 check of every shard (``data.verify``), alternating, ``--repeats`` times each.
 
     python experiments/bench_train.py throughput [--data DIR] [--n 200000] [--batches 40]
     python experiments/bench_train.py converge --data DIR [--n 1000000] [--epochs 6] [--ref-factor 10]
+    python experiments/bench_train.py verify --data DIR [--repeats 5]
 """
 
 from __future__ import annotations
@@ -219,13 +222,44 @@ def converge(args) -> dict:
     return out
 
 
+def verify(args) -> dict:
+    """Load time of a whole set with and without the sha256 check (best of ``--repeats``, alternating)."""
+    load_host_set(args.data, verify=False)  # warm the page cache: both variants read from memory
+    times: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}  # process CPU s (all threads): what the hash costs
+    n = 0
+    for _ in range(args.repeats):
+        for check in (False, True):
+            t0, c0 = time.perf_counter(), time.process_time()
+            n = len(load_host_set(args.data, verify=check))
+            times[check].append(time.perf_counter() - t0)
+            cpu[check].append(time.process_time() - c0)
+    out = {"rows": n, "repeats": args.repeats, "cpu_s_without": min(cpu[False]), "cpu_s_with": min(cpu[True])}
+    for check, name in ((False, "without"), (True, "with")):
+        out[f"{name}_s"] = min(times[check])
+        out[f"{name}_median_s"] = sorted(times[check])[len(times[check]) // 2]
+        out[f"{name}_rows_per_s"] = n / min(times[check])
+    out["overhead"] = out["with_s"] / out["without_s"] - 1
+    out["overhead_median"] = out["with_median_s"] / out["without_median_s"] - 1
+    print(f"{'load_host_set, ' + str(n) + ' rows':<34}{'best s':>10}{'median s':>10}{'rows/s':>14}")
+    for name in ("without", "with"):
+        print(
+            f"{name + ' sha256':<34}{out[name + '_s']:>10.3f}{out[name + '_median_s']:>10.3f}"
+            f"{out[name + '_rows_per_s']:>14,.0f}"
+        )
+    print(f"{'overhead (best / median)':<34}{out['overhead']:>10.1%}{out['overhead_median']:>10.1%}")
+    print(f"{'process CPU s without / with':<34}{out['cpu_s_without']:>10.3f}{out['cpu_s_with']:>10.3f}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["throughput", "converge"])
+    ap.add_argument("what", choices=["throughput", "converge", "verify"])
     ap.add_argument("--data", default=None, help="dataset directory (default: random rows for throughput)")
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--batches", type=int, default=40, help="throughput: training batches timed per pipeline")
     ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=5, help="verify: loads timed per variant")
     ap.add_argument("--ref-factor", type=int, default=10)
     ap.add_argument("--batch", type=int, default=4096, help="converge: batch size")
     ap.add_argument(
@@ -243,9 +277,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.n is None:
         args.n = 200_000 if args.what == "throughput" else 1_000_000
-    if args.what == "converge" and not args.data:
-        ap.error("converge needs --data (a generated set)")
-    res = throughput(args) if args.what == "throughput" else converge(args)
+    if args.what in ("converge", "verify") and not args.data:
+        ap.error(f"{args.what} needs --data (a generated set)")
+    res = {"throughput": throughput, "converge": converge, "verify": verify}[args.what](args)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
 

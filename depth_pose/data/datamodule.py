@@ -31,6 +31,8 @@ class DeviceDataModule(L.LightningDataModule):
     ``dir``: a dataset directory (Parquet shards + manifest.json), or pass ``host_set`` directly (tests,
     benchmarks).
     ``max_samples``: optional cap (first rows) for quick runs. ``device``: override (default: the trainer's).
+    ``verify``: check the shards against the manifest's sha256 while reading (default; ``False`` only for a
+    trusted set in a hot loop).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class DeviceDataModule(L.LightningDataModule):
         memory_margin: float = 0.8,
         host_set: HostSet | None = None,
         device: str | None = None,
+        verify: bool = True,
     ) -> None:
         super().__init__()
         if dir is None and host_set is None:
@@ -60,6 +63,7 @@ class DeviceDataModule(L.LightningDataModule):
         self.memory_margin = memory_margin
         self._host = host_set
         self._device = torch.device(device) if device else None
+        self.verify = bool(verify)
         self.splits: dict[str, dict[str, Tensor]] = {}
         self.split_sizes: dict[str, int] = {}
         self.rank, self.world = 0, 1
@@ -79,7 +83,11 @@ class DeviceDataModule(L.LightningDataModule):
         host = (
             self._host
             if self._host is not None
-            else load_host_set(self.dir, max_rows=None if self.max_samples is None else int(self.max_samples))
+            else load_host_set(
+                self.dir,
+                max_rows=None if self.max_samples is None else int(self.max_samples),
+                verify=self.verify,
+            )
         )
         if self.max_samples is not None and len(host) > int(self.max_samples):
             m = int(self.max_samples)

@@ -44,14 +44,15 @@ class HostSet:
         return int(self.z.shape[0])
 
 
-def load_host_set(path: str | Path, max_rows: int | None = None) -> HostSet:
+def load_host_set(path: str | Path, max_rows: int | None = None, verify: bool = True) -> HostSet:
     """Read the needed columns of a dataset directory (Parquet shards + manifest) into host tensors (the first
-    ``max_rows`` rows only, when given)."""
-    from depth_pose.shards import read_table
+    ``max_rows`` rows only, when given). ``verify``: check each shard read against the manifest's sha256
+    (:class:`depth_pose.shards.CorruptSetError` when one does not match); row counts are always checked."""
+    from depth_pose.shards import read_table_deferred
 
-    table = read_table(path, columns=COLUMNS, max_rows=max_rows)
-    if table.num_rows == 0:
-        raise InputError(f"dataset {path} has no rows")
+    # The shards' sha256 is computed in a thread while the columns below are converted; check() waits for it
+    # before anything is returned or validated (a corrupt set is refused as corrupt, naming the shard).
+    table, check = read_table_deferred(path, columns=COLUMNS, max_rows=max_rows, verify=verify)
 
     def col(name: str, dtype=np.float32) -> np.ndarray:  # writable (torch.from_numpy warns on Arrow's views)
         return np.require(
@@ -64,6 +65,9 @@ def load_host_set(path: str | Path, max_rows: int | None = None) -> HostSet:
     unusual = np.array([p is not None and p not in STANDARD_PRESETS for p in preset], dtype=bool)
     special = unusual | col("hands_up", bool)
     z = col(TARGET_COL)
+    check()
+    if table.num_rows == 0:
+        raise InputError(f"dataset {path} has no rows")
     if not np.isfinite(z).all() or (z <= 0).any():
         raise InputError(f"dataset {path}: target {TARGET_COL} has non-finite or non-positive values")
     return HostSet(

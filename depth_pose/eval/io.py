@@ -183,10 +183,12 @@ def pose_labels(
     return np.where(preset != "", preset, gait).astype(str)
 
 
-def read_synthetic_set(path: str | Path, max_rows: int | None = None) -> PeopleSet:
+def read_synthetic_set(path: str | Path, max_rows: int | None = None, verify: bool = True) -> PeopleSet:
     """A synthetic set written by ``dp-generate`` (Parquet shards + manifest) as people to score: ids are the
     row numbers, ``groups`` holds each sample's pose name (:func:`pose_labels`) and arms (``hands up`` or
-    not), so evaluations report errors per pose. ``max_rows``: the first rows only (whole shards are read)."""
+    not), so evaluations report errors per pose. ``max_rows``: the first rows only (whole shards are read).
+    ``verify``: check the shards read against the manifest's sha256 (a corrupt set is refused, naming the
+    shard)."""
     from depth_pose.data.device_data import load_host_set
     from depth_pose.features import K_from_columns
     from depth_pose.shards import read_table
@@ -199,9 +201,12 @@ def read_synthetic_set(path: str | Path, max_rows: int | None = None) -> PeopleS
     if max_rows is not None and int(max_rows) < 1:
         raise EvalInputError(f"dataset_max_rows must be a positive number of rows or null, got {max_rows}")
     try:
-        host = load_host_set(path, max_rows=max_rows)
-        tags = read_table(
-            path, columns=["strategy", "preset", "walk", "both_walk", "hands_up"], max_rows=max_rows
+        host = load_host_set(path, max_rows=max_rows, verify=verify)
+        tags = read_table(  # the same shards, just verified by load_host_set: not hashed twice
+            path,
+            columns=["strategy", "preset", "walk", "both_walk", "hands_up"],
+            max_rows=max_rows,
+            verify=False,
         )
     except (OSError, ValueError, RuntimeError, KeyError, InputError) as e:
         raise EvalInputError(f"cannot read dataset '{path}': {e}") from e
