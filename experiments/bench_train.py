@@ -71,7 +71,7 @@ class EpochTimer(L.Callback):
             self.curve.append((self.train_time, float(ale)))
 
 
-def _trainer(
+def bench_trainer(
     epochs: int,
     timer: EpochTimer,
     limit_train: int | float = 1.0,
@@ -94,13 +94,13 @@ def _trainer(
     )
 
 
-def _module(epochs: int, lr: float | None = None) -> DepthModule:
+def bench_module(epochs: int, lr: float | None = None) -> DepthModule:
     sched = {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": epochs, "eta_min": 1e-5}
     opt = {**OPT, "lr": lr} if lr else OPT
     return DepthModule(net=MLP_BASE, augment=AUG, optimizer=opt, scheduler=sched)
 
 
-class _DictLoader:
+class DictLoader:
     """Wrap a DataLoader of TensorDataset tuples into the module's dict batches (to the device per batch)."""
 
     def __init__(self, dl: DataLoader, device: torch.device) -> None:
@@ -129,20 +129,22 @@ def throughput(args) -> dict:
     dm = DeviceDataModule(host_set=host, batch_size=bs, val_fraction=0.01, test_fraction=0.0)
     dm.setup("fit")
     timer = EpochTimer()
-    model = _module(1)
+    model = bench_module(1)
     model.set_target_stats(*dm.target_stats(model.normaliser))
-    _trainer(1, timer, limit_train=args.batches, precision=args.precision).fit(
+    bench_trainer(1, timer, limit_train=args.batches, precision=args.precision).fit(
         model, train_dataloaders=dm.train_dataloader()
     )
     results["device_resident"] = timer.samples / timer.train_time
     # DataLoader(TensorDataset, shuffle=True) baseline, same rows
     tr = dm.splits["train"]
     ds = TensorDataset(tr["kp"].cpu(), tr["intr"].cpu(), tr["z"].cpu(), tr["special"].cpu(), tr["row"].cpu())
-    dl = _DictLoader(DataLoader(ds, batch_size=bs, shuffle=True), dev)
+    dl = DictLoader(DataLoader(ds, batch_size=bs, shuffle=True), dev)
     timer2 = EpochTimer()
-    model2 = _module(1)
+    model2 = bench_module(1)
     model2.set_target_stats(*dm.target_stats(model2.normaliser))
-    _trainer(1, timer2, limit_train=args.batches, precision=args.precision).fit(model2, train_dataloaders=dl)
+    bench_trainer(1, timer2, limit_train=args.batches, precision=args.precision).fit(
+        model2, train_dataloaders=dl
+    )
     results["dataloader_tensordataset"] = timer2.samples / timer2.train_time
     # the data path alone (no model)
     for name, it in (("device_resident", dm.train_dataloader()), ("dataloader_tensordataset", dl)):
@@ -183,9 +185,9 @@ def converge(args) -> dict:
         L.seed_everything(0)
         dm = DeviceDataModule(host_set=host, batch_size=args.batch, val_fraction=0.02, test_fraction=0.0)
         timer = EpochTimer()
-        model = _module(epochs, args.lr)
+        model = bench_module(epochs, args.lr)
         wall = time.perf_counter()
-        _trainer(epochs, timer, val=True, precision=args.precision).fit(model, datamodule=dm)
+        bench_trainer(epochs, timer, val=True, precision=args.precision).fit(model, datamodule=dm)
         curves[name] = timer.curve
         out[f"{name}_epochs"] = epochs
         out[f"{name}_wall_s"] = time.perf_counter() - wall

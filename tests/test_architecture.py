@@ -63,8 +63,12 @@ def test_every_module_sits_in_a_layer(pkg: str) -> None:
     assert not unplaced, f"modules in no layer of pyproject.toml's import contracts: {unplaced}"
 
 
+# Script folders import each other's modules by file name (experiments/bench_train.py as ``bench_train``).
+LOCAL_MODULES = {f.stem for d in ("experiments", "notebooks", "tests") for f in (REPO / d).glob("*.py")}
+
+
 def _project_module(name: str | None) -> bool:
-    return bool(name) and name.split(".")[0] in PACKAGES
+    return bool(name) and (name.split(".")[0] in PACKAGES or name in LOCAL_MODULES)
 
 
 def private_uses(path: Path) -> list[str]:
