@@ -153,6 +153,7 @@ def run(prog: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # two dp-eval start-ups; read_table / the datamodule refuse the same sets in-process
 @pytest.mark.parametrize("kind", ["bad_bytes", "bad_depth"])
 def test_dp_eval_refuses_corrupt_set(kind, request, tiny_model, tmp_path):
     d = request.getfixturevalue(kind)

@@ -246,6 +246,7 @@ def check_refused(name: str, proc, before: dict, after: dict, named: str) -> Non
     assert after == before  # no input (nor protected file) changed, appeared or vanished
 
 
+@pytest.mark.slow  # CLI start-ups; the same guard runs in-process below (not slow)
 @pytest.mark.parametrize("name", FAST_CLI)
 def test_cli_refuses_output_touching_input(name, cli_results):
     check_refused(name, *cli_results[name])
