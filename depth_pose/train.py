@@ -142,6 +142,8 @@ def build(cfg: DictConfig, data_dir: Path | None = None) -> dict[str, Any]:
         hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c
     ]
     loggers = [hydra.utils.instantiate(c) for c in fill_identity(cfg).values() if c and "_target_" in c]
+    if not loggers:  # logger=none: a learning-rate monitor has nowhere to write (Lightning refuses it)
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return {
         "datamodule": datamodule,

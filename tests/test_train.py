@@ -22,6 +22,27 @@ def _compose(overrides: list[str]):
     return cfg
 
 
+def test_logger_none_trains_with_the_default_callbacks(toy_set_dir, tmp_path):
+    """logger=none (documented) with callbacks=default: the learning-rate monitor, which needs a logger, is
+    left out; checkpoints are still written."""
+    cfg = _compose(
+        [
+            f"data.dir={toy_set_dir}",
+            "logger=none",
+            "model=mlp_small",
+            "trainer=cpu",
+            "trainer.max_epochs=1",
+            "data.max_samples=2000",
+            "progress=false",
+            f"paths.output_dir={tmp_path}",
+        ]
+    )
+    metrics, objs = train(cfg)
+    assert objs["loggers"] == [] and 0 < metrics["val/ale"] < 60
+    assert not any(type(c).__name__ == "LearningRateMonitor" for c in objs["trainer"].callbacks)
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
 def test_train_small_model_beats_trivial_predictor(toy_set_dir, tmp_path):
     cfg = _compose(
         [

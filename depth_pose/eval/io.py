@@ -129,45 +129,97 @@ def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, flo
     gt = obj.get("gt_z_m")
     if gt is None:
         gt_z = math.nan
-    elif isinstance(gt, bool) or not isinstance(gt, int | float) or not math.isfinite(gt) or gt <= 0:
-        raise ValueError(f"gt_z_m must be a positive number, got {gt!r}")
     else:
-        gt_z = float(gt)
+        try:  # a bool is not a depth; an integer too large for a float is not a finite one
+            gt_z = float(gt) if isinstance(gt, int | float) and not isinstance(gt, bool) else math.nan
+        except OverflowError:
+            gt_z = math.inf
+        if not (math.isfinite(gt_z) and gt_z > 0):
+            shown = repr(gt) if len(repr(gt)) <= 40 else repr(gt)[:37] + "..."
+            raise ValueError(f"gt_z_m must be a positive finite number, got {shown}")
     pid = obj.get("id", default_id)
     return str(pid), kp, K, gt_z
 
 
+MAX_LINE_CHARS = 1_000_000  # a person is ~1 KB of JSON; longer lines are refused, not parsed
+
+
+def jsonl_lines(path: Path) -> list[tuple[int, str | None, str]]:
+    """The non-blank lines of a JSON Lines file as (line number, text or None, why not): a UTF-8 BOM and CRLF
+    endings are read normally; a line that is not UTF-8 is named (not the whole file refused)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise EvalInputError(f"cannot read keypoints file '{path}': {e}") from e
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    out = []
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.removesuffix(b"\r")
+        if not raw.strip():
+            continue
+        try:
+            out.append((lineno, raw.decode("utf-8"), ""))
+        except UnicodeDecodeError as e:
+            out.append((lineno, None, f"not UTF-8 (byte {e.start + 1} of the line)"))
+    return out
+
+
 def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
-    """Read a keypoint set; malformed lines land in ``skipped`` as ``("line N", why)``; blank lines
-    are ignored."""
+    """Read a keypoint set; malformed lines land in ``skipped`` as ``("line N", why)``; blank lines are
+    ignored.
+
+    Refused as a whole (:class:`EvalInputError`): a missing file, a file with no people, a JSON array instead
+    of JSON Lines, ids that repeat (named with their lines)."""
     path = Path(path)
     if not path.is_file():
         raise EvalInputError(f"keypoints file not found: '{path}'")
-    ids, kps, Ks, gts, skipped = [], [], [], [], []
-    n_input = 0
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise EvalInputError(f"cannot read keypoints file '{path}': {e}") from e
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    lines = jsonl_lines(path)
+    if not lines:
+        raise EvalInputError(f"keypoints file '{path}' has no people (no JSON lines)")
+    if lines[0][1] is not None and lines[0][1].lstrip().startswith("["):
+        raise EvalInputError(
+            f"keypoints file '{path}' starts with '[': a JSON array, not JSON Lines "
+            "(one JSON object per line)"
+        )
+    ids, kps, Ks, gts, skipped, where = [], [], [], [], [], []
+    for lineno, line, why in lines:
+        if line is None:
+            skipped.append((f"line {lineno}", why))
             continue
-        n_input += 1
+        if len(line) > MAX_LINE_CHARS:
+            skipped.append((f"line {lineno}", f"longer than {MAX_LINE_CHARS:,} characters"))
+            continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             skipped.append((f"line {lineno}", f"not JSON ({e.msg})"))
             continue
+        except RecursionError:
+            skipped.append((f"line {lineno}", "JSON nested too deeply"))
+            continue
+        if isinstance(obj, dict) and "id" in obj and not isinstance(obj["id"], str | int):
+            skipped.append((f"line {lineno}", f"'id' must be a string or an integer, got {obj['id']!r}"))
+            continue
         try:
             pid, kp, K, gt = parse_person(obj, f"line{lineno}")
-        except ValueError as e:
+        except (ValueError, OverflowError, TypeError) as e:
             skipped.append((f"line {lineno}", str(e)))
             continue
         ids.append(pid)
         kps.append(kp)
         Ks.append(K)
         gts.append(gt)
-    return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, None, n_input)
+        where.append(lineno)
+    first: dict[str, int] = {}
+    dups = []
+    for pid, lineno in zip(ids, where):
+        if pid in first:
+            dups.append(f"'{pid}' on lines {first[pid]} and {lineno}")
+        first.setdefault(pid, lineno)
+    if dups:
+        more = f" (+{len(dups) - 3} more)" if len(dups) > 3 else ""
+        raise EvalInputError(f"keypoints file '{path}' repeats ids: {', '.join(dups[:3])}{more}")
+    return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, None, len(lines))
 
 
 def pose_labels(

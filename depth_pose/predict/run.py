@@ -222,6 +222,9 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
     (summary.json is written first, listing the errors).
     """
     out = Path(str(cfg.out)).expanduser()
+    mf = cfg.get("max_frames")
+    if mf is not None and (isinstance(mf, bool) or not isinstance(mf, int) or mf <= 0):
+        raise PredictError(f"max_frames must be a positive integer or null (all frames), got {mf!r}")
     items, errors, skipped = resolve_source(cfg.source)  # SourceError for a missing/unsupported single source
     n_listed = len(items) + len(errors)
     check_paths(cfg, out, items, errors, skipped)
