@@ -32,6 +32,7 @@ from depth_pose.eval.metrics import PERSON_PX_BANDS, calibration_curve, depth_me
 from depth_pose.eval.report import invariance_report, people_report
 from depth_pose.fileio import Named, check_outputs
 from depth_pose.keypoints import pixel_height
+from depth_pose.tracking import close_loggers, fill_identity
 
 log = logging.getLogger(__name__)
 
@@ -217,25 +218,21 @@ def flat_numbers(d: dict, prefix: str = "") -> dict[str, float]:
 
 def log_to_loggers(cfg: DictConfig, metrics: dict, images: list[Path]) -> None:
     """Send flat metrics (and the PNGs, where the logger takes images) to every logger in ``cfg.logger``
-    (the shared ``conf/logger`` group: ``logger=wandb`` gives an offline W&B run; default ``none``)."""
-    loggers = cfg.get("logger") or {}
-    if not loggers:
-        return
+    (the shared ``conf/logger`` group: ``logger=wandb`` gives an offline W&B run; default ``none``), one run
+    named and closed as every job's (:mod:`depth_pose.tracking`)."""
     from hydra.utils import instantiate
 
-    for name, lcfg in loggers.items():
-        if not lcfg or "_target_" not in lcfg:
-            continue
-        logger = instantiate(lcfg)
-        logger.log_metrics({f"eval/{k}": v for k, v in flat_numbers(metrics).items()})
-        if images and hasattr(logger, "log_image"):
-            for p in images:
-                logger.log_image(key=f"eval/{p.stem}", images=[str(p)])
-        logger.finalize("success")
-        if name == "wandb":
-            import wandb
-
-            wandb.finish()
+    loggers = [instantiate(c) for c in fill_identity(cfg).values() if c and "_target_" in c]
+    ok = False
+    try:
+        for logger in loggers:
+            logger.log_metrics({f"eval/{k}": v for k, v in flat_numbers(metrics).items()})
+            if images and hasattr(logger, "log_image"):
+                for p in images:
+                    logger.log_image(key=f"eval/{p.stem}", images=[str(p)])
+        ok = True
+    finally:
+        close_loggers(loggers, ok)
 
 
 def evaluate_people(

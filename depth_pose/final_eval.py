@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 
 from depth_pose.env import config_dir
 from depth_pose.evaluate import evaluate
+from generation.dataset import default_out_dir
 from generation.pipeline import ensure_dataset
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,7 @@ def heldout_dir(cfg: DictConfig) -> Path:
     """The sweep-wide held-out set (generated on first use, reused by its dataset id)."""
     fe = cfg.final_eval
     gen = _compose("generate", [*fe.heldout.overrides, f"paths.root_dir={cfg.paths.root_dir}"])
-    from generation.dataset import dataset_id
-
-    gen.out_dir = str(Path(cfg.paths.data_dir) / "synthetic" / dataset_id(gen))
+    gen.out_dir = str(default_out_dir(cfg.paths.data_dir, gen))
     gen.progress = bool(cfg.get("progress", True))
     return Path(ensure_dataset(gen))
 

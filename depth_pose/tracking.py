@@ -29,12 +29,13 @@ _NOT_IN_NAME = ("hydra.", "hydra/", "paths.", "logger", "progress", "trainer.ena
 def hydra_job() -> tuple[list[str], str | None]:
     """The running Hydra job's task overrides and, in a multirun, its sweep folder's name (else None)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
         return [], None
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
-    group = Path(str(hc.sweep.dir)).name if str(hc.mode) == "RunMode.MULTIRUN" else None
+    group = Path(str(hc.sweep.dir)).name if hc.mode == RunMode.MULTIRUN else None
     return overrides, group
 
 

@@ -24,7 +24,7 @@ from depth_pose.final_eval import final_scores
 from depth_pose.shards import load_manifest
 from depth_pose.tracking import close_loggers, fill_identity, flat_config, git_commit, log_summary
 from generation.config import with_defaults
-from generation.dataset import dataset_id
+from generation.dataset import default_out_dir
 from generation.pipeline import ensure_dataset
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def generation_config(cfg: DictConfig) -> DictConfig:
     gen_cfg = with_defaults(gen)
     out_dir = cfg.data.get("gen_out_dir")
     if out_dir is None:
-        out_dir = str(Path(cfg.paths.data_dir) / "synthetic" / dataset_id(gen_cfg))
+        out_dir = str(default_out_dir(cfg.paths.data_dir, gen_cfg))
     gen_cfg.out_dir = str(out_dir)
     return gen_cfg
 

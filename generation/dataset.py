@@ -67,6 +67,12 @@ def dataset_id(cfg: DictConfig | dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def default_out_dir(data_dir: str | Path, cfg: DictConfig | dict) -> Path:
+    """Where a set is kept by default: ``<data_dir>/synthetic/<dataset id>`` (as ``conf/generate.yaml``'s
+    ``out_dir``), so every command that makes or reuses the same data finds the same folder."""
+    return Path(data_dir) / "synthetic" / dataset_id(cfg)
+
+
 def shard_seed(seed: int, index: int) -> int:
     """Deterministic 63-bit seed of shard ``index`` of a set with ``seed``."""
     return (

@@ -123,3 +123,22 @@ def test_optuna_sweep_with_wandb_logger_gives_one_run_per_trial(toy_set_dir: Pat
     for r, c, s in runs:
         assert "model.net.width=" in r["name"] and f"model.net.width={c['model.net.width']}" in r["name"]
         assert 0 < s["val/ale"] < 60
+
+
+@pytest.mark.slow  # a dp-eval start-up with W&B
+def test_dp_eval_with_wandb_logs_one_closed_run(tmp_path: Path, tiny_model: Path) -> None:
+    """dp-eval logger=wandb: one offline run named by its overrides, flat metrics, closed at the end."""
+    from test_eval_cli import line, person
+
+    kp = tmp_path / "people.jsonl"
+    kp.write_text("\n".join(line(f"p{i}", person(8.0 + i)) for i in range(3)) + "\n")
+    res = subprocess.run(
+        [_console("dp-eval"), f"keypoints={kp}", f"out={tmp_path / 'o' / 'p.jsonl'}",
+         f"ckpt={tiny_model}", "logger=wandb", "plots=false", "progress=false",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    ((run, _, summary),) = runs_under(tmp_path / "run")
+    assert run["name"].startswith("keypoints=") and run["job_type"] == "eval" and run["group"] == ""
+    assert summary["eval/methods/model/n"] == 3 and summary["eval/methods/model/ale_m"] > 0
