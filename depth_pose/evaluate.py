@@ -1,9 +1,27 @@
-"""``dp-eval`` as a plain function: score a keypoint set, an image set, a generated synthetic set or the
-pose-invariance suite; write predictions,
+"""``dp-eval`` as a plain function: score a keypoint set, an image set, a generated synthetic set or a
+synthetic suite (pose invariance, camera tilt); write predictions,
 ``metrics.json``, ``report.md`` and PNG plots beside ``out``.
 
 Exit-code contract (applied by :mod:`depth_pose.cli.eval`): 0 every input entry scored, 3 some left out
 (listed with their line numbers / image names), 2 unusable arguments or files (:class:`EvalInputError`).
+
+The camera's up direction (:mod:`depth_pose.gravity`): a keypoint file's own per-line ``up_cam`` /
+``pitch_deg`` / ``roll_deg``; lines without them (and every person of ``images=``) take the run-wide
+``scene.*`` block, when given. Per-line fields win. Each output line records the ``pitch_deg`` / ``roll_deg``
+given (null when unknown); ``metrics.json["gravity"]`` whether the model uses it and how many people had one.
+
+Each output line carries the model's ``status`` (:mod:`depth_pose.ranges`: ``ok``, ``out_of_range``,
+``degenerate``, ``too_few_joints``, ``no_joints``). The headline metrics (``methods.model``) are over everyone
+with a finite joint (``no_joints`` people have no depth: counted in ``n_total``, not in ``n``);
+``model_ok_only`` is the model on its ``ok`` people, ``status_counts`` the people per status.
+
+Scene self-calibration (``keypoints=`` only; :mod:`depth_pose.scene_commands`): with ``scene.group=FIELD``
+(or ``scene.calibrate=true``: ``camera_id``) the people sharing a camera are calibrated together (up
+direction, camera height, is the floor level; tracks from ``scene.track_fields``) and their depths fused with
+ground contact and per-track scales. Output lines keep the single-frame ``z_pred_m`` beside ``z_scene_m`` /
+``z_scene_sigma_m``, ``depth_source`` and ``scene_status``; ``metrics.json["scene"]`` holds both methods'
+errors and each camera's estimate, against the input's reported camera values (``scene.truth_fields``; never
+used as input). A camera that cannot be calibrated keeps single-frame depths (not an error).
 """
 
 from __future__ import annotations
@@ -29,17 +47,29 @@ from depth_pose.eval.io import (
     read_synthetic_set,
 )
 from depth_pose.eval.metrics import PERSON_PX_BANDS, calibration_curve, depth_metrics, per_band, per_group
-from depth_pose.eval.report import invariance_report, people_report
+from depth_pose.eval.report import invariance_report, people_report, scenes_report, tilt_report
 from depth_pose.fileio import Named, check_outputs
+from depth_pose.gravity import pitch_roll_rows, scene_up
 from depth_pose.keypoints import pixel_height
+from depth_pose.ranges import NO_JOINTS, OK, STATUSES, status_counts
+from depth_pose.scene_commands import (
+    EvalSceneOptions,
+    calibrate_groups,
+    eval_scene_options,
+    image_size,
+    scene_markdown,
+    scene_metrics,
+    track_codes,
+)
 from depth_pose.tracking import close_loggers, fill_identity
 
 log = logging.getLogger(__name__)
 
 MODES = ("keypoints", "images", "dataset", "suite")
+SUITES = ("invariance", "tilt", "scenes")
 # Upright poses first in per-pose tables (then the rest by count).
 POSE_ORDER = ["standing", "walk", "both_walk", "uniform", "normal"]
-# Written beside ``out`` by evaluate_people / run_invariance: ``out`` may not be one of them.
+# Written beside ``out`` by evaluate_people / run_invariance / run_tilt: ``out`` may not be one of them.
 SIDE_OUTPUTS = (
     "metrics.json",
     "report.md",
@@ -47,6 +77,9 @@ SIDE_OUTPUTS = (
     "pred_vs_true.png",
     "calibration.png",
     "pose_ratio.png",
+    "error_vs_tilt.png",
+    "scenes_methods.png",
+    "scenes_error_vs_seen.png",
 )
 
 
@@ -108,19 +141,30 @@ def model_name(predictor) -> str:
 
 
 def score_people(people: PeopleSet, predictor, bcfg: DictConfig | dict) -> dict[str, np.ndarray]:
-    """Model depth + sigma and the baselines' depths for every person of ``people`` (arrays (N,))."""
+    """Model depth + sigma + status and the baselines' depths for every person of ``people`` (arrays (N,))."""
     n = len(people)
     if n == 0:
         empty = np.zeros(0)
-        return {"model": empty, "sigma": empty, "box_height": empty, "shoulder_hip": empty, "floor": empty}
-    pred = predictor.predict(people.keypoints.astype(np.float32), people.K.astype(np.float32))
+        return {
+            "model": empty,
+            "sigma": empty,
+            "status": np.zeros(0, dtype="<U14"),
+            "box_height": empty,
+            "shoulder_hip": empty,
+            "floor": empty,
+        }
+    up = None if people.up is None else people.up.astype(np.float32)
+    pred = predictor.predict(people.keypoints.astype(np.float32), people.K.astype(np.float32), up=up)
     z, s = np.asarray(pred.z_m, np.float64), np.asarray(pred.sigma_m, np.float64)
-    if not (np.isfinite(z).all() and np.isfinite(s).all()):
-        bad = [people.ids[i] for i in np.flatnonzero(~(np.isfinite(z) & np.isfinite(s)))[:5]]
+    status = np.asarray(pred.status).astype(str)
+    has = status != STATUSES[NO_JOINTS]
+    if not (np.isfinite(z[has]).all() and np.isfinite(s[has]).all()):
+        bad = [people.ids[i] for i in np.flatnonzero(has & ~(np.isfinite(z) & np.isfinite(s)))[:5]]
         raise RuntimeError(f"the model returned non-finite depth for {bad} (predictor contract broken)")
     return {
         "model": z,
         "sigma": s,
+        "status": status,
         "box_height": bl.box_height_depth(
             people.keypoints,
             people.K,
@@ -141,15 +185,23 @@ def _r(x: float, nd: int = 4) -> float | None:
 
 
 def output_rows(people: PeopleSet, scores: dict[str, np.ndarray]) -> list[dict]:
-    """One output dict per person: id, z_pred_m, z_sigma_m, [gt_z_m, abs_err_m], baselines, extra fields."""
+    """One output dict per person: id, z_pred_m, z_sigma_m, status, [gt_z_m, abs_err_m], baselines, the
+    camera's pitch_deg / roll_deg given (null when unknown), extra fields."""
     rows = []
+    pitch, roll = pitch_roll_rows(people.up, len(people))
     for i, pid in enumerate(people.ids):
-        row = {"id": pid, "z_pred_m": _r(scores["model"][i]), "z_sigma_m": _r(scores["sigma"][i])}
+        row = {
+            "id": pid,
+            "z_pred_m": _r(scores["model"][i]),
+            "z_sigma_m": _r(scores["sigma"][i]),
+            "status": str(scores["status"][i]),
+        }
         if math.isfinite(people.gt_z[i]):
             row["gt_z_m"] = float(people.gt_z[i])
             row["abs_err_m"] = _r(abs(scores["model"][i] - people.gt_z[i]))
         row["z_box_height_m"] = _r(scores["box_height"][i])
         row["z_shoulder_hip_m"] = _r(scores["shoulder_hip"][i])
+        row["pitch_deg"], row["roll_deg"] = _r(pitch[i], 3), _r(roll[i], 3)
         row.update(people.extra[i] if i < len(people.extra) else {})
         row.update({k: str(v[i]) for k, v in people.groups.items()})
         rows.append(row)
@@ -157,10 +209,13 @@ def output_rows(people: PeopleSet, scores: dict[str, np.ndarray]) -> list[dict]:
 
 
 def people_metrics(people: PeopleSet, scores: dict[str, np.ndarray]) -> dict:
-    """Metrics of each method on the people with ground truth (overall + per band) and the
-    calibration curve."""
+    """Metrics of each method on the people with ground truth (overall + per band), the model on its ``ok``
+    people only, the people per status and the calibration curve."""
     gt = people.has_gt
     true = people.gt_z[gt]
+    ok = scores["status"][gt] == STATUSES[OK]
+    model_ok = depth_metrics(scores["model"][gt][ok], true[ok], scores["sigma"][gt][ok])
+    model_ok["bands"] = per_band(scores["model"][gt][ok], true[ok], scores["sigma"][gt][ok])
     methods = {}
     for name in ("model", "box_height", "shoulder_hip", "floor"):
         sig = scores["sigma"][gt] if name == "model" else None
@@ -176,7 +231,10 @@ def people_metrics(people: PeopleSet, scores: dict[str, np.ndarray]) -> dict:
         same[name] = m
     out = {
         "n_with_gt": int(gt.sum()),
+        "status_counts": status_counts(scores["status"]),
+        "status_counts_with_gt": status_counts(scores["status"][gt]),
         "methods": methods if gt.any() else {},
+        "model_ok_only": model_ok if gt.any() else {},
         "model_on_baseline_people": same if gt.any() else {},
     }
     if gt.any():
@@ -235,14 +293,61 @@ def log_to_loggers(cfg: DictConfig, metrics: dict, images: list[Path]) -> None:
         close_loggers(loggers, ok)
 
 
+def uses_gravity(predictor) -> bool:
+    return bool(getattr(predictor, "uses_gravity", False))
+
+
+def apply_scene(people: PeopleSet, up: np.ndarray | None) -> dict:
+    """Give the people without their own up direction the run-wide one ``up`` (3,); the counts for
+    metrics.json."""
+    n = len(people)
+    own = np.zeros(n, bool) if people.up is None else np.isfinite(people.up).all(1)
+    if up is not None and not own.all():
+        base = np.full((n, 3), np.nan) if people.up is None else people.up.copy()
+        base[~own] = up
+        people.up = base
+    return {"n_up_from_input": int(own.sum()), "n_up_from_scene": int((~own).sum()) if up is not None else 0}
+
+
+def gravity_summary(people: PeopleSet, predictor, counts: dict, scene: np.ndarray | None) -> dict:
+    """``metrics.json["gravity"]``: whether the model uses the up direction, how many people had one (from
+    the input / from ``scene.*``), the scene's pitch and roll."""
+    n = len(people)
+    known = 0 if people.up is None else int(np.isfinite(people.up).all(1).sum())
+    scene_info = None
+    if scene is not None:
+        p, r = pitch_roll_rows(scene, 1)
+        scene_info = {"pitch_deg": _r(p[0], 3), "roll_deg": _r(r[0], 3), "up_cam": [_r(v, 6) for v in scene]}
+    return {
+        "model_uses_gravity": uses_gravity(predictor),
+        "n_with_up": known,
+        "n_without_up": n - known,
+        **counts,
+        "scene": scene_info,
+    }
+
+
 def evaluate_people(
-    people: PeopleSet, cfg: DictConfig, predictor, out: Path, input_name: str, mode: str
+    people: PeopleSet,
+    cfg: DictConfig,
+    predictor,
+    out: Path,
+    input_name: str,
+    mode: str,
+    gravity: dict | None = None,
+    scene: EvalSceneOptions | None = None,
+    scene_up_given: np.ndarray | None = None,
 ) -> dict:
     """Score ``people``, write predictions + metrics.json + report.md + plots beside ``out``; return
-    the metrics."""
+    the metrics (``gravity``: :func:`gravity_summary`, stored as ``metrics["gravity"]``; ``scene``: the scene
+    calibration per camera, :func:`scene_depths`, stored as ``metrics["scene"]``)."""
     bcfg = dict(cfg.baselines) | {"vis_threshold": cfg.vis_threshold}
     scores = score_people(people, predictor, bcfg)
-    atomic_write_jsonl(out, output_rows(people, scores))
+    rows = output_rows(people, scores)
+    scene_part = None
+    if scene is not None and scene.enabled:
+        scene_part = scene_depths(people, predictor, scores, scene, scene_up_given, rows)
+    atomic_write_jsonl(out, rows)
     metrics = {
         "mode": mode,
         "input": input_name,
@@ -253,6 +358,7 @@ def evaluate_people(
         "n_skipped": len(people.skipped),
         "skipped": [{"where": w, "why": y} for w, y in people.skipped],
         "baselines": bcfg,
+        "gravity": gravity if gravity is not None else gravity_summary(people, predictor, {}, None),
     } | people_metrics(people, scores)
     out_dir = out.parent
     images: list[Path] = []
@@ -270,12 +376,80 @@ def evaluate_people(
         )
         images.append(plots.calibration(metrics["calibration_curve"], out_dir / "calibration.png"))
     metrics["plots"] = [str(p) for p in images]
+    if scene_part is not None:
+        metrics["scene"] = scene_part
     atomic_write_json(out_dir / "metrics.json", metrics)
     report = people_report(metrics)
+    if scene_part is not None:
+        report = report.rstrip("\n") + "\n\n" + scene_markdown(scene_part)
     atomic_write_text(out_dir / "report.md", report)
     print(report, flush=True)
     log_to_loggers(cfg, metrics, images)
     return metrics
+
+
+def scene_depths(
+    people: PeopleSet,
+    predictor,
+    scores: dict[str, np.ndarray],
+    opts: EvalSceneOptions,
+    up: np.ndarray | None,
+    rows: list[dict],
+) -> dict:
+    """Calibrate each camera of ``people`` (``opts.group``) and fuse its people's depths (module docstring);
+    add ``z_scene_m``, ``z_scene_sigma_m``, ``depth_source``, ``scene_camera``, ``scene_status`` (and
+    ``abs_err_scene_m``) to the output ``rows``; return :func:`depth_pose.scene_commands.scene_metrics`.
+    Models with a gravity input get the camera's estimated up direction for the people without their own."""
+    f = people.fields
+    n = len(people)
+    tracks = [None] * n
+    for name in opts.track_fields:
+        tracks = [t if t is not None else v for t, v in zip(tracks, f.get(name, [None] * n))]
+    repredict = None
+    if uses_gravity(predictor):
+
+        def repredict(idx: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            ups = np.broadcast_to(u, (len(idx), 3)).copy()
+            if people.up is not None:
+                own = np.isfinite(people.up[idx]).all(1)
+                ups[own] = people.up[idx][own]
+            pred = predictor.predict(
+                people.keypoints[idx].astype(np.float32),
+                people.K[idx].astype(np.float32),
+                up=ups.astype(np.float32),
+            )
+            return np.asarray(pred.z_m, np.float64), np.asarray(pred.sigma_m, np.float64)
+
+    res = calibrate_groups(
+        people.keypoints,
+        people.K,
+        scores["model"],
+        scores["sigma"],
+        f.get(opts.group, [None] * n),
+        track_codes(tracks),
+        [image_size(v) for v in f.get("image_wh", [None] * n)],
+        up=up,
+        height_m=opts.height_m,
+        repredict=repredict,
+    )
+    status = [None] * n
+    for _, fit, idx, _ in res.cameras:
+        for i in idx:
+            status[i] = fit.status
+    for i, row in enumerate(rows):
+        row["z_scene_m"] = _r(res.z[i])
+        row["z_scene_sigma_m"] = _r(res.sigma[i])
+        row["depth_source"] = str(res.source[i])
+        row["scene_camera"] = res.camera[i]
+        row["scene_status"] = status[i]
+        if math.isfinite(people.gt_z[i]):
+            row["abs_err_scene_m"] = _r(abs(res.z[i] - people.gt_z[i]))
+    truth = {
+        k: f[name]
+        for k, name in opts.truth_fields.items()
+        if name and any(v is not None for v in f.get(name, []))
+    }
+    return scene_metrics(res, scores["model"], people.gt_z, truth, opts.group)
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -287,29 +461,58 @@ def evaluate(cfg: DictConfig) -> dict:
     modes = [k for k in MODES if cfg.get(k) not in (None, "")]
     if len(modes) != 1:
         raise EvalInputError(
-            "give exactly one of keypoints=FILE.jsonl, images=DIR, dataset=DIR or suite=invariance "
-            f"(got {modes or 'none'})"
+            "give exactly one of keypoints=FILE.jsonl, images=DIR, dataset=DIR or "
+            f"suite={'|'.join(SUITES)} (got {modes or 'none'})"
         )
     mode = modes[0]
+    scene = scene_up(cfg.get("scene"))  # exit 2 on a bad value, before any work
+    sopts = eval_scene_options(cfg.get("scene"))
+    if sopts.enabled and mode != "keypoints":
+        raise EvalInputError(
+            f"scene.group / scene.calibrate (scene self-calibration) apply to keypoints= only, not {mode}="
+        )
+    if scene is not None and mode in ("suite", "dataset"):
+        raise EvalInputError(
+            f"scene.* (the camera's up direction) applies to keypoints= and images= only, not {mode}="
+        )
     if mode == "suite":
-        if cfg.suite != "invariance":
-            raise EvalInputError(f"unknown suite '{cfg.suite}' (known: invariance)")
-        from depth_pose.suites.invariance import run_invariance
-
+        if cfg.suite not in SUITES:
+            raise EvalInputError(f"unknown suite '{cfg.suite}' (known: {', '.join(SUITES)})")
         out = check_out(
-            abs_path(cfg.out) if cfg.get("out") else default_out("invariance_samples.jsonl"),
+            abs_path(cfg.out) if cfg.get("out") else default_out(f"{cfg.suite}_samples.jsonl"),
             model_inputs(cfg.get("ckpt")),
         )
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)
-        res = run_invariance(
-            predictor,
-            cfg.invariance,
-            out_jsonl=out,
-            bcfg=dict(cfg.baselines) | {"vis_threshold": cfg.vis_threshold},
-            plots_enabled=bool(cfg.plots),
-            progress=bool(cfg.progress),
-        )
-        report = invariance_report(res)
+        if cfg.suite == "scenes":
+            from depth_pose.suites.scenes import run_scenes
+
+            res = run_scenes(
+                predictor,
+                cfg.scenes,
+                out_jsonl=out,
+                plots_enabled=bool(cfg.plots),
+                progress=bool(cfg.progress),
+            )
+            report = scenes_report(res)
+        elif cfg.suite == "tilt":
+            from depth_pose.suites.tilt import run_tilt
+
+            res = run_tilt(
+                predictor, cfg.tilt, out_jsonl=out, plots_enabled=bool(cfg.plots), progress=bool(cfg.progress)
+            )
+            report = tilt_report(res)
+        else:
+            from depth_pose.suites.invariance import run_invariance
+
+            res = run_invariance(
+                predictor,
+                cfg.invariance,
+                out_jsonl=out,
+                bcfg=dict(cfg.baselines) | {"vis_threshold": cfg.vis_threshold},
+                plots_enabled=bool(cfg.plots),
+                progress=bool(cfg.progress),
+            )
+            report = invariance_report(res)
         atomic_write_text(out.parent / "report.md", report)
         print(report, flush=True)
         log_to_loggers(cfg, res, [Path(p) for p in res.get("plots", [])])
@@ -324,7 +527,12 @@ def evaluate(cfg: DictConfig) -> dict:
         [(mode, src), *model_inputs(cfg.get("ckpt"))],
     )
     if mode == "keypoints":
-        people = read_keypoints_jsonl(src)
+        people = read_keypoints_jsonl(src, keep=sopts.fields() if sopts.enabled else ())
+        if sopts.enabled and all(v is None for v in people.fields.get(sopts.group, [])):
+            raise EvalInputError(
+                f"scene.group={sopts.group}: no line of '{src}' has a '{sopts.group}' field (each person's "
+                "camera); name the field with scene.group=FIELD"
+            )
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)
     elif mode == "dataset":
         people = read_synthetic_set(
@@ -345,6 +553,13 @@ def evaluate(cfg: DictConfig) -> dict:
         people = detect_people(src, detector, cfg.match_iou, progress=bool(cfg.progress))
     for where, why in people.skipped:
         log.warning("left out %s: %s", where, why)
-    metrics = evaluate_people(people, cfg, predictor, out, str(src), mode)
+    counts = apply_scene(people, scene)
+    if people.up is not None and np.isfinite(people.up).all(1).any() and not uses_gravity(predictor):
+        log.warning(
+            "the camera's up direction was given but model '%s' does not use it (no gravity input): ignored",
+            model_name(predictor),
+        )
+    gravity = gravity_summary(people, predictor, counts, scene)
+    metrics = evaluate_people(people, cfg, predictor, out, str(src), mode, gravity, sopts, scene)
     metrics["exit_code"] = EXIT_PARTIAL if people.skipped else EXIT_OK
     return metrics

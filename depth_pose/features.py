@@ -16,6 +16,12 @@ Two variants (``features.name``):
 
 The model never sees raw confidences: a joint is visible iff ``conf >= threshold`` and its coordinates are
 finite (detectors disagree on confidences; OpenPifPaf-style forced-complete poses put guesses at conf 0.01).
+
+Optional gravity input (``gravity: true``, normalised variant only): the camera's up direction ``up_cam``
+(unit vector in camera coordinates, conventions in :mod:`depth_pose.geometry`) per sample, NaN = not known.
+Five more inputs ``[up_cam * given (3), sin(elevation of the person's ray) * given, given]``; an unknown up
+encodes as five zeros, and training hides it on a share of samples (``augment.p_hide_up``), so one model
+serves both and "masked" is exactly "not given".
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ LEG_JOINTS = (INDEX["left_knee"], INDEX["right_knee"], INDEX["left_ankle"], INDE
 ANKLES = (INDEX["left_ankle"], INDEX["right_ankle"])
 S_MIN = 1e-3  # floor of the normalised RMS radius (a 1.7 m person ~400 m away): bounds log_ref
 MIN_VISIBLE_FOR_SCALE = 3  # fewer visible joints: centre/scale from every finite joint (guessed positions)
+GRAVITY_DIM = 5  # up_cam (3), sin(elevation of the centroid ray), given flag
 
 
 def as_K(K: Tensor, n: int) -> Tensor:
@@ -74,6 +81,7 @@ class Observed:
     xy: Tensor  # (B, 17, 2), NaN-free (unseen joints keep their coordinate if finite, else 0)
     mask: Tensor  # (B, 17) bool: visible
     finite: Tensor | None = None  # (B, 17) bool: finite coordinates (a guess when not visible)
+    up: Tensor | None = None  # (B, 3) camera up direction (unit), NaN rows = not known; None = none known
 
 
 @dataclass
@@ -87,6 +95,8 @@ class Normaliser:
     min_visible: int = 5
     # raw_pixels only: the fixed camera's image size (pixels are divided by it).
     image_size: tuple[float, float] = (1242.0, 375.0)
+    # Optional gravity input (see module docstring); models saved without the key have none.
+    gravity: bool = False
     version: int = FEATURES_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -96,12 +106,17 @@ class Normaliser:
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ValueError(f"features threshold must be in [0, 1], got {self.threshold}")
         self.threshold = float(self.threshold)
+        self.gravity = bool(self.gravity)
+        if self.gravity and self.name != "normalised":
+            raise ValueError("features gravity: true needs the normalised variant (camera rays)")
         self.image_size = tuple(float(v) for v in self.image_size)
 
     # --- identity -------------------------------------------------------------------------------------
     @property
     def in_dim(self) -> int:
-        return 2 * NUM_KEYPOINTS + NUM_KEYPOINTS + 3 if self.name == "normalised" else 3 * NUM_KEYPOINTS
+        if self.name != "normalised":
+            return 3 * NUM_KEYPOINTS
+        return 2 * NUM_KEYPOINTS + NUM_KEYPOINTS + 3 + (GRAVITY_DIM if self.gravity else 0)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,11 +145,12 @@ class Normaliser:
             )
 
     # --- pipeline -------------------------------------------------------------------------------------
-    def observe(self, kp_xyc: Tensor, K: Tensor) -> Observed:
+    def observe(self, kp_xyc: Tensor, K: Tensor, up: Tensor | None = None) -> Observed:
         """Visibility mask and coordinates (normalised rays for ``normalised``, pixels for ``raw_pixels``).
 
         Visible = confidence >= threshold and finite; if fewer than ``min_visible`` joints are, every finite
-        joint is used (the detector's guesses)."""
+        joint is used (the detector's guesses). ``up``: (B, 3) camera up directions (NaN rows = unknown),
+        normalised to unit length here; kept only when the model takes gravity."""
         if kp_xyc.ndim != 3 or kp_xyc.shape[1:] != (NUM_KEYPOINTS, 3):
             raise ValueError(f"keypoints must have shape (N, {NUM_KEYPOINTS}, 3), got {tuple(kp_xyc.shape)}")
         mask = visibility(kp_xyc, self.threshold)
@@ -146,7 +162,17 @@ class Normaliser:
             xy = normalise_pixels(px, K.to(px))
         else:
             xy = px
-        return Observed(xy=xy, mask=mask, finite=finite)
+        return Observed(xy=xy, mask=mask, finite=finite, up=self._unit_up(up, kp_xyc))
+
+    def _unit_up(self, up: Tensor | None, like: Tensor) -> Tensor | None:
+        if not self.gravity or up is None:
+            return None
+        up = torch.as_tensor(up, dtype=like.dtype, device=like.device)
+        if up.shape != (like.shape[0], 3):
+            raise ValueError(f"up must have shape ({like.shape[0]}, 3), got {tuple(up.shape)}")
+        n = up.norm(dim=1, keepdim=True)
+        ok = torch.isfinite(n) & (n > 1e-6)
+        return torch.where(ok, up / n.clamp_min(1e-6), torch.full_like(up, float("nan")))
 
     def encode(self, obs: Observed) -> tuple[Tensor, Tensor]:
         """Model inputs ``(B, in_dim)`` and the reference ``log_ref`` (B,) such that
@@ -172,31 +198,53 @@ class Normaliser:
         s = ((d.square().sum(-1) * w).sum(1) / n.squeeze(1)).sqrt().clamp_min(S_MIN)  # RMS radius
         u = torch.where(mask[..., None], d / s[:, None, None], torch.zeros_like(d))
         log_s = s.log()
-        feats = torch.cat((u.flatten(1), m, c, log_s[:, None]), dim=1)
-        return feats, -log_s
+        parts = [u.flatten(1), m, c, log_s[:, None]]
+        if self.gravity:
+            parts.append(gravity_inputs(obs.up, c))
+        return torch.cat(parts, dim=1), -log_s
 
-    def __call__(self, kp_xyc: Tensor, K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def __call__(self, kp_xyc: Tensor, K: Tensor, up: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``observe`` + ``encode`` without augmentation: (features, log_ref, mask)."""
-        obs = self.observe(kp_xyc, K)
+        obs = self.observe(kp_xyc, K, up)
         feats, log_ref = self.encode(obs)
         return feats, log_ref, obs.mask
 
 
+def gravity_inputs(up: Tensor | None, c: Tensor) -> Tensor:
+    """The five gravity inputs (B, 5) for up directions ``up`` (B, 3, unit, NaN rows = unknown; None = all
+    unknown) and centroid rays ``c`` (B, 2, normalised image coordinates): ``[up * g, sin(elev) * g, g]``
+    with ``g`` = 1 where known; elev = elevation of the ray ``(c, 1)`` above the horizon. Unknown: zeros."""
+    B = c.shape[0]
+    if up is None:
+        return torch.zeros(B, GRAVITY_DIM, dtype=c.dtype, device=c.device)
+    given = torch.isfinite(up).all(1)
+    upz = torch.where(given[:, None], up, torch.zeros_like(up))
+    ray = torch.cat((c, torch.ones_like(c[:, :1])), dim=1)
+    sin_elev = (ray * upz).sum(1) / ray.norm(dim=1)
+    g = given.to(c.dtype)
+    return torch.cat((upz, sin_elev[:, None], g[:, None]), dim=1)
+
+
 def flip(obs: Observed, which: Tensor | None = None) -> Observed:
-    """Horizontal flip in normalised coordinates (x -> -x about the principal point, FLIP_INDEX swap) of the
-    samples where ``which`` (B,) is True (all when None). Depth is unchanged."""
+    """Horizontal flip in normalised coordinates (x -> -x about the principal point, FLIP_INDEX swap; the up
+    direction's x too) of the samples where ``which`` (B,) is True (all when None). Depth is unchanged."""
     idx = torch.tensor(FLIP_INDEX, device=obs.xy.device)
     xy_f = obs.xy[:, idx].clone()
     xy_f[..., 0] = -xy_f[..., 0]
     mask_f = obs.mask[:, idx]
     fin_f = obs.finite[:, idx] if obs.finite is not None else None
+    up_f = None
+    if obs.up is not None:
+        up_f = obs.up.clone()
+        up_f[:, 0] = -up_f[:, 0]
     if which is None:
-        return Observed(xy=xy_f, mask=mask_f, finite=fin_f)
+        return Observed(xy=xy_f, mask=mask_f, finite=fin_f, up=up_f)
     w = which[:, None]
     return Observed(
         xy=torch.where(w[..., None], xy_f, obs.xy),
         mask=torch.where(w, mask_f, obs.mask),
         finite=torch.where(w, fin_f, obs.finite) if fin_f is not None else None,
+        up=torch.where(w, up_f, obs.up) if up_f is not None else None,
     )
 
 
@@ -208,6 +256,8 @@ class Augment:
     * ``p_truncate``: probability that the legs (knees + ankles, or ankles only) are cut off (image border);
     * ``p_flip``: horizontal flip in normalised coordinates (x -> -x about the principal point, left/right
       joints swapped with FLIP_INDEX); depth is unchanged. Not applied to ``raw_pixels``.
+    * ``p_hide_up``: probability that a sample's known up direction is hidden (gravity models: one model for
+      cameras with and without a known mount).
     A sample keeps its original mask if augmentation would leave fewer than ``min_visible`` joints.
     """
 
@@ -216,6 +266,7 @@ class Augment:
     p_truncate: float = 0.0
     p_flip: float = 0.0
     min_visible: int = 4
+    p_hide_up: float = 0.5
 
     def __call__(
         self, obs: Observed, flip_ok: bool = True, generator: torch.Generator | None = None
@@ -243,7 +294,11 @@ class Augment:
             new &= ~(legs & cut)
         keep_old = new.sum(1) < min(self.min_visible, J)
         new = torch.where(keep_old[:, None], mask, new)
-        out = Observed(xy=xy, mask=new, finite=obs.finite)
+        up = obs.up
+        if up is not None and self.p_hide_up > 0:
+            hide = rand(B) < self.p_hide_up
+            up = torch.where(hide[:, None], torch.full_like(up, float("nan")), up)
+        out = Observed(xy=xy, mask=new, finite=obs.finite, up=up)
         if flip_ok and self.p_flip > 0:
             out = flip(out, rand(B) < self.p_flip)
         return out
@@ -259,5 +314,6 @@ def from_config(cfg: Any) -> tuple[Normaliser, Augment]:
         threshold=cfg.get("threshold", 0.1),
         min_visible=int(cfg.get("min_visible", 5)),
         image_size=tuple(cfg.get("image_size", (1242.0, 375.0))),
+        gravity=bool(cfg.get("gravity", False)),
     )
     return norm, Augment(**aug)

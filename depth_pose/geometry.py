@@ -7,6 +7,9 @@ Conventions
 * Intrinsics ``K`` are 3x3 pixel matrices ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]``; pixel centres sit at
   integer coordinates + 0.5 of the pixel grid origin used by the detector (ultralytics: top-left corner = 0).
 * The project's target: the camera z of the midpoint of the two 3D hip keypoints (:func:`mid_hip`).
+* Gravity (``up_cam``, ``pitch_deg`` negative = looking down, ``roll_deg`` positive = scene rotated clockwise
+  in the image): the convention is written once, in docs/ARCHITECTURE.md; :func:`up_from_pitch_roll` and
+  :func:`pitch_roll_from_up` are the only conversions.
 """
 
 from __future__ import annotations
@@ -45,16 +48,65 @@ def hfov_from_intrinsics(K: Tensor, width: Tensor | float) -> Tensor:
     return torch.rad2deg(2.0 * torch.atan(torch.as_tensor(width, dtype=K.dtype) / (2.0 * K[..., 0, 0])))
 
 
-def check_intrinsics(K: Tensor) -> str | None:
-    """Return why ``K`` is unusable (not 3x3, non-finite, non-positive focal length, singular), else None."""
+SANE_HFOV_DEG = (1.0, 175.0)  # a horizontal field of view outside this is a unit or input mistake
+
+
+def _fmt(v: Tensor) -> str:
+    return "[" + ", ".join(f"{float(x):.6g}" for x in v) + "]"
+
+
+def check_intrinsics(K: Tensor, image_size: tuple[float, float] | None = None) -> str | None:
+    """Why ``K`` (3, 3) or (N, 3, 3) is not a pixel intrinsics matrix
+    ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]``, else None.
+
+    Checked, in this order: the shape; finite entries; the bottom row ``[0, 0, 1]`` (within 1e-6; a matrix
+    with the principal point in its bottom row is named as transposed); ``K[1][0] = 0``; ``fx, fy > 0``; not
+    singular; and, when the image size ``(W, H)`` is known, a horizontal field of view
+    ``2 atan(W / (2 fx))`` within :data:`SANE_HFOV_DEG`. A valid matrix can still lie outside what a model
+    was trained on (``fx = 1e12``): that is flagged per person (:mod:`depth_pose.ranges`), not refused here.
+    For a batch, the first bad matrix is named ``K[i]``."""
     if K.shape[-2:] != (3, 3):
         return f"K must be 3x3, got shape {tuple(K.shape[-2:])}"
-    if not torch.isfinite(K).all():
-        return "K has non-finite entries"
-    if (K[..., 0, 0] <= 0).any() or (K[..., 1, 1] <= 0).any():
-        return "K has a non-positive focal length"
-    if (torch.linalg.det(K.double()).abs() < 1e-9).any():
-        return "K is singular"
+    batched = K.ndim == 3 and K.shape[0] > 1
+    Kd = torch.as_tensor(K, dtype=torch.float64).reshape(-1, 3, 3)
+
+    def first(bad: Tensor) -> tuple[str, Tensor] | None:
+        if not bool(bad.any()):
+            return None
+        i = int(bad.nonzero()[0])
+        return (f"K[{i}]" if batched else "K"), Kd[i]
+
+    if hit := first(~torch.isfinite(Kd).flatten(1).all(1)):
+        return f"{hit[0]} has non-finite entries"
+    eye_row = torch.tensor([0.0, 0.0, 1.0], dtype=Kd.dtype)
+    if hit := first((Kd[:, 2, :] - eye_row).abs().amax(1) > 1e-6):
+        name, k = hit
+        if (k[2, :2].abs() > 1e-6).any() and (k[:2, 2].abs() <= 1e-6).all():
+            return (
+                f"{name} looks transposed: its bottom row is {_fmt(k[2])} and its last column "
+                f"{_fmt(k[:, 2])}; give it row by row as [[fx, s, cx], [0, fy, cy], [0, 0, 1]]"
+            )
+        return f"{name}'s bottom row must be [0, 0, 1], got {_fmt(k[2])}"
+    if hit := first(Kd[:, 1, 0].abs() > 1e-6):
+        name, k = hit
+        return f"{name}[1][0] must be 0 ([[fx, s, cx], [0, fy, cy], [0, 0, 1]]), got {float(k[1, 0]):.6g}"
+    if hit := first((Kd[:, 0, 0] <= 0) | (Kd[:, 1, 1] <= 0)):
+        name, k = hit
+        return f"{name} has a non-positive focal length (fx={float(k[0, 0]):.6g}, fy={float(k[1, 1]):.6g})"
+    if hit := first(torch.linalg.det(Kd).abs() < 1e-9):
+        return f"{hit[0]} is singular"
+    if image_size is not None:
+        width = float(image_size[0])
+        hfov = hfov_from_intrinsics(Kd, width)
+        lo, hi = SANE_HFOV_DEG
+        if hit := first(~((hfov >= lo) & (hfov <= hi))):
+            name, k = hit
+            h = float(hfov_from_intrinsics(k, width))
+            return (
+                f"{name} gives a horizontal field of view of {h:.4g} degrees for a {width:g}-px-wide image "
+                f"(fx={float(k[0, 0]):.6g}); expected {lo:g}-{hi:g} degrees: check the focal length and its "
+                "unit"
+            )
     return None
 
 
@@ -152,6 +204,24 @@ def camera_rotation(tilt: Tensor, roll: Tensor, pan: Tensor | None = None) -> Te
     zero = torch.zeros_like(ct)
     rows = (cr, -sr * st, sr * ct, sr, cr * st, -cr * ct, zero, ct, st)
     return torch.stack(rows, dim=-1).reshape(*tilt.shape, 3, 3)
+
+
+def up_from_pitch_roll(pitch_deg: Tensor | float, roll_deg: Tensor | float) -> Tensor:
+    """``up_cam`` (..., 3) of a camera pitched by ``pitch_deg`` (negative = looking down) and rolled by
+    ``roll_deg`` (positive = scene rotated clockwise in the image): column 2 of :func:`camera_rotation`."""
+    p = torch.as_tensor(pitch_deg, dtype=torch.float32) * (math.pi / 180.0)
+    r = torch.as_tensor(roll_deg, dtype=torch.float32) * (math.pi / 180.0)
+    p, r = torch.broadcast_tensors(p, r)
+    return torch.stack((torch.sin(r) * torch.cos(p), -torch.cos(r) * torch.cos(p), torch.sin(p)), dim=-1)
+
+
+def pitch_roll_from_up(up_cam: Tensor) -> tuple[Tensor, Tensor]:
+    """``(pitch_deg, roll_deg)`` of an up vector in camera coordinates (..., 3; normalised here)."""
+    u = torch.as_tensor(up_cam, dtype=torch.float32)
+    u = u / u.norm(dim=-1, keepdim=True)
+    pitch = torch.asin(u[..., 2].clamp(-1.0, 1.0)) * (180.0 / math.pi)
+    roll = torch.atan2(u[..., 0], -u[..., 1]) * (180.0 / math.pi)
+    return pitch, roll
 
 
 def world_to_camera(points_world: Tensor, R: Tensor, t: Tensor) -> Tensor:

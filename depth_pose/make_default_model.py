@@ -4,7 +4,9 @@
     python -m depth_pose.make_default_model --from-ckpt RUN/checkpoints/last.ckpt   # export a finished run
 
 Config: ``conf/train.yaml`` + ``experiment=default_model`` (+ overrides). The JSON metadata records the
-resolved config, the dataset id, the synthetic val/test metrics, the keypoint normalisation and timings.
+resolved config, the dataset id, the synthetic val/test metrics, the keypoint normalisation, timings and the
+training set's ranges (``training_ranges``, :mod:`depth_pose.ranges`: what the predictor flags
+``out_of_range`` against).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 import depth_pose  # noqa: F401
 from depth_pose.env import REPO_ROOT, config_dir
 from depth_pose.predictor import DEFAULT_MODEL, export_model
+from depth_pose.ranges import compute_ranges
 
 log = logging.getLogger(__name__)
 CONF_DIR = config_dir()
@@ -51,6 +54,14 @@ def _data_config(data_dir: str | Path | None) -> dict | None:
     return {k: v for k, v in cfg.items() if k not in ("paths", "out_dir", "progress")} if cfg else None
 
 
+def _training_ranges(data_dir: str | Path | None, normaliser) -> dict | None:
+    """:func:`depth_pose.ranges.compute_ranges` of the training set, or None (logged) when it is not there."""
+    if not data_dir or not (Path(data_dir) / "manifest.json").is_file():
+        log.warning("training set %s not found: no training_ranges in the JSON (defaults)", data_dir)
+        return None
+    return compute_ranges(data_dir, threshold=normaliser.threshold, min_visible=normaliser.min_visible)
+
+
 def make_default_model(
     overrides: list[str] | None = None, out: str | Path = DEFAULT_MODEL
 ) -> tuple[Path, dict]:
@@ -78,6 +89,8 @@ def make_default_model(
         "torch": torch.__version__,
         "config": resolved_config(cfg),
     }
+    if (ranges := _training_ranges(objs["data_dir"], model.normaliser)) is not None:
+        meta["training_ranges"] = ranges
     path = export_model(model, out, meta)
     log.info(
         "exported %s (%.0f KB); val ALE %.3f m", path, path.stat().st_size / 1024, metrics.get("best_val", -1)
@@ -108,6 +121,9 @@ def export_checkpoint(ckpt: str | Path, out: str | Path = DEFAULT_MODEL, note: s
         "torch": torch.__version__,
         "config": pred.metadata.get("config"),
     }
+    ranges = _training_ranges(pred.metadata.get("data_dir"), pred.normaliser)
+    if ranges is not None or "training_ranges" in pred.metadata:
+        meta["training_ranges"] = ranges if ranges is not None else pred.metadata["training_ranges"]
     return export_model(pred.module, out, meta), meta
 
 

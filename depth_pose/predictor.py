@@ -4,13 +4,16 @@
     pred = DepthPredictor.load()                      # the shipped default model (depth_pose/assets)
     out = pred.predict(keypoints_xyc, K)              # (N,17,3) pixels + confidence, K (N,3,3) or (3,3)
     out.z_m, out.sigma_m                              # (N,) metres: depth of the mid-hip point, its std
+    out.status                                        # (N,) "ok", "out_of_range", ... (depth_pose.ranges)
+    pred.predict(keypoints_xyc, K, up=up_from_pitch_roll(-30.0, 0.0))   # the camera's up direction, if known
 
 Accepted model files: ``*.safetensors`` (weights) + a sibling ``*.json`` (metadata: hyper-parameters,
 normalisation, data id, metrics, ``sha256`` of the weights file), as written by :func:`export_model`; or a
 Lightning ``*.ckpt`` (read with ``torch.load(weights_only=True)``; never unpickled). Weights that do not match
 the JSON's ``sha256`` are refused (:class:`CorruptModelError`; a JSON without one, an older export, loads
 with a warning), and so is a model whose stored keypoint normalisation does not match
-:mod:`depth_pose.features`.
+:mod:`depth_pose.features`. The JSON's optional ``training_ranges`` (:mod:`depth_pose.ranges`) say what the
+model knows; without them, :data:`depth_pose.ranges.DEFAULT_RANGES`.
 """
 
 from __future__ import annotations
@@ -34,11 +37,17 @@ from depth_pose.fileio import atomic_write
 from depth_pose.geometry import check_intrinsics
 from depth_pose.keypoints import NUM_KEYPOINTS
 from depth_pose.models.module import DepthModule
+from depth_pose.ranges import (
+    NO_JOINTS,
+    TrainingRanges,
+    person_box_px,
+    status_codes,
+    status_names,
+    widen_sigma,
+)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL = ASSETS / "default_model.safetensors"
-FALLBACK_SIGMA_FACTOR = 3.0
-FALLBACK_MIN_REL_SIGMA = 0.3
 Z_RANGE = (0.2, 300.0)
 
 
@@ -49,10 +58,14 @@ class CorruptModelError(InputError):
 
 @dataclass
 class DepthPrediction:
-    """Per person: depth ``z_m`` (camera z of the mid-hip point, metres) and its std ``sigma_m`` (metres)."""
+    """Per person: depth ``z_m`` (camera z of the mid-hip point, metres), its std ``sigma_m`` (metres) and
+    ``status`` (:data:`depth_pose.ranges.STATUSES`: ``ok``, ``out_of_range``, ``degenerate``,
+    ``too_few_joints``, ``no_joints``; sigma is widened for every status but ``ok``; ``no_joints``: z and
+    sigma NaN)."""
 
     z_m: np.ndarray  # (N,)
     sigma_m: np.ndarray  # (N,)
+    status: np.ndarray  # (N,) str
 
 
 def _writable(a: Any) -> np.ndarray:
@@ -81,6 +94,23 @@ def export_model(module: DepthModule, path: str | Path, metadata: dict[str, Any]
     return path
 
 
+def _as_up(up: Any, n: int) -> torch.Tensor:
+    """Up directions as (n, 3) float32 from (3,) or (n, 3); NaN rows stay NaN (unknown)."""
+    u = torch.as_tensor(_writable(up) if not torch.is_tensor(up) else up, dtype=torch.float32)
+    if u.shape == (3,):
+        u = u.expand(n, 3)
+    if u.shape != (n, 3):
+        raise ValueError(f"up must have shape (3,) or ({n}, 3), got {tuple(u.shape)}")
+    norm = u.norm(dim=1)
+    bad = torch.isfinite(norm) & ((norm < 0.5) | (norm > 1.5))
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(
+            f"up must be a unit vector (camera coordinates), row {i} has length {float(norm[i]):.3g}"
+        )
+    return u
+
+
 class DepthPredictor:
     """A loaded depth model (eval mode) with its normalisation; see the module docstring."""
 
@@ -89,6 +119,7 @@ class DepthPredictor:
         self.metadata = metadata
         self.device = torch.device(device)
         self.normaliser: Normaliser = module.normaliser
+        self.ranges = TrainingRanges.from_metadata(metadata, str(metadata.get("source", "model")))
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "cpu") -> DepthPredictor:
@@ -169,16 +200,25 @@ class DepthPredictor:
 
     @torch.no_grad()
     def predict(
-        self, keypoints_xyc: Any, K: Any, *, flip_tta: bool = True, chunk: int = 65536
+        self, keypoints_xyc: Any, K: Any, *, up: Any = None, flip_tta: bool = True, chunk: int = 65536
     ) -> DepthPrediction:
         """Depth and its std for N people: ``keypoints_xyc`` (N, 17, 3), ``K`` (N, 3, 3) or (3, 3).
+
+        ``up``: the camera's up direction in camera coordinates (x right, y down, z forward; a level camera's
+        is ``(0, -1, 0)``; :func:`depth_pose.geometry.up_from_pitch_roll` makes it from pitch/roll), (3,) for
+        all or (N, 3); NaN rows or None = unknown. Used by models trained with gravity (``uses_gravity``),
+        ignored by others.
 
         ``flip_tta``: average the prediction of the keypoints and of their mirror image (normalised variant
         only).
 
-        Always finite: people with fewer than ``min_visible`` (5) confident joints use every finite joint (the
-        detector's guesses, as in training) with sigma at least 30% of z; people with no finite coordinate at
-        all get the training mean depth with sigma = z.
+        ``status`` per person (:mod:`depth_pose.ranges`, checked against the model's training ranges):
+        people with fewer than ``min_visible`` (5) confident joints use every finite joint (the detector's
+        guesses, as in training; ``too_few_joints``, sigma at least 30% of z), with a single finite joint
+        the training mean depth with sigma = z; ``degenerate`` and ``out_of_range`` people get a widened
+        sigma too. Finite for everyone with a finite joint; people with none get NaN (``no_joints``).
+
+        ``K`` must pass :func:`depth_pose.geometry.check_intrinsics` (ValueError naming the problem).
         """
         kp = torch.as_tensor(
             _writable(keypoints_xyc) if not torch.is_tensor(keypoints_xyc) else keypoints_xyc,
@@ -189,30 +229,40 @@ class DepthPredictor:
         if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
             raise ValueError(f"keypoints_xyc must have shape (N, {NUM_KEYPOINTS}, 3), got {tuple(kp.shape)}")
         n = kp.shape[0]
-        Kt = torch.as_tensor(_writable(K) if not torch.is_tensor(K) else K, dtype=torch.float32)
-        Kt = as_K(Kt, n)
-        if n and (why := check_intrinsics(Kt)):
+        K_in = torch.as_tensor(_writable(K) if not torch.is_tensor(K) else K, dtype=torch.float32)
+        Kt = as_K(K_in, n)
+        if n and (why := check_intrinsics(K_in)):
             raise ValueError(f"bad intrinsics K: {why}")
-        zs, ss = [], []
+        upt = None if up is None else _as_up(up, n)
+        zs, ss, cs = [], [], []
         for i in range(0, n, chunk):
-            z, s = self._predict_chunk(
-                kp[i : i + chunk].to(self.device), Kt[i : i + chunk].to(self.device), flip_tta
+            z, s, c = self._predict_chunk(
+                kp[i : i + chunk].to(self.device),
+                Kt[i : i + chunk].to(self.device),
+                flip_tta,
+                None if upt is None else upt[i : i + chunk].to(self.device),
             )
             zs.append(z)
             ss.append(s)
+            cs.append(c)
         if not zs:
-            return DepthPrediction(np.zeros(0, np.float32), np.zeros(0, np.float32))
-        return DepthPrediction(torch.cat(zs).cpu().numpy(), torch.cat(ss).cpu().numpy())
+            return DepthPrediction(np.zeros(0, np.float32), np.zeros(0, np.float32), status_names([]))
+        return DepthPrediction(
+            torch.cat(zs).cpu().numpy(), torch.cat(ss).cpu().numpy(), status_names(torch.cat(cs))
+        )
+
+    @property
+    def uses_gravity(self) -> bool:
+        """Whether this model takes the camera's up direction (``predict(..., up=...)``)."""
+        return bool(self.normaliser.gravity)
 
     def _predict_chunk(
-        self, kp: torch.Tensor, K: torch.Tensor, flip_tta: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, kp: torch.Tensor, K: torch.Tensor, flip_tta: bool, up: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         norm = self.normaliser
-        obs = norm.observe(kp, K)
+        obs = norm.observe(kp, K, up)
         finite = obs.finite
-        few = visibility(kp, norm.threshold).sum(1) < max(
-            norm.min_visible, 3
-        )  # guessed skeleton: widen sigma
+        min_visible = max(norm.min_visible, 3)  # fewer: a guessed skeleton (too_few_joints)
         mu, log_b = self.module(*norm.encode(obs))
         if flip_tta and norm.name == "normalised":
             mu_f, log_b_f = self.module(*norm.encode(flip(obs)))
@@ -220,12 +270,23 @@ class DepthPredictor:
             log_b = torch.logaddexp(log_b, log_b_f) - math.log(2.0)  # mean of the two scales
         z = mu.exp()
         sigma = self.module.sigma_m(mu, log_b)  # calibrated on the synthetic validation split
-        sigma = torch.where(
-            few, torch.maximum(sigma * FALLBACK_SIGMA_FACTOR, FALLBACK_MIN_REL_SIGMA * z), sigma
-        )
+        bad_output = ~torch.isfinite(z)
         prior = self.module.z_train_mean
         prior = prior if torch.isfinite(prior) else torch.tensor(10.0, device=z.device)
-        nothing = (finite.sum(1) < 2) | ~torch.isfinite(z)
+        nothing = (finite.sum(1) < 2) | bad_output
         z = torch.where(nothing, prior.expand_as(z), z).clamp(*Z_RANGE)
+        code = status_codes(
+            self.ranges,
+            n_finite=finite.sum(1),
+            n_visible=visibility(kp, norm.threshold).sum(1),
+            min_visible=min_visible,
+            box_px=person_box_px(kp, norm.threshold, norm.min_visible),
+            z=z,
+            K=K,
+            bad_output=bad_output,
+        )
+        sigma = widen_sigma(sigma, z, code)
         sigma = torch.where(nothing | ~torch.isfinite(sigma), z, sigma).clamp(min=1e-3, max=Z_RANGE[1])
-        return z, sigma
+        none = code == NO_JOINTS
+        nan = torch.full_like(z, float("nan"))
+        return torch.where(none, nan, z), torch.where(none, nan, sigma), code

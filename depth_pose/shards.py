@@ -150,8 +150,14 @@ def load_manifest(path: str | Path) -> dict:
         path = path / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"no {MANIFEST} in {path.parent}: not a depth_pose dataset (run dp-generate)")
-    with open(path) as f:
-        manifest = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        what = f"a file, not a dataset folder (shards + {MANIFEST})" if path.name != MANIFEST else "not JSON"
+        raise ValueError(f"{path} is {what}: {e}") from e
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: not a depth_pose manifest (a JSON {type(manifest).__name__})")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown manifest format {manifest.get('format')!r}, expected {FORMAT!r}")
     return manifest

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,11 @@ def resolve_data_dir(cfg: DictConfig) -> tuple[Path, str]:
     """Dataset directory (generating it if needed) and its id (manifest ``dataset_id`` or the path)."""
     if cfg.data.get("dir"):
         path = Path(cfg.data.dir)
+        if path.exists() and not path.is_dir():
+            raise DataDirError(
+                f"data.dir={path} is a file, not a dataset folder (Parquet shards + manifest.json from "
+                "dp-generate)"
+            )
     else:
         path = Path(ensure_dataset(generation_config(cfg)))
     try:
@@ -104,28 +110,150 @@ def check_output_dirs(cfg: DictConfig, data_dir: Path) -> None:
         check_outputs([(name, str(path))], [data])
 
 
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path``: null, a file, or ``last`` = the newest ``last.ckpt`` of this output dir or of
-    any train run."""
+# Entries of a run's config that do not change what a resumed run computes, as fnmatch patterns over the
+# flattened keys: where things go and what is logged, how long it runs (``trainer.max_epochs``, and the
+# scheduler horizon interpolated from it: the checkpoint restores the scheduler's own state), the hardware,
+# the end-of-run extras, and how the set is made or found (the set itself is compared by its dataset id).
+RESUME_IGNORED = (
+    "paths.*",
+    "logger",
+    "logger.*",
+    "callbacks.*.dirpath",
+    "progress",
+    "ckpt_path",
+    "test",
+    "final_eval.*",
+    "optimized_metric",
+    "task_name",
+    "trainer.max_epochs",
+    "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "model.scheduler.T_max",
+    "data.dir",
+    "data.gen_out_dir",
+    "data.verify",
+    "data.device",
+    "data.eval_batch_size",
+    "data.memory_margin",
+    *(f"data.{k}" for k in GEN_DATA_KEYS),
+    *GEN_GROUPS,
+    *(f"{g}.*" for g in GEN_GROUPS),
+)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Values ``train`` cannot run with, refused (:class:`~depth_pose.errors.InputError`, exit 2) before
+    anything is read or built: ``trainer.max_epochs`` below 1 (nothing would be trained), ``vis_threshold``
+    outside [0, 1]."""
+    epochs = cfg.trainer.get("max_epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InputError(f"trainer.max_epochs={epochs} must be an integer >= 1 (epochs to train)")
+    vis = cfg.get("vis_threshold")
+    if vis is not None and (isinstance(vis, bool) or not isinstance(vis, int | float) or not 0 <= vis <= 1):
+        raise InputError(f"vis_threshold={vis} must be a number in [0, 1] (keypoint confidence)")
+
+
+def run_identity(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The flattened entries of a resolved run config that a resumed run must share (all but
+    :data:`RESUME_IGNORED`), as the JSON a checkpoint stores them in."""
+    flat = flat_config(json.loads(json.dumps(resolved, default=str)))
+    return {k: v for k, v in flat.items() if not any(fnmatch(k, pat) for pat in RESUME_IGNORED)}
+
+
+def resume_mismatch(stored: dict[str, Any] | None, resolved: dict[str, Any], data_id: str) -> str | None:
+    """What makes a checkpoint's run (its ``depth_pose`` entry: config + data id) another run than this one
+    (``resolved`` config on the set ``data_id``); None when it is the same run (or the checkpoint predates the
+    entry). Keys the stored config lacks (added to the code later) are not held against it."""
+    if not isinstance(stored, dict):
+        return None
+    theirs_id = stored.get("data_id")
+    if theirs_id is not None and str(theirs_id) != str(data_id):
+        return f"dataset {theirs_id} != {data_id}"
+    if not isinstance(stored.get("config"), dict):
+        return None
+    theirs, ours = run_identity(stored["config"]), run_identity(resolved)
+    diff = [f"{k}: {theirs[k]!r} -> {ours.get(k)!r}" for k in sorted(theirs) if theirs[k] != ours.get(k)]
+    if not diff:
+        return None
+    more = f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""
+    return "config differs in " + ", ".join(diff[:4]) + more
+
+
+def read_checkpoint_run(path: Path) -> dict[str, Any] | None:
+    """The ``depth_pose`` entry (config + data id) of the Lightning checkpoint ``path``;
+    :class:`CheckpointPathError` when the file is not one."""
+    import torch
+
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not there"
+        raise CheckpointPathError(f"ckpt_path={path} is {what}; give a Lightning checkpoint (.ckpt) or last")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001  (any failure to read it means: not a usable checkpoint)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointPathError(
+            f"ckpt_path={path} is not a readable Lightning checkpoint ({type(e).__name__}: {first})"
+        ) from e
+    if not isinstance(ck, dict) or "state_dict" not in ck or "loops" not in ck:
+        raise CheckpointPathError(
+            f"ckpt_path={path} is not a Lightning training checkpoint (no state_dict/loops; an exported "
+            ".safetensors model cannot be resumed)"
+        )
+    run = ck.get("depth_pose")
+    return run if isinstance(run, dict) else None
+
+
+def resolve_ckpt_path(cfg: DictConfig, data_id: str, resolved: dict[str, Any] | None = None) -> str | None:
+    """``ckpt_path``: null, a checkpoint file, or ``last`` = the newest ``last.ckpt`` of a run of this config
+    on this set (this output dir's first, then any train run under ``paths.log_dir``).
+
+    A checkpoint of another run (different dataset id, or a config that differs in anything but
+    :data:`RESUME_IGNORED`) is never resumed: :class:`CheckpointPathError` (exit 2) naming what differs; so
+    is a file that is not a Lightning checkpoint."""
     ck = cfg.get("ckpt_path")
     if not ck:
         return None
+    resolved = resolved_config(cfg) if resolved is None else resolved
     if ck != "last":
-        if not Path(ck).exists():
-            raise CheckpointPathError(f"ckpt_path={ck} does not exist")
-        return str(ck)
-    here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    if here.exists():
-        return str(here)
+        path = Path(str(ck))
+        why = resume_mismatch(read_checkpoint_run(path), resolved, data_id)
+        if why:
+            raise CheckpointPathError(f"ckpt_path={path} is a checkpoint of another run ({why})")
+        return str(path)
+    cbs = cfg.get("callbacks") or {}
+    ckpt_dir = (cbs.get("last_checkpoint") or cbs.get("model_checkpoint") or {}).get("dirpath")
+    here = Path(str(ckpt_dir or Path(cfg.paths.output_dir) / "checkpoints")) / "last.ckpt"
     runs = sorted(
-        Path(cfg.paths.log_dir).glob("train*/**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+        Path(cfg.paths.log_dir).glob("train*/**/checkpoints/last.ckpt"),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
     )
-    if not runs:
+    candidates = [here] if here.is_file() else []
+    candidates += [p for p in runs if not (here.is_file() and p.resolve() == here.resolve())]
+    refused: list[tuple[Path, str]] = []
+    for path in candidates:
+        try:
+            why = resume_mismatch(read_checkpoint_run(path), resolved, data_id)
+        except CheckpointPathError as e:
+            why = str(e)
+        if why is None:
+            log.info("resuming from %s", path)
+            return str(path)
+        refused.append((path, why))
+    if not refused:
         raise CheckpointPathError(
             f"ckpt_path=last but no last.ckpt under {cfg.paths.log_dir}; nothing to resume"
         )
-    log.info("resuming from %s", runs[-1])
-    return str(runs[-1])
+    path, why = refused[0]
+    raise CheckpointPathError(
+        f"ckpt_path=last: none of the {len(refused)} last.ckpt under {cfg.paths.log_dir} is a run of this "
+        f"config and dataset (newest, {path}: {why}); start a new run (ckpt_path=null) or name a checkpoint"
+    )
 
 
 def build(cfg: DictConfig, data_dir: Path | None = None) -> dict[str, Any]:
@@ -171,13 +299,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     data_dir, data_id, best_ckpt. Every logger is closed when this returns or raises (one tracking run per
     job).
     """
+    check_config(cfg)
     L.seed_everything(int(cfg.get("seed", 0)), workers=False)
     data_dir, data_id = resolve_data_dir(cfg)
     check_output_dirs(cfg, data_dir)
+    ckpt_path = resolve_ckpt_path(cfg, data_id)  # before any logger run exists: a refusal leaves nothing
     objs = build(cfg, data_dir)
     ok = False
     try:
-        metrics = fit(cfg, objs, data_dir, data_id)
+        metrics = fit(cfg, objs, data_dir, data_id, ckpt_path)
         final = (
             final_scores(cfg, objs["best_ckpt"], Path(cfg.paths.output_dir) / "final_eval")
             if objs["best_ckpt"]
@@ -193,10 +323,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, objs
 
 
-def fit(cfg: DictConfig, objs: dict[str, Any], data_dir: Path, data_id: str) -> dict[str, float]:
-    """``trainer.fit`` (resuming ``ckpt_path``), then ``trainer.test`` when ``cfg.test``; the metrics."""
+def fit(
+    cfg: DictConfig, objs: dict[str, Any], data_dir: Path, data_id: str, ckpt_path: str | None = None
+) -> dict[str, float]:
+    """``trainer.fit`` (resuming ``ckpt_path``, a checkpoint :func:`resolve_ckpt_path` accepted), then
+    ``trainer.test`` when ``cfg.test``; the metrics."""
     model, trainer, dm = objs["model"], objs["trainer"], objs["datamodule"]
     resolved = resolved_config(cfg)
+    model.augment_seed = int(cfg.get("seed", 0))  # augmentation draws: a function of (seed, epoch, batch)
     model.extra_checkpoint = json.loads(
         json.dumps({"config": resolved, "data_id": data_id, "data_dir": str(data_dir)}, default=str)
     )
@@ -210,7 +344,6 @@ def fit(cfg: DictConfig, objs: dict[str, Any], data_dir: Path, data_id: str) -> 
             lg.log_hyperparams(run_config)
         except Exception as err:  # a logger that cannot store the config must not stop training
             log.warning("logger %s could not store the config: %s", type(lg).__name__, err)
-    ckpt_path = resolve_ckpt_path(cfg)
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
     ckpt_cb = trainer.checkpoint_callback

@@ -233,8 +233,9 @@ def bench_zoom(ckpt: str | None, heights=(30, 45, 60, 80), canvas=(640, 480)) ->
 # ----------------------------------------------------------------------------------------------- real
 
 
-def bench_real(ckpt: str | None, out: Path) -> dict:
-    """dp-predict's own function on the real folders, intrinsics from their gt.json (calib=...)."""
+def bench_real(ckpt: str | None, out: Path, extra: list[str] | None = None) -> dict:
+    """dp-predict's own function on the real folders, intrinsics from their gt.json (calib=...); ``extra``:
+    more dp-predict overrides (e.g. ``scene.pitch_deg=0`` for these level cameras)."""
     from hydra import compose, initialize_config_dir
 
     from depth_pose.predict.run import predict
@@ -250,6 +251,7 @@ def bench_real(ckpt: str | None, out: Path) -> dict:
             f"out={out / name}",
             f"intrinsics.calib={folder / 'gt.json'}",
             "progress=false",
+            *(extra or []),
         ] + ([f"ckpt={ckpt}"] if ckpt else [])
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
             cfg = compose("predict", overrides=overrides)
@@ -327,13 +329,14 @@ def main() -> None:
     ap.add_argument(
         "--out", default=str(REPO / "outputs" / "bench_predict"), help="dp-predict outputs (real)"
     )
-    a = ap.parse_args()
+    ap.add_argument("overrides", nargs="*", help="dp-predict overrides for `real` (e.g. scene.pitch_deg=0)")
+    a = ap.parse_intermixed_args()
     if a.what in ("speed", "all"):
         bench_speed(a.ckpt)
     if a.what in ("zoom", "all"):
         bench_zoom(a.ckpt)
     if a.what in ("real", "all"):
-        bench_real(a.ckpt, Path(a.out))
+        bench_real(a.ckpt, Path(a.out), a.overrides)
 
 
 if __name__ == "__main__":

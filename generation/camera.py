@@ -9,12 +9,23 @@ the configured one and people appear anywhere across the frame. Cameras that see
 (a detector would miss such a person), are resampled (vectorised, all parameters but the target depth, so the
 depth distribution stays exactly the configured one) a few times; the rest get a tilt aimed at the hip (still
 within the tilt range) so no row is lost.
+
+``vertical_min``/``vertical_max`` (ceiling mounts): the mid-hip's vertical pixel is drawn too (fraction of
+the image height) and the camera height follows from it, the tilt, roll and depth (rows whose height falls
+outside ``[height_min_m, high_max_m]`` are resampled), so steep views cover every depth instead of only
+the few that a drawn height happens to put in the frame.
+
+``min_clearance_m`` (ceiling mounts): the camera is raised, where needed, to at least this much above the
+highest keypoint of the person it sees, so a ceiling camera is above everyone it sees. :class:`CameraMixture`
+draws each row's camera from one of several samplers (level, ceiling, low robot, phone ...) with weights.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,6 +65,9 @@ class CameraSampler:
         min_visible_keypoints: int = 6,
         min_person_px: float = 16.0,
         max_resample_rounds: int = 8,
+        min_clearance_m: float | None = None,
+        vertical_min: float | None = None,
+        vertical_max: float | None = None,
     ) -> None:
         self.name = name
         self.depth = (float(depth_min_m), float(depth_max_m))
@@ -77,6 +91,10 @@ class CameraSampler:
         self.min_visible = int(min_visible_keypoints)
         self.min_person_px = float(min_person_px)
         self.max_rounds = int(max_resample_rounds)
+        self.min_clearance = None if min_clearance_m is None else float(min_clearance_m)
+        if (vertical_min is None) != (vertical_max is None):
+            raise ValueError("camera.vertical_min and vertical_max: give both or neither")
+        self.vertical = None if vertical_min is None else (float(vertical_min), float(vertical_max))
         self._validate()
 
     def _validate(self) -> None:
@@ -121,18 +139,26 @@ class CameraSampler:
                 "camera.image_size_weights must be non-negative, one per image size, not all zero"
             )
         rng("lateral", *self.lateral)
+        if self.vertical is not None:
+            rng("vertical", *self.vertical)
         if not 0 <= self.min_visible <= 17:
             raise ValueError(f"camera.min_visible_keypoints must be in [0, 17], got {self.min_visible}")
         if self.min_person_px < 0:
             raise ValueError(f"camera.min_person_px must be >= 0, got {self.min_person_px}")
+        if self.min_clearance is not None and not self.min_clearance >= 0:
+            raise ValueError(f"camera.min_clearance_m must be >= 0 or null, got {self.min_clearance}")
 
     # ------------------------------------------------------------------ sampling helpers
     @staticmethod
     def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=g, device=device)
 
-    def _draw(self, n: int, g: torch.Generator, device) -> dict[str, Tensor]:
-        """Independent draws of all camera parameters for ``n`` rows (float32, degrees)."""
+    def _draw(
+        self, n: int, g: torch.Generator, device, top: Tensor | None = None, hip: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Independent draws of all camera parameters for ``n`` rows (float32, degrees); ``top`` / ``hip``
+        (n,): the highest keypoint and the mid-hip height of each row's person (``min_clearance_m``,
+        ``vertical_*``)."""
         u = lambda lo, hi: self._uniform(n, lo, hi, g, device)  # noqa: E731
         if self.depth_distribution == "uniform":
             z = u(*self.depth)
@@ -142,6 +168,8 @@ class CameraSampler:
         if self.high_share > 0:
             high = torch.rand(n, generator=g, device=device) < self.high_share
             h = torch.where(high, u(self.height[1], self.high_max), h)
+        if self.min_clearance is not None and top is not None:
+            h = torch.maximum(h, top + self.min_clearance)
         idx = torch.multinomial(self.image_size_weights.to(device), n, replacement=True, generator=g)
         wh = self.image_sizes.to(device)[idx]
         w, hh = wh[:, 0].float(), wh[:, 1].float()
@@ -153,7 +181,7 @@ class CameraSampler:
         else:
             cx = w * (0.5 + self.pp_jitter * (2 * torch.rand(n, generator=g, device=device) - 1))
             cy = hh * (0.5 + self.pp_jitter * (2 * torch.rand(n, generator=g, device=device) - 1))
-        return {
+        p = {
             "z": z,
             "height": h,
             "tilt": u(*self.tilt),
@@ -167,6 +195,19 @@ class CameraSampler:
             "h": hh,
             "lat": u(*self.lateral),
         }
+        if self.vertical is not None and hip is not None:
+            # Height from the drawn pixel (u, v) of the hip at depth z: height = hip - up_cam . hip_cam.
+            b = (u(*self.vertical) * hh - cy) / f
+            a = (p["lat"] * w - cx) / f
+            up = geometry.up_from_pitch_roll(p["tilt"], p["roll"])
+            h = hip - z * (a * up[:, 0] + b * up[:, 1] + up[:, 2])
+            top_h = self.high_max if self.high_share > 0 else self.height[1]
+            ok = (h >= self.height[0]) & (h <= top_h)
+            if self.min_clearance is not None and top is not None:
+                ok &= h >= top + self.min_clearance
+            p["height"] = h
+            p["valid"] = ok.float()
+        return p
 
     @staticmethod
     def _place(p: dict[str, Tensor], hip_height: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -233,9 +274,10 @@ class CameraSampler:
         kp = geometry.planar(posed.keypoints.float())  # (3, 17, B); free when the body model made it planar
         n, device = kp.shape[2], kp.device
         hip_height = geometry.mid_hip(kp.permute(2, 1, 0))[:, 2]
-        p = self._draw(n, generator, device)
+        top = nan_to(kp[2], -math.inf).amax(0) if self.min_clearance is not None else None
+        p = self._draw(n, generator, device, top, hip_height)
         proj = None
-        if self.min_visible > 0 or self.min_person_px > 0:
+        if self.min_visible > 0 or self.min_person_px > 0 or self.vertical is not None:
             out = list(self._check(p, hip_height, kp))  # K, R, t, keypoints_cam, pixels, ok
             bad = ~out[5]
             # Resample the rejected rows (all parameters but the target depth) and write the accepted ones'
@@ -244,7 +286,9 @@ class CameraSampler:
                 idx = bad.nonzero().squeeze(1)
                 if idx.numel() == 0:
                     break
-                q = self._draw(idx.numel(), generator, device)
+                q = self._draw(
+                    idx.numel(), generator, device, None if top is None else top[idx], hip_height[idx]
+                )
                 q["z"] = p["z"].index_select(
                     0, idx
                 )  # keep the target: its distribution stays exactly the configured one
@@ -258,6 +302,12 @@ class CameraSampler:
                 # Last resort: aim the optical axis (tilt) at the hip (clamped to the tilt range),
                 # narrowest lens.
                 q = {k: v.index_select(0, idx) for k, v in p.items()}
+                if "valid" in q:  # derived heights: back inside the range (and above the person)
+                    top_h = self.high_max if self.high_share > 0 else self.height[1]
+                    h = q["height"].clamp(self.height[0], top_h)
+                    if top is not None:
+                        h = torch.maximum(h, top[idx] + self.min_clearance)
+                    q["height"], q["valid"] = h, torch.ones_like(h)
                 elev = torch.atan2(hip_height[idx] - q["height"], q["z"]) * (180.0 / math.pi)
                 q["tilt"] = elev.clamp(*self.tilt)
                 q["lat"] = torch.full_like(q["lat"], 0.5)
@@ -284,6 +334,73 @@ class CameraSampler:
         return (cams, proj) if return_projection else cams
 
 
+class CameraMixture:
+    """Each row's camera from one of several :class:`CameraSampler` components (how cameras are really
+    mounted: level handheld, ceiling/CCTV, low robots looking up, phones with roll), drawn by ``weights``."""
+
+    def __init__(
+        self, components: Mapping[str, Any], weights: Mapping[str, float] | None = None, name: str = "mixture"
+    ) -> None:
+        if not components:
+            raise ValueError("camera mixture: components is empty (give e.g. {level: ..., ceiling: ...})")
+        parts: dict[str, CameraSampler] = {}
+        for key, comp in components.items():
+            if not isinstance(comp, CameraSampler):  # a config node not instantiated (``_recursive_: false``)
+                import hydra.utils
+
+                comp = hydra.utils.instantiate(comp)
+            if not isinstance(comp, CameraSampler):
+                raise ValueError(f"camera mixture component {key!r} is not a CameraSampler")
+            parts[str(key)] = comp
+        w = dict(weights) if weights else dict.fromkeys(parts, 1.0)
+        unknown = sorted(set(w) - set(parts))
+        if unknown:
+            raise ValueError(
+                f"camera mixture weights name unknown components {unknown}; have {sorted(parts)}"
+            )
+        probs = torch.tensor([float(w.get(k, 0.0)) for k in parts], dtype=torch.float64)
+        if (probs < 0).any() or not torch.isfinite(probs).all() or probs.sum() <= 0:
+            raise ValueError(f"camera mixture weights must be >= 0 with a positive sum, got {w}")
+        self.name = name
+        self.parts, self.probs = parts, (probs / probs.sum()).float()
+
+    def sample(
+        self, posed: PosedBodies, generator: torch.Generator, return_projection: bool = False
+    ) -> Cameras | tuple[Cameras, tuple[Tensor, Tensor] | None]:
+        """As :meth:`CameraSampler.sample`, each row from its drawn component."""
+        kp = posed.keypoints
+        n, device = kp.shape[0], kp.device
+        comp = torch.multinomial(self.probs.to(device), max(n, 1), replacement=True, generator=generator)[:n]
+        out: dict[str, Tensor] = {}
+        proj: list[Tensor] | None = [] if return_projection else None
+        for i, part in enumerate(self.parts.values()):
+            idx = torch.nonzero(comp == i).flatten()
+            if idx.numel() == 0:
+                continue
+            sub = PosedBodies(
+                keypoints=kp.index_select(0, idx),
+                body_index=posed.body_index.index_select(0, idx.to(posed.body_index.device)),
+                extra_points=None
+                if posed.extra_points is None
+                else posed.extra_points.index_select(0, idx.to(posed.extra_points.device)),
+            )
+            cams, pr = part.sample(sub, generator, return_projection=True)
+            for f in fields(Cameras):
+                v = getattr(cams, f.name)
+                if f.name not in out:
+                    out[f.name] = torch.empty((n, *v.shape[1:]), dtype=v.dtype, device=v.device)
+                out[f.name].index_copy_(0, idx, v)
+            if pr is None:  # a component without the visibility check: observe() projects again
+                proj = None
+            if proj is not None:
+                if not proj:
+                    proj.extend(torch.empty((n, *t.shape[1:]), dtype=t.dtype, device=t.device) for t in pr)
+                for dst, src in zip(proj, pr):
+                    dst.index_copy_(0, idx, src)
+        cams = Cameras(**out)
+        return (cams, tuple(proj) if proj else None) if return_projection else cams
+
+
 def _placed_and_checked(
     p: dict[str, Tensor], hip_height: Tensor, kp: Tensor, min_visible: int, min_person_px: float
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -295,6 +412,8 @@ def _placed_and_checked(
     kp_cam, px = geometry.world_to_pixels_planar(kp, R, t, K)
     # (N, B) planes: reductions over the joints are element-wise ops over rows
     ok = inside_planar(px, p["w"], p["h"]).sum(0) >= min_visible
+    if "valid" in p:  # a derived camera height outside the configured range
+        ok = ok & (p["valid"] > 0)
     if min_person_px > 0:
         u0, v0 = nan_to(px[0], 0.0), nan_to(px[1], 0.0)
         ext = torch.maximum(u0.amax(0) - u0.amin(0), v0.amax(0) - v0.amin(0))

@@ -72,6 +72,8 @@ def validate(cfg: DictConfig) -> None:
 
     def need_int(key: str, lo: int) -> int:
         v = cfg.get(key)
+        if isinstance(v, float) and v.is_integer() and v >= lo:
+            raise GenerationConfigError(f"{key} must be an integer >= {lo}, got {v!r} (write {int(v)})")
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise GenerationConfigError(f"{key} must be an integer >= {lo}, got {v!r}")
         return v
@@ -83,6 +85,9 @@ def validate(cfg: DictConfig) -> None:
     need_int("seed", 0)
     need_int("workers", 0)
     need_int("threads", 0)
+    vis = cfg.get("vis_threshold")
+    if vis is not None and (isinstance(vis, bool) or not isinstance(vis, int | float) or not 0 <= vis <= 1):
+        raise GenerationConfigError(f"vis_threshold={vis} must be a number in [0, 1] (keypoint confidence)")
     if not cfg.get("out_dir"):
         raise GenerationConfigError("out_dir must be set")
     for group in ("body", "pose_sampling", "camera", "noise"):

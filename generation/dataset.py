@@ -113,6 +113,122 @@ def shard_span(cfg: DictConfig, n_shards: int) -> tuple[int, int]:
     return a, min(b, n_shards)
 
 
+# Sizes of a request, checked before anything is drawn or written (measured on the analytic path, default
+# groups: shards hold ~375 B/row in Parquet; one shard of 200k rows in 65k-row batches peaks ~460 MB).
+PARQUET_BYTES_PER_ROW = 400  # disk per written row
+PARQUET_BYTES_PER_SHARD = 32 * 1024  # disk per shard file (footer, column metadata)
+SHARD_BYTES_PER_ROW = 1_600  # host memory per row of the shard being assembled (columns + Arrow table)
+BATCH_BYTES_PER_ROW = 4_000  # host memory per row of one body-model batch (posed bodies, cameras, noise)
+DISK_MARGIN = 1.1  # refuse unless free disk >= this x the estimate
+MEMORY_SHARE = 0.8  # refuse unless the estimate fits in this share of the available memory
+
+
+def n_shards_of(cfg: DictConfig) -> int:
+    """Number of shards of the whole set (``ceil(num_samples / shard_size)``), without listing them."""
+    return -(-int(cfg.num_samples) // int(cfg.shard_size))
+
+
+def rows_in_span(cfg: DictConfig, lo: int, hi: int) -> int:
+    """Rows of shards ``lo..hi-1`` (integer arithmetic: no per-shard list)."""
+    n, size = int(cfg.num_samples), int(cfg.shard_size)
+    return max(0, min(hi * size, n) - lo * size)
+
+
+def available_memory() -> int:
+    """Host memory this process may still use: MemAvailable, capped by a cgroup limit (SLURM ``--mem``)."""
+    import os
+
+    free = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if free is None:
+        free = int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit, usage = Path(limit_file).read_text().strip(), Path(usage_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit() and usage.isdigit() and int(limit) < 2**60:
+            free = min(free, max(0, int(limit) - int(usage)))
+        break
+    return free
+
+
+def _size(n: float) -> str:
+    if n < 2**30:
+        return f"{n / 2**20:,.0f} MiB"
+    return f"{n / 2**30:,.1f} GiB" if n < 2**40 else f"{n / 2**40:,.1f} TiB"
+
+
+def check_resources(cfg: DictConfig, out_dir: Path, workers: int = 1, analytic: bool = True) -> None:
+    """Refuse (:class:`GenerationConfigError`, exit 2), before anything is drawn or written, a request whose
+    estimated size does not fit: the shards of this run (``shard_range`` or all) on the free disk at
+    ``out_dir`` (shards already there count as free: kept on resume, replaced on overwrite), and, on the
+    analytic path, ``workers`` shards in memory at once (``shard_size`` rows each, assembled in
+    ``batch_size``-row batches) in the available host memory. Integer arithmetic only: a request of 10^13
+    rows is refused at once."""
+    import shutil
+
+    n_shards = n_shards_of(cfg)
+    lo, hi = shard_span(cfg, n_shards)
+    rows = rows_in_span(cfg, lo, hi)
+    need = int(DISK_MARGIN * (rows * PARQUET_BYTES_PER_ROW + (hi - lo) * PARQUET_BYTES_PER_SHARD))
+    probe = out_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+        free = usage.free if usage.total > 0 else None  # /proc and other pseudo file systems: no size
+    except OSError:
+        free = None
+    if free is not None and out_dir.is_dir():
+        free += sum(p.stat().st_size for p in out_dir.glob(shards.SHARD_GLOB) if p.is_file())
+    if free is not None and need > free:
+        raise GenerationConfigError(
+            f"num_samples={int(cfg.num_samples)}: {rows:,} rows need about {_size(need)} of disk at "
+            f"{out_dir}, but {_size(free)} is free; write fewer rows (num_samples, shard_range) "
+            "or choose another out_dir"
+        )
+    if not analytic:
+        return
+    shard_rows = min(int(cfg.shard_size), int(cfg.num_samples))
+    per_worker = shard_rows * SHARD_BYTES_PER_ROW + min(int(cfg.batch_size), shard_rows) * BATCH_BYTES_PER_ROW
+    mem_need, mem_free = max(1, workers) * per_worker, available_memory()
+    if mem_need > MEMORY_SHARE * mem_free:
+        raise GenerationConfigError(
+            f"shard_size={int(cfg.shard_size):,}, batch_size={int(cfg.batch_size):,} with {max(1, workers)} "
+            f"worker(s) need about {_size(mem_need)} of memory, but {_size(mem_free)} is available (limit "
+            f"{MEMORY_SHARE:.0%}); lower shard_size (it bounds memory; the set's size does not), batch_size "
+            "or workers"
+        )
+
+
+def check_writable(out_dir: Path) -> None:
+    """Refuse (:class:`GenerationConfigError`, exit 2) an ``out_dir`` that cannot be created or written,
+    by trying (a temporary folder made and removed there; nothing is left behind)."""
+    import tempfile
+
+    probe = out_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise GenerationConfigError(f"out_dir={out_dir} cannot be created: {probe} is not a folder")
+    try:
+        Path(tempfile.mkdtemp(prefix=".dp-write-test-", dir=probe)).rmdir()
+    except OSError as e:
+        raise GenerationConfigError(
+            f"out_dir={out_dir} is not writable ({e.strerror or type(e).__name__} in {probe})"
+        ) from e
+
+
 def new_manifest(cfg: DictConfig, did: str, n_shards: int) -> dict:
     """A manifest for a new, still empty set (``complete`` false, no shards)."""
     return {

@@ -21,7 +21,15 @@ from omegaconf import DictConfig
 from depth_pose import shards
 from depth_pose.fileio import refuse_non_directory
 from generation.config import build_stages, validate, with_defaults
-from generation.dataset import dataset_id, plan, prepare_out_dir, shard_span
+from generation.dataset import (
+    check_resources,
+    check_writable,
+    dataset_id,
+    n_shards_of,
+    plan,
+    prepare_out_dir,
+    shard_span,
+)
 from generation.generator import Generator
 from generation.workers import keep_freed_memory, n_workers, run_shards
 
@@ -35,7 +43,12 @@ def generate(cfg: DictConfig | dict) -> Path:
     validate(cfg)
     out_dir = Path(str(cfg.out_dir))
     refuse_non_directory(out_dir, "out_dir")  # an existing file, FIFO or device: exit 2 before any work
-    if str(cfg.render.get("name", "none")) != "none":
+    analytic = str(cfg.render.get("name", "none")) == "none"
+    lo, hi = shard_span(cfg, n_shards_of(cfg))
+    # Disk and memory sized before anything is drawn, listed or written (exit 2 for what cannot fit).
+    check_resources(cfg, out_dir, n_workers(cfg, hi - lo) if analytic else 1, analytic=analytic)
+    check_writable(out_dir)
+    if not analytic:
         from generation.render.pipeline import render_dataset
 
         render_dataset(cfg, out_dir)

@@ -136,3 +136,60 @@ def test_reused_projection_matches_fresh_one():
     # Same seed -> same cameras, with or without the projection returned.
     again = CameraSampler().sample(posed, torch.Generator().manual_seed(5))
     assert torch.equal(again.K, cams.K) and torch.equal(again.t, cams.t)
+
+
+# --- cameras as they are mounted (issue 15) ---------------------------------------------------------
+def test_ceiling_mount_sees_people_inside_the_image_and_below_the_camera():
+    n = 20000
+    posed = standing(n)
+    sampler = instantiate(camera_cfg("ceiling"))
+    cams, _ = sampler.sample(posed, torch.Generator().manual_seed(2), return_projection=True)
+    obs = observe(posed, cams)
+    top = posed.keypoints[..., 2].amax(1)
+    # The camera is above everyone it sees (clearance from the config), within its height range.
+    assert (cams.height_m >= top + 0.3 - 1e-4).all()
+    assert cams.height_m.min() >= 2.2 - 1e-4 and cams.height_m.max() <= 25.0 + 1e-3
+    # Looking down 15-75 degrees; steep views are present, not resampled away.
+    assert cams.tilt_deg.max() <= -15.0 + 1e-4 and cams.tilt_deg.min() >= -75.0 - 1e-4
+    assert (cams.tilt_deg < -50).float().mean() > 0.15
+    # People inside the image: the hip projects inside the frame on (nearly) every row.
+    hip_px = geometry.project(obs.hip_cam[:, None], cams.K)[:, 0]
+    inside = (
+        (hip_px[:, 0] >= 0) & (hip_px[:, 0] < cams.img_w) & (hip_px[:, 1] >= 0) & (hip_px[:, 1] < cams.img_h)
+    )
+    assert inside.float().mean() > 0.97
+    assert (obs.gt_visible.sum(1) >= 6).float().mean() > 0.97
+    # The camera centre sits at its reported height above the person's floor, and up_cam is R's Z column.
+    centre = -(cams.R.transpose(1, 2) @ cams.t[:, :, None])[..., 0]
+    torch.testing.assert_close(centre[:, 2], cams.height_m, atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        cams.R[:, :, 2], geometry.up_from_pitch_roll(cams.tilt_deg, cams.roll_deg), atol=1e-5, rtol=0
+    )
+
+
+def test_mounted_mixture_draws_every_component_with_its_weight():
+    n = 20000
+    posed = standing(n)
+    mix = instantiate(camera_cfg("mounted"))
+    cams, proj = mix.sample(posed, torch.Generator().manual_seed(3), return_projection=True)
+    assert len(cams) == n and proj is not None
+    # The projection handed on equals projecting again with the returned cameras.
+    obs = observe(posed, cams)
+    torch.testing.assert_close(proj[1], obs.gt_px, atol=1e-3, rtol=0, equal_nan=True)
+    steep = (cams.tilt_deg < -30).float().mean().item()  # only ceiling cameras look this far down
+    looking_up = (cams.tilt_deg > 10).float().mean().item()  # only low cameras look up past 10
+    rolled = (cams.roll_deg.abs() > 5).float().mean().item()  # only phones roll past 5
+    assert 0.25 < steep < 0.45 and 0.02 < looking_up < 0.1 and 0.05 < rolled < 0.15
+    assert cams.roll_deg.abs().max() <= 15.0 + 1e-4 and cams.tilt_deg.max() <= 20.0 + 1e-4
+
+
+def test_camera_mixture_refuses_bad_weights():
+    comps = {"a": CameraSampler(), "b": CameraSampler(tilt_min_deg=-60, tilt_max_deg=-20)}
+    from generation.camera import CameraMixture
+
+    with pytest.raises(ValueError, match="unknown components"):
+        CameraMixture(comps, weights={"a": 1.0, "c": 1.0})
+    with pytest.raises(ValueError, match="positive sum"):
+        CameraMixture(comps, weights={"a": 0.0, "b": 0.0})
+    with pytest.raises(ValueError, match="vertical_min and vertical_max"):
+        CameraSampler(vertical_min=0.1)

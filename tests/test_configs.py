@@ -214,7 +214,19 @@ VIS_CASES = [
         {"vis_threshold", "noise.visibility_threshold", "features.threshold"},
     ),
     ("train", ["experiment=seed"], {"vis_threshold", "noise.visibility_threshold", "features.threshold"}),
-    ("eval", [], {"vis_threshold", "invariance.noise.visibility_threshold"}),
+    # suite=tilt's noise is ``${invariance.noise}``: the same node, so the same linked threshold; suite=scenes
+    # has its own noise node and detection threshold, both linked too.
+    (
+        "eval",
+        [],
+        {
+            "vis_threshold",
+            "invariance.noise.visibility_threshold",
+            "tilt.noise.visibility_threshold",
+            "scenes.noise.visibility_threshold",
+            "scenes.vis_threshold",
+        },
+    ),
 ]
 
 

@@ -74,7 +74,23 @@ def test_datamodule_holds_splits_as_tensors(toy_set_dir):
     batches = list(dm.train_dataloader())
     assert len(batches) == -(-sizes["train"] // 1000)
     b = batches[0]
-    assert set(b) == {"kp", "intr", "z", "special", "row"} and b["kp"].device.type == "cpu"
+    assert set(b) == {"kp", "intr", "z", "special", "row", "up"} and b["kp"].device.type == "cpu"
+    # The camera's up direction from the shards' tilt/roll columns: known on every training row, on every
+    # other row of the evaluation splits (their metrics and the sigma calibration cover both cases).
+    import pandas as pd
+
+    from depth_pose import geometry
+    from depth_pose.shards import read_table
+
+    cols = read_table(toy_set_dir, columns=["tilt_deg", "roll_deg"]).to_pandas()
+    want = geometry.up_from_pitch_roll(
+        torch.tensor(cols.tilt_deg.to_numpy()), torch.tensor(cols.roll_deg.to_numpy())
+    )
+    torch.testing.assert_close(b["up"], want[b["row"]])
+    assert torch.isfinite(tr["up"]).all() and (b["up"][:, 1] < -0.5).all()  # the toy cameras: roughly level
+    val_up = dm.splits["val"]["up"]
+    assert torch.isnan(val_up[1::2]).all() and torch.isfinite(val_up[::2]).all()
+    assert isinstance(cols, pd.DataFrame)
     assert torch.cat([b["row"] for b in batches]).unique().numel() == sizes["train"]
     val_rows = torch.cat([b["row"] for b in dm.val_dataloader()])
     assert not set(val_rows.tolist()) & set(tr["row"].tolist())

@@ -45,10 +45,10 @@ def malformed_file(path: Path) -> Path:
         "{not json",  # 2
         line("short", person()[:16]),  # 3: 16 joints
         json.dumps({"id": "noK", "keypoints_xyc": person()}),  # 4: K missing
-        line("singular", person(), k=[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 0]]),  # 5: singular K
+        line("singular", person(), k=[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 0]]),  # 5: singular K (bottom row)
         line("negf", person(), k=[[-700.0, 0, 600], [0, 700.0, 170], [0, 0, 1]]),  # 6: non-positive focal
         "",  # 7: blank: ignored
-        line("unseen", unseen, gt=None),  # 8: every joint unseen (NaN coords, conf 0): still scored
+        line("unseen", unseen, gt=None),  # 8: every joint unseen (NaN coords, conf 0): no_joints, null z
         line("zeroconf", person(20.0, conf=0.0), gt=20.0),  # 9: confidences all 0: still scored
         "[1, 2, 3]",  # 10: JSON but not an object
     ]
@@ -83,7 +83,7 @@ def test_reader_reports_line_numbers(tmp_path):
     where = dict(ps.skipped)
     assert set(where) == {"line 2", "line 3", "line 4", "line 5", "line 6", "line 10"}
     assert "not JSON" in where["line 2"] and "shape (17, 3)" in where["line 3"]
-    assert "missing 'K'" in where["line 4"] and "singular" in where["line 5"]
+    assert "missing 'K'" in where["line 4"] and "bottom row must be [0, 0, 1]" in where["line 5"]
     assert "non-positive focal" in where["line 6"] and "not a JSON object" in where["line 10"]
     assert np.isnan(ps.gt_z[1]) and ps.gt_z[2] == 20.0
     assert (ps.keypoints[1, :, 2] == 0).all()
@@ -98,8 +98,10 @@ def test_cli_malformed_file_exit_3_and_relative_paths(tmp_path, tiny_model):
     assert "left out line 8" not in r.stderr and "left out line 9" not in r.stderr
     rows = [json.loads(s) for s in (tmp_path / "res" / "pred.jsonl").read_text().splitlines()]
     assert [r_["id"] for r_ in rows] == ["good-1", "unseen", "zeroconf"]
-    for r_ in rows:
+    for r_ in (rows[0], rows[2]):
         assert np.isfinite(r_["z_pred_m"]) and np.isfinite(r_["z_sigma_m"]) and r_["z_sigma_m"] > 0
+    assert rows[1]["z_pred_m"] is None and rows[1]["z_sigma_m"] is None and rows[1]["status"] == "no_joints"
+    assert rows[2]["status"] == "too_few_joints"  # confidences all 0: the detector's guesses
     assert "gt_z_m" in rows[0] and rows[0]["abs_err_m"] == pytest.approx(
         abs(rows[0]["z_pred_m"] - 10.0), abs=1e-3
     )

@@ -128,3 +128,78 @@ def test_stored_normalisation_must_match():
     Normaliser().check_compatible(stored)
     with pytest.raises(ValueError, match="version"):
         Normaliser().check_compatible({**stored, "version": 999}, source="old.ckpt")
+
+
+# --- the optional gravity input (issue 15) ---------------------------------------------------------
+def _gravity_batch(n: int = 32):
+    pts = _person(n, seed=5)
+    K = geometry.intrinsics(900.0, 900.0, 640.0, 360.0)
+    up = geometry.up_from_pitch_roll(torch.linspace(-70, 15, n), torch.linspace(-10, 10, n))
+    return _xyc(geometry.project(pts, K)), K.expand(n, 3, 3), up
+
+
+def test_gravity_inputs_masked_equals_not_given():
+    kp, K, up = _gravity_batch()
+    norm = Normaliser(gravity=True)
+    assert norm.in_dim == 54 + 5 and Normaliser().in_dim == 54
+    f_none, r_none, _ = norm(kp, K)
+    f_nan, r_nan, _ = norm(kp, K, torch.full_like(up, float("nan")))
+    f_up, r_up, _ = norm(kp, K, up)
+    assert torch.equal(f_none, f_nan) and torch.equal(r_none, r_up)
+    assert (f_none[:, 54:] == 0).all()  # unknown: five zeros
+    assert torch.equal(f_up[:, :54], f_none[:, :54])  # the keypoint part does not change
+    torch.testing.assert_close(f_up[:, 54:57], up)
+    assert (f_up[:, 58] == 1).all()
+    # Training hides the up direction on a share of samples: those rows encode exactly like "not given".
+    aug = Augment(p_hide_up=0.5)
+    obs = aug(norm.observe(kp, K, up), flip_ok=False, generator=torch.Generator().manual_seed(0))
+    hidden = torch.isnan(obs.up).all(1)
+    assert 0 < int(hidden.sum()) < len(hidden)
+    f_aug, _ = norm.encode(obs)
+    assert torch.equal(f_aug[hidden], f_none[hidden])
+    # A model without gravity ignores a given up direction entirely.
+    f_plain, _, _ = Normaliser()(kp, K, up)
+    assert torch.equal(f_plain, f_none[:, :54])
+
+
+def test_gravity_sine_of_elevation_and_flip():
+    kp, K, up = _gravity_batch()
+    norm = Normaliser(gravity=True)
+    obs = norm.observe(kp, K, up)
+    feats, _ = norm.encode(obs)
+    # Elevation of the ray through the keypoints' centroid: sin = up . ray / |ray|.
+    c = feats[:, 51:53]
+    ray = torch.cat((c, torch.ones(len(c), 1)), 1)
+    torch.testing.assert_close(feats[:, 57], (ray * up).sum(1) / ray.norm(dim=1))
+    # Level camera, person straight ahead: elevation 0; camera 30 deg down, person on the axis: -30.
+    c0 = torch.zeros(2, 2)
+    ups = geometry.up_from_pitch_roll(torch.tensor([0.0, -30.0]), torch.zeros(2))
+    from depth_pose.features import gravity_inputs
+
+    torch.testing.assert_close(gravity_inputs(ups, c0)[:, 3], torch.tensor([0.0, -0.5]), atol=1e-6, rtol=0)
+    # The mirror image of a rolled camera is the opposite roll: flip negates up's x.
+    from depth_pose.features import flip
+
+    f = flip(obs)
+    torch.testing.assert_close(f.up[:, 0], -up[:, 0])
+    torch.testing.assert_close(f.up[:, 1:], up[:, 1:])
+    _, roll_f = geometry.pitch_roll_from_up(f.up)
+    torch.testing.assert_close(roll_f, -geometry.pitch_roll_from_up(up)[1], atol=1e-4, rtol=0)
+
+
+def test_pitch_roll_conventions_round_trip():
+    # pitch negative = looking down: the world's up has a negative forward (z) component in the camera.
+    up = geometry.up_from_pitch_roll(torch.tensor(-30.0), torch.tensor(0.0))
+    torch.testing.assert_close(up, torch.tensor([0.0, -math.cos(math.pi / 6), -0.5]))
+    # roll positive = scene rotated clockwise in the image: up points to the image's upper right (x > 0).
+    up = geometry.up_from_pitch_roll(torch.tensor(0.0), torch.tensor(10.0))
+    assert up[0] > 0 and up[1] < 0
+    # Same as the generator's camera rotation (column 2 = world Z in camera coordinates), and invertible.
+    p, r = torch.tensor([-75.0, -20.0, 0.0, 15.0]), torch.tensor([3.0, -12.0, 0.0, 7.0])
+    R = geometry.camera_rotation(torch.deg2rad(p), torch.deg2rad(r))
+    torch.testing.assert_close(R[:, :, 2], geometry.up_from_pitch_roll(p, r), atol=1e-6, rtol=0)
+    p2, r2 = geometry.pitch_roll_from_up(R[:, :, 2] * 3.0)
+    torch.testing.assert_close(p2, p, atol=1e-4, rtol=0)
+    torch.testing.assert_close(r2, r, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="gravity"):
+        Normaliser(name="raw_pixels", gravity=True)

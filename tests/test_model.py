@@ -110,16 +110,20 @@ def test_predictor_roundtrip_numpy_torch_and_broadcast_K(tmp_path):
         pred.predict(np.zeros((3, 12, 3)), K)
 
 
-def test_predictor_always_finite_with_wider_sigma_when_unseen(tmp_path):
+def test_predictor_finite_with_wider_sigma_when_unseen_and_nan_without_joints(tmp_path):
     pred = DepthPredictor.load(_export(tmp_path))
-    kp = _batch(4)["kp"].clone()
+    kp = _batch(5)["kp"].clone()
     kp[1, :, 2] = 0.01  # all joints below threshold (forced-complete detector): guessed positions
     kp[2, :, :2] = float("nan")  # nothing at all
     kp[3, 2:, 2] = 0.0  # two joints seen
+    kp[4, 1:, :2] = float("nan")  # one finite joint: the training mean depth, sigma = z
     out = pred.predict(kp, geometry.intrinsics(720.0, 720.0, 610.0, 175.0))
-    assert np.isfinite(out.z_m).all() and np.isfinite(out.sigma_m).all()
+    has = np.array([True, True, False, True, True])
+    assert np.isfinite(out.z_m[has]).all() and np.isfinite(out.sigma_m[has]).all()
+    assert np.isnan(out.z_m[2]) and np.isnan(out.sigma_m[2])  # no joint: no depth (not the training mean)
+    assert list(out.status[1:]) == ["too_few_joints", "no_joints", "too_few_joints", "too_few_joints"]
     assert out.sigma_m[1] >= 0.3 * out.z_m[1] and out.sigma_m[3] >= 0.3 * out.z_m[3]
-    assert out.z_m[2] == pytest.approx(12.0) and out.sigma_m[2] == pytest.approx(out.z_m[2])
+    assert out.z_m[4] == pytest.approx(12.0) and out.sigma_m[4] == pytest.approx(out.z_m[4])
     assert pred.predict(np.zeros((0, 17, 3)), np.eye(3)).z_m.shape == (0,)
 
 
@@ -142,7 +146,12 @@ def test_sigma_is_calibrated_laplace_std_in_metres(tmp_path):
     with torch.no_grad():
         mu, log_b = pred.module(feats, log_ref)
     out = pred.predict(b["kp"], geometry.intrinsics(720.0, 720.0, 610.0, 175.0), flip_tta=False)
-    np.testing.assert_allclose(out.sigma_m, (0.8 * mu.exp() * math.sqrt(2) * log_b.exp()).numpy(), rtol=1e-4)
+    raw = (0.8 * mu.exp() * math.sqrt(2) * log_b.exp()).numpy()
+    ok = out.status == "ok"  # the untrained net puts some people beyond its depth range: widened sigma
+    assert ok.sum() >= 4
+    np.testing.assert_allclose(out.sigma_m[ok], raw[ok], rtol=1e-4)
+    wide = np.maximum(3 * raw, 0.3 * out.z_m)
+    np.testing.assert_allclose(out.sigma_m[~ok], wide[~ok], rtol=1e-4)
 
 
 def test_model_files_without_sigma_scale_still_load(tmp_path):
@@ -184,3 +193,38 @@ def test_shipped_default_model_on_kitti_dev(real_dir):
     assert len(z) == 178 and np.isfinite(out.z_m).all() and np.isfinite(out.sigma_m).all()
     ale = float(np.abs(out.z_m - z).mean())
     assert ale < 1.15, f"KITTI dev ALE {ale:.3f} m is not below the shoulder-hip rule's 1.15 m"
+
+
+def test_gravity_model_masked_up_equals_no_up_and_trains_with_it(tmp_path):
+    feats = Normaliser(gravity=True).to_dict()
+    path = _export(tmp_path, features=feats)
+    pred = DepthPredictor.load(path)
+    assert pred.uses_gravity and not DepthPredictor.load(_export(tmp_path / "plain")).uses_gravity
+    b = _batch(16)
+    K = geometry.intrinsics(720.0, 720.0, 610.0, 175.0)
+    up = geometry.up_from_pitch_roll(torch.linspace(-60, 10, 16), torch.zeros(16))
+    none = pred.predict(b["kp"], K)
+    nan = pred.predict(b["kp"], K, up=torch.full((16, 3), float("nan")))
+    np.testing.assert_array_equal(none.z_m, nan.z_m)
+    np.testing.assert_array_equal(none.sigma_m, nan.sigma_m)
+    given = pred.predict(b["kp"], K, up=up)
+    assert not np.allclose(given.z_m, none.z_m)  # the (random) network does read it
+    # One up for all rows broadcasts; a mix of known and unknown rows equals predicting them separately.
+    one = pred.predict(b["kp"], K, up=up[3])
+    np.testing.assert_allclose(one.z_m[3], given.z_m[3], rtol=1e-6)
+    mixed = up.clone()
+    mixed[::2] = float("nan")
+    mix = pred.predict(b["kp"], K, up=mixed)
+    np.testing.assert_allclose(mix.z_m[::2], none.z_m[::2], rtol=1e-6)
+    np.testing.assert_allclose(mix.z_m[1::2], given.z_m[1::2], rtol=1e-6)
+    with pytest.raises(ValueError, match="up must have shape"):
+        pred.predict(b["kp"], K, up=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="unit vector"):
+        pred.predict(b["kp"], K, up=np.array([0.0, -5.0, 0.0]))
+    # A training step reads batch["up"] (NaN rows = unknown) and the loss is finite.
+    m = DepthModule(net={"width": 32, "depth": 2}, features=feats, augment={"p_hide_up": 0.5})
+    batch = {**_batch(64), "up": geometry.up_from_pitch_roll(torch.full((64,), -40.0), torch.zeros(64))}
+    f, _, _ = m.features(batch, train=False)
+    assert f.shape == (64, 59) and (f[:, 58] == 1).all()
+    loss = m.training_step(batch, 0)
+    assert torch.isfinite(loss)

@@ -1,7 +1,8 @@
 """``dp-train``: train a depth model (config ``conf/train.yaml``); returns the optimised metric for sweeps.
 
-Unusable input (a ``data.dir`` that is not a dataset, a missing ``ckpt_path``, a set too large for the device,
-a bad generation config): one ``dp-train: error: ...`` line and exit code 2 (:mod:`depth_pose.cli.shell`).
+Unusable input (a ``data.dir`` that is not a dataset, a ``ckpt_path`` that is missing, no checkpoint, or a
+checkpoint of another run, ``trainer.max_epochs`` < 1, a set too large for the device, a bad generation
+config): one ``dp-train: error: ...`` line and exit code 2 (:mod:`depth_pose.cli.shell`).
 """
 
 from __future__ import annotations

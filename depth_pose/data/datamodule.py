@@ -91,7 +91,7 @@ class DeviceDataModule(L.LightningDataModule):
         )
         if self.max_samples is not None and len(host) > int(self.max_samples):
             m = int(self.max_samples)
-            host = HostSet(host.kp[:m], host.intr[:m], host.z[:m], host.special[:m], host.pose_id[:m])
+            host = host.head(m)
         idx = split_indices(host.pose_id, self.fractions, self.split_seed)
         per_rank = sum(
             rank_slice(len(v), self.rank, self.world)[1] - rank_slice(len(v), self.rank, self.world)[0]
@@ -109,6 +109,11 @@ class DeviceDataModule(L.LightningDataModule):
                 "special": host.special[r].to(device),
                 "row": r.to(device),
             }
+            if host.up is not None:
+                up = host.up[r].clone()
+                if name != "train":  # evaluation splits: the up direction known on every other row
+                    up[1::2] = float("nan")
+                self.splits[name]["up"] = up.to(device)
         self._host = None  # the host copy is not needed any more
         log.info("data on %s (rank %d/%d): %s", device, self.rank, self.world, self.split_sizes)
 

@@ -21,10 +21,20 @@ import torch
 from torch import Tensor
 
 from depth_pose.errors import InputError, SetTooLargeError
+from depth_pose.geometry import up_from_pitch_roll
 from depth_pose.schema import INTRINSIC_COLS, KP_COLS, TARGET_COL
 
-COLUMNS: list[str] = [*KP_COLS, *INTRINSIC_COLS, TARGET_COL, "pose_id", "preset", "hands_up"]
-BYTES_PER_SAMPLE = 51 * 4 + 5 * 4 + 4 + 1 + 8  # kp, intr, z, special, row
+COLUMNS: list[str] = [
+    *KP_COLS,
+    *INTRINSIC_COLS,
+    TARGET_COL,
+    "pose_id",
+    "preset",
+    "hands_up",
+    "tilt_deg",
+    "roll_deg",
+]
+BYTES_PER_SAMPLE = 51 * 4 + 5 * 4 + 4 + 1 + 8 + 3 * 4  # kp, intr, z, special, row, up
 SPLITS = ("train", "val", "test")
 # Presets counted as ordinary upright poses by the pose-invariance metric (everything else is "special").
 STANDARD_PRESETS = frozenset({"", "standing", "stand", "walk", "walking"})
@@ -39,6 +49,18 @@ class HostSet:
     z: Tensor  # (N,) float32 metres
     special: Tensor  # (N,) bool: an unusual preset pose (crouch, kneel, sit, lying, ...) or hands up
     pose_id: Tensor  # (N,) int64
+    up: Tensor | None = None  # (N, 3) float32 camera up direction (from the tilt/roll columns), NaN = unknown
+
+    def head(self, m: int) -> HostSet:
+        """The first ``m`` rows."""
+        return HostSet(
+            self.kp[:m],
+            self.intr[:m],
+            self.z[:m],
+            self.special[:m],
+            self.pose_id[:m],
+            None if self.up is None else self.up[:m],
+        )
 
     def __len__(self) -> int:
         return int(self.z.shape[0])
@@ -65,6 +87,7 @@ def load_host_set(path: str | Path, max_rows: int | None = None, verify: bool = 
     unusual = np.array([p is not None and p not in STANDARD_PRESETS for p in preset], dtype=bool)
     special = unusual | col("hands_up", bool)
     z = col(TARGET_COL)
+    up = up_from_pitch_roll(torch.from_numpy(col("tilt_deg")), torch.from_numpy(col("roll_deg")))
     check()
     if table.num_rows == 0:
         raise InputError(f"dataset {path} has no rows")
@@ -76,6 +99,7 @@ def load_host_set(path: str | Path, max_rows: int | None = None, verify: bool = 
         torch.from_numpy(z),
         torch.from_numpy(special.astype(bool)),
         torch.from_numpy(col("pose_id", np.int64)),
+        up,
     )
 
 

@@ -124,22 +124,28 @@ def match_person(det: Detections, box: np.ndarray | None, min_iou: float = 0.3) 
 def detect_people(folder: str | Path, detector, min_iou: float = 0.3, progress: bool = True) -> PeopleSet:
     """Run ``detector`` (a :class:`depth_pose.detect.PoseDetector`) on every labelled image and match people.
 
-    Unreadable images and unmatched people are listed in ``skipped`` (``image NAME``, why).
+    Unreadable images and unmatched people are listed in ``skipped`` (``image NAME``, why). A ``K`` whose
+    field of view for its image's width is not sane (:func:`depth_pose.geometry.check_intrinsics`) is refused
+    (:class:`EvalInputError`, naming ``gt.json`` and the image).
     """
     import cv2
 
     people = read_image_set(folder)
     ids, kps, Ks, gts, extra, skipped = [], [], [], [], [], []
-    cache: dict[Path, Detections | None] = {}
+    cache: dict[Path, tuple[Detections, tuple[int, int]] | None] = {}
     for person in tqdm(people, desc="detect", disable=not progress):
         if person.image not in cache:
             img = cv2.imread(str(person.image), cv2.IMREAD_COLOR) if person.image.is_file() else None
-            cache[person.image] = None if img is None else detector(img)[0]
-        det = cache[person.image]
+            cache[person.image] = None if img is None else (detector(img)[0], (img.shape[1], img.shape[0]))
         where = f"image {person.image.name}"
-        if det is None:
+        if cache[person.image] is None:
             skipped.append((where, "image missing or unreadable"))
             continue
+        det, size = cache[person.image]
+        why = check_intrinsics(torch.as_tensor(person.K), size)
+        if why:
+            gt_path = Path(folder) / "gt.json"
+            raise EvalInputError(f"'{gt_path}' ({person.image.name}, {size[0]}x{size[1]} px): {why}")
         j, iou = match_person(det, person.box, min_iou)
         if j is None:
             why = (

@@ -5,7 +5,13 @@ default ``line<N>``), ``keypoints_xyc`` 17 x [x_px, y_px, conf], ``K`` 3 x 3, op
 fields are ignored. A joint with confidence 0 / NaN or NaN coordinates is unseen, not malformed. A line is
 malformed when it is not a JSON object, the keypoints are not 17 x 3 numbers (null counts as NaN), ``K`` is
 missing or fails :func:`depth_pose.geometry.check_intrinsics`, or ``gt_z_m`` is present but not a
-positive number.
+positive number up to :data:`MAX_GT_Z_M` (1000 km).
+
+Optional camera up direction per line (:mod:`depth_pose.gravity`; conventions in :mod:`depth_pose.geometry`):
+``up_cam`` (3 numbers, normalised) or ``pitch_deg`` (+ optional ``roll_deg``, default 0), null = not given.
+Malformed too: an ``up_cam`` that is not 3 finite numbers or has (near) zero length, an angle out of range,
+``roll_deg`` without ``pitch_deg``, or ``up_cam`` and ``pitch_deg``/``roll_deg`` disagreeing by more than
+:data:`depth_pose.gravity.AGREE_DEG` degrees.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write_text
 from depth_pose.geometry import check_intrinsics
+from depth_pose.gravity import up_from_mapping
 from depth_pose.keypoints import NUM_KEYPOINTS
 
 
@@ -35,7 +42,9 @@ class PeopleSet:
     ``skipped`` lists ``(where, why)`` for input left out (a line number or an image name); ``extra`` holds
     per-person fields copied to the output lines (image name, detection score, ...); ``groups`` holds label
     arrays (N,) that evaluations report errors per label of (synthetic sets: ``pose``, ``arms``), also copied
-    to the output lines.
+    to the output lines. ``up`` (N, 3): the camera's up direction per person (:mod:`depth_pose.gravity`), NaN
+    rows = not known; None = none known. ``fields``: raw values (None when absent) of the input fields a
+    reader was asked to keep (:func:`read_keypoints_jsonl` ``keep``: a camera id, a track id, ...).
     """
 
     ids: list[str]
@@ -46,6 +55,8 @@ class PeopleSet:
     extra: list[dict] = field(default_factory=list)
     n_input: int = 0
     groups: dict[str, np.ndarray] = field(default_factory=dict)
+    up: np.ndarray | None = None
+    fields: dict[str, list] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -64,8 +75,9 @@ class PeopleSet:
         skipped: list[tuple[str, str]],
         extra: list[dict] | None,
         n_input: int,
+        ups: list | None = None,
     ) -> PeopleSet:
-        """Stack per-person lists (possibly empty) into a set."""
+        """Stack per-person lists (possibly empty) into a set; ``ups``: (3,) up directions, NaN = unknown."""
         return cls(
             ids=ids,
             keypoints=np.asarray(kps, np.float64).reshape(-1, NUM_KEYPOINTS, 3),
@@ -74,6 +86,7 @@ class PeopleSet:
             skipped=skipped,
             extra=extra if extra is not None else [{} for _ in ids],
             n_input=n_input,
+            up=None if ups is None else np.asarray(ups, np.float64).reshape(-1, 3),
         )
 
 
@@ -134,13 +147,14 @@ def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, flo
             gt_z = float(gt) if isinstance(gt, int | float) and not isinstance(gt, bool) else math.nan
         except OverflowError:
             gt_z = math.inf
-        if not (math.isfinite(gt_z) and gt_z > 0):
+        if not (math.isfinite(gt_z) and 0 < gt_z <= MAX_GT_Z_M):
             shown = repr(gt) if len(repr(gt)) <= 40 else repr(gt)[:37] + "..."
-            raise ValueError(f"gt_z_m must be a positive finite number, got {shown}")
+            raise ValueError(f"gt_z_m must be a positive finite number up to {MAX_GT_Z_M:g} m, got {shown}")
     pid = obj.get("id", default_id)
     return str(pid), kp, K, gt_z
 
 
+MAX_GT_Z_M = 1e6  # a depth beyond 1000 km is not a person (its squared error would overflow float32)
 MAX_LINE_CHARS = 1_000_000  # a person is ~1 KB of JSON; longer lines are refused, not parsed
 
 
@@ -164,9 +178,9 @@ def jsonl_lines(path: Path) -> list[tuple[int, str | None, str]]:
     return out
 
 
-def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
+def read_keypoints_jsonl(path: str | Path, keep: tuple[str, ...] = ()) -> PeopleSet:
     """Read a keypoint set; malformed lines land in ``skipped`` as ``("line N", why)``; blank lines are
-    ignored.
+    ignored. ``keep``: other fields whose raw values go to ``PeopleSet.fields`` (None where absent).
 
     Refused as a whole (:class:`EvalInputError`): a missing file, a file with no people, a JSON array instead
     of JSON Lines, ids that repeat (named with their lines)."""
@@ -181,7 +195,8 @@ def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
             f"keypoints file '{path}' starts with '[': a JSON array, not JSON Lines "
             "(one JSON object per line)"
         )
-    ids, kps, Ks, gts, skipped, where = [], [], [], [], [], []
+    ids, kps, Ks, gts, ups, skipped, where = [], [], [], [], [], [], []
+    kept: dict[str, list] = {name: [] for name in keep}
     for lineno, line, why in lines:
         if line is None:
             skipped.append((f"line {lineno}", why))
@@ -202,6 +217,7 @@ def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
             continue
         try:
             pid, kp, K, gt = parse_person(obj, f"line{lineno}")
+            up = up_from_mapping(obj)
         except (ValueError, OverflowError, TypeError) as e:
             skipped.append((f"line {lineno}", str(e)))
             continue
@@ -209,7 +225,10 @@ def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
         kps.append(kp)
         Ks.append(K)
         gts.append(gt)
+        ups.append(np.full(3, np.nan) if up is None else up)
         where.append(lineno)
+        for name in keep:
+            kept.setdefault(name, []).append(obj.get(name))
     first: dict[str, int] = {}
     dups = []
     for pid, lineno in zip(ids, where):
@@ -219,7 +238,9 @@ def read_keypoints_jsonl(path: str | Path) -> PeopleSet:
     if dups:
         more = f" (+{len(dups) - 3} more)" if len(dups) > 3 else ""
         raise EvalInputError(f"keypoints file '{path}' repeats ids: {', '.join(dups[:3])}{more}")
-    return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, None, len(lines))
+    people = PeopleSet.from_lists(ids, kps, Ks, gts, skipped, None, len(lines), ups)
+    people.fields = kept
+    return people
 
 
 def pose_labels(

@@ -201,3 +201,82 @@ def pose_ratio_bars(per_pose: dict[str, dict], path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title("Pose invariance: relative depth error per pose")
     return save_figure(fig, path)
+
+
+def error_vs_tilt(
+    per_tilt: dict[str, dict[str, dict]], path: Path, title: str = "Depth error vs tilt"
+) -> Path:
+    """Median |pred/true - 1| (%) per camera tilt bin, one line per variant (``per_tilt``: variant -> tilt
+    key -> stats with ``median`` and ``q25_q75``), quartiles shaded."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, bins in per_tilt.items():
+        tilts = np.array([float(k) for k in bins], np.float64)
+        order = np.argsort(tilts)
+        med = np.array([100 * bins[k]["median"] for k in bins], np.float64)[order]
+        q = 100 * np.array([bins[k].get("q25_q75", [np.nan, np.nan]) for k in bins], np.float64)[order]
+        (line,) = ax.plot(tilts[order], med, "o-", label=name)
+        ax.fill_between(tilts[order], q[:, 0], q[:, 1], color=line.get_color(), alpha=0.12)
+    ax.set_xlabel("camera tilt (deg, negative = looking down)")
+    ax.set_ylabel("median |z_pred / z_true - 1| (%), band: quartiles")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def method_bars(values: dict[str, dict[str, dict[str, float | None]]], path: Path, title: str = "") -> Path:
+    """Grouped bars of median |pred/true - 1| (%): one panel per panel key of ``values`` (e.g. floor), one
+    group per group key (e.g. camera mount), one bar per method (``values[panel][group][method]``; None:
+    no bar)."""
+    plt = pyplot()
+    panels = list(values)
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 4.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=False):
+        groups = list(values[panel])
+        methods = list(dict.fromkeys(m for g in groups for m in values[panel][g]))
+        width = 0.8 / max(len(methods), 1)
+        x = np.arange(len(groups))
+        for k, m in enumerate(methods):
+            v = [values[panel][g].get(m) for g in groups]
+            ax.bar(
+                x + (k - (len(methods) - 1) / 2) * width,
+                [np.nan if e is None else 100 * e for e in v],
+                width,
+                label=m,
+            )
+        ax.set_xticks(x, groups, fontsize=8)
+        ax.set_ylabel("median |z_pred / z_true - 1| (%)")
+        ax.set_title(str(panel))
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def error_vs_seen(
+    per_seen: dict[str, dict[str, dict]], methods: tuple[str, ...] | list[str], path: Path, title: str = ""
+) -> Path:
+    """Median |pred/true - 1| (%) against the number of person-frames a fixed camera has seen: one panel per
+    mount (``per_seen[mount][bin key][method]``, bins in order), one line per method."""
+    plt = pyplot()
+    mounts = list(per_seen)
+    fig, axes = plt.subplots(1, max(len(mounts), 1), figsize=(4.2 * max(len(mounts), 1), 3.8), squeeze=False)
+    for ax, mount in zip(axes[0], mounts, strict=False):
+        keys = list(per_seen[mount])
+        x = np.arange(len(keys))
+        for m in methods:
+            v = [per_seen[mount][k].get(m) for k in keys]
+            ax.plot(x, [np.nan if e is None else 100 * e for e in v], "o-", label=m)
+        ax.set_xticks(x, keys, fontsize=7)
+        ax.set_xlabel("person-frames seen")
+        ax.set_title(str(mount))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("median |z_pred / z_true - 1| (%)")
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

@@ -24,23 +24,31 @@ def _pct1(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
-def _rows(methods: dict[str, dict], same: dict[str, dict] | None) -> list[tuple[str, dict]]:
-    """Table rows: each method, and after each baseline the model on exactly that baseline's people."""
+def _rows(
+    methods: dict[str, dict], same: dict[str, dict] | None, ok: dict | None = None
+) -> list[tuple[str, dict]]:
+    """Table rows: each method, after the model its ``ok`` people only (``ok``, when given), and after each
+    baseline the model on exactly that baseline's people."""
     rows = []
     n_model = methods.get("model", {}).get("n")
     for name, m in methods.items():
         rows.append((METHOD_TITLES.get(name, name), m))
+        if name == "model" and ok:
+            rows.append((f"↳ model, status ok only ({ok['n']} people)", ok))
         if same and name in same and same[name]["n"] != n_model:
             rows.append((f"↳ model on the same {same[name]['n']} people", same[name]))
     return rows
 
 
-def methods_table(methods: dict[str, dict], same: dict[str, dict] | None = None) -> str:
-    """One row per method: n, ALE, median, relative error, bias, delta<1.25, ALP, sigma coverage."""
+def methods_table(
+    methods: dict[str, dict], same: dict[str, dict] | None = None, ok: dict | None = None
+) -> str:
+    """One row per method: n, ALE, median, relative error, bias, delta<1.25, ALP, sigma coverage (``ok``: the
+    model on its ``ok`` people, a row after the model's)."""
     alps = [f"ALP<{a:g} m" for a in ALP_THRESHOLDS_M]
     head = ["method", "n", "ALE (m)", "median (m)", "rel. err", "bias", "δ<1.25", *alps, "≤1σ", "≤2σ"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for title, m in _rows(methods, same):
+    for title, m in _rows(methods, same, ok):
         row = [
             title,
             f"{m['n']}/{m['n_total']}",
@@ -96,14 +104,21 @@ def people_report(metrics: dict) -> str:
         f"- model: `{metrics['model']}`",
         f"- people scored: {metrics['n_scored']} of {metrics['n_input']} input entries "
         f"({metrics['n_skipped']} left out), {metrics['n_with_gt']} with ground truth",
-        "",
     ]
+    counts = metrics.get("status_counts")
+    if counts:
+        parts.append(
+            "- status (what the model knows): "
+            + ", ".join(f"{k} {v}" for k, v in counts.items() if v or k == "ok")
+            + " (ALE over everyone with a joint; the `ok` row: only people inside the training ranges)"
+        )
+    parts.append("")
     if metrics.get("methods"):
         same = metrics.get("model_on_baseline_people")
         parts += [
             "## Overall",
             "",
-            methods_table(metrics["methods"], same),
+            methods_table(metrics["methods"], same, metrics.get("model_ok_only")),
             "",
             "## Per distance band",
             "",
@@ -186,4 +201,168 @@ def invariance_report(res: dict) -> str:
             f"| {d} | {_pct1(r['model_median'])} | {_pct1(r['box_height_median'])} | "
             f"{_pct(r['coverage_1sigma'])} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def tilt_report(res: dict) -> str:
+    """The Markdown report of the tilt suite: per tilt bin and variant (``no_up``, ``up``) median / IQR /
+    bias / 1 sigma coverage, the worst-over-level ratios and the per tilt x depth medians."""
+    variants = res["variants"]
+    lines = [
+        "# Camera tilt (synthetic, held-out bodies, mid-hip on the optical axis)",
+        "",
+        f"- model: `{res['model']}` (takes the up direction: {'yes' if res['uses_gravity'] else 'no'})",
+        f"- {res['n_samples']} samples: {res['n_bodies']} bodies (seed {res['seed']}), "
+        + f"tilts {res['tilts_deg']} deg, depths {res['depths_m']} m, yaws {res['yaws_deg']} deg, "
+        + f"{res['n_per_pose']} pose variants per name, noise: {res['noise']}",
+        "",
+        "| tilt (deg) | pitch | camera height (m) | n | "
+        + " | ".join(f"{v}: median | {v}: IQR | {v}: bias | {v}: ≤1σ" for v in variants)
+        + " |",
+        "|---|---|---|---|" + "---|---|---|---|" * len(variants),
+    ]
+    for key, cam in res["cameras"].items():
+        cells = []
+        for v in variants:
+            r = res["per_tilt"][v][key]
+            cells += [
+                _pct1(r["median"]),
+                _pct1(r["iqr"]),
+                _pct1(r["bias_median"]),
+                _pct(r["coverage_1sigma"]),
+            ]
+        n = res["per_tilt"][variants[0]][key]["n"]
+        lines.append(
+            f"| {key} | {cam['pitch_deg_median']:.1f}° | "
+            f"{cam['cam_height_m_min']:.1f}–{cam['cam_height_m_max']:.1f} | {n} | " + " | ".join(cells) + " |"
+        )
+    lines.append("")
+    for v in variants:
+        r = res["worst_over_level"][v]
+        lines.append(
+            f"**{v}**: worst tilt {r['worst_tilt_deg']:g}° median {_pct1(r['worst_median'])} / level "
+            f"({r['level_tilt_deg']:g}°) {_pct1(r['level_median'])} = {r['ratio']:.2f}×; overall median "
+            f"{_pct1(res['overall'][v]['median'])}, ≤1σ {_pct(res['overall'][v]['coverage_1sigma'])}."
+        )
+    for v in variants:
+        depths = list(next(iter(res["per_tilt_depth"][v].values())))
+        lines += [
+            "",
+            f"Median |pred/true−1| per tilt × depth ({v}):",
+            "",
+            "| tilt (deg) | " + " | ".join(f"{d} m" for d in depths) + " |",
+            "|---|" + "---|" * len(depths),
+        ]
+        for key, row in res["per_tilt_depth"][v].items():
+            lines.append(f"| {key} | " + " | ".join(_pct1(row[d]) for d in depths) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _deg(v) -> str:
+    return "–" if v is None else f"{v:.2f}°"
+
+
+def scenes_report(res: dict) -> str:
+    """The Markdown report of the scene suite: per floor the median |z/true − 1| per mount and method, the
+    error against the person-frames seen, the calibration errors per checkpoint, the non-planar floors' per
+    scene ratios and the targets with PASS / FAIL."""
+    methods = res["methods"]
+    same = set(res.get("same_as_single", []))
+    title = {m: f"{m} (= single)" if m in same else m for m in methods}
+    bank = res["bodies"]
+    lines = [
+        "# Scene suite (fixed cameras, people walking, self-calibration)",
+        "",
+        f"- model: `{res['model']}` (takes the up direction: {'yes' if res['uses_gravity'] else 'no'})",
+        f"- {res['n_scenes']} scenes x {len(res['mounts'])} mounts x floors {res['floors']}; "
+        f"{res['n_people']} people, {res['n_frames']} frames at {res['fps']:g} fps; "
+        f"hfov {res['hfov_deg']} deg, {res['image_wh'][0]}x{res['image_wh'][1]}; noise: {res['noise']}",
+        f"- bodies: {bank['source']}, {bank['n_bodies']} ({bank['n_children']} children; "
+        f"{bank['children_in_scenes']} child tracks in the scenes)",
+        f"- person-frames: {res['n_person_frames']} simulated, {res['n_detected']} detected, "
+        f"{res['n_scored']} scored (after the first {res['warmup_person_frames']} of each scene); "
+        f"calibrated at {res['calib_at']} person-frames, fusion every {res['fusion_every_frames']} frames",
+    ]
+    for floor, by_mount in res["per_mount"].items():
+        lines += [
+            "",
+            f"## Floor: {floor}: median |z/true − 1| (bias of the scene-aware `{res['scene_aware']}`)",
+            "",
+            "| mount | n | " + " | ".join(title[m] for m in methods) + " | bias |",
+            "|---|---|" + "---|" * (len(methods) + 1),
+        ]
+        for mount, st in by_mount.items():
+            cells = [_pct1(st[m]["median"]) for m in methods]
+            lines.append(
+                f"| {mount} | {st[methods[0]]['n']} | "
+                + " | ".join(cells)
+                + f" | {_pct1(st[res['scene_aware']]['bias_median'])} |"
+            )
+    flat = res["per_seen"].get("flat", {})
+    if flat:
+        keys = list(next(iter(flat.values())))
+        lines += [
+            "",
+            "## Flat floor: median |z/true − 1| vs person-frames seen (single → scene-aware)",
+            "",
+            "| mount | " + " | ".join(keys) + " |",
+            "|---|" + "---|" * len(keys),
+        ]
+        for mount, bins in flat.items():
+            cells = [
+                f"{_pct1(bins[k].get('single'))} → {_pct1(bins[k].get(res['scene_aware']))}"
+                if bins[k]["n"]
+                else "–"
+                for k in keys
+            ]
+            lines.append(f"| {mount} | " + " | ".join(cells) + " |")
+    for floor, by_mount in res["calibration"].items():
+        lines += [
+            "",
+            f"## Calibration ({floor} floor): median (p90) over scenes of |pitch|, |roll|, |height/true − 1|",
+            "",
+            "| mount | person-frames | calibrated | height | planar | pitch | roll | height error |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for mount, cps in by_mount.items():
+            for cp, c in cps.items():
+                p, r, h = c["pitch_abs_deg"], c["roll_abs_deg"], c["height_abs_rel"]
+                lines.append(
+                    f"| {mount} | {cp} | {c['n_calibrated']}/{c['n_scenes']} | {c['n_height']} | "
+                    f"{c['n_planar']} | "
+                    f"{_deg(p['median'])} ({_deg(p['p90'])}) | {_deg(r['median'])} ({_deg(r['p90'])}) | "
+                    f"{_pct1(h['median'])} ({_pct1(h['p90'])}) |"
+                )
+    kinds = ["none", "fallback", "model", "track", "ground"]
+    lines += [
+        "",
+        "## Where the scene-aware depths came from (share of scored person-frames)",
+        "",
+        "none: no calibration yet; fallback: no level floor found (model depths); model: level floor but no "
+        "usable ground contact or track scale; track: model x the track's scale; ground: fused with the "
+        "ground contact.",
+        "",
+        "| floor | mount | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+    ]
+    for floor, by_mount in res.get("scene_aware_sources", {}).items():
+        for mount, share in by_mount.items():
+            lines.append(
+                f"| {floor} | {mount} | " + " | ".join(_pct(share.get(k, 0.0)) for k in kinds) + " |"
+            )
+    lines += ["", "## Targets", "", "| target | value | limit | verdict |", "|---|---|---|---|"]
+    for name, t in res["targets"].items():
+        v, lim = t["value"], t["limit"]
+        if name.startswith("calibration_pitch") or name.startswith("calibration_roll"):
+            vs, ls = f"{_deg(v)} ({t['n']}/{t['n_scenes']} scenes)", f"≤ {lim:g}°"
+        elif name.startswith("calibration_height"):
+            vs, ls = f"{_pct1(v)} ({t['n']}/{t['n_scenes']} scenes)", f"≤ {100 * lim:g}%"
+        elif name.startswith("non_planar"):
+            vs = "–" if v is None else f"worst {v:.3f}× ({t['n_pass']}/{t['n']} scenes pass)"
+            ls = f"≤ {lim:g}× per scene"
+        else:
+            vs, ls = _pct1(v), f"≤ {100 * lim:g}%"
+        lines.append(f"| {name} | {vs} | {ls} | {'PASS' if t['pass'] else 'FAIL'} |")
+    if "runtime_s" in res:
+        lines += ["", f"Runtime: {res['runtime_s']}"]
     return "\n".join(lines) + "\n"

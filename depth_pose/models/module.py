@@ -2,8 +2,10 @@
 
 The batch is a dict of tensors already on the device (see :mod:`depth_pose.data`): ``kp`` (B, 17, 3) pixels +
 confidence, ``intr`` (B, 5) = fx, fy, cx, cy, skew, ``z`` (B,) metres, ``special`` (B,) bool (preset /
-hands-up pose, for the pose-invariance metric). Features are computed here, per batch, with
-:mod:`depth_pose.features` (the one normalisation), and augmented on the device during training.
+hands-up pose, for the pose-invariance metric), ``up`` (B, 3) the camera's up direction (gravity models;
+validation and test give it on every other row, so their metrics and the sigma calibration cover both).
+Features are computed here, per batch, with :mod:`depth_pose.features` (the one normalisation), and augmented
+on the device during training.
 
 Output: ``mu`` = predicted ``log z`` and ``log_b`` = log Laplace scale of ``log z``. Loss ``laplace``:
 negative log-likelihood ``|t - mu| / b + log b`` (MonoLoco-style); ``l1``: ``|t - mu|`` (the spread head is
@@ -19,6 +21,7 @@ interval holds 68% of held-out synthetic errors. Test metrics use the stored sca
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -91,6 +94,9 @@ class DepthModule(L.LightningModule):
         self.extra_checkpoint: dict[
             str, Any
         ] = {}  # e.g. resolved config + data id, saved in every checkpoint
+        # The run's seed: every random draw of a training step is a function of (seed, epoch, batch, rank)
+        # (:meth:`step_seed`), so a run resumed from a checkpoint draws what the uninterrupted run drew.
+        self.augment_seed = 0
 
     def on_fit_start(self) -> None:
         """Standardise the target with statistics of the training split (summed over DDP ranks)."""
@@ -108,11 +114,13 @@ class DepthModule(L.LightningModule):
         self.t_std.fill_(max(float(t_std), 1e-3))
         self.z_train_mean.fill_(float(z_mean))
 
-    def features(self, batch: dict[str, Tensor], train: bool) -> tuple[Tensor, Tensor, Tensor]:
+    def features(
+        self, batch: dict[str, Tensor], train: bool, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         K = K_from_columns(*batch["intr"].unbind(1))
-        obs = self.normaliser.observe(batch["kp"], K)
+        obs = self.normaliser.observe(batch["kp"], K, batch.get("up"))
         if train:
-            obs = self.augment(obs, flip_ok=self.normaliser.name == "normalised")
+            obs = self.augment(obs, flip_ok=self.normaliser.name == "normalised", generator=generator)
         feats, log_ref = self.normaliser.encode(obs)
         return feats, log_ref, obs.mask
 
@@ -136,8 +144,20 @@ class DepthModule(L.LightningModule):
             return (r.abs() * torch.exp(-lb) + lb).mean()
         return r.abs().mean() + (r.detach().abs() * torch.exp(-lb) + lb).mean()
 
+    def step_seed(self, batch_idx: int) -> int:
+        """The seed of training step ``batch_idx`` of the current epoch on this rank (63 bits)."""
+        key = f"{int(self.augment_seed)}:{self.current_epoch}:{int(batch_idx)}:{self.global_rank}".encode()
+        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        feats, log_ref, _ = self.features(batch, train=True)
+        # Augmentation and dropout draw from generators seeded per step, never from where an earlier step
+        # left the global RNG: a run resumed from a checkpoint (no RNG states in it) continues bit for bit.
+        seed = self.step_seed(batch_idx)
+        dev = batch["kp"].device
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.net.modules()):
+            torch.manual_seed(seed ^ 0x5DEECE66D)
+        feats, log_ref, _ = self.features(batch, train=True, generator=gen)
         mu, log_b = self(feats, log_ref)
         loss = self._loss(mu, log_b, batch["z"].log())
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=feats.shape[0])

@@ -14,6 +14,9 @@ Precedence (first that applies wins, per image):
    The calibration's image size is taken from ``width``/``height``, ``image_width``/``image_height`` or
    ``image_size``/``imageSize`` ([W, H]) in the file, else from the ``calib_size`` option, else it is assumed
    to be the size of the image being processed.
+   Optional top-level ``up_cam`` (3 numbers) or ``pitch_deg`` (+ ``roll_deg``): the camera's up direction
+   (:mod:`depth_pose.gravity`; conventions in :mod:`depth_pose.geometry`), same rules as ``scene.*``;
+   :attr:`Calibration.up`.
 2. ``fx`` (+ optional ``fy``, ``cx``, ``cy``; defaults fy = fx, principal point at the image centre), in
    pixels of ``calib_size`` when given, else of the processed image.
 3. ``hfov_deg``: square pixels, principal point at the centre, focal = W / (2 tan(hfov/2)) for each image's
@@ -23,6 +26,11 @@ Precedence (first that applies wins, per image):
    centre.
 5. Default: ``default_hfov_deg`` (60 degrees, a typical phone/webcam main camera), with a warning printed
    once.
+
+Every ``K`` is checked by :func:`depth_pose.geometry.check_intrinsics` (a transposed matrix, a bottom row
+other than ``[0, 0, 1]``, a non-positive focal length), and, for the image it is used on, its horizontal field
+of view must lie within :data:`depth_pose.geometry.SANE_HFOV_DEG` (1-175 degrees; ``hfov_deg`` and
+``default_hfov_deg`` too): else :class:`IntrinsicsError`, one line naming the option or file.
 
 Images of another size than the calibration (a folder mixing sizes, a downscaled video): ``K`` is scaled by
 ``s = W / W_calib`` (a corner-aligned resize, :func:`depth_pose.geometry.transform_intrinsics`); when the
@@ -45,6 +53,7 @@ import torch
 
 from depth_pose import geometry
 from depth_pose.errors import InputError
+from depth_pose.gravity import up_from_mapping
 
 DIAG_35MM = math.hypot(36.0, 24.0)  # full-frame diagonal (mm), the reference of "35 mm equivalent"
 
@@ -62,6 +71,7 @@ class Calibration:
     per_image: dict[str, np.ndarray]
     size: tuple[int, int] | None  # (W, H)
     path: str
+    up: np.ndarray | None = None  # (3,) the camera's up direction (top-level up_cam / pitch_deg / roll_deg)
 
 
 def _as_matrix(value: Any, where: str) -> np.ndarray:
@@ -118,9 +128,33 @@ def _read_opencv_storage(path: Path) -> Calibration:
         w, h = fs.getNode("image_width"), fs.getNode("image_height")
         if not w.empty() and not h.empty():
             size = (int(w.real()), int(h.real()))
-        return Calibration(K, {}, size, str(path))
+        return Calibration(K, {}, size, str(path), _calib_up(_opencv_up_fields(fs), path))
     finally:
         fs.release()
+
+
+def _opencv_up_fields(fs) -> dict:
+    """``pitch_deg`` / ``roll_deg`` (reals) and ``up_cam`` (a sequence or a matrix) of a FileStorage file."""
+    out: dict = {}
+    for key in ("pitch_deg", "roll_deg", "up_cam"):
+        node = fs.getNode(key)
+        if node.empty() or node.isNone():
+            continue
+        if key != "up_cam":
+            out[key] = node.real() if node.isReal() or node.isInt() else node.string()
+        elif node.isSeq():
+            out[key] = [node.at(i).real() for i in range(node.size())]
+        else:
+            mat = node.mat()
+            out[key] = mat.ravel().tolist() if mat is not None else node.string()
+    return out
+
+
+def _calib_up(fields: dict, path: Path) -> np.ndarray | None:
+    try:
+        return up_from_mapping(fields)
+    except ValueError as e:
+        raise IntrinsicsError(f"calibration file '{path}': {e}") from None
 
 
 def load_calibration(path: str | Path) -> Calibration:
@@ -158,7 +192,7 @@ def load_calibration(path: str | Path) -> Calibration:
         raise IntrinsicsError(
             f"calibration file '{path}': no top-level {'/'.join(_K_KEYS)} and no samples[].K entries"
         )
-    return Calibration(K, per_image, _size_from(data), str(path))
+    return Calibration(K, per_image, _size_from(data), str(path), _calib_up(data, path))
 
 
 def scale_to_image(
@@ -223,12 +257,14 @@ class IntrinsicsResolver:
         self.calibration = load_calibration(calib) if calib else None
         if fx is None and any(v is not None for v in (fy, cx, cy)):
             raise IntrinsicsError("intrinsics: fy/cx/cy given without fx")
-        if fx is not None and (not math.isfinite(fx) or fx <= 0 or (fy is not None and fy <= 0)):
+        if fx is not None and (
+            not math.isfinite(fx) or fx <= 0 or (fy is not None and not (math.isfinite(fy) and fy > 0))
+        ):
             raise IntrinsicsError(f"intrinsics: focal length must be positive, got fx={fx}, fy={fy}")
-        if hfov_deg is not None and not 0 < hfov_deg < 180:
-            raise IntrinsicsError(f"intrinsics: hfov_deg must be in (0, 180), got {hfov_deg}")
-        if not 0 < default_hfov_deg < 180:
-            raise IntrinsicsError(f"intrinsics: default_hfov_deg must be in (0, 180), got {default_hfov_deg}")
+        lo, hi = geometry.SANE_HFOV_DEG
+        for key, v in (("hfov_deg", hfov_deg), ("default_hfov_deg", default_hfov_deg)):
+            if v is not None and not lo <= v <= hi:
+                raise IntrinsicsError(f"intrinsics: {key} must be in [{lo:g}, {hi:g}] degrees, got {v}")
         self.fx, self.fy, self.cx, self.cy = fx, fy, cx, cy
         self.hfov_deg, self.exif, self.default_hfov_deg = hfov_deg, exif, default_hfov_deg
         self.calib_size = tuple(int(v) for v in calib_size) if calib_size else None
@@ -243,7 +279,15 @@ class IntrinsicsResolver:
         self, width: int, height: int, image_path: str | Path | None = None
     ) -> tuple[np.ndarray, str]:
         """``(K, source)`` for an image ``width`` x ``height``; ``image_path`` is used for per-image calib and
-        EXIF."""
+        EXIF. :class:`IntrinsicsError` when that ``K`` is not sane for the image (field of view)."""
+        K, src = self._resolve(width, height, image_path)
+        why = geometry.check_intrinsics(torch.as_tensor(K), (int(width), int(height)))
+        if why:
+            name = f" for image '{Path(image_path).name}'" if image_path is not None else ""
+            raise IntrinsicsError(f"intrinsics from {src}{name} ({int(width)}x{int(height)} px): {why}")
+        return K, src
+
+    def _resolve(self, width: int, height: int, image_path: str | Path | None) -> tuple[np.ndarray, str]:
         size = (int(width), int(height))
         name = Path(image_path).name if image_path is not None else None
         c = self.calibration

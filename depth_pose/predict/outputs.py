@@ -19,9 +19,10 @@ from depth_pose.keypoints import SKELETON
 RECORD_FILES = ("predictions.jsonl", "predictions.csv")  # written into ``out`` by RecordWriter
 CSV_FIELDS = (
     "source", "frame", "t_s", "person", "track_id", "box_x1", "box_y1", "box_x2", "box_y2", "box_score",
-    "z_m", "sigma_m", "z_raw_m", "sigma_raw_m", "dist_m", "sigma_dist_m",
+    "z_m", "sigma_m", "z_raw_m", "sigma_raw_m", "z_single_m", "sigma_single_m", "depth_source", "status",
+    "dist_m", "sigma_dist_m",
     "ground_x_m", "ground_y_m", "ground_z_m", "ground_dist_m", "ground_from",
-    "hip_x_m", "hip_y_m", "hip_z_m", "mean_kp_conf", "zoomed", "K_source",
+    "hip_x_m", "hip_y_m", "hip_z_m", "mean_kp_conf", "zoomed", "K_source", "pitch_deg", "roll_deg",
 )  # fmt: skip
 
 
@@ -36,7 +37,8 @@ def distance_colour(d: float, near: float = 2.0, far: float = 20.0) -> tuple[int
 
 
 def annotate(image: np.ndarray, records: list[dict], kp_thr: float = 0.3) -> np.ndarray:
-    """Draw box, skeleton and a "z ± sigma m" label per person, coloured by distance."""
+    """Draw box, skeleton and a "z ± sigma m" label per person, coloured by distance (the status after it
+    when not ``ok``)."""
     out = image.copy()
     H = out.shape[0]
     thick = max(1, round(H / 500))
@@ -64,6 +66,8 @@ def annotate(image: np.ndarray, records: list[dict], kp_thr: float = 0.3) -> np.
             label = f"#{r['track_id']} " + label
         if r.get("zoomed"):
             label += " z"
+        if r.get("status", "ok") != "ok":
+            label += f" [{r['status']}]"
         # OpenCV's Hershey fonts have no "±": draw "+-" and keep the Unicode label in the records.
         text = label.replace("\u00b1", "+-")
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)

@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from depth_pose.errors import InputError  # a ValueError: a config value the user gave
+
 LAG_MARGIN = 0.7  # One-Euro: ramp lag of the cutoff floor = 0.7 * max_lag_s (room for noise-driven dips)
 
 
@@ -123,9 +125,9 @@ class TrackSmoother:
         sigma_ref: float = 0.3,
     ) -> None:
         if method not in ("kalman", "one_euro", "none"):
-            raise ValueError(f"smoothing.method must be kalman | one_euro | none, got '{method}'")
+            raise InputError(f"smoothing.method must be kalman | one_euro | none, got '{method}'")
         if max_lag_s < 0:
-            raise ValueError(f"smoothing.max_lag_s must be >= 0, got {max_lag_s}")
+            raise InputError(f"smoothing.max_lag_s must be >= 0, got {max_lag_s}")
         self.method, self.max_lag_s, self.track_timeout_s = method, max_lag_s, track_timeout_s
         self.kw = (
             {"accel_std": accel_std}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from depth_pose.eval import plots
 from depth_pose.eval.io import atomic_write_json, atomic_write_jsonl
 from depth_pose.eval.metrics import calibration_curve, median_iqr, relative_abs_error
 from generation.types import Cameras, PosedBodies
+
+if TYPE_CHECKING:
+    from generation.body import BodyModel
 
 STANDING = "standing"
 
@@ -51,16 +55,33 @@ def fixed_cameras(
     # is at height h.
     d = torch.stack((zeros, depth_m.to(dev).float(), torch.full_like(zeros, -cam_height_m)), dim=-1)
     t = torch.einsum("nij,nj->ni", Rc, d)
+    return suite_cameras(R, t, yaw_deg, zeros, torch.full_like(zeros, cam_height_m), hfov_deg, img_w, img_h)
+
+
+def suite_cameras(
+    R: torch.Tensor,
+    t: torch.Tensor,
+    yaw_deg: torch.Tensor,
+    tilt_deg: torch.Tensor,
+    height_m: torch.Tensor,
+    hfov_deg: float,
+    img_w: int,
+    img_h: int,
+) -> Cameras:
+    """:class:`Cameras` of the suites: world->camera ``R`` (person yaw included) and ``t`` (n rows), roll 0,
+    one pinhole ``K`` for all (``hfov_deg``, principal point at the image centre)."""
+    n, dev = R.shape[0], R.device
     K = geometry.intrinsics_from_hfov(hfov_deg, img_w, img_h).to(dev).expand(n, 3, 3).clone()
+    zeros = torch.zeros(n, device=dev)
     return Cameras(
         K=K,
         R=R,
         t=t,
         img_w=torch.full((n,), img_w, dtype=torch.long, device=dev),
         img_h=torch.full((n,), img_h, dtype=torch.long, device=dev),
-        height_m=torch.full_like(zeros, cam_height_m),
-        tilt_deg=zeros.clone(),
-        roll_deg=zeros.clone(),
+        height_m=height_m.to(dev).float(),
+        tilt_deg=tilt_deg.to(dev).float().clone(),
+        roll_deg=zeros,
         yaw_deg=yaw_deg.to(dev).float(),
         hfov_deg=torch.full_like(zeros, hfov_deg),
     )
@@ -83,18 +104,18 @@ def add_detector_noise(obs, cameras: Cameras, generator: torch.Generator, noise_
     return noise(obs, generator, cameras)
 
 
-def build_suite(cfg, progress: bool = True) -> dict:
-    """Generate the suite's samples: dict of tensors/arrays and labels (pose, depth, yaw, body)."""
+def suite_people(cfg, generator: torch.Generator) -> tuple[BodyModel, PosedBodies, list[str]]:
+    """The suite's held-out people: ``(bodies, posed, labels)`` - a body bank of ``cfg.n_bodies`` (seed
+    ``cfg.seed``), ``cfg.n_per_pose`` jittered variants of each named pose in ``cfg.poses`` posed on random
+    bodies of the bank (draws from ``generator``), and each row's pose name."""
     from generation.body import BodyModel
     from generation.pose import named_poses
-    from generation.project import observe
 
-    g = torch.Generator().manual_seed(int(cfg.seed))
     names = list(cfg.poses)
     n_per = int(cfg.n_per_pose)
     bodies = BodyModel(n_bodies=int(cfg.n_bodies), seed=int(cfg.seed))
     poses = _call_with_supported(
-        named_poses, names=names, n_per_name=n_per, generator=g, jitter_deg=float(cfg.jitter_deg)
+        named_poses, names=names, n_per_name=n_per, generator=generator, jitter_deg=float(cfg.jitter_deg)
     )
     P = len(poses)
     labels = (
@@ -102,19 +123,46 @@ def build_suite(cfg, progress: bool = True) -> dict:
         if len(getattr(poses, "preset", [])) == P and set(poses.preset) <= set(names)
         else [n for n in names for _ in range(n_per)]
     )
-    body_index = torch.randint(0, len(bodies.shapes), (P,), generator=g)
-    posed = bodies.pose(body_index, poses)
+    body_index = torch.randint(0, len(bodies.shapes), (P,), generator=generator)
+    return bodies, bodies.pose(body_index, poses), labels
+
+
+def repeat_people(posed: PosedBodies, rep: int) -> PosedBodies:
+    """Each row of ``posed`` ``rep`` times in a row (row-major: person p's copies are rows p*rep ...)."""
+    return PosedBodies(
+        keypoints=posed.keypoints.repeat_interleave(rep, 0),
+        body_index=posed.body_index.repeat_interleave(rep, 0),
+        extra_points=None if posed.extra_points is None else posed.extra_points.repeat_interleave(rep, 0),
+    )
+
+
+def noise_label(noise_cfg) -> str:
+    """One line naming the suite's detector noise (for reports)."""
+    if not noise_cfg.get("enabled", True):
+        return "none"
+    return (
+        f"{noise_cfg.get('name', 'detector')} "
+        f"(forced_complete_share={noise_cfg.get('forced_complete_share')}, "
+        f"occluder_prob={noise_cfg.get('occluder_prob')})"
+    )
+
+
+def build_suite(cfg, progress: bool = True) -> dict:
+    """Generate the suite's samples: dict of tensors/arrays and labels (pose, depth, yaw, body)."""
+    from generation.project import observe
+
+    g = torch.Generator().manual_seed(int(cfg.seed))
+    bodies, posed, labels = suite_people(cfg, g)
+    P = posed.keypoints.shape[0]
     depths = torch.tensor(list(cfg.depths_m), dtype=torch.float32)
     yaws = torch.tensor(list(cfg.yaws_deg), dtype=torch.float32)
     D, Y = len(depths), len(yaws)
     # Row order: pose row p, depth d, yaw y (p major).
     rep = D * Y
-    kp = posed.keypoints.repeat_interleave(rep, 0)
-    ext = None if posed.extra_points is None else posed.extra_points.repeat_interleave(rep, 0)
-    bi = posed.body_index.repeat_interleave(rep, 0)
+    posed_all = repeat_people(posed, rep)
+    bi = posed_all.body_index
     depth = depths.repeat_interleave(Y).repeat(P)
     yaw = yaws.repeat(P * D)
-    posed_all = PosedBodies(keypoints=kp, body_index=bi, extra_points=ext)
     cams = fixed_cameras(
         posed_all, depth, yaw, float(cfg.hfov_deg), int(cfg.img_w), int(cfg.img_h), float(cfg.cam_height_m)
     )
@@ -133,7 +181,8 @@ def build_suite(cfg, progress: bool = True) -> dict:
     }
 
 
-def _quartiles(x: np.ndarray) -> list[float]:
+def quartiles(x: np.ndarray) -> list[float]:
+    """[q25, q75] of the finite values of ``x`` (NaN, NaN when none)."""
     x = x[np.isfinite(x)]
     return [float(v) for v in np.percentile(x, [25, 75])] if x.size else [math.nan, math.nan]
 
@@ -153,13 +202,13 @@ def summarise(s: dict, z_pred: np.ndarray, sigma: np.ndarray, z_box: np.ndarray,
             "model": {
                 "median": mm,
                 "iqr": mi,
-                "q25_q75": _quartiles(e_model[sel]),
+                "q25_q75": quartiles(e_model[sel]),
                 "bias_median": float(np.median(z_pred[sel] / z[sel] - 1)),
             },
             "box_height": {
                 "median": bm,
                 "iqr": bi_,
-                "q25_q75": _quartiles(e_box[sel]),
+                "q25_q75": quartiles(e_box[sel]),
                 "n_na": int((~np.isfinite(z_box[sel])).sum()),
             },
             "coverage_1sigma": float((abs_err[sel] <= sigma[sel]).mean()),
@@ -220,13 +269,7 @@ def run_invariance(
         "jitter_deg": float(cfg.jitter_deg),
         "depths_m": list(cfg.depths_m),
         "yaws_deg": list(cfg.yaws_deg),
-        "noise": (
-            f"{cfg.noise.get('name', 'detector')} "
-            f"(forced_complete_share={cfg.noise.get('forced_complete_share')}, "
-            f"occluder_prob={cfg.noise.get('occluder_prob')})"
-        )
-        if cfg.noise.get("enabled", True)
-        else "none",
+        "noise": noise_label(cfg.noise),
         "n_samples": int(len(z_pred)),
         "baselines": bcfg,
     } | summarise(s, z_pred, sigma, z_box, names)

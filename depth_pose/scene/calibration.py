@@ -1,0 +1,323 @@
+"""A fixed camera's self-calibration from the people it watches: up direction, height above a level floor,
+their uncertainties, and the JSON file that keeps them.
+
+:func:`calibrate_scene` runs the steps (:mod:`~depth_pose.scene.vanishing`, :mod:`~depth_pose.scene.floor`,
+:mod:`~depth_pose.scene.planarity`). The file is a JSON mapping written atomically; its top-level ``K``,
+``image_size`` ([W, H]), ``up_cam``, ``pitch_deg`` and ``roll_deg`` are the keys ``dp-predict``'s
+``intrinsics.calib`` reads too. :meth:`SceneCalibration.load` checks every field and, given the camera's ``K``
+or image size, refuses a calibration made for another camera (:class:`CalibrationMismatchError`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from depth_pose.errors import InputError
+from depth_pose.fileio import atomic_write_text
+from depth_pose.geometry import check_intrinsics
+from depth_pose.gravity import parse_up
+from depth_pose.scene.floor import fit_floor, horizontal_axes
+from depth_pose.scene.joints import DEFAULT_MIN_CONF, TooFewPeopleError, body_points
+from depth_pose.scene.planarity import check_planarity
+from depth_pose.scene.vanishing import estimate_up, pitch_roll_sigma
+
+FORMAT = "depth_pose.scene_calibration"
+VERSION = 1
+K_RTOL, K_ATOL_PX = 1e-4, 1e-3  # a calibration's K matches the camera's within these
+
+
+class SceneCalibrationError(InputError):
+    """A scene calibration file that cannot be used (missing, malformed, out of range); names the file."""
+
+
+class CalibrationMismatchError(SceneCalibrationError):
+    """A scene calibration made for other intrinsics or another image size than the camera's."""
+
+
+@dataclass(frozen=True, eq=False)
+class SceneCalibration:
+    """What a fixed camera learnt about its scene. ``up_cam`` (3,) unit, camera coordinates; ``pitch_deg`` /
+    ``roll_deg`` the same direction in the project's conventions; ``sigma_*`` 1-sigma uncertainties (NaN when
+    unknown); ``height_m`` the camera's height above the floor (None when no feet were usable); ``planar``
+    whether the floor was shown to be one level plane (ground-contact depth is used only then) and
+    ``planarity`` why; ``K`` (3, 3) and ``image_wh`` the camera it belongs to."""
+
+    K: np.ndarray
+    up_cam: np.ndarray
+    pitch_deg: float
+    roll_deg: float
+    sigma_up_deg: float
+    sigma_pitch_deg: float
+    sigma_roll_deg: float
+    n_up_inliers: int
+    height_m: float | None
+    sigma_height_m: float | None
+    n_height_inliers: int
+    planar: bool
+    planarity: str
+    image_wh: tuple[int, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (non-finite numbers as null)."""
+
+        def num(x: float | None) -> float | None:
+            return float(x) if x is not None and math.isfinite(x) else None
+
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "K": np.asarray(self.K, np.float64).tolist(),
+            "image_size": list(self.image_wh) if self.image_wh is not None else None,
+            "up_cam": [float(v) for v in self.up_cam],
+            "pitch_deg": float(self.pitch_deg),
+            "roll_deg": float(self.roll_deg),
+            "sigma_up_deg": num(self.sigma_up_deg),
+            "sigma_pitch_deg": num(self.sigma_pitch_deg),
+            "sigma_roll_deg": num(self.sigma_roll_deg),
+            "n_up_inliers": int(self.n_up_inliers),
+            "height_m": num(self.height_m),
+            "sigma_height_m": num(self.sigma_height_m),
+            "n_height_inliers": int(self.n_height_inliers),
+            "planar": bool(self.planar),
+            "planarity": str(self.planarity),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "scene calibration") -> SceneCalibration:
+        """Check and convert a :meth:`to_dict` mapping; :class:`SceneCalibrationError` naming ``where``, the
+        key and the value on any problem."""
+        if not isinstance(d, dict):
+            raise SceneCalibrationError(f"{where}: expected a JSON mapping, got {type(d).__name__}")
+        if d.get("format") != FORMAT:
+            raise SceneCalibrationError(f"{where}: format is {d.get('format')!r}, expected {FORMAT!r}")
+        if d.get("version") != VERSION:
+            raise SceneCalibrationError(f"{where}: version {d.get('version')!r} is not supported ({VERSION})")
+        missing = [k for k in cls._REQUIRED if k not in d]
+        if missing:
+            raise SceneCalibrationError(f"{where}: missing keys {missing}")
+        try:
+            K = np.asarray(d["K"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SceneCalibrationError(
+                f"{where}: K must be a 3x3 matrix of numbers, got {d['K']!r}"
+            ) from None
+        why = check_intrinsics(torch.as_tensor(K)) if K.shape == (3, 3) else f"K must be 3x3, got {K.shape}"
+        if why:
+            raise SceneCalibrationError(f"{where}: {why}")
+        try:
+            up = parse_up(d["pitch_deg"], d["roll_deg"], d["up_cam"])
+        except ValueError as e:
+            raise SceneCalibrationError(f"{where}: {e}") from None
+        size = d.get("image_size")
+        if size is not None and not (
+            isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)
+        ):
+            raise SceneCalibrationError(f"{where}: image_size must be [W, H] positive integers, got {size!r}")
+        height = _number(d, "height_m", where, 0.0, math.inf, allow_none=True, positive=True)
+        if not isinstance(d["planar"], bool):
+            raise SceneCalibrationError(f"{where}: planar must be true or false, got {d['planar']!r}")
+        if d["planar"] and height is None:
+            raise SceneCalibrationError(f"{where}: planar is true but height_m is null")
+        if not isinstance(d["planarity"], str):
+            raise SceneCalibrationError(f"{where}: planarity must be a string, got {d['planarity']!r}")
+        counts = {}
+        for k in ("n_up_inliers", "n_height_inliers"):
+            if not (_is_int(d[k]) and d[k] >= 0):
+                raise SceneCalibrationError(f"{where}: {k} must be a non-negative integer, got {d[k]!r}")
+            counts[k] = int(d[k])
+        sig = {k: _number(d, k, where, 0.0, math.inf, allow_none=True) for k in cls._SIGMAS}
+        return cls(
+            K=K,
+            up_cam=up,
+            pitch_deg=float(d["pitch_deg"]),
+            roll_deg=float(d["roll_deg"]),
+            sigma_up_deg=_nan_if_none(sig["sigma_up_deg"]),
+            sigma_pitch_deg=_nan_if_none(sig["sigma_pitch_deg"]),
+            sigma_roll_deg=_nan_if_none(sig["sigma_roll_deg"]),
+            n_up_inliers=counts["n_up_inliers"],
+            height_m=height,
+            sigma_height_m=sig["sigma_height_m"] if height is not None else None,
+            n_height_inliers=counts["n_height_inliers"],
+            planar=d["planar"],
+            planarity=d["planarity"],
+            image_wh=(int(size[0]), int(size[1])) if size is not None else None,
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the calibration as JSON, atomically (a reader never sees half a file)."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        K: np.ndarray | torch.Tensor | None = None,
+        image_wh: tuple[int, int] | None = None,
+    ) -> SceneCalibration:
+        """Read and check a calibration file. Given the camera's ``K`` and/or ``image_wh``, refuse
+        (:class:`CalibrationMismatchError`) a calibration made for other intrinsics or another image size
+        (a calibration without an image size is not checked against ``image_wh``)."""
+        path = Path(path).expanduser()
+        where = f"scene calibration '{path}'"
+        if not path.is_file():
+            raise SceneCalibrationError(f"{where} does not exist or is not a file")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SceneCalibrationError(f"{where}: not valid JSON ({e})") from None
+        calib = cls.from_dict(data, where)
+        if K is not None:
+            K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
+            if K.shape != (3, 3) or not np.allclose(calib.K, K, rtol=K_RTOL, atol=K_ATOL_PX):
+                raise CalibrationMismatchError(
+                    f"{where} was made for intrinsics K={_short(calib.K)}, but the camera's K is "
+                    f"{_short(K)}: recalibrate the scene for this camera"
+                )
+        if image_wh is not None and calib.image_wh is not None and tuple(image_wh) != calib.image_wh:
+            W, H = calib.image_wh
+            raise CalibrationMismatchError(
+                f"{where} was made for {W}x{H} images, but these are {image_wh[0]}x{image_wh[1]}: "
+                f"recalibrate the scene for this image size"
+            )
+        return calib
+
+    _REQUIRED = (
+        "K",
+        "up_cam",
+        "pitch_deg",
+        "roll_deg",
+        "sigma_up_deg",
+        "sigma_pitch_deg",
+        "sigma_roll_deg",
+        "n_up_inliers",
+        "height_m",
+        "sigma_height_m",
+        "n_height_inliers",
+        "planar",
+        "planarity",
+    )
+    _SIGMAS = ("sigma_up_deg", "sigma_pitch_deg", "sigma_roll_deg", "sigma_height_m")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _nan_if_none(x: float | None) -> float:
+    return math.nan if x is None else x
+
+
+def _number(
+    d: dict, key: str, where: str, lo: float, hi: float, allow_none: bool = False, positive: bool = False
+) -> float | None:
+    v = d[key]
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise SceneCalibrationError(f"{where}: {key} must be a finite number, got {v!r}")
+    if not lo <= v <= hi or (positive and v <= 0):
+        raise SceneCalibrationError(f"{where}: {key}={v!r} is out of range")
+    return float(v)
+
+
+def _short(K: np.ndarray) -> str:
+    K = np.asarray(K, np.float64)
+    if K.shape != (3, 3):
+        return f"(shape {K.shape})"
+    return f"[fx {K[0, 0]:.6g}, fy {K[1, 1]:.6g}, cx {K[0, 2]:.6g}, cy {K[1, 2]:.6g}]"
+
+
+def floor_refined_up(
+    up: np.ndarray, cov: np.ndarray, tilt: np.ndarray, tilt_cov: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Combine an up direction (3,) with covariance (3, 3) and a level floor's apparent ``tilt`` (2,) along
+    :func:`~depth_pose.scene.floor.horizontal_axes` of that up (covariance ``tilt_cov`` (2, 2)): a floor
+    rising by ``m`` along an axis says up leans by ``-m`` along it. Inverse-covariance mean in the tangent
+    plane; returns the new unit up and its covariance (the inputs unchanged when either is unknown)."""
+    if not (np.isfinite(cov).all() and np.isfinite(tilt).all() and np.isfinite(tilt_cov).all()):
+        return up, cov
+    E = np.stack(horizontal_axes(up), 1)
+    info_v, info_f = np.linalg.pinv(E.T @ cov @ E), np.linalg.pinv(tilt_cov)
+    C = np.linalg.pinv(info_v + info_f)
+    delta = C @ (info_f @ -np.asarray(tilt, np.float64))
+    new = up + E @ delta
+    return new / np.linalg.norm(new), E @ C @ E.T
+
+
+def calibrate_scene(
+    keypoints_xyc: np.ndarray | torch.Tensor,
+    K: np.ndarray | torch.Tensor,
+    z_model: np.ndarray,
+    sigma_model: np.ndarray,
+    track_ids: np.ndarray | None = None,
+    image_wh: tuple[int, int] | None = None,
+    *,
+    min_conf: float = DEFAULT_MIN_CONF,
+    torso_lines: bool = False,
+    refine_up: bool = True,
+    seed: int = 0,
+) -> SceneCalibration:
+    """Calibrate a fixed camera (one ``K`` (3, 3)) from N person-frames: keypoints (N, 17, 3), the model's
+    mid-hip depths and spreads (N,), optional track ids (N,) (one id per person over frames) and image size.
+    :class:`~depth_pose.scene.joints.TooFewPeopleError` when the up direction cannot be found; when only the
+    floor cannot, ``height_m`` is None and ``planar`` False.
+
+    Steps: up from the people's verticals (:func:`~depth_pose.scene.vanishing.estimate_up`); camera height
+    (:func:`~depth_pose.scene.floor.fit_floor`); is the floor level (:func:`~depth_pose.scene.planarity.
+    check_planarity`, which also measures the floor's tilt against that up). On a level floor
+    (``refine_up``) the floor's normal is a second measurement of up, precise where verticals are weak (a
+    level camera's pitch): both are combined (:func:`floor_refined_up`), and height and planarity are
+    computed again with the result."""
+    K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise InputError(f"calibrate_scene is for a fixed camera: K must be (3, 3), got {K.shape}")
+    points = body_points(keypoints_xyc, K, min_conf, image_wh)
+    up = estimate_up(points, track_ids, torso_lines=torso_lines, seed=seed)
+    u, cov = up.up_cam, up.cov
+    height = sigma_h = None
+    n_floor, planar, reason = 0, False, "no floor: "
+    for step in range(2):
+        try:
+            floor = fit_floor(points, u, z_model, sigma_model, track_ids)
+        except TooFewPeopleError as e:
+            reason += str(e)
+            break
+        height, sigma_h, n_floor = floor.height_m, floor.sigma_height_m, floor.n_inliers
+        axes = np.stack(horizontal_axes(u), 1)  # (3, 2)
+        inl = floor.inliers
+        verdict = check_planarity(
+            floor.drop[inl],
+            floor.position[inl],
+            floor.rel_sigma[inl],
+            None if track_ids is None else floor.groups[inl],
+            up_cov=axes.T @ cov @ axes,
+            seed=seed,
+        )
+        planar, reason = verdict.planar, verdict.reason
+        if step > 0 or not (planar and refine_up):
+            break
+        u, cov = floor_refined_up(u, cov, verdict.tilt, verdict.tilt_cov)
+    pitch, roll, s_pitch, s_roll = pitch_roll_sigma(u, cov)
+    return SceneCalibration(
+        K=K,
+        up_cam=u,
+        pitch_deg=pitch,
+        roll_deg=roll,
+        sigma_up_deg=math.degrees(math.sqrt(max(float(np.trace(cov)), 0.0))),
+        sigma_pitch_deg=s_pitch,
+        sigma_roll_deg=s_roll,
+        n_up_inliers=up.n_inliers,
+        height_m=height,
+        sigma_height_m=sigma_h,
+        n_height_inliers=n_floor,
+        planar=planar,
+        planarity=reason,
+        image_wh=None if image_wh is None else (int(image_wh[0]), int(image_wh[1])),
+    )

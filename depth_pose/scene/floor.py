@@ -1,0 +1,259 @@
+"""The floor under a fixed camera, from the people standing on it, and the depth it gives a person's mid-hip.
+
+Geometry (camera frame, ``u`` = ``up_cam``, the camera at the origin). An upright person's mid-hip sits
+vertically above their mid-ankle: ``H = A + t u`` with ``t > 0``, ``H`` on the mid-hip ray and ``A`` on the
+mid-ankle ray. Ankles sit :data:`ANKLE_HEIGHT_M` above the floor, so the camera's height above the floor is
+``h = -(u . A) + ANKLE_HEIGHT_M``.
+
+* :func:`fit_floor` (height from model depths): each upright person-frame's mid-hip at the model's depth
+  ``z`` fixes ``H = z ray_hip``; ``A`` is the point of the ankle ray vertically below it (least squares in
+  ``t`` and the ankle's ray distance); the per-frame ``d = -(u . A)`` are combined robustly in log space
+  (Huber IRLS, each track weighted once, cluster-robust standard error), so per-person stature errors average
+  out but a bias shared by everyone does not. Each frame's contact position is where its ankle ray meets the
+  fitted floor (from the ray alone, for :mod:`~depth_pose.scene.planarity`).
+* :func:`ground_depth` (depth from the floor): the mid-ankle ray meets the plane ``u . X = -(h -
+  ANKLE_HEIGHT_M)`` at ``A``; the mid-hip depth is that of the point of the hip ray vertically above ``A``
+  (least squares in ``t`` and ``z`` of ``A + t u = z ray_hip``). Its uncertainty is propagated by finite
+  differences (height, ankle-height spread, pixel noise, lean of the hip away from above the ankles).
+* :func:`feet_on_floor`: both ankle rays meet the floor at most a stride apart (a raised foot's ray meets it
+  far behind the foot).
+
+The ankle height is one constant for everybody: it cancels between :func:`fit_floor` and
+:func:`ground_depth`, so only the reported camera height depends on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from depth_pose.scene.joints import BodyPoints, TooFewPeopleError, upright_mask
+
+ANKLE_HEIGHT_M = 0.09  # ankle joint centre above the floor (0.08-0.1 m barefoot to shod)
+ANKLE_HEIGHT_SIGMA_M = 0.03  # its spread: people, shoes, a foot lifted while walking
+MAX_STRIDE_M = 0.9  # feet further apart than this on the floor (beyond pixel noise): a foot is lifted
+LEAN_M = 0.05  # horizontal offset of the mid-hip from above the mid-ankle of a walking person (1 sigma)
+PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma)
+MIN_REL_SIGMA = 0.02  # floor on a model depth's relative uncertainty
+MIN_DROP_M = 0.05  # ankles less than this below the camera give no usable floor height
+MIN_FLOOR_FRAMES = 10
+
+
+@dataclass(frozen=True, eq=False)
+class FloorEstimate:
+    """Camera height above the floor (metres) with its 1-sigma uncertainty, the person-frames that agreed
+    (``inliers`` (N,)), and per person-frame (N,): ``drop`` = the mid-ankle's depth below the camera along up
+    (NaN where unusable), ``position`` (N, 2) = where the mid-ankle ray meets the fitted level floor, in
+    horizontal coordinates (camera-right, camera-forward; from the ray alone, so a model depth's error does
+    not move it), ``rel_sigma`` = relative uncertainty of ``drop``, ``groups`` = the track index."""
+
+    height_m: float
+    sigma_height_m: float
+    n_inliers: int
+    n_candidates: int
+    inliers: np.ndarray
+    drop: np.ndarray
+    position: np.ndarray
+    rel_sigma: np.ndarray
+    groups: np.ndarray
+
+
+def horizontal_axes(up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit horizontal directions (3,): camera-right and camera-forward, both orthogonal to ``up``."""
+    up = np.asarray(up, dtype=np.float64)
+    base = np.array([1.0, 0.0, 0.0]) if abs(up[0]) < 0.95 else np.array([0.0, 0.0, 1.0])
+    lat = base - np.dot(base, up) * up
+    lat /= np.linalg.norm(lat)
+    return lat, np.cross(up, lat)
+
+
+def solve2(p: np.ndarray, v1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares ``(a, b)`` (N,) of ``p ~ a v1 + b v2`` for vectors (N, 3) or (3,); NaN if degenerate."""
+    v1, v2 = np.broadcast_arrays(np.asarray(v1, np.float64), np.asarray(v2, np.float64))
+    m11, m12, m22 = (v1 * v1).sum(-1), (v1 * v2).sum(-1), (v2 * v2).sum(-1)
+    r1, r2 = (v1 * p).sum(-1), (v2 * p).sum(-1)
+    det = m11 * m22 - m12**2
+    ok = det > 1e-9 * m11 * m22
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(ok, (m22 * r1 - m12 * r2) / det, np.nan)
+        b = np.where(ok, (m11 * r2 - m12 * r1) / det, np.nan)
+    return a, b
+
+
+def ankle_below_hip(
+    up: np.ndarray, hip_ray: np.ndarray, ankle_ray: np.ndarray, z_hip: np.ndarray
+) -> np.ndarray:
+    """(N, 3) the point of each ankle ray vertically below the mid-hip at camera depth ``z_hip`` (NaN when the
+    ankle is not below the hip or behind the camera)."""
+    hip = hip_ray * np.asarray(z_hip, np.float64)[:, None]
+    t, lam = solve2(hip, up, ankle_ray)
+    with np.errstate(invalid="ignore"):
+        ok = (t > 0) & (lam > 0)
+    return np.where(ok[:, None], lam[:, None] * ankle_ray, np.nan)
+
+
+def hip_depth_above_floor(
+    up: np.ndarray,
+    drop: np.ndarray | float,
+    hip_ray: np.ndarray,
+    ankle_ray: np.ndarray,
+    offset: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N,) camera z of the mid-hip vertically above where each ankle ray reaches ``drop`` metres below the
+    camera along ``up`` (``offset`` (3,) moves the hip horizontally); NaN when the ankle ray does not go down
+    or the hip would not be above the ankle."""
+    up = np.asarray(up, np.float64)
+    down = -(ankle_ray @ up)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.where(down > 1e-9, np.asarray(drop, np.float64) / down, np.nan)
+    ankle = lam[:, None] * ankle_ray
+    if offset is not None:
+        ankle = ankle + offset
+    neg_t, z = solve2(ankle, up, hip_ray)  # ankle = -t up + z hip_ray
+    with np.errstate(invalid="ignore"):
+        return np.where((neg_t < 0) & (z > 0), z, np.nan)
+
+
+def ground_depth(
+    up: np.ndarray,
+    height_m: float,
+    points: BodyPoints,
+    sigma_height_m: float = 0.0,
+    pixel_noise: float = PIXEL_NOISE,
+    lean_m: float = LEAN_M,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mid-hip depth (N,) of each person-frame from where its mid-ankle meets the floor, and its 1-sigma
+    uncertainty (N,); NaN where hips or ankles are unseen or the ankle ray does not reach the floor. Assumes
+    the person stands upright with feet on the floor: callers check that (:func:`upright_mask`)."""
+    up = np.asarray(up, np.float64)
+    drop = height_m - ANKLE_HEIGHT_M
+    hip, ankle = points.hip, points.ankle
+    z = hip_depth_above_floor(up, drop, hip, ankle)
+    var = (
+        hip_depth_above_floor(up, drop + math.hypot(sigma_height_m, ANKLE_HEIGHT_SIGMA_M), hip, ankle) - z
+    ) ** 2
+    inv = np.linalg.inv(points.lin)  # pixel directions -> normalised directions
+    for k in range(2):
+        d = np.zeros((len(z), 3))
+        d[:, :2] = inv[:, :, k] * pixel_noise
+        var += (hip_depth_above_floor(up, drop, hip, ankle + d) - z) ** 2
+        var += (hip_depth_above_floor(up, drop, hip + d, ankle) - z) ** 2
+    for axis in horizontal_axes(up):
+        var += (hip_depth_above_floor(up, drop, hip, ankle, offset=-lean_m * axis) - z) ** 2
+    return z, np.sqrt(var)
+
+
+def floor_point(up: np.ndarray, drop: float, ray: np.ndarray) -> np.ndarray:
+    """(N, 3) where each ray (N, 3) meets the plane ``drop`` metres below the camera along ``up``; NaN for
+    rays that do not go down."""
+    down = -(ray @ np.asarray(up, np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((down > 1e-9)[:, None], ray * (drop / down)[:, None], np.nan)
+
+
+def feet_on_floor(
+    up: np.ndarray,
+    height_m: float,
+    points: BodyPoints,
+    pixel_noise: float = PIXEL_NOISE,
+    max_stride_m: float = MAX_STRIDE_M,
+    noise_sigmas: float = 3.0,
+) -> np.ndarray:
+    """(N,) both ankles could stand on the floor: where their rays meet it, the feet are at most
+    ``max_stride_m`` apart (plus ``noise_sigmas`` times what pixel noise makes of it). A lifted foot's ray
+    meets the floor far behind it (``lift / tan(ray angle below the horizon)``), so it fails, the more
+    surely the more the lift would bias a ground-contact depth. False where an ankle is unseen."""
+    drop = height_m - ANKLE_HEIGHT_M
+    feet = [floor_point(up, drop, points.feet[:, k]) for k in range(2)]
+    inv = np.linalg.inv(points.lin)
+    var = np.zeros(len(points))
+    for k in range(2):
+        for axis in range(2):
+            d = np.zeros((len(points), 3))
+            d[:, :2] = inv[:, :, axis] * pixel_noise
+            var += ((floor_point(up, drop, points.feet[:, k] + d) - feet[k]) ** 2).sum(-1)
+    apart = np.linalg.norm(feet[0] - feet[1], axis=-1)
+    with np.errstate(invalid="ignore"):
+        return apart <= max_stride_m + noise_sigmas * np.sqrt(var)
+
+
+def fit_floor(
+    points: BodyPoints,
+    up: np.ndarray,
+    z_model: np.ndarray,
+    sigma_model: np.ndarray,
+    track_ids: np.ndarray | None = None,
+    *,
+    max_lean_deg: float = 10.0,
+    huber_k: float = 1.5,
+    inlier_sigmas: float = 3.0,
+    iterations: int = 20,
+) -> FloorEstimate:
+    """Camera height above the floor from upright person-frames and model mid-hip depths ``z_model`` (N,)
+    with spreads ``sigma_model`` (N,) (see the module docstring). ``track_ids`` (N,) make each person count
+    once and give honest uncertainties when a person is seen in many frames. :class:`TooFewPeopleError` when
+    fewer than :data:`MIN_FLOOR_FRAMES` person-frames are usable."""
+    up = np.asarray(up, np.float64)
+    n = len(points)
+    z = np.asarray(z_model, np.float64).reshape(n)
+    sz = np.asarray(sigma_model, np.float64).reshape(n)
+    groups = np.unique(np.arange(n) if track_ids is None else np.asarray(track_ids), return_inverse=True)[1]
+    ankle = np.full((n, 3), np.nan)
+    cand = upright_mask(points, up, max_lean_deg) & points.ankle_inside & np.isfinite(z) & (z > 0)
+    ankle[cand] = ankle_below_hip(up, points.hip[cand], points.ankle[cand], z[cand])
+    drop = -(ankle @ up)
+    with np.errstate(invalid="ignore"):
+        cand &= np.isfinite(drop) & (drop > MIN_DROP_M)
+    rel = np.sqrt(np.nan_to_num(sz / z, nan=np.inf) ** 2 + MIN_REL_SIGMA**2)
+    idx = np.flatnonzero(cand)
+    if len(idx) < MIN_FLOOR_FRAMES:
+        raise TooFewPeopleError(
+            f"{len(idx)} upright person-frames with visible hips and feet on the floor; at least "
+            f"{MIN_FLOOR_FRAMES} are needed to find the camera height"
+        )
+    y, s, g = np.log(drop[idx]), rel[idx], groups[idx]
+    per_group = np.bincount(g, minlength=groups.max() + 1)[g]
+    w = 1.0 / (s**2 * per_group)  # each track counts once
+    c = _weighted_median(y, w)
+    for _ in range(iterations):
+        r = (y - c) / s
+        scale = max(1.4826 * float(np.median(np.abs(r))), 1e-6)
+        hub = np.minimum(1.0, huber_k * scale / np.maximum(np.abs(r), 1e-12))
+        c_new = float(np.sum(w * hub * y) / np.sum(w * hub))
+        if abs(c_new - c) < 1e-9:
+            break
+        c = c_new
+    r = (y - c) / s
+    keep = np.abs(r) < inlier_sigmas * scale
+    wk, yk, gk = w[keep], y[keep], g[keep]
+    c = float(np.sum(wk * yk) / np.sum(wk))
+    sums = np.bincount(gk, weights=wk * (yk - c))
+    G = int((np.bincount(gk) > 0).sum())
+    var_c = float(np.sum(sums**2) / np.sum(wk) ** 2) * G / max(G - 1, 1)
+    inliers = np.zeros(n, dtype=bool)
+    inliers[idx[keep]] = True
+    d = math.exp(c)
+    lat, fwd = horizontal_axes(up)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        down = -(points.ankle @ up)
+        contact = np.where((cand & (down > 0))[:, None], points.ankle * (d / down)[:, None], np.nan)
+    position = np.stack((contact @ lat, contact @ fwd), -1)
+    return FloorEstimate(
+        d + ANKLE_HEIGHT_M,
+        d * math.sqrt(var_c),
+        int(keep.sum()),
+        len(idx),
+        inliers,
+        np.where(cand, drop, np.nan),
+        position,
+        rel,
+        groups,
+    )
+
+
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    order = np.argsort(x)
+    cw = np.cumsum(w[order])
+    return float(x[order][np.searchsorted(cw, 0.5 * cw[-1])])

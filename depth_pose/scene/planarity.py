@@ -1,0 +1,268 @@
+"""Is the floor one level plane? Ground-contact depth assumes so; a step, a ramp or stairs must send callers
+back to single-frame depths.
+
+Data: per person-frame of the floor fit, ``y = log drop`` (the mid-ankle's depth below the camera, from the
+model's depth: :class:`depth_pose.scene.floor.FloorEstimate`) at the contact's horizontal position ``p``.
+
+* Tilt (ramp): ``y = c + beta . p`` over all frames, each track weighted once, cluster-robust (tracks)
+  covariance. The floor's rise ``-beta * drop`` is a ramp when it is significant against its own uncertainty
+  *and* the up direction's (an up error tilts the apparent floor just the same), and when across the
+  observed floor it moves depths by more than ``max_rel_dev``. Pooled over people on purpose: within one
+  track the positions vary little and share the ankle pixel's noise with ``y`` (errors in variables), which
+  would bias the tilt.
+* Steps: ``y - beta . p = b_track + gamma [p_axis > q]`` with the pooled tilt ``beta`` from above (it
+  carries any up error; the track offset ``b`` absorbs each person's stature error, so only changes *along*
+  a track count; without track ids every frame shares one offset and per-person errors are noise), for each
+  horizontal axis and thresholds ``q`` at the 20-80% quantiles: the largest ``|gamma| / sigma`` (a scan of
+  14 lines, so its threshold is ``z_crit + SCAN_EXTRA_SIGMAS``), with ``|gamma|`` above ``max_rel_dev`` -> a
+  step (a kerb, a platform edge, stairs). The pooled tilt takes up part of a real step; a plane fitted
+  within tracks would take up nearly all of it.
+* Bumps: the floor is cut into cells (quantile bins of ``p``); model A ``b_track + beta . p`` against model
+  B = A plus one constant per cell: chi-square of the residual-sum drop over the noise seen in B.
+  Significant and some cell departing from the plane by more than ``max_rel_dev`` (relative depth error) ->
+  not planar.
+
+Gross outliers (lifted feet, misread people) are dropped once after a first fit of B. Too few frames or cells
+to test -> ``planar=False`` (``tested=False``): ground depth is only used on a floor shown to be level.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_REL_DEV = 0.02  # a floor irregularity that would move ground-contact depths by more than this matters
+Z_CRIT = 3.7  # significance of the tests, in normal sigmas (one-sided p ~ 1e-4)
+BINS = (3, 5)  # quantile bins across (camera-right) and along (camera-forward) the floor
+SCAN_EXTRA_SIGMAS = 1.0  # the step scan's maximum over 14 lines needs more than z_crit
+MIN_CELL = 5
+MIN_FRAMES = 40
+MAX_ROWS = 50000  # longer inputs are subsampled (keeps the fit fast)
+
+
+@dataclass(frozen=True, eq=False)
+class Planarity:
+    """The verdict (``planar``) and why (``reason``), whether enough data was there to test (``tested``),
+    the floor's tilt against the up direction (degrees, 1 sigma, the up direction's uncertainty included),
+    the largest departure of a floor cell from the fitted plane (relative depth error), the bump test's
+    chi-square and degrees of freedom, the largest step found (relative depth) and its significance (in
+    sigmas); ``tilt`` (2,) the floor's rise (metres per metre) along the
+    (camera-right, camera-forward) horizontal axes and ``tilt_cov`` (2, 2) its covariance from the floor
+    data alone (NaN when not tested)."""
+
+    planar: bool
+    tested: bool
+    reason: str
+    slope_deg: float
+    slope_sigma_deg: float
+    max_cell_dev: float
+    chi2: float
+    dof: int
+    n_frames: int
+    n_cells: int
+    tilt: np.ndarray
+    tilt_cov: np.ndarray
+    step_rel: float = math.nan
+    step_sigmas: float = math.nan
+
+
+def chi2_critical(dof: int, z: float = Z_CRIT) -> float:
+    """Chi-square value exceeded with the one-sided normal tail probability of ``z`` (Wilson-Hilferty)."""
+    k = max(dof, 1)
+    return k * (1.0 - 2.0 / (9.0 * k) + z * math.sqrt(2.0 / (9.0 * k))) ** 3
+
+
+def _cells(position: np.ndarray, bins: tuple[int, int]) -> np.ndarray:
+    ids = np.zeros(len(position), dtype=np.int64)
+    for axis, nb in enumerate(bins):
+        edges = np.quantile(position[:, axis], np.linspace(0, 1, nb + 1)[1:-1])
+        ids = ids * nb + np.searchsorted(edges, position[:, axis])
+    return ids
+
+
+def _fit(X: np.ndarray, y: np.ndarray, sw: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    coef, _, rank, _ = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)
+    return coef, y - X @ coef, int(rank)
+
+
+def _within(X: np.ndarray, g: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Columns of ``X`` (N, k) minus their ``w``-weighted mean within each group ``g`` (the track offsets,
+    projected out: Frisch-Waugh-Lovell, so no dense dummy matrix per track)."""
+    G = int(g.max()) + 1
+    sums = np.zeros((G, X.shape[1]))
+    np.add.at(sums, g, w[:, None] * X)
+    return X - (sums / np.bincount(g, weights=w, minlength=G)[:, None])[g]
+
+
+def _pooled_slope(
+    y: np.ndarray, p: np.ndarray, w: np.ndarray, clusters: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Slope (2,) of ``y ~ c + beta . p`` by least squares with weights ``w`` shared out so that each
+    cluster counts once, and its cluster-robust (sandwich) covariance (2, 2)."""
+    c = np.unique(clusters, return_inverse=True)[1]
+    G = int(c.max()) + 1
+    w = w / np.bincount(c, weights=w, minlength=G)[c] * np.bincount(c, minlength=G)[c]
+    X = np.concatenate((np.ones((len(y), 1)), p), 1)
+    bread = np.linalg.pinv((X * w[:, None]).T @ X)
+    coef = bread @ ((X * w[:, None]).T @ y)
+    scores = np.zeros((G, 3))
+    np.add.at(scores, c, X * (w * (y - X @ coef))[:, None])
+    cov = bread @ (scores.T @ scores) @ bread * (G / max(G - 1, 1))
+    return coef[1:], cov[1:, 1:]
+
+
+def _step_scan(yw: np.ndarray, p: np.ndarray, g: np.ndarray, w: np.ndarray, s2: float) -> tuple[float, float]:
+    """The step ``gamma`` (relative depth) of the most significant candidate line (axis-aligned, at the
+    20-80% quantiles of ``p``) on top of the track offsets, and its significance ``gamma / sigma``; (0, 0)
+    if none can be estimated. ``yw`` is already detrended and demeaned within tracks ``g``."""
+    best = (0.0, 0.0)
+    for axis in range(2):
+        for q in np.quantile(p[:, axis], np.linspace(0.2, 0.8, 7)):
+            ri = _within((p[:, axis] > q).astype(np.float64)[:, None], g, w)[:, 0]
+            info = float(np.sum(w * ri**2))
+            if info <= 1e-9:
+                continue
+            gamma = float(np.sum(w * ri * yw)) / info
+            z = gamma / math.sqrt(s2 / info)
+            if abs(z) > abs(best[1]):
+                best = (gamma, z)
+    return best
+
+
+def _untested(reason: str, n: int, cells: int) -> Planarity:
+    nan = math.nan
+    return Planarity(
+        False, False, reason, nan, nan, nan, nan, 0, n, cells, np.full(2, nan), np.full((2, 2), nan)
+    )
+
+
+def check_planarity(
+    drop: np.ndarray,
+    position: np.ndarray,
+    rel_sigma: np.ndarray,
+    groups: np.ndarray | None = None,
+    *,
+    up_cov: np.ndarray | None = None,
+    max_rel_dev: float = MAX_REL_DEV,
+    z_crit: float = Z_CRIT,
+    bins: tuple[int, int] = BINS,
+    min_cell: int = MIN_CELL,
+    min_frames: int = MIN_FRAMES,
+    seed: int = 0,
+) -> Planarity:
+    """Test the floor under person-frames (see the module docstring): ``drop`` (N,) metres, ``position``
+    (N, 2) metres, ``rel_sigma`` (N,) relative uncertainty of ``drop``, ``groups`` (N,) track of each frame
+    (None: one shared offset), ``up_cov`` (2, 2) the up direction's covariance (radians^2) along the same
+    horizontal axes as ``position`` (an up error tilts the apparent floor). Rows with a non-finite entry are
+    ignored."""
+    drop = np.asarray(drop, np.float64)
+    position = np.asarray(position, np.float64)
+    rel_sigma = np.asarray(rel_sigma, np.float64)
+    clusters = np.arange(len(drop)) if groups is None else np.asarray(groups)
+    groups = np.zeros(len(drop), np.int64) if groups is None else np.asarray(groups)
+    ok = np.isfinite(drop) & (drop > 0) & np.isfinite(position).all(1) & np.isfinite(rel_sigma)
+    ok &= rel_sigma > 0
+    idx = np.flatnonzero(ok)
+    if len(idx) > MAX_ROWS:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, MAX_ROWS, replace=False))
+    if len(idx) < min_frames:
+        return _untested(
+            f"not tested: {len(idx)} person-frames on the floor, {min_frames} needed", len(idx), 0
+        )
+    cell = _cells(position[idx], bins)
+    counts = np.bincount(cell)
+    keep = counts[cell] >= min_cell
+    idx, cell = idx[keep], np.unique(cell[keep], return_inverse=True)[1]
+    n_cells = int(cell.max()) + 1 if len(cell) else 0
+    if len(idx) < min_frames or n_cells < 4:
+        return _untested(
+            f"not tested: {len(idx)} person-frames in {n_cells} floor cells of >= {min_cell} "
+            f"({min_frames} frames and 4 cells needed)",
+            len(idx),
+            n_cells,
+        )
+    y = np.log(drop[idx])
+    sw = 1.0 / rel_sigma[idx]
+    typical = float(np.median(drop[idx]))
+    for attempt in range(2):
+        g = np.unique(groups[idx], return_inverse=True)[1]
+        n_groups = int(g.max()) + 1
+        p = position[idx] - np.average(position[idx], axis=0, weights=sw**2)
+        XA = _within(p, g, sw**2)
+        XB = np.concatenate((XA, _within(np.eye(int(cell.max()) + 1)[cell], g, sw**2)), 1)
+        yw = _within(y[:, None], g, sw**2)[:, 0]
+        coefB, resB, rankB = _fit(XB, yw, sw)
+        if attempt == 0:
+            z = resB * sw
+            scale = 1.4826 * float(np.median(np.abs(z - np.median(z))))
+            good = np.abs(z) <= 4.0 * max(scale, 1e-9)
+            if good.all():
+                break
+            idx, y, sw, cell = idx[good], y[good], sw[good], np.unique(cell[good], return_inverse=True)[1]
+    coefA, resA, rankA = _fit(XA, yw, sw)
+    n = len(idx)
+    rss_a, rss_b = float(np.sum((resA * sw) ** 2)), float(np.sum((resB * sw) ** 2))
+    dof_b = n - n_groups - rankB
+    if dof_b < 5:
+        return _untested(
+            f"not tested: too few person-frames ({n}) for {n_groups + rankB} floor parameters", n, n_cells
+        )
+    s2 = rss_b / dof_b
+    dof = rankB - rankA
+    chi2 = (rss_a - rss_b) / s2 if s2 > 0 else 0.0
+    # Departure of each cell from the plane: B's fit minus A's fit, averaged over the cell's frames.
+    dev = resA - resB
+    cw = np.bincount(cell, weights=sw**2)
+    cell_dev = np.bincount(cell, weights=sw**2 * dev) / np.maximum(cw, 1e-300)
+    max_dev = float(np.max(np.abs(cell_dev)))
+    # The floor's tilt against up (pooled over people) and its uncertainty, plus the up direction's.
+    beta, cov = _pooled_slope(y, p, sw**2, clusters[idx])
+    grad = -beta * typical
+    up_cov = np.zeros((2, 2)) if up_cov is None or not np.isfinite(up_cov).all() else np.asarray(up_cov)
+    cov_g = typical**2 * cov + up_cov
+    wald = float(grad @ np.linalg.pinv(cov_g) @ grad)
+    slope = math.degrees(math.atan(float(np.linalg.norm(grad))))
+    direction = grad / max(float(np.linalg.norm(grad)), 1e-12)
+    slope_sigma = math.degrees(math.sqrt(max(float(direction @ cov_g @ direction), 0.0)))
+    centres = np.stack([np.bincount(cell, weights=sw**2 * p[:, k]) / cw for k in range(2)], 1)
+    tilt_dev = float(np.max(np.abs(centres @ beta)))
+    # Steps on top of the pooled tilt (which also carries any up error), within tracks.
+    step_rel, step_z = _step_scan(_within((y - p @ beta)[:, None], g, sw**2)[:, 0], p, g, sw**2, s2)
+    ramp = wald > chi2_critical(2, z_crit) and tilt_dev > max_rel_dev
+    step = abs(step_z) > z_crit + SCAN_EXTRA_SIGMAS and abs(step_rel) > max_rel_dev
+    bump = dof > 0 and chi2 > chi2_critical(dof, z_crit) and max_dev > max_rel_dev
+    found = []
+    if ramp:
+        found.append(
+            f"ramp: the floor tilts {slope:.1f} +- {slope_sigma:.1f} deg against the up direction "
+            f"(depths off by up to {100 * tilt_dev:.0f}% across the observed floor)"
+        )
+    if step:
+        found.append(f"step: depths change by {100 * step_rel:+.1f}% across a line ({abs(step_z):.1f} sigma)")
+    if bump:
+        found.append(
+            f"uneven floor: a floor patch departs {100 * max_dev:.1f}% (relative depth) from the plane "
+            f"(chi2 {chi2:.0f} on {dof} dof)"
+        )
+    reason = "; ".join(found) or (
+        f"level plane (tilt {slope:.1f} +- {slope_sigma:.1f} deg, largest step {100 * abs(step_rel):.1f}%, "
+        f"largest patch departure {100 * max_dev:.1f}%)"
+    )
+    return Planarity(
+        not found,
+        True,
+        reason,
+        slope,
+        slope_sigma,
+        max_dev,
+        chi2,
+        dof,
+        n,
+        n_cells,
+        grad,
+        typical**2 * cov,
+        step_rel,
+        step_z,
+    )

@@ -1,0 +1,331 @@
+"""depth_pose.scene: a fixed camera that calibrates itself from the people it watches.
+
+Synthetic scenes (tests/scene_sim.py): stick-figure people walking on a floor in tracks, 20% sitting, lying
+or bending, a few with lifted feet, 1.5 px keypoint noise, seen by cameras at known height/pitch/roll. The
+model's depths are the true mid-hip depths times a per-track size error (~5%) and per-frame noise (3%).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scene_sim import H, Scene, W, make_scene
+
+from depth_pose.errors import InputError
+from depth_pose.predict.intrinsics import load_calibration
+from depth_pose.scene import (
+    ANKLE_HEIGHT_M,
+    CalibrationMismatchError,
+    SceneCalibration,
+    SceneCalibrationError,
+    TooFewPeopleError,
+    body_points,
+    calibrate_scene,
+    estimate_up,
+    fit_floor,
+    fuse_depths,
+    ground_depth,
+    upright_mask,
+)
+from depth_pose.scene.floor import ankle_below_hip
+
+IMAGE = (W, H)
+CAMERAS = [(3.0, -30.0, 4.0), (6.0, -50.0, 0.0), (1.5, 0.0, 0.0)]
+FLOORS = {
+    "flat": None,
+    "step": lambda x, y: np.where(y > 5.5, 0.2, 0.0),  # a 0.2 m step up, 5.5 m ahead
+    "ramp": lambda x, y: math.tan(math.radians(5.0)) * (y - 5.0),  # 5 degrees rising away from the camera
+}
+
+
+@functools.cache
+def scene(cam: tuple[float, float, float], floor: str = "flat", n_tracks: int = 80, seed: int = 0):
+    """(scene, model depth, model sigma) of one synthetic camera, cached across tests."""
+    rng = np.random.default_rng(seed)
+    sc = make_scene(rng, *cam, n_tracks=n_tracks, floor=FLOORS[floor])
+    z, sigma, _ = sc.model_depth(rng)
+    return sc, z, sigma
+
+
+@functools.cache
+def calibrated(cam: tuple[float, float, float], floor: str = "flat", n_tracks: int = 80) -> SceneCalibration:
+    sc, z, sigma = scene(cam, floor, n_tracks)
+    return calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
+
+
+def rel_err(z: np.ndarray, sc: Scene) -> np.ndarray:
+    return np.abs(z / sc.z_true - 1.0)
+
+
+# ---- up direction and height ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cam", CAMERAS, ids=lambda c: f"h{c[0]}_p{c[1]}_r{c[2]}")
+def test_calibration_recovers_pitch_roll_and_height(cam):
+    height, pitch, roll = cam
+    calib = calibrated(cam)
+    assert abs(calib.pitch_deg - pitch) < 2.0, calib
+    assert abs(calib.roll_deg - roll) < 2.0, calib
+    assert abs(calib.height_m / height - 1.0) < 0.05, calib
+    assert calib.planar, calib.planarity
+    assert calib.n_up_inliers >= 100 and calib.n_height_inliers >= 100
+    assert 0.0 < calib.sigma_pitch_deg < 1.0 and 0.0 < calib.sigma_roll_deg < 1.0
+    assert 0.0 < calib.sigma_height_m < 0.05 * height
+    # up_cam and the angles are one direction (the geometry module's conventions)
+    p, r = math.radians(calib.pitch_deg), math.radians(calib.roll_deg)
+    expected = [math.sin(r) * math.cos(p), -math.cos(r) * math.cos(p), math.sin(p)]
+    np.testing.assert_allclose(calib.up_cam, expected, atol=1e-5)
+
+
+def test_the_floor_sharpens_a_level_cameras_pitch():
+    """Vertical lines barely converge for a level camera, so its pitch from people alone is loose (and the
+    height with it); the floor's normal, measured from the people's feet, is a second, sharper estimate."""
+    sc, z, sigma = scene(CAMERAS[2], seed=2)
+    alone = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE, refine_up=False)
+    both = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
+    assert both.sigma_pitch_deg < 0.6 * alone.sigma_pitch_deg
+    assert abs(both.pitch_deg) < 0.3
+    assert abs(both.height_m / CAMERAS[2][0] - 1.0) < 0.02
+    assert abs(alone.height_m / CAMERAS[2][0] - 1.0) > 0.03  # this scene's people alone mislead by > 3%
+
+
+def test_up_direction_ignores_sitting_and_lying_people():
+    sc, _, _ = scene(CAMERAS[0])
+    up = estimate_up(body_points(sc.keypoints, sc.K, image_wh=IMAGE), sc.track)
+    # A body sitting or lying along the line of sight projects like an upright one (its plane contains up:
+    # harmless); the others are rejected.
+    assert up.inliers[np.isin(sc.kind, ["sit", "lie"])].mean() < 0.25
+    standing = sc.kind == "stand"
+    assert up.inliers[standing].mean() > 0.6
+    assert float(np.dot(up.up_cam, sc.up)) > math.cos(math.radians(1.5))  # right sign and direction
+    assert np.isfinite(up.lean_deg[up.inliers]).all() and (up.lean_deg[up.inliers] < 10).all()
+
+
+def test_too_few_upright_people_is_a_clear_error():
+    sc, _, _ = scene(CAMERAS[0])
+    kp = sc.keypoints.copy()
+    kp[:, 5:7, 2] = 0.0  # shoulders out of view: no ankle -> shoulder lines
+    with pytest.raises(TooFewPeopleError, match="upright person-frames") as info:
+        estimate_up(body_points(kp, sc.K, image_wh=IMAGE))
+    assert isinstance(info.value, InputError)
+
+
+# ---- floor geometry on exact data ----------------------------------------------------------------------
+
+
+def test_ground_depth_and_floor_fit_are_exact_on_exact_people():
+    """Noise-free, upright, same-size people (ankles 0.08 m above the floor, hips exactly above them) of no
+    width: image midpoints are then the projections of the 3D midpoints, and everything is exact."""
+    height = 3.0
+    rng = np.random.default_rng(7)
+    sc = make_scene(rng, height, -30.0, 4.0, outliers=0.0, lifted=0.0, pixel_noise=0.0, lean_deg=0.0,
+                    size_range=(1.0, 1.0), width=0.0, stride=0.0)  # fmt: skip
+    points = body_points(sc.keypoints, sc.K, image_wh=IMAGE)
+    seen = np.isfinite(np.stack((points.ankle, points.knee, points.hip, points.shoulder))).all((0, 2))
+    assert seen.sum() > 100 and upright_mask(points, sc.up, max_lean_deg=1e-3)[seen].all()
+    # the floor model puts ankles ANKLE_HEIGHT_M above the floor; these people's are 0.08 m
+    h_model = height - 0.08 + ANKLE_HEIGHT_M
+    z_g, sigma_g = ground_depth(sc.up, h_model, points)
+    seen = np.isfinite(z_g)
+    assert seen.sum() > 100
+    np.testing.assert_allclose(z_g[seen], sc.z_true[seen], rtol=1e-6)
+    assert (sigma_g[seen] > 0).all() and (sigma_g[seen] < 0.1 * z_g[seen]).all()
+    # the inverse: at the true depth, the ankle below the hip sits exactly h_model - ANKLE_HEIGHT_M below
+    ankle = ankle_below_hip(sc.up, points.hip[seen], points.ankle[seen], sc.z_true[seen])
+    np.testing.assert_allclose(-(ankle @ sc.up), height - 0.08, rtol=1e-6)
+    floor = fit_floor(points, sc.up, sc.z_true, 0.05 * sc.z_true, sc.track)
+    assert floor.height_m == pytest.approx(h_model, rel=1e-6)
+
+
+# ---- fusion --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cam", CAMERAS[:2], ids=lambda c: f"h{c[0]}_p{c[1]}")
+def test_ground_contact_fusion_beats_the_model_on_standing_people(cam):
+    sc, z, sigma = scene(cam)
+    fused = fuse_depths(calibrated(cam), sc.keypoints, z, sigma)
+    e_fused, e_model = rel_err(fused.z, sc), rel_err(z, sc)
+    ground = (fused.source == "ground") & (sc.kind == "stand")
+    assert ground.sum() > 150
+    assert np.median(e_fused[ground]) < 0.5 * np.median(e_model[ground])
+    standing = sc.kind == "stand"
+    assert np.median(e_fused[standing]) < 0.6 * np.median(e_model[standing])
+    assert (fused.sigma[ground] < sigma[ground]).all()
+
+
+@pytest.mark.parametrize("cam", CAMERAS, ids=lambda c: f"h{c[0]}_p{c[1]}")
+def test_lifted_feet_do_not_pull_tracked_people(cam):
+    """One foot raised 0.3-0.45 m, or both feet in the air (a jump looks like a bigger person further away):
+    the feet check, the track's own scale and the gate keep the depth where the model had it, or better."""
+    rng = np.random.default_rng(3)
+    sc = make_scene(rng, *cam, lifted=0.15)
+    z, sigma, _ = sc.model_depth(rng)
+    fused = fuse_depths(calibrated(cam), sc.keypoints, z, sigma, sc.track)
+    e_fused, e_model = rel_err(fused.z, sc), rel_err(z, sc)
+    lift, jump = sc.kind == "lift", sc.kind == "jump"
+    assert lift.sum() >= 10 and jump.sum() >= 10
+    assert (fused.source[lift] == "ground").mean() < 0.1  # one leg shorter in the image: not on the floor
+    assert np.median(e_fused[jump]) <= np.median(e_model[jump]) + 0.015
+    standing = sc.kind == "stand"
+    assert np.median(e_fused[standing]) < 0.5 * np.median(e_model[standing])
+
+
+def test_truncated_legs_at_the_image_border_are_not_feet():
+    """The same frames cropped 220 px shorter: where the legs run out of the crop, a detector guesses the
+    ankles on its bottom edge, confidently."""
+    cam = CAMERAS[0]
+    sc, z, sigma = scene(cam)
+    crop_h = H - 220
+    kp = sc.keypoints.copy()
+    seen = (kp[..., 2] > 0) & (kp[..., 1] < crop_h - 10)
+    cut = (kp[:, 15:17, 1] >= crop_h).all(1) & seen[:, 11:15].all(1) & seen[:, 5:7].all(1)
+    assert cut.sum() >= 10
+    kp[cut, 15:17, 1] = crop_h - 1.0
+    kp[cut, 15:17, 2] = 0.6
+    calib = calibrated(cam)
+    fused = fuse_depths(calib, kp, z, sigma, image_wh=(W, crop_h))
+    assert not (fused.source[cut] == "ground").any()
+    np.testing.assert_array_equal(fused.z[cut], z[cut])
+    # without the image size the border is unknown: those ankles would be taken for feet
+    blind = dataclasses.replace(calib, image_wh=None)
+    blind = fuse_depths(blind, kp, z, sigma, gate_sigmas=1e9, gate_sigmas_farther=1e9)
+    assert (blind.source[cut] == "ground").sum() >= 3
+
+
+def test_track_scale_removes_a_per_track_size_bias():
+    cam = CAMERAS[0]
+    sc, z, sigma = scene(cam)
+    ids, first = np.unique(sc.track, return_index=True)
+    bias = np.where(np.isin(sc.track, ids[::2]), 1.15, 0.88)  # the model misjudges every person's size
+    z_b, s_b = z * bias, sigma * bias
+    frame = np.arange(len(sc.track)) - first[np.searchsorted(ids, sc.track)]
+    kp = sc.keypoints.copy()
+    hidden = frame % 2 == 1
+    kp[hidden, 15:17, 2] = 0.0  # feet hidden (behind a desk, a parked car) in every other frame
+    fused = fuse_depths(calibrated(cam), kp, z_b, s_b, sc.track)
+    # people who stand and walk (a person sitting facing the camera can pass for a smaller standing one)
+    walkers = np.unique(sc.track[sc.kind == "stand"])
+    hidden &= np.isin(sc.track, walkers)
+    scaled = hidden & (fused.source == "track")
+    assert scaled.sum() > 0.5 * hidden.sum()
+    assert np.median(rel_err(z_b, sc)[scaled]) > 0.1
+    assert np.median(rel_err(fused.z, sc)[scaled]) < 0.05
+    left = []  # what is left of each track's model error after its scale
+    for tid, ts in fused.track_scales.items():
+        if tid in walkers:
+            assert ts.n_frames >= 3 and ts.sigma > 0
+            left.append(ts.scale * np.median(z_b[sc.track == tid] / sc.z_true[sc.track == tid]) - 1.0)
+    assert len(left) > 20
+    assert np.median(np.abs(left)) < 0.03 and np.percentile(np.abs(left), 90) < 0.06
+
+
+# ---- planarity -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cam,floor,n_tracks",
+    [(CAMERAS[2], "step", 80), (CAMERAS[0], "step", 160), (CAMERAS[0], "ramp", 80), (CAMERAS[2], "ramp", 80)],
+    ids=["step_level_camera", "step_3m_camera", "ramp_3m_camera", "ramp_level_camera"],
+)
+def test_a_step_or_a_ramp_is_not_planar(cam, floor, n_tracks):
+    calib = calibrated(cam, floor, n_tracks)
+    assert not calib.planar, calib.planarity
+    assert any(word in calib.planarity for word in ("step", "ramp", "uneven")), calib.planarity
+    sc, z, sigma = scene(cam, floor, n_tracks)
+    fused = fuse_depths(calib, sc.keypoints, z, sigma)  # callers fall back to single-frame depths
+    np.testing.assert_array_equal(fused.z, z)
+    assert (fused.source == "model").all()
+
+
+def test_no_visible_feet_no_floor():
+    sc, z, sigma = scene(CAMERAS[0])
+    kp = sc.keypoints.copy()
+    kp[:, 15:17, 2] = 0.0
+    with pytest.raises(TooFewPeopleError):  # ankle -> shoulder lines need ankles
+        calibrate_scene(kp, sc.K, z, sigma, sc.track, IMAGE)
+    calib = calibrate_scene(kp, sc.K, z, sigma, sc.track, IMAGE, torso_lines=True)  # hip -> shoulder lines
+    assert calib.height_m is None and not calib.planar and "no floor" in calib.planarity
+    # torso lines are weaker (shorter; seated people lean back): 3 degrees
+    assert abs(calib.pitch_deg - CAMERAS[0][1]) < 3.0 and abs(calib.roll_deg - CAMERAS[0][2]) < 3.0
+    fused = fuse_depths(calib, kp, z, sigma, sc.track)
+    np.testing.assert_array_equal(fused.z, z)
+
+
+# ---- the calibration file ------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip(tmp_path: Path):
+    calib = calibrated(CAMERAS[0])
+    path = calib.save(tmp_path / "scene.json")
+    back = SceneCalibration.load(path, K=calib.K, image_wh=IMAGE)
+    for key, value in calib.to_dict().items():
+        got = back.to_dict()[key]
+        if isinstance(value, list):
+            np.testing.assert_allclose(got, value, rtol=1e-12, err_msg=key)
+        else:
+            assert got == pytest.approx(value, rel=1e-12) if isinstance(value, float) else got == value, key
+    np.testing.assert_allclose(back.up_cam, calib.up_cam, atol=1e-12)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+    # dp-predict's calibration reader takes the same file (K, image size, up direction)
+    read = load_calibration(path)
+    np.testing.assert_allclose(read.K, calib.K)
+    assert read.size == IMAGE
+    np.testing.assert_allclose(read.up, calib.up_cam, atol=1e-9)
+
+
+def test_load_refuses_a_calibration_of_another_camera(tmp_path: Path):
+    calib = calibrated(CAMERAS[0])
+    path = calib.save(tmp_path / "scene.json")
+    other = calib.K.copy()
+    other[0, 0] *= 1.01
+    with pytest.raises(CalibrationMismatchError, match=r"scene\.json.*intrinsics") as info:
+        SceneCalibration.load(path, K=other)
+    assert isinstance(info.value, InputError)
+    with pytest.raises(CalibrationMismatchError, match=r"1280x720 images, but these are 1920x1080"):
+        SceneCalibration.load(path, image_wh=(1920, 1080))
+
+
+def _mutations() -> dict:
+    def set_(key, value):
+        return lambda d: {**d, key: value}
+
+    def drop(key):
+        return lambda d: {k: v for k, v in d.items() if k != key}
+
+    return {
+        "not a mapping": lambda d: [1, 2, 3],
+        "other format": set_("format", "something_else"),
+        "missing height": drop("height_m"),
+        "pitch out of range": set_("pitch_deg", 95.0),
+        "up disagrees with pitch": set_("up_cam", [0.0, -1.0, 0.0]),
+        "negative height": set_("height_m", -3.0),
+        "planar not a bool": set_("planar", "yes"),
+        "singular K": set_("K", [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]),
+        "negative count": set_("n_up_inliers", -1),
+        "bad image size": set_("image_size", [0, 720]),
+        "sigma not a number": set_("sigma_pitch_deg", "small"),
+    }
+
+
+@pytest.mark.parametrize("mutation", list(_mutations()))
+def test_load_rejects_a_malformed_file(tmp_path: Path, mutation: str):
+    d = calibrated(CAMERAS[0]).to_dict()
+    path = tmp_path / "scene.json"
+    path.write_text(json.dumps(_mutations()[mutation](d)))
+    with pytest.raises(SceneCalibrationError, match="scene.json"):
+        SceneCalibration.load(path)
+
+
+def test_load_rejects_broken_json_and_missing_files(tmp_path: Path):
+    path = tmp_path / "scene.json"
+    path.write_text('{"format": "depth_pose.scene_calibration", ')
+    with pytest.raises(SceneCalibrationError, match="not valid JSON"):
+        SceneCalibration.load(path)
+    with pytest.raises(SceneCalibrationError, match="does not exist"):
+        SceneCalibration.load(tmp_path / "missing.json")
