@@ -6,6 +6,7 @@ reader (or a resumed run) never sees a half-written file.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -13,6 +14,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from depth_pose.errors import InputError
+
+# A write that fails for these reasons is the machine's state, not a bug: one line naming the target.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+class OutputWriteError(InputError):
+    """An output that cannot be written (full disk, quota, read-only file system, permission): exit 2."""
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -23,7 +32,9 @@ def atomic_write(path: str | Path, write: Callable[[str], object], suffix: str =
     ``os.replace``.
 
     ``suffix`` is the temporary file's ending (give the real extension when the writer infers the format from
-    it, e.g. ``cv2.imwrite``). On any error the temporary file is removed and the target is left untouched.
+    it, e.g. ``cv2.imwrite``). On any error the temporary file is removed and the target is left untouched; a
+    full disk, an exceeded quota, a read-only file system or a refused permission raise
+    :class:`OutputWriteError` naming the target (one line from the commands, not a traceback).
     A target that is not a regular file (a FIFO, device or socket, a symlink to one, a directory) raises
     :class:`OutputPathError` before anything is written: a rename would silently make it a regular file.
     """
@@ -31,8 +42,13 @@ def atomic_write(path: str | Path, write: Callable[[str], object], suffix: str =
     refuse_non_regular(path, "output")
     if path.is_dir():
         raise OutputPathError(f"output='{path}' is a directory, not a file; refusing to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as e:
+        if e.errno in WRITE_ERRNOS:
+            raise OutputWriteError(f"cannot write '{path}': {e.strerror or e}") from e
+        raise
     os.close(fd)
     try:
         write(tmp)
@@ -40,9 +56,11 @@ def atomic_write(path: str | Path, write: Callable[[str], object], suffix: str =
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            raise OutputWriteError(f"cannot write '{path}': {e.strerror or e}") from e
         raise
     return path
 

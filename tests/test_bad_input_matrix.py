@@ -512,3 +512,32 @@ def test_bad_input(name: str, fx: dict, tmp_path: Path, capsys, monkeypatch) -> 
     if case.check is not None:
         case.check(t, err)
     assert snapshot(inputs) == before  # no input changed, appeared or vanished
+
+
+def test_full_disk_while_plotting_is_one_line(fx: dict, tmp_path: Path, capsys, monkeypatch) -> None:
+    """A full disk while writing the plots (the figure writer fails with ENOSPC, as on a full file system):
+    one line naming the plot, exit 2, no half-written PNG left, the input unchanged."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def full_disk(self, fname, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(fname))
+
+    t = tmp_path / "case"
+    t.mkdir()
+    src = raw(t, (GOOD + "\n").encode())
+    before = snapshot([src])
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    args = [f"keypoints={src}", f"out={t / 'o' / 'pred.jsonl'}", f"ckpt={fx['model']}"]
+    monkeypatch.setattr("sys.argv", ["dp-eval", *args, "progress=false", f"hydra.run.dir={t / 'hydra'}"])
+    monkeypatch.chdir(t)
+    module = importlib.import_module("depth_pose.cli.eval")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        module.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err, err[-3000:]
+    errors = [ln for ln in err.splitlines() if ln.startswith("dp-eval: error:")]
+    assert len(errors) == 1 and re.search(r"cannot write '.*\.png': No space left on device", errors[0])
+    assert not list((t / "o").glob(".*.png")) and snapshot([src]) == before

@@ -3,10 +3,11 @@ path)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from depth_pose.fileio import atomic_write
 
 COLORS = {"model": "tab:blue", "box_height": "tab:orange", "shoulder_hip": "tab:green", "floor": "tab:gray"}
 LABELS = {
@@ -28,14 +29,13 @@ def pyplot():
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Write ``fig`` to ``path`` atomically (temporary PNG + rename) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    pyplot().close(fig)
-    return path
+    """Write ``fig`` to ``path`` atomically (temporary PNG + rename) and close it; a full disk raises
+    :class:`depth_pose.fileio.OutputWriteError` (one line from the commands)."""
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"), suffix=".png")
+    finally:
+        pyplot().close(fig)
+    return Path(path)
 
 
 def error_vs_distance(
