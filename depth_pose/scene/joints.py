@@ -62,7 +62,7 @@ def as_intrinsics(K: np.ndarray | torch.Tensor, n: int) -> np.ndarray:
         K = np.broadcast_to(K, (n, 3, 3))
     if K.shape != (n, 3, 3):
         raise InputError(f"K must be (3, 3) or ({n}, 3, 3) for {n} person-frames, got {K.shape}")
-    why = check_intrinsics(torch.as_tensor(np.ascontiguousarray(K)))
+    why = check_intrinsics(torch.from_numpy(np.array(K)))  # a copy: broadcast views are read-only
     if why:
         raise InputError(f"unusable intrinsics: {why}")
     return K

@@ -175,6 +175,11 @@ def estimate_up(
         u, ang = -u, 180.0 - ang
     inl = ang < thr
     cov3 = _covariance(lines, u, w * inl, track_ids)
+    if not np.isfinite(cov3).all():  # too few inliers or tracks to say how well the direction is known
+        raise TooFewPeopleError(
+            f"the up direction is not determined by these people ({int(inl.sum())} of {n_lines} upright "
+            "person-frames agree; no uncertainty can be computed)"
+        )
     pitch, roll, s_pitch, s_roll = pitch_roll_sigma(u, cov3)
     per_frame_inl = np.zeros(len(points), dtype=bool)
     per_frame_inl[lines.frame[inl]] = True
