@@ -19,14 +19,13 @@ never tuned for:
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
-from model_bench import add_model_args, emit, evaluate_quietly, model_names, pct, verdict
+from model_bench import evaluate_quietly, pct, suite_bench_main, verdict
 
 from depth_pose.env import REPO_ROOT
+from depth_pose.eval.report import scene_target_cells
 
 DEFAULT_MODELS = [REPO_ROOT / "depth_pose" / "assets" / "default_model.safetensors"]
 
@@ -85,16 +84,7 @@ def model_table(name: str, res: dict) -> list[str]:
             )
     lines += ["", "| target | value | limit | result |", "|---|---|---|---|"]
     for key, t in res["targets"].items():
-        v, lim = t["value"], t["limit"]
-        if key.startswith(("calibration_pitch", "calibration_roll")):
-            vs, ls = f"{deg(v)} ({t['n']}/{t['n_scenes']} scenes)", f"median ≤ {lim:g}°, all scenes"
-        elif key.startswith("calibration_height"):
-            vs, ls = f"{pct(v)} ({t['n']}/{t['n_scenes']} scenes)", f"median ≤ {100 * lim:g}%, all scenes"
-        elif key.startswith("non_planar"):
-            vs = "–" if v is None else f"worst scene {v:.3f}× ({t['n_pass']}/{t['n']} pass)"
-            ls = f"≤ {lim:g}× in every scene"
-        else:
-            vs, ls = pct(v), f"≤ {100 * lim:g}%"
+        vs, ls = scene_target_cells(key, t)
         lines.append(f"| {key} | {vs} | {ls} | {verdict(t['pass'])} |")
     n_pass = sum(t["pass"] for t in res["targets"].values())
     rt = res.get("runtime_s", {})
@@ -124,17 +114,7 @@ def table(results: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(ap, DEFAULT_MODELS, "model files")
-    ap.add_argument("--work", type=Path, default=REPO_ROOT / "outputs" / "bench_scenes", help="suite outputs")
-    ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/eval.yaml")
-    args = ap.parse_intermixed_args(argv)
-    names = model_names(ap, args)
-    results = {}
-    for name, path in zip(names, args.models, strict=True):
-        print(f"[bench_scenes] {name}: {path}", file=sys.stderr, flush=True)
-        results[name] = run_model(Path(path).resolve(), args.work / name, args.overrides)
-    return emit(table(results), args.out)
+    return suite_bench_main(argv, __doc__, "bench_scenes", DEFAULT_MODELS, "model files", run_model, table)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,9 @@ Targets (for every model but the reference; the ratios are shown for the referen
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-from model_bench import add_model_args, emit, evaluate_quietly, model_names, pct, verdict
+from model_bench import evaluate_quietly, pct, suite_bench_main, verdict
 
 from depth_pose.env import REPO_ROOT
 
@@ -114,17 +112,9 @@ def table(results: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(ap, DEFAULT_MODELS, "model files; first = reference")
-    ap.add_argument("--work", type=Path, default=REPO_ROOT / "outputs" / "bench_tilt", help="suite outputs")
-    ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/eval.yaml for both suites")
-    args = ap.parse_intermixed_args(argv)
-    names = model_names(ap, args)
-    results = {}
-    for name, path in zip(names, args.models, strict=True):
-        print(f"[bench_tilt] {name}: {path}", file=sys.stderr, flush=True)
-        results[name] = run_model(Path(path).resolve(), args.work / name, args.overrides)
-    return emit(table(results), args.out)
+    return suite_bench_main(
+        argv, __doc__, "bench_tilt", DEFAULT_MODELS, "model files; first = reference", run_model, table
+    )
 
 
 if __name__ == "__main__":

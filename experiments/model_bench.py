@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import depth_pose  # noqa: F401
-from depth_pose.env import config_dir
+from depth_pose.env import REPO_ROOT, config_dir
 
 
 def compose(overrides: list[str]):
@@ -72,3 +73,27 @@ def emit(text: str, out: Path | None) -> str:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
     return text
+
+
+def suite_bench_main(
+    argv: list[str] | None,
+    doc: str | None,
+    prog: str,
+    default_models: list[Path],
+    models_help: str,
+    run_model: Callable[[Path, Path, list[str]], dict],
+    table: Callable[[dict[str, dict]], str],
+) -> str:
+    """The command line of a suite benchmark: ``[OVERRIDE ...] [--models ...] [--labels ...] [--out FILE]
+    [--work DIR]``; ``run_model(path, work_dir, overrides)`` per model, then ``table(results)`` printed."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(ap, default_models, models_help)
+    ap.add_argument("--work", type=Path, default=REPO_ROOT / "outputs" / prog, help="suite outputs")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/eval.yaml (before --models)")
+    args = ap.parse_intermixed_args(argv)
+    names = model_names(ap, args)
+    results = {}
+    for name, path in zip(names, args.models, strict=True):
+        print(f"[{prog}] {name}: {path}", file=sys.stderr, flush=True)
+        results[name] = run_model(Path(path).resolve(), args.work / name, args.overrides)
+    return emit(table(results), args.out)

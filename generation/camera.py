@@ -32,6 +32,7 @@ from torch import Tensor
 
 from depth_pose import geometry
 from generation.kernels import kernel, nan_to, take_last
+from generation.mixture import mixture_components, mixture_probs
 from generation.project import inside_planar
 from generation.types import Cameras, PosedBodies
 
@@ -341,28 +342,9 @@ class CameraMixture:
     def __init__(
         self, components: Mapping[str, Any], weights: Mapping[str, float] | None = None, name: str = "mixture"
     ) -> None:
-        if not components:
-            raise ValueError("camera mixture: components is empty (give e.g. {level: ..., ceiling: ...})")
-        parts: dict[str, CameraSampler] = {}
-        for key, comp in components.items():
-            if not isinstance(comp, CameraSampler):  # a config node not instantiated (``_recursive_: false``)
-                import hydra.utils
-
-                comp = hydra.utils.instantiate(comp)
-            if not isinstance(comp, CameraSampler):
-                raise ValueError(f"camera mixture component {key!r} is not a CameraSampler")
-            parts[str(key)] = comp
-        w = dict(weights) if weights else dict.fromkeys(parts, 1.0)
-        unknown = sorted(set(w) - set(parts))
-        if unknown:
-            raise ValueError(
-                f"camera mixture weights name unknown components {unknown}; have {sorted(parts)}"
-            )
-        probs = torch.tensor([float(w.get(k, 0.0)) for k in parts], dtype=torch.float64)
-        if (probs < 0).any() or not torch.isfinite(probs).all() or probs.sum() <= 0:
-            raise ValueError(f"camera mixture weights must be >= 0 with a positive sum, got {w}")
         self.name = name
-        self.parts, self.probs = parts, (probs / probs.sum()).float()
+        self.parts = mixture_components(components, CameraSampler, "camera mixture")
+        self.probs = mixture_probs(self.parts, weights, "camera mixture")
 
     def sample(
         self, posed: PosedBodies, generator: torch.Generator, return_projection: bool = False

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from generation.anny_model import DATA_DIR, DEFAULT_LIMITS, DEFAULT_PRESETS, bone_axes
 from generation.kernels import kernel
+from generation.mixture import mixture_components, mixture_probs
 from generation.threads import torch_threads
 from generation.types import PoseBatch
 
@@ -513,18 +514,8 @@ class MixturePoseSampler(PoseSampler):
         threads: int = 1,
     ) -> None:
         super().__init__(limits_file=limits_file, name=name, threads=threads)
-        if not components:
-            raise ValueError("mixture: components is empty (give e.g. {hybrid: ..., uniform: ...})")
-        parts: dict[str, PoseSampler] = {}
-        for key, comp in components.items():
-            if not isinstance(
-                comp, PoseSampler
-            ):  # a config node that was not instantiated (``_recursive_: false``)
-                import hydra.utils
-
-                comp = hydra.utils.instantiate(comp)
-            if not isinstance(comp, PoseSampler):
-                raise ValueError(f"mixture component {key!r} is not a pose sampler ({type(comp).__name__})")
+        parts = mixture_components(components, PoseSampler, "mixture")
+        for key, comp in parts.items():
             if (
                 list(comp.joints.names) != list(self.joints.names)
                 or not torch.equal(comp.joints.lo, self.joints.lo)
@@ -533,17 +524,7 @@ class MixturePoseSampler(PoseSampler):
                 raise ValueError(
                     f"mixture component {key!r} uses other joint limits than the mixture (limits_file)"
                 )
-            parts[str(key)] = comp
-        w = dict(weights) if weights else dict.fromkeys(parts, 1.0)
-        unknown = sorted(set(w) - set(parts))
-        if unknown:
-            raise ValueError(
-                f"mixture weights name unknown components {unknown}; components: {sorted(parts)}"
-            )
-        probs = torch.tensor([float(w.get(k, 0.0)) for k in parts], dtype=torch.float64)
-        if (probs < 0).any() or not torch.isfinite(probs).all() or probs.sum() <= 0:
-            raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {w}")
-        self.parts, self.probs = parts, (probs / probs.sum()).float()
+        self.parts, self.probs = parts, mixture_probs(parts, weights, "mixture")
 
     def sample_angles(self, n, g):
         comp = torch.multinomial(self.probs, max(n, 1), replacement=True, generator=g)[:n]

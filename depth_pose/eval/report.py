@@ -262,6 +262,19 @@ def _deg(v) -> str:
     return "–" if v is None else f"{v:.2f}°"
 
 
+def scene_target_cells(name: str, t: dict) -> tuple[str, str]:
+    """``(value, limit)`` cells of one scene-suite target (``metrics["targets"][name]``)."""
+    v, lim = t["value"], t["limit"]
+    if name.startswith(("calibration_pitch", "calibration_roll")):
+        return f"{_deg(v)} ({t['n']}/{t['n_scenes']} scenes)", f"median ≤ {lim:g}°, all scenes"
+    if name.startswith("calibration_height"):
+        return f"{_pct1(v)} ({t['n']}/{t['n_scenes']} scenes)", f"median ≤ {100 * lim:g}%, all scenes"
+    if name.startswith("non_planar"):
+        worst = "–" if v is None else f"worst scene {v:.3f}× ({t['n_pass']}/{t['n']} pass)"
+        return worst, f"≤ {lim:g}× in every scene"
+    return _pct1(v), f"≤ {100 * lim:g}%"
+
+
 def scenes_report(res: dict) -> str:
     """The Markdown report of the scene suite: per floor the median |z/true − 1| per mount and method, the
     error against the person-frames seen, the calibration errors per checkpoint, the non-planar floors' per
@@ -352,16 +365,7 @@ def scenes_report(res: dict) -> str:
             )
     lines += ["", "## Targets", "", "| target | value | limit | verdict |", "|---|---|---|---|"]
     for name, t in res["targets"].items():
-        v, lim = t["value"], t["limit"]
-        if name.startswith("calibration_pitch") or name.startswith("calibration_roll"):
-            vs, ls = f"{_deg(v)} ({t['n']}/{t['n_scenes']} scenes)", f"≤ {lim:g}°"
-        elif name.startswith("calibration_height"):
-            vs, ls = f"{_pct1(v)} ({t['n']}/{t['n_scenes']} scenes)", f"≤ {100 * lim:g}%"
-        elif name.startswith("non_planar"):
-            vs = "–" if v is None else f"worst {v:.3f}× ({t['n_pass']}/{t['n']} scenes pass)"
-            ls = f"≤ {lim:g}× per scene"
-        else:
-            vs, ls = _pct1(v), f"≤ {100 * lim:g}%"
+        vs, ls = scene_target_cells(name, t)
         lines.append(f"| {name} | {vs} | {ls} | {'PASS' if t['pass'] else 'FAIL'} |")
     if "runtime_s" in res:
         lines += ["", f"Runtime: {res['runtime_s']}"]
