@@ -47,7 +47,13 @@ from depth_pose.eval.io import (
     read_synthetic_set,
 )
 from depth_pose.eval.metrics import PERSON_PX_BANDS, calibration_curve, depth_metrics, per_band, per_group
-from depth_pose.eval.report import invariance_report, people_report, scenes_report, tilt_report
+from depth_pose.eval.report import (
+    invariance_report,
+    people_report,
+    scenes_report,
+    tilt_report,
+    truncation_report,
+)
 from depth_pose.fileio import Named, check_outputs
 from depth_pose.gravity import pitch_roll_rows, scene_up
 from depth_pose.keypoints import pixel_height
@@ -66,7 +72,7 @@ from depth_pose.tracking import close_loggers, fill_identity
 log = logging.getLogger(__name__)
 
 MODES = ("keypoints", "images", "dataset", "suite")
-SUITES = ("invariance", "tilt", "scenes")
+SUITES = ("invariance", "tilt", "scenes", "truncation", "rendered")
 # Upright poses first in per-pose tables (then the rest by count).
 POSE_ORDER = ["standing", "walk", "both_walk", "uniform", "normal"]
 # Written beside ``out`` by evaluate_people / run_invariance / run_tilt: ``out`` may not be one of them.
@@ -154,7 +160,9 @@ def score_people(people: PeopleSet, predictor, bcfg: DictConfig | dict) -> dict[
             "floor": empty,
         }
     up = None if people.up is None else people.up.astype(np.float32)
-    pred = predictor.predict(people.keypoints.astype(np.float32), people.K.astype(np.float32), up=up)
+    pred = predictor.predict(
+        people.keypoints.astype(np.float32), people.K.astype(np.float32), up=up, **frame_of(people, predictor)
+    )
     z, s = np.asarray(pred.z_m, np.float64), np.asarray(pred.sigma_m, np.float64)
     status = np.asarray(pred.status).astype(str)
     has = status != STATUSES[NO_JOINTS]
@@ -180,6 +188,15 @@ def score_people(people: PeopleSet, predictor, bcfg: DictConfig | dict) -> dict[
     }
 
 
+def frame_of(people: PeopleSet, predictor, idx: np.ndarray | None = None) -> dict:
+    """``predict`` keyword for a model with the border input: the people's image sizes (N, 2) float32 (NaN
+    rows = unknown); nothing for other models or when no size is known."""
+    if people.image_wh is None or not getattr(predictor, "uses_border", False):
+        return {}
+    wh = people.image_wh if idx is None else people.image_wh[idx]
+    return {"image_wh": wh.astype(np.float32)}
+
+
 def _r(x: float, nd: int = 4) -> float | None:
     return round(float(x), nd) if math.isfinite(float(x)) else None
 
@@ -202,6 +219,8 @@ def output_rows(people: PeopleSet, scores: dict[str, np.ndarray]) -> list[dict]:
         row["z_box_height_m"] = _r(scores["box_height"][i])
         row["z_shoulder_hip_m"] = _r(scores["shoulder_hip"][i])
         row["pitch_deg"], row["roll_deg"] = _r(pitch[i], 3), _r(roll[i], 3)
+        if people.image_wh is not None:
+            row["frame_known"] = bool(np.isfinite(people.image_wh[i]).all())
         row.update(people.extra[i] if i < len(people.extra) else {})
         row.update({k: str(v[i]) for k, v in people.groups.items()})
         rows.append(row)
@@ -417,6 +436,7 @@ def scene_depths(
                 people.keypoints[idx].astype(np.float32),
                 people.K[idx].astype(np.float32),
                 up=ups.astype(np.float32),
+                **frame_of(people, predictor, idx),
             )
             return np.asarray(pred.z_m, np.float64), np.asarray(pred.sigma_m, np.float64)
 
@@ -494,6 +514,22 @@ def evaluate(cfg: DictConfig) -> dict:
                 progress=bool(cfg.progress),
             )
             report = scenes_report(res)
+        elif cfg.suite == "truncation":
+            from depth_pose.suites.truncation import run_truncation
+
+            res = run_truncation(
+                predictor,
+                cfg.truncation,
+                out_jsonl=out,
+                plots_enabled=bool(cfg.plots),
+                progress=bool(cfg.progress),
+            )
+            report = truncation_report(res)
+        elif cfg.suite == "rendered":
+            from depth_pose.suites.rendered import rendered_report, run_rendered
+
+            res = run_rendered(predictor, cfg.get("rendered"), out_jsonl=out)
+            report = rendered_report(res)
         elif cfg.suite == "tilt":
             from depth_pose.suites.tilt import run_tilt
 

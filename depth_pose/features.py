@@ -22,6 +22,14 @@ Optional gravity input (``gravity: true``, normalised variant only): the camera'
 Five more inputs ``[up_cam * given (3), sin(elevation of the person's ray) * given, given]``; an unknown up
 encodes as five zeros, and training hides it on a share of samples (``augment.p_hide_up``), so one model
 serves both and "masked" is exactly "not given".
+
+Optional border input (``border: true``, normalised variant only): where the image frame is. Detectors put
+joints cut off by the frame *on* the image border with middling confidences, so they pass the visibility test
+as if seen; the model is told, per joint, how close to the border it lies (:func:`border_proximity`, computed
+in pixels from the joint and the image size ``image_wh``) and may neither trust nor drop such joints blindly.
+18 more inputs ``[proximity * visible (17), known]``; an unknown image size (NaN) encodes as 18 zeros, and
+training hides it on a share of samples (``augment.p_hide_frame``) and on legs cut by ``augment.p_truncate``
+(no image edge lies there), so one model serves inputs with and without a known frame.
 """
 
 from __future__ import annotations
@@ -46,6 +54,14 @@ ANKLES = (INDEX["left_ankle"], INDEX["right_ankle"])
 S_MIN = 1e-3  # floor of the normalised RMS radius (a 1.7 m person ~400 m away): bounds log_ref
 MIN_VISIBLE_FOR_SCALE = 3  # fewer visible joints: centre/scale from every finite joint (guessed positions)
 GRAVITY_DIM = 5  # up_cam (3), sin(elevation of the centroid ray), given flag
+BORDER_DIM = NUM_KEYPOINTS + 1  # per-joint border proximity, frame known flag
+# Border proximity reaches 0 at BORDER_TAU person RMS radii (pixels) from the nearest image edge. A whole
+# standing person's RMS joint radius is ~0.34 of its keypoint height (a cut one's, of what is seen: less),
+# so the ramp spans ~0.17 of the height: YOLO puts joints beyond the frame on the edge or 0.02-0.10 of the
+# height inside it (docs/bench_border.md, inset p50/p90), read as 1 to ~0.4; joints further inside read 0.
+# A graded ramp, not a cut: the net sees the distance and learns how far to trust a joint there.
+BORDER_TAU = 0.5
+BORDER_MIN_PX = 2.0  # floor of the ramp width in pixels (tiny people: detector jitter is ~1-2 px)
 
 
 def as_K(K: Tensor, n: int) -> Tensor:
@@ -82,6 +98,9 @@ class Observed:
     mask: Tensor  # (B, 17) bool: visible
     finite: Tensor | None = None  # (B, 17) bool: finite coordinates (a guess when not visible)
     up: Tensor | None = None  # (B, 3) camera up direction (unit), NaN rows = not known; None = none known
+    # (B, 17) border proximity in [0, 1] (:func:`border_proximity`, of every finite joint, visible or not),
+    # NaN rows = image size not known; None = the model takes no border input.
+    border: Tensor | None = None
 
 
 @dataclass
@@ -97,6 +116,8 @@ class Normaliser:
     image_size: tuple[float, float] = (1242.0, 375.0)
     # Optional gravity input (see module docstring); models saved without the key have none.
     gravity: bool = False
+    # Optional border input (see module docstring); models saved without the key have none.
+    border: bool = False
     version: int = FEATURES_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -109,6 +130,9 @@ class Normaliser:
         self.gravity = bool(self.gravity)
         if self.gravity and self.name != "normalised":
             raise ValueError("features gravity: true needs the normalised variant (camera rays)")
+        self.border = bool(self.border)
+        if self.border and self.name != "normalised":
+            raise ValueError("features border: true needs the normalised variant (camera rays)")
         self.image_size = tuple(float(v) for v in self.image_size)
 
     # --- identity -------------------------------------------------------------------------------------
@@ -116,7 +140,8 @@ class Normaliser:
     def in_dim(self) -> int:
         if self.name != "normalised":
             return 3 * NUM_KEYPOINTS
-        return 2 * NUM_KEYPOINTS + NUM_KEYPOINTS + 3 + (GRAVITY_DIM if self.gravity else 0)
+        extra = (GRAVITY_DIM if self.gravity else 0) + (BORDER_DIM if self.border else 0)
+        return 2 * NUM_KEYPOINTS + NUM_KEYPOINTS + 3 + extra
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -145,12 +170,16 @@ class Normaliser:
             )
 
     # --- pipeline -------------------------------------------------------------------------------------
-    def observe(self, kp_xyc: Tensor, K: Tensor, up: Tensor | None = None) -> Observed:
+    def observe(
+        self, kp_xyc: Tensor, K: Tensor, up: Tensor | None = None, image_wh: Tensor | None = None
+    ) -> Observed:
         """Visibility mask and coordinates (normalised rays for ``normalised``, pixels for ``raw_pixels``).
 
         Visible = confidence >= threshold and finite; if fewer than ``min_visible`` joints are, every finite
         joint is used (the detector's guesses). ``up``: (B, 3) camera up directions (NaN rows = unknown),
-        normalised to unit length here; kept only when the model takes gravity."""
+        normalised to unit length here; kept only when the model takes gravity. ``image_wh``: (B, 2) image
+        [width, height] in pixels (NaN or non-positive rows, or None = unknown); used only when the model
+        takes the border input."""
         if kp_xyc.ndim != 3 or kp_xyc.shape[1:] != (NUM_KEYPOINTS, 3):
             raise ValueError(f"keypoints must have shape (N, {NUM_KEYPOINTS}, 3), got {tuple(kp_xyc.shape)}")
         mask = visibility(kp_xyc, self.threshold)
@@ -162,7 +191,10 @@ class Normaliser:
             xy = normalise_pixels(px, K.to(px))
         else:
             xy = px
-        return Observed(xy=xy, mask=mask, finite=finite, up=self._unit_up(up, kp_xyc))
+        border = None
+        if self.border:
+            border = border_proximity(px, mask, finite, _as_image_wh(image_wh, kp_xyc))
+        return Observed(xy=xy, mask=mask, finite=finite, up=self._unit_up(up, kp_xyc), border=border)
 
     def _unit_up(self, up: Tensor | None, like: Tensor) -> Tensor | None:
         if not self.gravity or up is None:
@@ -201,11 +233,15 @@ class Normaliser:
         parts = [u.flatten(1), m, c, log_s[:, None]]
         if self.gravity:
             parts.append(gravity_inputs(obs.up, c))
+        if self.border:
+            parts.append(border_inputs(obs.border, mask))
         return torch.cat(parts, dim=1), -log_s
 
-    def __call__(self, kp_xyc: Tensor, K: Tensor, up: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def __call__(
+        self, kp_xyc: Tensor, K: Tensor, up: Tensor | None = None, image_wh: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """``observe`` + ``encode`` without augmentation: (features, log_ref, mask)."""
-        obs = self.observe(kp_xyc, K, up)
+        obs = self.observe(kp_xyc, K, up, image_wh)
         feats, log_ref = self.encode(obs)
         return feats, log_ref, obs.mask
 
@@ -225,9 +261,56 @@ def gravity_inputs(up: Tensor | None, c: Tensor) -> Tensor:
     return torch.cat((upz, sin_elev[:, None], g[:, None]), dim=1)
 
 
+def _as_image_wh(image_wh: Tensor | None, like: Tensor) -> Tensor:
+    """Image sizes as (B, 2) of ``like``'s dtype/device; None, non-finite or non-positive rows -> NaN rows."""
+    B = like.shape[0]
+    if image_wh is None:
+        return torch.full((B, 2), float("nan"), dtype=like.dtype, device=like.device)
+    wh = torch.as_tensor(image_wh, dtype=like.dtype, device=like.device)
+    if wh.shape == (2,):
+        wh = wh.expand(B, 2)
+    if wh.shape != (B, 2):
+        raise ValueError(f"image_wh must have shape (2,) or ({B}, 2), got {tuple(wh.shape)}")
+    ok = (torch.isfinite(wh) & (wh > 0)).all(1, keepdim=True)
+    return torch.where(ok, wh, torch.full_like(wh, float("nan")))
+
+
+def border_proximity(px: Tensor, mask: Tensor, finite: Tensor, image_wh: Tensor) -> Tensor:
+    """Per-joint proximity to the image border (B, 17) in [0, 1]: ``1 - clamp(d / r, 0, 1)`` with ``d`` the
+    joint's pixel distance to the nearest image edge (0 outside the image: outside counts as on the border)
+    and ``r = max(BORDER_TAU * RMS radius of the person in pixels, BORDER_MIN_PX)``. The RMS radius is taken
+    over the visible joints (every finite joint when fewer than 3 are visible), like the feature scale.
+    ``px`` (B, 17, 2) pixels (NaN-free), ``image_wh`` (B, 2), NaN rows = unknown -> NaN rows."""
+    dt = px.dtype
+    fb = torch.where((finite.sum(1) >= 2)[:, None], finite, torch.ones_like(finite))
+    w = torch.where((mask.sum(1) < MIN_VISIBLE_FOR_SCALE)[:, None], fb, mask).to(dt)
+    n = w.sum(1, keepdim=True).clamp_min(1.0)
+    c = (px * w[..., None]).sum(1) / n
+    rms = (((px - c[:, None]).square().sum(-1) * w).sum(1) / n.squeeze(1)).sqrt()
+    r = (BORDER_TAU * rms).clamp_min(BORDER_MIN_PX)
+    x, y = px[..., 0], px[..., 1]
+    W, H = image_wh[:, :1], image_wh[:, 1:]
+    d = torch.minimum(torch.minimum(x, W - x), torch.minimum(y, H - y)).clamp_min(0.0)
+    return 1.0 - (d / r[:, None]).clamp(0.0, 1.0)  # NaN rows stay NaN (unknown W, H)
+
+
+def border_inputs(border: Tensor | None, mask: Tensor) -> Tensor:
+    """The border inputs (B, 18): ``[proximity * visible (17), known]``; rows with an unknown image size
+    (NaN, or ``border`` None) are all zeros. Computed from the mask at encoding time, so joints hidden by
+    augmentation carry no proximity."""
+    B = mask.shape[0]
+    dt = border.dtype if border is not None else torch.float32
+    if border is None:
+        return torch.zeros(B, BORDER_DIM, dtype=dt, device=mask.device)
+    known = torch.isfinite(border).all(1)
+    prox = torch.where(known[:, None] & mask, border, torch.zeros_like(border))
+    return torch.cat((prox, known.to(dt)[:, None]), dim=1)
+
+
 def flip(obs: Observed, which: Tensor | None = None) -> Observed:
     """Horizontal flip in normalised coordinates (x -> -x about the principal point, FLIP_INDEX swap; the up
-    direction's x too) of the samples where ``which`` (B,) is True (all when None). Depth is unchanged."""
+    direction's x too; the border proximity swaps with its joints) of the samples where ``which`` (B,) is True
+    (all when None). Depth is unchanged."""
     idx = torch.tensor(FLIP_INDEX, device=obs.xy.device)
     xy_f = obs.xy[:, idx].clone()
     xy_f[..., 0] = -xy_f[..., 0]
@@ -237,14 +320,16 @@ def flip(obs: Observed, which: Tensor | None = None) -> Observed:
     if obs.up is not None:
         up_f = obs.up.clone()
         up_f[:, 0] = -up_f[:, 0]
+    border_f = obs.border[:, idx] if obs.border is not None else None
     if which is None:
-        return Observed(xy=xy_f, mask=mask_f, finite=fin_f, up=up_f)
+        return Observed(xy=xy_f, mask=mask_f, finite=fin_f, up=up_f, border=border_f)
     w = which[:, None]
     return Observed(
         xy=torch.where(w[..., None], xy_f, obs.xy),
         mask=torch.where(w, mask_f, obs.mask),
         finite=torch.where(w, fin_f, obs.finite) if fin_f is not None else None,
         up=torch.where(w, up_f, obs.up) if up_f is not None else None,
+        border=torch.where(w, border_f, obs.border) if border_f is not None else None,
     )
 
 
@@ -254,11 +339,15 @@ class Augment:
 
     * ``p_drop``: probability that a sample loses ``1..max_drop`` random visible joints (occlusion);
     * ``p_truncate``: probability that the legs (knees + ankles, or ankles only) are cut off (image border);
+      a truncated sample's frame becomes unknown for the border input (no image edge lies where it was cut);
     * ``p_flip``: horizontal flip in normalised coordinates (x -> -x about the principal point, left/right
       joints swapped with FLIP_INDEX); depth is unchanged. Not applied to ``raw_pixels``.
     * ``p_hide_up``: probability that a sample's known up direction is hidden (gravity models: one model for
       cameras with and without a known mount).
+    * ``p_hide_frame``: probability that a sample's known image size is hidden (border models: one model for
+      inputs with and without a known frame, as the KITTI JSONL without ``image_wh``).
     A sample keeps its original mask if augmentation would leave fewer than ``min_visible`` joints.
+    Dropped joints lose their border proximity with their mask (:func:`border_inputs` masks it).
     """
 
     p_drop: float = 0.0
@@ -267,6 +356,7 @@ class Augment:
     p_flip: float = 0.0
     min_visible: int = 4
     p_hide_up: float = 0.5
+    p_hide_frame: float = 0.25
 
     def __call__(
         self, obs: Observed, flip_ok: bool = True, generator: torch.Generator | None = None
@@ -279,6 +369,7 @@ class Augment:
             return torch.rand(*shape, device=dev, generator=generator)
 
         new = mask.clone()
+        cut = torch.zeros(B, 1, dtype=torch.bool, device=dev)
         if self.p_drop > 0:
             k = torch.randint(1, max(1, self.max_drop) + 1, (B, 1), device=dev, generator=generator)
             scores = torch.where(mask, rand(B, J), torch.full((B, J), 2.0, device=dev))
@@ -294,11 +385,17 @@ class Augment:
             new &= ~(legs & cut)
         keep_old = new.sum(1) < min(self.min_visible, J)
         new = torch.where(keep_old[:, None], mask, new)
+        border = obs.border
+        if border is not None:
+            unknown = cut & ~keep_old[:, None]
+            if self.p_hide_frame > 0:
+                unknown = unknown | (rand(B, 1) < self.p_hide_frame)
+            border = torch.where(unknown, torch.full_like(border, float("nan")), border)
         up = obs.up
         if up is not None and self.p_hide_up > 0:
             hide = rand(B) < self.p_hide_up
             up = torch.where(hide[:, None], torch.full_like(up, float("nan")), up)
-        out = Observed(xy=xy, mask=new, finite=obs.finite, up=up)
+        out = Observed(xy=xy, mask=new, finite=obs.finite, up=up, border=border)
         if flip_ok and self.p_flip > 0:
             out = flip(out, rand(B) < self.p_flip)
         return out
@@ -315,5 +412,6 @@ def from_config(cfg: Any) -> tuple[Normaliser, Augment]:
         min_visible=int(cfg.get("min_visible", 5)),
         image_size=tuple(cfg.get("image_size", (1242.0, 375.0))),
         gravity=bool(cfg.get("gravity", False)),
+        border=bool(cfg.get("border", False)),
     )
     return norm, Augment(**aug)

@@ -6,6 +6,7 @@
     out.z_m, out.sigma_m                              # (N,) metres: depth of the mid-hip point, its std
     out.status                                        # (N,) "ok", "out_of_range", ... (depth_pose.ranges)
     pred.predict(keypoints_xyc, K, up=up_from_pitch_roll(-30.0, 0.0))   # the camera's up direction, if known
+    pred.predict(keypoints_xyc, K, image_wh=(1920, 1080))                  # the image size, if known
 
 Accepted model files: ``*.safetensors`` (weights) + a sibling ``*.json`` (metadata: hyper-parameters,
 normalisation, data id, metrics, ``sha256`` of the weights file), as written by :func:`export_model`; or a
@@ -111,6 +112,22 @@ def _as_up(up: Any, n: int) -> torch.Tensor:
     return u
 
 
+def _as_image_wh(image_wh: Any, n: int) -> torch.Tensor:
+    """Image sizes as (n, 2) float32 [width, height] pixels from (2,) or (n, 2); NaN rows = unknown."""
+    wh = torch.as_tensor(
+        _writable(image_wh) if not torch.is_tensor(image_wh) else image_wh, dtype=torch.float32
+    )
+    if wh.shape == (2,):
+        wh = wh.expand(n, 2)
+    if wh.shape != (n, 2):
+        raise ValueError(f"image_wh must have shape (2,) or ({n}, 2), got {tuple(wh.shape)}")
+    bad = torch.isfinite(wh).all(1) & (wh <= 0).any(1)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"image_wh must be positive [width, height] pixels, row {i} is {wh[i].tolist()}")
+    return wh
+
+
 class DepthPredictor:
     """A loaded depth model (eval mode) with its normalisation; see the module docstring."""
 
@@ -200,7 +217,14 @@ class DepthPredictor:
 
     @torch.no_grad()
     def predict(
-        self, keypoints_xyc: Any, K: Any, *, up: Any = None, flip_tta: bool = True, chunk: int = 65536
+        self,
+        keypoints_xyc: Any,
+        K: Any,
+        *,
+        up: Any = None,
+        image_wh: Any = None,
+        flip_tta: bool = True,
+        chunk: int = 65536,
     ) -> DepthPrediction:
         """Depth and its std for N people: ``keypoints_xyc`` (N, 17, 3), ``K`` (N, 3, 3) or (3, 3).
 
@@ -208,6 +232,10 @@ class DepthPredictor:
         is ``(0, -1, 0)``; :func:`depth_pose.geometry.up_from_pitch_roll` makes it from pitch/roll), (3,) for
         all or (N, 3); NaN rows or None = unknown. Used by models trained with gravity (``uses_gravity``),
         ignored by others.
+
+        ``image_wh``: the image size in pixels, ``[width, height]``, (2,) for all or (N, 2); NaN rows or
+        None = unknown. Used by models trained with the border input (``uses_border``: how close each joint
+        lies to the image frame), ignored by others.
 
         ``flip_tta``: average the prediction of the keypoints and of their mirror image (normalised variant
         only).
@@ -234,6 +262,8 @@ class DepthPredictor:
         if n and (why := check_intrinsics(K_in)):
             raise ValueError(f"bad intrinsics K: {why}")
         upt = None if up is None else _as_up(up, n)
+        wht = None if image_wh is None else _as_image_wh(image_wh, n)
+        wht = wht if self.uses_border else None  # checked for every model, used by border models
         zs, ss, cs = [], [], []
         for i in range(0, n, chunk):
             z, s, c = self._predict_chunk(
@@ -241,6 +271,7 @@ class DepthPredictor:
                 Kt[i : i + chunk].to(self.device),
                 flip_tta,
                 None if upt is None else upt[i : i + chunk].to(self.device),
+                None if wht is None else wht[i : i + chunk].to(self.device),
             )
             zs.append(z)
             ss.append(s)
@@ -256,11 +287,21 @@ class DepthPredictor:
         """Whether this model takes the camera's up direction (``predict(..., up=...)``)."""
         return bool(self.normaliser.gravity)
 
+    @property
+    def uses_border(self) -> bool:
+        """Whether this model takes the image size (``predict(..., image_wh=...)``: the border input)."""
+        return bool(self.normaliser.border)
+
     def _predict_chunk(
-        self, kp: torch.Tensor, K: torch.Tensor, flip_tta: bool, up: torch.Tensor | None = None
+        self,
+        kp: torch.Tensor,
+        K: torch.Tensor,
+        flip_tta: bool,
+        up: torch.Tensor | None = None,
+        image_wh: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         norm = self.normaliser
-        obs = norm.observe(kp, K, up)
+        obs = norm.observe(kp, K, up, image_wh)
         finite = obs.finite
         min_visible = max(norm.min_visible, 3)  # fewer: a guessed skeleton (too_few_joints)
         mu, log_b = self.module(*norm.encode(obs))

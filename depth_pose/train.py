@@ -30,7 +30,7 @@ from generation.pipeline import ensure_dataset
 
 log = logging.getLogger(__name__)
 
-GEN_GROUPS = ("body", "pose_sampling", "camera", "noise", "render", "project")
+GEN_GROUPS = ("body", "pose_sampling", "camera", "noise", "render", "project", "framing_cut")
 # data.* keys that configure generation rather than the datamodule.
 GEN_DATA_KEYS = {
     "num_samples": "num_samples",

@@ -93,6 +93,12 @@ def validate(cfg: DictConfig) -> None:
     for group in ("body", "pose_sampling", "camera", "noise"):
         if cfg.get(group) is None:
             raise GenerationConfigError(f"config group {group!r} is missing (e.g. {group}=...)")
+    build_framing_cut(cfg)  # a bad framing_cut value: one clear line
+    if framing_cut_share(cfg) > 0 and str((cfg.get("render") or {}).get("name", "none")) != "none":
+        raise GenerationConfigError(
+            "framing_cut.share > 0 applies to the analytic path only (render=none); the render path frames "
+            "its people itself"
+        )
     dev = str(cfg.device)
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise GenerationConfigError(f"device={dev} but CUDA is not available")
@@ -118,3 +124,21 @@ def build_stages(cfg: DictConfig) -> dict[str, Any]:
     """The cheap stages (camera, noise, pose sampler) from their config groups; bad values raise
     :class:`GenerationConfigError`."""
     return {g: instantiate_stage(g, cfg[g]) for g in STAGE_GROUPS}
+
+
+def framing_cut_share(cfg: DictConfig) -> float:
+    """``framing_cut.share`` of ``cfg`` (0 when the key is absent: people are never cut by the frame)."""
+    node = cfg.get("framing_cut")
+    return 0.0 if node is None else float(node.get("share", 0.0))
+
+
+def build_framing_cut(cfg: DictConfig):
+    """The :class:`generation.framing_cut.FramingCut` of ``cfg.framing_cut`` (off when absent); bad values
+    raise :class:`GenerationConfigError`."""
+    from generation.framing_cut import FramingCut
+
+    node = cfg.get("framing_cut")
+    try:
+        return FramingCut(**(resolved(node) if node is not None else {}))
+    except (TypeError, ValueError) as e:
+        raise GenerationConfigError(f"bad framing_cut config: {e}") from e

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from depth_pose import shards
 from depth_pose.schema import ALL_COLS
 from generation.bank import body_id_config
-from generation.config import GenerationConfigError, resolved, with_defaults
+from generation.config import GenerationConfigError, framing_cut_share, resolved, with_defaults
+from generation.pose import pose_files_digest
 
 # Config entries that determine the data (hashed into the dataset id and compared on resume).
 ID_KEYS = (
@@ -42,6 +43,10 @@ ID_KEYS = (
 # 3: joint-major planar layout (noise draws (2, 17, B), (8, B)); dense occluder branch (2026-11-26).
 # (noise.hip_shift, default 0, came later without a bump: the data of every existing config is unchanged.)
 GENERATOR_VERSION = 3
+# Options that came later, off by default and then drawing nothing: in the id only when on, so every set made
+# before them keeps its id. ``framing_cut`` (top level, when its share > 0) and the noise model's border
+# behaviour (these keys, when ``border_clamp_prob`` > 0).
+BORDER_NOISE_KEYS = ("border_clamp_prob", "border_clamp_decay", "border_conf_min", "border_conf_max")
 GENERATED_FILES = (shards.MANIFEST, "contact_sheet.png")
 
 
@@ -53,6 +58,13 @@ def id_payload(cfg: DictConfig) -> dict:
     payload["body"] = body_id_config(payload["body"])  # body=bank: the config its bank was made from
     if isinstance(payload["render"], dict) and payload["render"].get("shard_range") is not None:
         payload["render"] = {**payload["render"], "shard_range": None}  # which shards a run writes: no data
+    noise = payload["noise"]
+    if isinstance(noise, dict) and not noise.get("border_clamp_prob"):  # the border behaviour, off: no data
+        payload["noise"] = {k: v for k, v in noise.items() if k not in BORDER_NOISE_KEYS}
+    if framing_cut_share(cfg) > 0:  # people cut by the frame: in the id only when on (other sets keep theirs)
+        payload["framing_cut"] = resolved(cfg.framing_cut)
+    # the preset and joint-limit files the pose sampler reads (issue 19: new presets change the default data)
+    payload["pose_files"] = pose_files_digest(payload["pose_sampling"])
     payload["generator_version"] = GENERATOR_VERSION
     if str(cfg.get("device", "cpu")) != "cpu":  # a different RNG stream: a different set
         payload["device"] = str(cfg.device)
@@ -61,8 +73,8 @@ def id_payload(cfg: DictConfig) -> dict:
 
 def dataset_id(cfg: DictConfig | dict) -> str:
     """Short hash (12 hex) of the data-determining config: body, pose_sampling, camera, noise, render,
-    project, num_samples, samples_per_pose, seed, shard_size (and device when not cpu)
-    and :data:`GENERATOR_VERSION`."""
+    project, num_samples, samples_per_pose, seed, shard_size (and device when not cpu), the sha256 of the
+    preset and joint-limit files the pose sampler reads and :data:`GENERATOR_VERSION`."""
     blob = json.dumps(id_payload(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -21,7 +21,7 @@ from depth_pose import geometry
 from depth_pose.keypoints import COCO_NAMES
 from depth_pose.schema import ALL_COLS, TAG_COLS
 from generation import kernels
-from generation.config import build_stages, instantiate_stage, resolved
+from generation.config import build_framing_cut, build_stages, instantiate_stage, resolved
 from generation.dataset import shard_seed
 from generation.project import observe
 from generation.threads import torch_threads
@@ -57,6 +57,7 @@ class Generator:
             stages["noise"],
             stages["pose_sampling"],
         )
+        self.framing_cut = build_framing_cut(cfg)  # people cut by the frame (off unless its share > 0)
         body_kwargs = {} if "seed" in cfg.body else {"seed": int(cfg.seed)}
         if "device" not in cfg.body:
             body_kwargs["device"] = str(self.device)
@@ -113,6 +114,8 @@ class Generator:
         bi = body_index[:, None].expand(n_poses, self.spp).reshape(-1)[:n_rows]
         posed = PosedBodies(keypoints=kp, body_index=bi)
         cams, proj = self.camera.sample(posed, g, return_projection=True)
+        if self.framing_cut.enabled:  # draws random numbers only when on: other sets stay byte-identical
+            cams, proj = self.framing_cut(posed, cams, proj, g)
         obs = observe(posed, cams, self_occlusion=self.self_occlusion, projection=proj)
         det = self.noise(obs, g, cams)
         obs.det_xyc = det

@@ -15,6 +15,15 @@ present in the training data (share ``forced_complete_share``):
 * OpenPifPaf forced-complete-like (the real KITTI set): confidence ~0.01 and a guessed position (the true one
   plus a large error, clipped to the image).
 
+Border behaviour (issue 19, opt-in: ``border_clamp_prob`` > 0, preset ``conf/noise/yolo_border.yaml``): YOLO
+reports a joint outside the image (a person cut by the frame) clamped onto the image border, with a moderate
+confidence that passes the visibility threshold. A joint outside the image is so reported with probability
+``border_clamp_prob`` x ``exp(-d / (border_clamp_decay x size))`` (``d``: how far outside, pixels; decay 0:
+no decrease), at the noisy position clamped onto the border (the coordinate beyond the border exactly on its
+last pixel row / column, the other one with the usual jitter along it), with a confidence uniform in
+``[border_conf_min, border_conf_max]``; otherwise one of the unseen patterns above. Only for YOLO-like
+detections (not forced-complete ones) and when the image size is known.
+
 The model only sees ``confidence >= visibility_threshold``; visible joints get plausible confidences above it.
 """
 
@@ -90,6 +99,10 @@ class DetectorNoise:
         visible_conf_max: float = 0.99,
         unseen_conf_max: float = 0.05,
         forced_conf: float = 0.01,
+        border_clamp_prob: float = 0.0,
+        border_clamp_decay: float = 0.0,
+        border_conf_min: float = 0.2,
+        border_conf_max: float = 0.5,
     ) -> None:
         self.name, self.enabled = name, bool(enabled)
         self.threshold = float(visibility_threshold)
@@ -112,6 +125,8 @@ class DetectorNoise:
         self.guess_rel_sigma = float(guess_rel_sigma)
         self.vis_conf = (float(visible_conf_min), float(visible_conf_max))
         self.unseen_conf_max, self.forced_conf = float(unseen_conf_max), float(forced_conf)
+        self.border_clamp_prob, self.border_clamp_decay = float(border_clamp_prob), float(border_clamp_decay)
+        self.border_conf = (float(border_conf_min), float(border_conf_max))
         self._validate()
 
     def _validate(self) -> None:
@@ -132,6 +147,7 @@ class DetectorNoise:
             "forced_share",
             "nan_share",
             "small_drop_max",
+            "border_clamp_prob",
         )
         for key in probs:
             if not 0.0 <= getattr(self, key) <= 1.0:
@@ -142,6 +158,12 @@ class DetectorNoise:
             raise ValueError(
                 f"noise.hip_shift must be a fraction of the hip-shoulder vector in [-0.5, 0.5], "
                 f"got {self.hip_shift}"
+            )
+        if self.border_clamp_decay < 0:
+            raise ValueError(f"noise.border_clamp_decay must be >= 0, got {self.border_clamp_decay}")
+        if not 0.0 <= self.border_conf[0] <= self.border_conf[1] <= 1.0:
+            raise ValueError(
+                f"noise: need 0 <= border_conf_min <= border_conf_max <= 1, got {list(self.border_conf)}"
             )
         t = self.threshold
         if not (t < self.vis_conf[0] <= self.vis_conf[1] <= 1.0):
@@ -174,11 +196,16 @@ class DetectorNoise:
         nrm = torch.randn(2, J, B, generator=g, device=dev, dtype=dt)
         u = torch.rand(2, J, B, generator=g, device=dev, dtype=dt)
         s = torch.rand(8, B, generator=g, device=dev, dtype=dt)
+        # Border behaviour (when on, with an image): 2 uniforms per joint (clamped?, confidence), drawn only
+        # then, so that the random stream of every other configuration is unchanged.
+        border = None
+        if self.border_clamp_prob > 0 and cameras is not None:
+            border = torch.rand(2, J, B, generator=g, device=dev, dtype=dt)
         if cameras is not None:
             img = torch.stack((cameras.img_w, cameras.img_h)).to(dev, dt) - 1.0  # (2, B)
         else:
             img = torch.full((2, B), torch.inf, device=dev, dtype=dt)
-        det = _noise_planar(self, pp, vis.T.to(dt), nrm, u, s, img, cameras is not None)
+        det = _noise_planar(self, pp, vis.T.to(dt), nrm, u, s, img, cameras is not None, border)
         return _swap(det.permute(2, 1, 0), s[6:].T, self.swap_prob, self.flip_prob, g)
 
 
@@ -192,9 +219,11 @@ def _noise_planar(
     s: Tensor,
     img: Tensor,
     has_image: bool,
+    border: Tensor | None = None,
 ) -> Tensor:
     """The math of :meth:`DetectorNoise.__call__` on planar pixels ``pp`` (2, J, B), visibility ``vis`` (J, B,
-    0/1 float) and the drawn random numbers; returns detections (3, J, B). Pure (a
+    0/1 float), the drawn random numbers and the last pixel column / row ``img`` (2, B); ``border`` (2, J, B):
+    the border behaviour's uniforms (None: off); returns detections (3, J, B). Pure (a
     :func:`generation.kernels.kernel`; masks that get stored are floats: Inductor stores bools slowly)."""
     dt = pp.dtype
     if nz.hip_shift:
@@ -239,10 +268,25 @@ def _noise_planar(
     sigma = torch.where(unseen & forced, nz.guess_rel_sigma * size, sigma)
     xy = pp + sigma * nrm  # (2, J, B)
     xy_u = torch.minimum(nan_to(xy, 0.0).clamp_min(0.0), bound[:, None])
+    xy_noisy = xy
     xy = torch.where(unseen, xy_u, xy)
     xy = torch.where(unseen & ~forced & (u1 < nz.nan_share), torch.nan, xy)
     conf_u = torch.where(forced, nz.forced_conf * (0.5 + u1), nz.unseen_conf_max * u1)
     conf = torch.where(unseen, conf_u, conf)
+    if border is not None:
+        # YOLO's border behaviour: a joint outside the image (last pixel index img), clamped onto the border.
+        below, above = pp < 0.0, pp >= img[:, None] + 1.0  # (2, J, B); NaN (behind the camera): neither
+        d = torch.maximum(-pp, pp - img[:, None]).clamp_min(0.0)
+        d = torch.where(below | above, d, 0.0).amax(0)  # (J, B) pixels outside
+        p = nz.border_clamp_prob
+        if nz.border_clamp_decay > 0:
+            p = p * torch.exp(-d / (nz.border_clamp_decay * size))
+        clamped = (below | above).any(0) & ~forced & (border[0] < p)
+        along = torch.minimum(nan_to(xy_noisy, 0.0).clamp_min(0.0), img[:, None])
+        on_border = torch.where(below, 0.0, torch.where(above, img[:, None].expand_as(pp), along))
+        xy = torch.where(clamped, on_border, xy)
+        lo_b, hi_b = nz.border_conf
+        conf = torch.where(clamped, lo_b + (hi_b - lo_b) * border[1], conf)
     return torch.cat((xy, conf[None]))
 
 

@@ -16,6 +16,7 @@ in ``data/joint_limits.yaml`` and ``docs/joint_limits.md``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,18 @@ NAMED_POSES = (
     "lying",
     "hands_up",
     "bent_forward",
+)
+# Poses on and near the floor (issue 19), scored as their own group by the invariance suite.
+FLOOR_POSES = (
+    "reclining",
+    "reclining_leg_up",
+    "sit_floor_legs_raised",
+    "sit_cross",
+    "lying_side",
+    "lying_front",
+    "kneel_both",
+    "pick_up",
+    "climb_step",
 )
 _MIRROR = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, 1.0], [-1.0, 1.0, 1.0]])  # M R M, M = diag(-1, 1, 1)
 
@@ -304,6 +317,36 @@ def load_presets(joints: JointSet, presets_dir: str | Path | None = None) -> dic
     return out
 
 
+def pose_files_digest(pose_cfg: Mapping[str, Any] | None) -> str | None:
+    """sha256 (16 hex) of the files a pose-sampling config reads: the joint-limits file of every sampler in
+    it and the preset files (names and bytes) of every hybrid sampler in it (mixture components included).
+    Part of the dataset id, so editing, adding or removing a preset never reuses a set made from the old
+    ones. ``None`` for a config without samplers."""
+    h, found = hashlib.sha256(), False
+
+    def add_file(path: Path) -> None:
+        data = path.read_bytes() if path.is_file() else b"<missing>"
+        h.update(f"{path.name}\0{len(data)}\0".encode() + data)
+
+    def walk(node: Any) -> None:
+        nonlocal found
+        if not isinstance(node, Mapping):
+            return
+        target = str(node.get("_target_", ""))
+        if target.startswith("generation.pose."):
+            found = True
+            add_file(_resolve(node.get("limits_file"), DEFAULT_LIMITS))
+            if target.endswith("HybridPoseSampler") or "presets_dir" in node:
+                d = _resolve(node.get("presets_dir"), DEFAULT_PRESETS)
+                for f in sorted(d.glob("*.yaml")):
+                    add_file(f)
+        for v in node.values():
+            walk(v)
+
+    walk(pose_cfg)
+    return h.hexdigest()[:16] if found else None
+
+
 class HybridPoseSampler(PoseSampler):
     """Realistic mixture: presets / walk cycle for the legs, then spine, arms, hands up, head
     (see module doc).
@@ -311,7 +354,8 @@ class HybridPoseSampler(PoseSampler):
     Probabilities (all config values): ``p_preset`` legs from a preset; otherwise walk (both legs in one gait
     cycle, opposite phases) except ``p_both_walk`` of them where each leg takes its own random gait phase;
     then ``p_spine_turn``, ``p_hands_up`` (only for presets with ``hands_up: true``; always allowed for walk),
-    ``p_head_turn``. Arms are always random (truncated normal around the relaxed pose).
+    ``p_head_turn``. Arms are random (truncated normal around the relaxed pose) unless the drawn preset sets
+    them (e.g. ``reclining``: propped on the elbows), then the preset's arms, jittered like its legs.
     """
 
     name = "hybrid"
@@ -476,6 +520,8 @@ class HybridPoseSampler(PoseSampler):
             hi.double(),
             g,
         ).float()
+        arm_set = use_preset[:, None] & p_mask[:, self._arm]  # arms the drawn preset sets (no new draws)
+        arms = torch.where(arm_set[..., None], p_ang[:, self._arm], arms)
         allowed = self._allow_hands_up[pidx] | ~use_preset
         hands_up = (torch.rand(n, generator=g) < self.p_hands_up) & allowed
         arms = torch.where(hands_up[:, None, None], self._hands_up(n, g), arms)

@@ -225,6 +225,8 @@ VIS_CASES = [
             "tilt.noise.visibility_threshold",
             "scenes.noise.visibility_threshold",
             "scenes.vis_threshold",
+            "truncation.noise.visibility_threshold",  # suite=truncation: its own noise node (yolo_border)
+            "truncation.vis_threshold",
         },
     ),
 ]

@@ -74,7 +74,8 @@ def test_datamodule_holds_splits_as_tensors(toy_set_dir):
     batches = list(dm.train_dataloader())
     assert len(batches) == -(-sizes["train"] // 1000)
     b = batches[0]
-    assert set(b) == {"kp", "intr", "z", "special", "row", "up"} and b["kp"].device.type == "cpu"
+    assert set(b) == {"kp", "intr", "z", "special", "row", "up", "image_wh"} and b["kp"].device.type == "cpu"
+    assert (b["image_wh"] == torch.tensor([1242.0, 375.0])).all()  # the shards' img_w, img_h (border input)
     # The camera's up direction from the shards' tilt/roll columns: known on every training row, on every
     # other row of the evaluation splits (their metrics and the sigma calibration cover both cases).
     import pandas as pd

@@ -52,6 +52,7 @@ def test_invariance_suite_small(tmp_path, tiny_model):
             "progress=false",
             "invariance.n_bodies=4",
             "invariance.poses=[standing,lying,squat]",
+            "invariance.floor_poses=[reclining]",
             "invariance.n_per_pose=2",
             "invariance.depths_m=[5.0,15.0]",
             "invariance.yaws_deg=[0.0,90.0]",
@@ -59,16 +60,19 @@ def test_invariance_suite_small(tmp_path, tiny_model):
         ],
     )
     res = evaluate(cfg)
-    assert res["n_samples"] == 3 * 2 * 2 * 2 and res["exit_code"] == 0
+    assert res["n_samples"] == 4 * 2 * 2 * 2 and res["exit_code"] == 0
     rows = [json.loads(s) for s in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert [r["pose"] for r in rows[:8]] == ["standing"] * 8 and {r["pose"] for r in rows} == {
         "standing",
         "lying",
         "squat",
+        "reclining",
     }
     assert all(abs(r["z_true_m"] - r["depth_m"]) < 1e-3 and np.isfinite(r["z_pred_m"]) for r in rows)
     pp = res["per_pose"]
-    assert set(pp) == {"standing", "lying", "squat"} and all(v["n"] == 8 for v in pp.values())
+    assert set(pp) == {"standing", "lying", "squat", "reclining"} and all(v["n"] == 8 for v in pp.values())
+    # the floor group (issue 19) is summarised on its own; the overall numbers are the other poses'
+    assert res["floor"]["poses"] == ["reclining"] and res["floor"]["overall_non_standing"]["n"] == 8
     # The box-height rule: fine standing (only stature variation), far off for a lying person.
     assert pp["standing"]["box_height"]["median"] < 0.12
     assert pp["lying"]["box_height"]["median"] > 0.5 or pp["lying"]["box_height"]["n_na"] > 4

@@ -114,6 +114,12 @@ class DeviceDataModule(L.LightningDataModule):
                 if name != "train":  # evaluation splits: the up direction known on every other row
                     up[1::2] = float("nan")
                 self.splits[name]["up"] = up.to(device)
+            if host.image_wh is not None:
+                wh = host.image_wh[r].clone()
+                if name != "train":  # evaluation splits: the image size unknown on rows i % 4 >= 2 (half,
+                    # independent of the rows without up), so metrics and calibration cover both
+                    wh[(torch.arange(wh.shape[0]) % 4) >= 2] = float("nan")
+                self.splits[name]["image_wh"] = wh.to(device)
         self._host = None  # the host copy is not needed any more
         log.info("data on %s (rank %d/%d): %s", device, self.rank, self.world, self.split_sizes)
 

@@ -22,11 +22,12 @@ from torch import Tensor
 
 from depth_pose.errors import InputError, SetTooLargeError
 from depth_pose.geometry import up_from_pitch_roll
-from depth_pose.schema import INTRINSIC_COLS, KP_COLS, TARGET_COL
+from depth_pose.schema import IMAGE_COLS, INTRINSIC_COLS, KP_COLS, TARGET_COL
 
 COLUMNS: list[str] = [
     *KP_COLS,
     *INTRINSIC_COLS,
+    *IMAGE_COLS,
     TARGET_COL,
     "pose_id",
     "preset",
@@ -34,7 +35,7 @@ COLUMNS: list[str] = [
     "tilt_deg",
     "roll_deg",
 ]
-BYTES_PER_SAMPLE = 51 * 4 + 5 * 4 + 4 + 1 + 8 + 3 * 4  # kp, intr, z, special, row, up
+BYTES_PER_SAMPLE = 51 * 4 + 5 * 4 + 4 + 1 + 8 + 3 * 4 + 2 * 4  # kp, intr, z, special, row, up, image_wh
 SPLITS = ("train", "val", "test")
 # Presets counted as ordinary upright poses by the pose-invariance metric (everything else is "special").
 STANDARD_PRESETS = frozenset({"", "standing", "stand", "walk", "walking"})
@@ -50,6 +51,7 @@ class HostSet:
     special: Tensor  # (N,) bool: an unusual preset pose (crouch, kneel, sit, lying, ...) or hands up
     pose_id: Tensor  # (N,) int64
     up: Tensor | None = None  # (N, 3) float32 camera up direction (from the tilt/roll columns), NaN = unknown
+    image_wh: Tensor | None = None  # (N, 2) float32 image width, height in pixels (img_w, img_h); NaN unknown
 
     def head(self, m: int) -> HostSet:
         """The first ``m`` rows."""
@@ -60,6 +62,7 @@ class HostSet:
             self.special[:m],
             self.pose_id[:m],
             None if self.up is None else self.up[:m],
+            None if self.image_wh is None else self.image_wh[:m],
         )
 
     def __len__(self) -> int:
@@ -88,6 +91,7 @@ def load_host_set(path: str | Path, max_rows: int | None = None, verify: bool = 
     special = unusual | col("hands_up", bool)
     z = col(TARGET_COL)
     up = up_from_pitch_roll(torch.from_numpy(col("tilt_deg")), torch.from_numpy(col("roll_deg")))
+    image_wh = np.stack([col(c) for c in IMAGE_COLS], axis=1)
     check()
     if table.num_rows == 0:
         raise InputError(f"dataset {path} has no rows")
@@ -100,6 +104,7 @@ def load_host_set(path: str | Path, max_rows: int | None = None, verify: bool = 
         torch.from_numpy(special.astype(bool)),
         torch.from_numpy(col("pose_id", np.int64)),
         up,
+        torch.from_numpy(image_wh),
     )
 
 

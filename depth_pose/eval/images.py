@@ -124,14 +124,15 @@ def match_person(det: Detections, box: np.ndarray | None, min_iou: float = 0.3) 
 def detect_people(folder: str | Path, detector, min_iou: float = 0.3, progress: bool = True) -> PeopleSet:
     """Run ``detector`` (a :class:`depth_pose.detect.PoseDetector`) on every labelled image and match people.
 
-    Unreadable images and unmatched people are listed in ``skipped`` (``image NAME``, why). A ``K`` whose
-    field of view for its image's width is not sane (:func:`depth_pose.geometry.check_intrinsics`) is refused
-    (:class:`EvalInputError`, naming ``gt.json`` and the image).
+    Each person carries its image's size (``PeopleSet.image_wh``). Unreadable images and unmatched people
+    are listed in ``skipped`` (``image NAME``, why). A ``K`` whose field of view for its image's width is not
+    sane (:func:`depth_pose.geometry.check_intrinsics`) is refused (:class:`EvalInputError`, naming
+    ``gt.json`` and the image).
     """
     import cv2
 
     people = read_image_set(folder)
-    ids, kps, Ks, gts, extra, skipped = [], [], [], [], [], []
+    ids, kps, Ks, gts, whs, extra, skipped = [], [], [], [], [], [], []
     cache: dict[Path, tuple[Detections, tuple[int, int]] | None] = {}
     for person in tqdm(people, desc="detect", disable=not progress):
         if person.image not in cache:
@@ -159,6 +160,7 @@ def detect_people(folder: str | Path, detector, min_iou: float = 0.3, progress: 
         kps.append(det.keypoints[j].astype(np.float64))
         Ks.append(person.K)
         gts.append(person.gt_z)
+        whs.append(size)  # the real image size: where the frame is (models with the border input)
         extra.append(
             {
                 "image": person.image.name,
@@ -167,4 +169,4 @@ def detect_people(folder: str | Path, detector, min_iou: float = 0.3, progress: 
                 **({"iou": round(iou, 4)} if math.isfinite(iou) else {}),
             }
         )
-    return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, extra, len(people))
+    return PeopleSet.from_lists(ids, kps, Ks, gts, skipped, extra, len(people), image_whs=whs)

@@ -12,6 +12,10 @@ Optional camera up direction per line (:mod:`depth_pose.gravity`; conventions in
 Malformed too: an ``up_cam`` that is not 3 finite numbers or has (near) zero length, an angle out of range,
 ``roll_deg`` without ``pitch_deg``, or ``up_cam`` and ``pitch_deg``/``roll_deg`` disagreeing by more than
 :data:`depth_pose.gravity.AGREE_DEG` degrees.
+
+Optional image size per line: ``image_wh`` ``[width, height]`` in pixels of the image the keypoints come from
+(null = not given; models with the border input use it to tell joints a detector put on the image frame);
+malformed when it is not two positive finite numbers.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class PeopleSet:
     to the output lines. ``up`` (N, 3): the camera's up direction per person (:mod:`depth_pose.gravity`), NaN
     rows = not known; None = none known. ``fields``: raw values (None when absent) of the input fields a
     reader was asked to keep (:func:`read_keypoints_jsonl` ``keep``: a camera id, a track id, ...).
+    ``image_wh`` (N, 2): the image [width, height] in pixels per person, NaN rows = not known; None = none
+    known.
     """
 
     ids: list[str]
@@ -57,6 +63,7 @@ class PeopleSet:
     groups: dict[str, np.ndarray] = field(default_factory=dict)
     up: np.ndarray | None = None
     fields: dict[str, list] = field(default_factory=dict)
+    image_wh: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,8 +83,10 @@ class PeopleSet:
         extra: list[dict] | None,
         n_input: int,
         ups: list | None = None,
+        image_whs: list | None = None,
     ) -> PeopleSet:
-        """Stack per-person lists (possibly empty) into a set; ``ups``: (3,) up directions, NaN = unknown."""
+        """Stack per-person lists (possibly empty) into a set; ``ups``: (3,) up directions, ``image_whs``:
+        (2,) image sizes in pixels, NaN = unknown."""
         return cls(
             ids=ids,
             keypoints=np.asarray(kps, np.float64).reshape(-1, NUM_KEYPOINTS, 3),
@@ -87,6 +96,7 @@ class PeopleSet:
             extra=extra if extra is not None else [{} for _ in ids],
             n_input=n_input,
             up=None if ups is None else np.asarray(ups, np.float64).reshape(-1, 3),
+            image_wh=None if image_whs is None else np.asarray(image_whs, np.float64).reshape(-1, 2),
         )
 
 
@@ -154,6 +164,24 @@ def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, flo
     return str(pid), kp, K, gt_z
 
 
+def parse_image_wh(obj: dict) -> np.ndarray | None:
+    """A line's optional ``image_wh`` as (2,) [width, height] pixels, None when absent or null; ValueError
+    naming the field when it is not two positive finite numbers."""
+    value = obj.get("image_wh")
+    if value is None:
+        return None
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    ok = isinstance(value, list) and len(value) == 2
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    try:
+        wh = np.asarray(value, dtype=np.float64) if ok else None
+    except OverflowError:
+        wh = None
+    if wh is None or not (np.isfinite(wh).all() and (wh > 0).all()):
+        raise ValueError(f"image_wh must be [width, height] in pixels (two positive numbers), got {shown}")
+    return wh
+
+
 MAX_GT_Z_M = 1e6  # a depth beyond 1000 km is not a person (its squared error would overflow float32)
 MAX_LINE_CHARS = 1_000_000  # a person is ~1 KB of JSON; longer lines are refused, not parsed
 
@@ -195,7 +223,7 @@ def read_keypoints_jsonl(path: str | Path, keep: tuple[str, ...] = ()) -> People
             f"keypoints file '{path}' starts with '[': a JSON array, not JSON Lines "
             "(one JSON object per line)"
         )
-    ids, kps, Ks, gts, ups, skipped, where = [], [], [], [], [], [], []
+    ids, kps, Ks, gts, ups, whs, skipped, where = [], [], [], [], [], [], [], []
     kept: dict[str, list] = {name: [] for name in keep}
     for lineno, line, why in lines:
         if line is None:
@@ -218,6 +246,7 @@ def read_keypoints_jsonl(path: str | Path, keep: tuple[str, ...] = ()) -> People
         try:
             pid, kp, K, gt = parse_person(obj, f"line{lineno}")
             up = up_from_mapping(obj)
+            wh = parse_image_wh(obj)
         except (ValueError, OverflowError, TypeError) as e:
             skipped.append((f"line {lineno}", str(e)))
             continue
@@ -226,6 +255,7 @@ def read_keypoints_jsonl(path: str | Path, keep: tuple[str, ...] = ()) -> People
         Ks.append(K)
         gts.append(gt)
         ups.append(np.full(3, np.nan) if up is None else up)
+        whs.append(np.full(2, np.nan) if wh is None else wh)
         where.append(lineno)
         for name in keep:
             kept.setdefault(name, []).append(obj.get(name))
@@ -238,7 +268,7 @@ def read_keypoints_jsonl(path: str | Path, keep: tuple[str, ...] = ()) -> People
     if dups:
         more = f" (+{len(dups) - 3} more)" if len(dups) > 3 else ""
         raise EvalInputError(f"keypoints file '{path}' repeats ids: {', '.join(dups[:3])}{more}")
-    people = PeopleSet.from_lists(ids, kps, Ks, gts, skipped, None, len(lines), ups)
+    people = PeopleSet.from_lists(ids, kps, Ks, gts, skipped, None, len(lines), ups, whs)
     people.fields = kept
     return people
 
@@ -295,6 +325,7 @@ def read_synthetic_set(path: str | Path, max_rows: int | None = None, verify: bo
         gt_z=host.z.numpy().astype(np.float64),
         n_input=n,
         groups={"pose": names, "arms": arms},
+        image_wh=None if host.image_wh is None else host.image_wh.numpy().astype(np.float64),
     )
 
 

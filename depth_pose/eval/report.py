@@ -174,23 +174,46 @@ def invariance_report(res: dict) -> str:
         "box-height IQR | box-height n/a | ratio |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    floor = res.get("floor") or {}
+    floor_names = set(floor.get("poses", []))
+    rows = {"old": [], "floor": []}
     for pose, r in res["per_pose"].items():
         m, b = r["model"], r["box_height"]
         ratio = b["median"] / m["median"] if m["median"] else float("nan")
-        lines.append(
+        rows["floor" if pose in floor_names else "old"].append(
             f"| {pose} | {r['n']} | {_pct1(m['median'])} | {_pct1(m['iqr'])} | "
             f"{_pct1(m.get('bias_median'))} | "
             f"{_pct1(b['median'])} | "
             f"{_pct1(b['iqr'])} | {b['n_na']} | {ratio:.1f}× |"
         )
+    header = lines[-2:]
+    lines += rows["old"]
+    floor_lines = []
+    if floor:
+        fo = floor["overall_non_standing"]
+        floor_lines = [
+            "",
+            f"**Floor poses** (issue 19; own draws, seed {floor['seed']}; every number above is the other "
+            "poses' alone):",
+            "",
+            *header,
+            *rows["floor"],
+            "",
+            f"**Floor poses overall**: model median {_pct1(fo['model_median'])}, "
+            f"box-height {_pct1(fo['box_height_median'])} → ratio {fo['ratio']:.1f}× (target: model ≤ 8%); "
+            f"1σ coverage {_pct(floor['coverage_1sigma'])}, 2σ {_pct(floor['coverage_2sigma'])}; per depth "
+            + ", ".join(f"{d} m {_pct1(r['model_median'])}" for d, r in floor["per_depth"].items())
+            + ".",
+        ]
     o = res["overall_non_standing"]
+    scope = "non-floor " if floor else ""
     lines += [
         "",
-        f"**Non-standing poses**: model median {_pct1(o['model_median'])}, "
+        f"**Non-standing {scope}poses**: model median {_pct1(o['model_median'])}, "
         f"box-height {_pct1(o['box_height_median'])}"
         f" → ratio {o['ratio']:.1f}× (target ≥ 3× and model ≤ 3%).",
         "",
-        f"**1σ coverage** (all poses): {_pct(res['coverage_1sigma'])} (target 60–76%, Gaussian 68%); "
+        f"**1σ coverage** (all {scope}poses): {_pct(res['coverage_1sigma'])} (target 60–76%, Gaussian 68%); "
         f"2σ: {_pct(res['coverage_2sigma'])}.",
         "",
         "| depth (m) | model median | box-height median | ≤1σ |",
@@ -201,7 +224,7 @@ def invariance_report(res: dict) -> str:
             f"| {d} | {_pct1(r['model_median'])} | {_pct1(r['box_height_median'])} | "
             f"{_pct(r['coverage_1sigma'])} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + floor_lines) + "\n"
 
 
 def tilt_report(res: dict) -> str:
@@ -370,3 +393,50 @@ def scenes_report(res: dict) -> str:
     if "runtime_s" in res:
         lines += ["", f"Runtime: {res['runtime_s']}"]
     return "\n".join(lines) + "\n"
+
+
+def truncation_report(res: dict) -> str:
+    """The Markdown report of the truncation suite (issue 19): per cut and noise variant (``border``,
+    ``no_border``) n, median |z/true - 1|, median bias, the median over the full-body median, 1 sigma coverage
+    and the share of rows with an out-of-frame joint reported visible; then the issue's targets."""
+    lines = [
+        "# People cut by the frame (synthetic, held-out bodies, level camera)",
+        "",
+        f"- model: `{res['model']}` (takes the image size: {'yes' if res['uses_border'] else 'no'})",
+        f"- {res['n_samples']} samples: {res['n_bodies']} bodies (seed {res['seed']}), poses {res['poses']} "
+        + f"({res['n_per_pose']} each), depths {res['depths_m']} m, yaws {res['yaws_deg']} deg, "
+        + f"image {res['image_wh']} cut per row, noise: {res['noise']}",
+        "",
+        truncation_table(res),
+        "",
+    ]
+    for v, t in res["targets"].items():
+        h, b = t["hips_over_full"], t["max_abs_bias"]
+        lines.append(
+            f"**{v}**: hips / full {h['value']:.2f}× (≤ {h['limit']}×: {'PASS' if h['pass'] else 'FAIL'}); "
+            f"largest |bias| {_pct1(b['value'])} at {b['cut']} (≤ {_pct1(b['limit'])}: "
+            f"{'PASS' if b['pass'] else 'FAIL'}); full-body median {_pct1(t['full_median'])}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def truncation_table(res: dict) -> str:
+    """The per-cut table of :func:`truncation_report` (one column group per noise variant)."""
+    variants = res["variants"]
+    head = " | ".join(
+        f"{v}: median | {v}: bias | {v}: ×full | {v}: ≤1σ | {v}: out-of-frame seen" for v in variants
+    )
+    lines = [f"| cut | n | {head} |", "|---|---|" + "---|---|---|---|---|" * len(variants)]
+    for c in res["cuts"]:
+        cells = []
+        for v in variants:
+            r = res["per_cut"][v][c]
+            cells += [
+                _pct1(r["median"]),
+                "–" if r["bias_median"] is None else f"{100 * r['bias_median']:+.1f}%",
+                f"{r['over_full']:.2f}×",
+                _pct(r["coverage_1sigma"]),
+                _pct(r["out_of_frame_seen"]),
+            ]
+        lines.append(f"| {c} | {res['per_cut'][variants[0]][c]['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -3,7 +3,8 @@
 The batch is a dict of tensors already on the device (see :mod:`depth_pose.data`): ``kp`` (B, 17, 3) pixels +
 confidence, ``intr`` (B, 5) = fx, fy, cx, cy, skew, ``z`` (B,) metres, ``special`` (B,) bool (preset /
 hands-up pose, for the pose-invariance metric), ``up`` (B, 3) the camera's up direction (gravity models;
-validation and test give it on every other row, so their metrics and the sigma calibration cover both).
+validation and test give it on every other row, so their metrics and the sigma calibration cover both),
+``image_wh`` (B, 2) the image size in pixels (border models; validation and test hide it on half the rows).
 Features are computed here, per batch, with :mod:`depth_pose.features` (the one normalisation), and augmented
 on the device during training.
 
@@ -118,7 +119,7 @@ class DepthModule(L.LightningModule):
         self, batch: dict[str, Tensor], train: bool, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         K = K_from_columns(*batch["intr"].unbind(1))
-        obs = self.normaliser.observe(batch["kp"], K, batch.get("up"))
+        obs = self.normaliser.observe(batch["kp"], K, batch.get("up"), batch.get("image_wh"))
         if train:
             obs = self.augment(obs, flip_ok=self.normaliser.name == "normalised", generator=generator)
         feats, log_ref = self.normaliser.encode(obs)

@@ -183,6 +183,7 @@ class Predictor:
         self.pitch_deg = round(float(pitch[0]), 3) if self.up is not None else None
         self.roll_deg = round(float(roll[0]), 3) if self.up is not None else None
         self.uses_gravity = bool(getattr(self.depth, "uses_gravity", False))
+        self.uses_border = bool(getattr(self.depth, "uses_border", False))  # takes the frame's size
         if self.up is not None and not self.uses_gravity:
             warnings.warn(
                 "the camera's up direction was given but the depth model does not use it (no gravity input): "
@@ -221,7 +222,7 @@ class Predictor:
             return []
         known = None if scene is None else scene.up
         up = self.model_up(known)
-        z1, s1, status = self.depth_of(dets.keypoints, K, up)
+        z1, s1, status = self.depth_of(dets.keypoints, K, up, (image.shape[1], image.shape[0]))
         ids = dets.track_ids if dets.track_ids is not None else np.full(n, -1, np.int64)
         fused = None
         if scene is not None:
@@ -242,14 +243,17 @@ class Predictor:
         """The camera's up direction as known (the records' pitch/roll): given, else estimated, else None."""
         return self.up if self.up is not None else estimated
 
-    def depth_of(self, kp: np.ndarray, K: np.ndarray, up: np.ndarray | None):
-        """The depth model on person-frames (N, 17, 3) with K (3, 3) or (N, 3, 3): z, sigma, status (N,)."""
+    def depth_of(self, kp: np.ndarray, K: np.ndarray, up: np.ndarray | None, image_wh):
+        """The depth model on person-frames (N, 17, 3) with K (3, 3) or (N, 3, 3) and the frame's size
+        ``image_wh`` (2,) or (N, 2) pixels (where the frame's border is: border models): z, sigma, status
+        (N,)."""
         t0 = time.perf_counter()
         n = len(kp)
         if n == 0:
             return np.zeros(0), np.zeros(0), np.zeros(0, dtype="<U32")
         up32 = None if up is None else np.asarray(up, np.float32)
-        pred = self.depth.predict(kp.astype(np.float32), np.asarray(K, np.float32), up=up32)
+        frame = {"image_wh": np.asarray(image_wh, np.float32)} if self.uses_border else {}
+        pred = self.depth.predict(kp.astype(np.float32), np.asarray(K, np.float32), up=up32, **frame)
         z = np.asarray(pred.z_m, np.float64).reshape(n)
         s = np.asarray(pred.sigma_m, np.float64).reshape(n)
         status = np.asarray(getattr(pred, "status", np.full(n, STATUSES[0]))).astype("<U32").reshape(n)
@@ -546,6 +550,7 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
         "errors": errors,
         "skipped": skipped,
         "interrupted": interrupted,
+        "model_uses_border": P.uses_border,  # takes the frame's size (always known to dp-predict)
         "gravity": {
             "model_uses_gravity": P.uses_gravity,
             "from": P.up_from,
@@ -678,14 +683,14 @@ def _run_video_batch(
         [d.track_ids if d.track_ids is not None else np.full(len(d), -1, np.int64) for _, _, d, _ in frames]
         or [np.zeros(0, np.int64)]
     )
-    z, s, status = P.depth_of(kp, K, P.model_up(None))
+    z, s, status = P.depth_of(kp, K, P.model_up(None), (W, H))
     t0 = time.perf_counter()
     fit = fixed or fit_scene(kp, K, z, s, ids, (W, H), up=P.up, height_m=P.scene.height_m)
     estimated = None if fit.calib is None else fit.calib.up_cam
     P._timed("scene", t0)
     up = P.model_up(estimated)
     if up is not P.up:  # a gravity model without a given up: again with the scene's
-        z, s, status = P.depth_of(kp, K, up)
+        z, s, status = P.depth_of(kp, K, up, (W, H))
     t0 = time.perf_counter()
     fused = fuse_fit(fit, kp, z, s, ids, (W, H))
     P._timed("scene", t0)
@@ -733,7 +738,8 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
     counts = [len(d[5]) for d in done]
     kp = np.concatenate([d[5].keypoints for d in done])
     K_rows = np.concatenate([np.broadcast_to(d[2], (len(d[5]), 3, 3)) for d in done])
-    z, s, status = P.depth_of(kp, K_rows, P.model_up(None))
+    wh_rows = np.concatenate([np.broadcast_to(np.asarray(d[4], np.float32), (len(d[5]), 2)) for d in done])
+    z, s, status = P.depth_of(kp, K_rows, P.model_up(None), wh_rows)
     cams: dict[tuple, list[int]] = {}
     for k, d in enumerate(done):
         cams.setdefault((np.round(d[2], 6).tobytes(), d[4]), []).append(k)
@@ -755,7 +761,7 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
         P._timed("scene", t0)
         up = P.model_up(estimated)
         if up is not P.up and len(rows):
-            z[rows], s[rows], status[rows] = P.depth_of(kp[rows], K0, up)
+            z[rows], s[rows], status[rows] = P.depth_of(kp[rows], K0, up, size)
         t0 = time.perf_counter()
         fused = fuse_fit(fit, kp[rows], z[rows], s[rows], None, size)
         zf[rows], sf[rows], src[rows] = fused.z, fused.sigma, fused.source

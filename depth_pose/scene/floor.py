@@ -7,9 +7,10 @@ mid-ankle ray. Ankles sit :data:`ANKLE_HEIGHT_M` above the floor, so the camera'
 
 * :func:`fit_floor` (height from model depths): each upright person-frame's mid-hip at the model's depth
   ``z`` fixes ``H = z ray_hip``; ``A`` is the point of the ankle ray vertically below it (least squares in
-  ``t`` and the ankle's ray distance); the per-frame ``d = -(u . A)`` are combined robustly in log space
-  (Huber IRLS, each track weighted once, cluster-robust standard error), so per-person stature errors average
-  out but a bias shared by everyone does not. Each frame's contact position is where its ankle ray meets the
+  ``t`` and the ankle's ray distance); the per-frame ``d = -(u . A)`` are combined robustly in log space at
+  two levels: each track's median, then a Huber mean over tracks at the scale of people's size spread, so
+  per-person stature errors average out, a child (read far too far) is an outlier track, but a bias shared by
+  everyone stays. Each frame's contact position is where its ankle ray meets the
   fitted floor (from the ray alone, for :mod:`~depth_pose.scene.planarity`).
 * :func:`ground_depth` (depth from the floor): the mid-ankle ray meets the plane ``u . X = -(h -
   ANKLE_HEIGHT_M)`` at ``A``; the mid-hip depth is that of the point of the hip ray vertically above ``A``
@@ -39,6 +40,9 @@ PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma)
 MIN_REL_SIGMA = 0.02  # floor on a model depth's relative uncertainty
 MIN_DROP_M = 0.05  # ankles less than this below the camera give no usable floor height
 MIN_FLOOR_FRAMES = 10
+STATURE_LOG_SIGMA = (
+    0.05  # people's size spread about the model's prior (log): tracks farther off are outliers
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,10 +127,13 @@ def ground_depth(
     sigma_height_m: float = 0.0,
     pixel_noise: float = PIXEL_NOISE,
     lean_m: float = LEAN_M,
+    up_sigma_deg: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mid-hip depth (N,) of each person-frame from where its mid-ankle meets the floor, and its 1-sigma
     uncertainty (N,); NaN where hips or ankles are unseen or the ankle ray does not reach the floor. Assumes
-    the person stands upright with feet on the floor: callers check that (:func:`upright_mask`)."""
+    the person stands upright with feet on the floor: callers check that (:func:`upright_mask`).
+    ``up_sigma_deg`` (pitch, roll): the up direction's own uncertainty, which dominates far away for a low
+    camera (a 0.5 deg pitch error moves a person 20 m from a 1.5 m camera by ~12%)."""
     up = np.asarray(up, np.float64)
     drop = height_m - ANKLE_HEIGHT_M
     hip, ankle = points.hip, points.ankle
@@ -140,8 +147,15 @@ def ground_depth(
         d[:, :2] = inv[:, :, k] * pixel_noise
         var += (hip_depth_above_floor(up, drop, hip, ankle + d) - z) ** 2
         var += (hip_depth_above_floor(up, drop, hip + d, ankle) - z) ** 2
-    for axis in horizontal_axes(up):
+    axes = horizontal_axes(up)
+    for axis in axes:
         var += (hip_depth_above_floor(up, drop, hip, ankle, offset=-lean_m * axis) - z) ** 2
+    if up_sigma_deg is not None:
+        # camera-right tilts with the roll, camera-forward with the pitch
+        for axis, sig in zip(axes, (up_sigma_deg[1], up_sigma_deg[0]), strict=True):
+            if math.isfinite(sig) and sig > 0:
+                tilted = up + math.tan(math.radians(sig)) * axis
+                var += (hip_depth_above_floor(tilted / np.linalg.norm(tilted), drop, hip, ankle) - z) ** 2
     return z, np.sqrt(var)
 
 
@@ -194,7 +208,12 @@ def fit_floor(
     """Camera height above the floor from upright person-frames and model mid-hip depths ``z_model`` (N,)
     with spreads ``sigma_model`` (N,) (see the module docstring). ``track_ids`` (N,) make each person count
     once and give honest uncertainties when a person is seen in many frames. :class:`TooFewPeopleError` when
-    fewer than :data:`MIN_FLOOR_FRAMES` person-frames are usable."""
+    fewer than :data:`MIN_FLOOR_FRAMES` person-frames are usable.
+
+    Two levels, because a person's size error is shared by all their frames: each track's own robust
+    height (its frames' median), then a robust mean over tracks whose scale is the stature spread
+    (:data:`STATURE_LOG_SIGMA`): a child read 30% too far by the single-frame model is one rejected track,
+    not 15% of the frames pulling everybody's floor."""
     up = np.asarray(up, np.float64)
     n = len(points)
     z = np.asarray(z_model, np.float64).reshape(n)
@@ -213,25 +232,37 @@ def fit_floor(
             f"{len(idx)} upright person-frames with visible hips and feet on the floor; at least "
             f"{MIN_FLOOR_FRAMES} are needed to find the camera height"
         )
-    y, s, g = np.log(drop[idx]), rel[idx], groups[idx]
-    per_group = np.bincount(g, minlength=groups.max() + 1)[g]
-    w = 1.0 / (s**2 * per_group)  # each track counts once
-    c = _weighted_median(y, w)
+    y, s = np.log(drop[idx]), rel[idx]
+    g = np.unique(groups[idx], return_inverse=True)[1]
+    G = int(g.max()) + 1
+    # Level 1: each track's height (median of its frames; the frame-to-frame scatter is the model's
+    # pose-dependent error, much smaller than the size error it shares with itself).
+    y_t = np.array([np.median(y[g == k]) for k in range(G)])
+    n_t = np.bincount(g, minlength=G)
+    spread = max(1.4826 * float(np.median(np.abs(y - y_t[g]))), MIN_REL_SIGMA)
+    # Singletons (no track ids) keep the model's own spread, which includes the size error.
+    single = np.bincount(g, weights=s, minlength=G) / n_t
+    e_t = np.where(n_t > 1, spread / np.sqrt(n_t), single)
+    tau = np.hypot(e_t, np.where(n_t > 1, STATURE_LOG_SIGMA, 0.0))
+    # Level 2: Huber mean over tracks (scale tau), from their median; tracks beyond inlier_sigmas out.
+    w0 = 1.0 / tau**2
+    c = _weighted_median(y_t, np.ones(G))
     for _ in range(iterations):
-        r = (y - c) / s
-        scale = max(1.4826 * float(np.median(np.abs(r))), 1e-6)
-        hub = np.minimum(1.0, huber_k * scale / np.maximum(np.abs(r), 1e-12))
-        c_new = float(np.sum(w * hub * y) / np.sum(w * hub))
+        r = (y_t - c) / tau
+        hub = np.minimum(1.0, huber_k / np.maximum(np.abs(r), 1e-12))
+        c_new = float(np.sum(w0 * hub * y_t) / np.sum(w0 * hub))
         if abs(c_new - c) < 1e-9:
             break
         c = c_new
-    r = (y - c) / s
-    keep = np.abs(r) < inlier_sigmas * scale
-    wk, yk, gk = w[keep], y[keep], g[keep]
-    c = float(np.sum(wk * yk) / np.sum(wk))
-    sums = np.bincount(gk, weights=wk * (yk - c))
-    G = int((np.bincount(gk) > 0).sum())
-    var_c = float(np.sum(sums**2) / np.sum(wk) ** 2) * G / max(G - 1, 1)
+    keep_t = np.abs(y_t - c) < inlier_sigmas * tau
+    if keep_t.sum() >= 1:
+        c = float(np.sum(w0[keep_t] * y_t[keep_t]) / np.sum(w0[keep_t]))
+    Gk = int(keep_t.sum())
+    var_c = 1.0 / float(np.sum(w0[keep_t])) if Gk else math.inf
+    if Gk > 1:  # the tracks' own scatter, when larger than assumed
+        wk = w0[keep_t] / np.sum(w0[keep_t])
+        var_c = max(var_c, float(np.sum(wk**2 * (y_t[keep_t] - c) ** 2)) * Gk / (Gk - 1))
+    keep = keep_t[g] & (np.abs(y - y_t[g]) < inlier_sigmas * np.maximum(spread, s * (n_t[g] == 1)))
     inliers = np.zeros(n, dtype=bool)
     inliers[idx[keep]] = True
     d = math.exp(c)

@@ -134,7 +134,12 @@ def fuse_depths(
         usable &= feet_on_floor(calib.up_cam, calib.height_m, points, pixel_noise)
         sig_h = calib.sigma_height_m if calib.sigma_height_m is not None else 0.0
         zg, sg = ground_depth(
-            calib.up_cam, calib.height_m, points, sig_h if math.isfinite(sig_h) else 0.0, pixel_noise
+            calib.up_cam,
+            calib.height_m,
+            points,
+            sig_h if math.isfinite(sig_h) else 0.0,
+            pixel_noise,
+            up_sigma_deg=(calib.sigma_pitch_deg, calib.sigma_roll_deg),
         )
         usable &= np.isfinite(zg) & np.isfinite(sg)
         z_g[usable], s_g[usable] = zg[usable], sg[usable]

@@ -8,6 +8,12 @@ centre), projected exactly (:func:`generation.project.observe`) and given YOLO-l
 pixel size (:class:`generation.noise.DetectorNoise`). Per pose: median and IQR of |z_pred / z_true - 1| for
 the model and for the box-height baseline (stature 1.71 m, keypoint extent); over all non-standing poses: both
 medians and their ratio; 1 sigma / 2 sigma coverage of the model's uncertainty.
+
+``floor_poses`` (issue 19: reclining, lying on the side / front, sitting on the floor with the knees up,
+picking something up, climbing a step) are a second group made from their own generator (seed ``seed + 1``)
+after the ``poses`` group: adding or changing them leaves every number of the ``poses`` group (the overall,
+coverage and per-depth figures are over that group only) as it was; the floor group has its own summary
+(``floor``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
     from generation.body import BodyModel
 
 STANDING = "standing"
+FLOOR_SEED_OFFSET = 1  # the floor group's generator: seed + 1 (the poses group's draws stay as they were)
 
 
 def fixed_cameras(
@@ -104,16 +111,20 @@ def add_detector_noise(obs, cameras: Cameras, generator: torch.Generator, noise_
     return noise(obs, generator, cameras)
 
 
-def suite_people(cfg, generator: torch.Generator) -> tuple[BodyModel, PosedBodies, list[str]]:
+def suite_people(
+    cfg, generator: torch.Generator, names: list[str] | None = None, bodies: BodyModel | None = None
+) -> tuple[BodyModel, PosedBodies, list[str]]:
     """The suite's held-out people: ``(bodies, posed, labels)`` - a body bank of ``cfg.n_bodies`` (seed
-    ``cfg.seed``), ``cfg.n_per_pose`` jittered variants of each named pose in ``cfg.poses`` posed on random
-    bodies of the bank (draws from ``generator``), and each row's pose name."""
+    ``cfg.seed``; or ``bodies``), ``cfg.n_per_pose`` jittered variants of each named pose in ``names``
+    (default ``cfg.poses``) posed on random bodies of the bank (draws from ``generator``), and each row's
+    pose name."""
     from generation.body import BodyModel
     from generation.pose import named_poses
 
-    names = list(cfg.poses)
+    names = list(cfg.poses) if names is None else list(names)
     n_per = int(cfg.n_per_pose)
-    bodies = BodyModel(n_bodies=int(cfg.n_bodies), seed=int(cfg.seed))
+    if bodies is None:
+        bodies = BodyModel(n_bodies=int(cfg.n_bodies), seed=int(cfg.seed))
     poses = _call_with_supported(
         named_poses, names=names, n_per_name=n_per, generator=generator, jitter_deg=float(cfg.jitter_deg)
     )
@@ -147,12 +158,32 @@ def noise_label(noise_cfg) -> str:
     )
 
 
+def floor_poses(cfg) -> list[str]:
+    """The suite's floor group: ``cfg.floor_poses`` (none when unset) less the names in ``cfg.poses``."""
+    old = set(cfg.poses)
+    return [n for n in (cfg.get("floor_poses") or []) if n not in old]
+
+
 def build_suite(cfg, progress: bool = True) -> dict:
-    """Generate the suite's samples: dict of tensors/arrays and labels (pose, depth, yaw, body)."""
+    """Generate the suite's samples: dict of tensors/arrays and labels (pose, depth, yaw, body); the
+    ``poses`` group first, then the floor group (:func:`floor_poses`, own generator)."""
+    g = torch.Generator().manual_seed(int(cfg.seed))
+    s, bodies = build_group(cfg, g, list(cfg.poses))
+    floor = floor_poses(cfg)
+    if floor:
+        gf = torch.Generator().manual_seed(int(cfg.seed) + FLOOR_SEED_OFFSET)
+        f, _ = build_group(cfg, gf, floor, bodies)
+        s = {k: np.concatenate((s[k], f[k])) for k in s}
+    return s
+
+
+def build_group(
+    cfg, g: torch.Generator, names: list[str], bodies: BodyModel | None = None
+) -> tuple[dict, BodyModel]:
+    """The samples of the named poses ``names`` (every draw from ``g``) and the body bank they use."""
     from generation.project import observe
 
-    g = torch.Generator().manual_seed(int(cfg.seed))
-    bodies, posed, labels = suite_people(cfg, g)
+    bodies, posed, labels = suite_people(cfg, g, names, bodies)
     P = posed.keypoints.shape[0]
     depths = torch.tensor(list(cfg.depths_m), dtype=torch.float32)
     yaws = torch.tensor(list(cfg.yaws_deg), dtype=torch.float32)
@@ -178,7 +209,12 @@ def build_suite(cfg, progress: bool = True) -> dict:
         "px_height": obs.person_px_height.cpu().numpy(),
         "keypoints": det.cpu().numpy().astype(np.float64),
         "K": cams.K.cpu().numpy().astype(np.float64),
-    }
+    }, bodies
+
+
+def subset(s: dict, sel: np.ndarray) -> dict:
+    """The rows ``sel`` of every column of the suite's samples ``s``."""
+    return {k: v[sel] for k, v in s.items()}
 
 
 def quartiles(x: np.ndarray) -> list[float]:
@@ -248,7 +284,8 @@ def run_invariance(
     with tqdm(total=2, desc="invariance suite", disable=not progress) as bar:
         s = build_suite(cfg, progress)
         bar.update()
-        pred = predictor.predict(s["keypoints"].astype(np.float32), s["K"].astype(np.float32))
+        frame = {"image_wh": (int(cfg.img_w), int(cfg.img_h))} if getattr(predictor, "uses_border", 0) else {}
+        pred = predictor.predict(s["keypoints"].astype(np.float32), s["K"].astype(np.float32), **frame)
         bar.update()
     z_pred, sigma = np.asarray(pred.z_m, np.float64), np.asarray(pred.sigma_m, np.float64)
     z_box = bl.box_height_depth(
@@ -259,7 +296,15 @@ def run_invariance(
         bcfg["vis_threshold"],
         bcfg["box_require_full_body"],
     )
-    names = list(cfg.poses)
+    names, floor = list(cfg.poses), floor_poses(cfg)
+    old = np.isin(s["pose"], names)
+    summary = summarise(subset(s, old), z_pred[old], sigma[old], z_box[old], names)
+    if floor:
+        f = summarise(subset(s, ~old), z_pred[~old], sigma[~old], z_box[~old], floor)
+        summary["per_pose"].update(f["per_pose"])
+        summary["floor"] = {"poses": floor, "seed": int(cfg.seed) + FLOOR_SEED_OFFSET} | {
+            k: f[k] for k in ("overall_non_standing", "coverage_1sigma", "coverage_2sigma", "per_depth")
+        }
     res = {
         "suite": "invariance",
         "model": str((getattr(predictor, "metadata", {}) or {}).get("source", "default")),
@@ -272,7 +317,7 @@ def run_invariance(
         "noise": noise_label(cfg.noise),
         "n_samples": int(len(z_pred)),
         "baselines": bcfg,
-    } | summarise(s, z_pred, sigma, z_box, names)
+    } | summary
     rows = [
         {
             "pose": str(s["pose"][i]),

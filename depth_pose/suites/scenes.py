@@ -701,7 +701,8 @@ def run_scenes(predictor, cfg, out_jsonl: Path, plots_enabled: bool = True, prog
     K = np.concatenate([np.broadcast_to(r.K, (len(r), 3, 3)) for r in runs]).astype(np.float32)
 
     def predict(up: np.ndarray | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        p = predictor.predict(kp, K, up=up)
+        frame = {"image_wh": image_wh} if getattr(predictor, "uses_border", False) else {}
+        p = predictor.predict(kp, K, up=up, **frame)
         z, s = np.asarray(p.z_m, np.float64), np.asarray(p.sigma_m, np.float64)
         return np.split(z, splits), np.split(s, splits)
 

@@ -107,6 +107,17 @@ def build_tilt_suite(cfg, progress: bool = True) -> dict:
     }
 
 
+def prediction_columns(preds: dict[str, tuple[np.ndarray, np.ndarray]], i: int, plain: str) -> dict:
+    """Sample row ``i``'s ``z_pred[_NAME]_m`` / ``z_sigma[_NAME]_m`` columns of each prediction variant
+    (``preds``: name -> (z, sigma)); the variant named ``plain`` gets no suffix."""
+    row = {}
+    for name, (zp, sig) in preds.items():
+        suffix = "" if name == plain else f"_{name}"
+        row[f"z_pred{suffix}_m"] = round(float(zp[i]), 4)
+        row[f"z_sigma{suffix}_m"] = round(float(sig[i]), 4)
+    return row
+
+
 def bin_stats(z_pred: np.ndarray, sigma: np.ndarray, z_true: np.ndarray) -> dict:
     """n, median / IQR / quartiles of |pred/true - 1|, median bias of pred/true - 1, 1 sigma coverage."""
     rel = np.asarray(z_pred, np.float64) / np.asarray(z_true, np.float64) - 1.0
@@ -181,9 +192,11 @@ def run_tilt(predictor, cfg, out_jsonl: Path, plots_enabled: bool = True, progre
         s = build_tilt_suite(cfg, progress)
         bar.update()
         kp, K = s["keypoints"].astype(np.float32), s["K"].astype(np.float32)
+        frame = {"image_wh": (int(cfg.img_w), int(cfg.img_h))} if getattr(predictor, "uses_border", 0) else {}
         preds = {}
         for name in (NO_UP, UP) if gravity else (NO_UP,):
-            pred = predictor.predict(kp, K, up=s["up_cam"].astype(np.float32) if name == UP else None)
+            up = s["up_cam"].astype(np.float32) if name == UP else None
+            pred = predictor.predict(kp, K, up=up, **frame)
             preds[name] = (np.asarray(pred.z_m, np.float64), np.asarray(pred.sigma_m, np.float64))
             bar.update()
     res = {
@@ -218,11 +231,7 @@ def run_tilt(predictor, cfg, out_jsonl: Path, plots_enabled: bool = True, progre
             "z_true_m": round(float(s["z_true"][i]), 4),
             "px_height": round(float(s["px_height"][i]), 1),
         }
-        for name, (zp, sig) in preds.items():
-            suffix = "" if name == NO_UP else f"_{name}"
-            row[f"z_pred{suffix}_m"] = round(float(zp[i]), 4)
-            row[f"z_sigma{suffix}_m"] = round(float(sig[i]), 4)
-        rows.append(row)
+        rows.append(row | prediction_columns(preds, i, NO_UP))
     atomic_write_jsonl(out_jsonl, rows)
     images = []
     if plots_enabled:
