@@ -47,6 +47,8 @@ GENERATOR_VERSION = 3
 # before them keeps its id. ``framing_cut`` (top level, when its share > 0) and the noise model's border
 # behaviour (these keys, when ``border_clamp_prob`` > 0).
 BORDER_NOISE_KEYS = ("border_clamp_prob", "border_clamp_decay", "border_conf_min", "border_conf_max")
+# Later still, in the id only when the logistic shape is on (border_clamp_midpoint > 0).
+BORDER_LOGISTIC_KEYS = ("border_clamp_midpoint", "border_clamp_width")
 GENERATED_FILES = (shards.MANIFEST, "contact_sheet.png")
 
 
@@ -60,7 +62,9 @@ def id_payload(cfg: DictConfig) -> dict:
         payload["render"] = {**payload["render"], "shard_range": None}  # which shards a run writes: no data
     noise = payload["noise"]
     if isinstance(noise, dict) and not noise.get("border_clamp_prob"):  # the border behaviour, off: no data
-        payload["noise"] = {k: v for k, v in noise.items() if k not in BORDER_NOISE_KEYS}
+        payload["noise"] = noise = {k: v for k, v in noise.items() if k not in BORDER_NOISE_KEYS}
+    if isinstance(noise, dict) and not noise.get("border_clamp_midpoint"):  # exponential (or no) border shape
+        payload["noise"] = {k: v for k, v in noise.items() if k not in BORDER_LOGISTIC_KEYS}
     if framing_cut_share(cfg) > 0:  # people cut by the frame: in the id only when on (other sets keep theirs)
         payload["framing_cut"] = resolved(cfg.framing_cut)
     # the preset and joint-limit files the pose sampler reads (issue 19: new presets change the default data)

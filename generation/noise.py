@@ -17,12 +17,14 @@ present in the training data (share ``forced_complete_share``):
 
 Border behaviour (issue 19, opt-in: ``border_clamp_prob`` > 0, preset ``conf/noise/yolo_border.yaml``): YOLO
 reports a joint outside the image (a person cut by the frame) clamped onto the image border, with a moderate
-confidence that passes the visibility threshold. A joint outside the image is so reported with probability
-``border_clamp_prob`` x ``exp(-d / (border_clamp_decay x size))`` (``d``: how far outside, pixels; decay 0:
-no decrease), at the noisy position clamped onto the border (the coordinate beyond the border exactly on its
-last pixel row / column, the other one with the usual jitter along it), with a confidence uniform in
-``[border_conf_min, border_conf_max]``; otherwise one of the unseen patterns above. Only for YOLO-like
-detections (not forced-complete ones) and when the image size is known.
+confidence that passes the visibility threshold. A joint ``d`` pixels outside the image is so reported with
+probability ``border_clamp_prob`` x ``exp(-d / (border_clamp_decay x size))`` (decay 0: no decrease) or, with
+``border_clamp_midpoint`` > 0, the logistic ``border_clamp_prob / (1 + exp((d / size - midpoint) /
+border_clamp_width))`` (the shape measured on cropped renders: nearly every joint up to ~0.3 person sizes
+outside, almost none beyond 0.45), at the noisy position clamped onto the border (the coordinate beyond the
+border exactly on its last pixel row / column, the other one with the usual jitter along it), with a
+confidence uniform in ``[border_conf_min, border_conf_max]``; otherwise one of the unseen patterns above. Only
+for YOLO-like detections (not forced-complete ones) and when the image size is known.
 
 The model only sees ``confidence >= visibility_threshold``; visible joints get plausible confidences above it.
 """
@@ -101,6 +103,8 @@ class DetectorNoise:
         forced_conf: float = 0.01,
         border_clamp_prob: float = 0.0,
         border_clamp_decay: float = 0.0,
+        border_clamp_midpoint: float = 0.0,
+        border_clamp_width: float = 0.06,
         border_conf_min: float = 0.2,
         border_conf_max: float = 0.5,
     ) -> None:
@@ -126,6 +130,8 @@ class DetectorNoise:
         self.vis_conf = (float(visible_conf_min), float(visible_conf_max))
         self.unseen_conf_max, self.forced_conf = float(unseen_conf_max), float(forced_conf)
         self.border_clamp_prob, self.border_clamp_decay = float(border_clamp_prob), float(border_clamp_decay)
+        self.border_clamp_midpoint = float(border_clamp_midpoint)
+        self.border_clamp_width = float(border_clamp_width)
         self.border_conf = (float(border_conf_min), float(border_conf_max))
         self._validate()
 
@@ -161,6 +167,15 @@ class DetectorNoise:
             )
         if self.border_clamp_decay < 0:
             raise ValueError(f"noise.border_clamp_decay must be >= 0, got {self.border_clamp_decay}")
+        if self.border_clamp_midpoint < 0 or self.border_clamp_width <= 0:
+            raise ValueError(
+                "noise: need border_clamp_midpoint >= 0 and border_clamp_width > 0, got "
+                f"{self.border_clamp_midpoint}, {self.border_clamp_width}"
+            )
+        if self.border_clamp_midpoint > 0 and self.border_clamp_decay > 0:
+            raise ValueError(
+                "noise: give border_clamp_decay (exponential) or border_clamp_midpoint (logistic), not both"
+            )
         if not 0.0 <= self.border_conf[0] <= self.border_conf[1] <= 1.0:
             raise ValueError(
                 f"noise: need 0 <= border_conf_min <= border_conf_max <= 1, got {list(self.border_conf)}"
@@ -281,6 +296,8 @@ def _noise_planar(
         p = nz.border_clamp_prob
         if nz.border_clamp_decay > 0:
             p = p * torch.exp(-d / (nz.border_clamp_decay * size))
+        elif nz.border_clamp_midpoint > 0:
+            p = p * torch.sigmoid((nz.border_clamp_midpoint - d / size) / nz.border_clamp_width)
         clamped = (below | above).any(0) & ~forced & (border[0] < p)
         along = torch.minimum(nan_to(xy_noisy, 0.0).clamp_min(0.0), img[:, None])
         on_border = torch.where(below, 0.0, torch.where(above, img[:, None].expand_as(pp), along))

@@ -72,6 +72,14 @@ def test_truncated_person_gets_border_clamped_joints():
     knees = far[:, [INDEX["left_knee"], INDEX["right_knee"]], 2] >= THR
     ankles = far[:, [INDEX["left_ankle"], INDEX["right_ankle"]], 2] >= THR
     assert knees.float().mean() > ankles.float().mean() + 0.1  # ankles lie farther outside
+    # the logistic shape measured on renders: hips just below the cut nearly always, ankles far out rarely
+    lg = DetectorNoise(border_clamp_prob=1.0, border_clamp_midpoint=0.37, border_clamp_width=0.06, **QUIET)
+    det = lg(obs, g(), cut)
+    hips = det[:, [INDEX["left_hip"], INDEX["right_hip"]], 2] >= THR
+    ankles = det[:, [INDEX["left_ankle"], INDEX["right_ankle"]], 2] >= THR
+    assert hips.float().mean() > 0.95 and ankles.float().mean() < 0.25  # renders: 1.0 and 0.19
+    with pytest.raises(ValueError, match="not both"):
+        DetectorNoise(border_clamp_decay=0.3, border_clamp_midpoint=0.37)
 
 
 def test_yolo_border_preset_and_bad_values():
