@@ -222,12 +222,8 @@ class Normaliser:
             return feats, torch.zeros(xy.shape[0], dtype=xy.dtype, device=xy.device)
         m = mask.to(xy.dtype)
         finite = obs.finite if obs.finite is not None else torch.ones_like(mask)
-        fb = torch.where((finite.sum(1) >= 2)[:, None], finite, torch.ones_like(finite)).to(xy.dtype)
-        w = torch.where((m.sum(1) < MIN_VISIBLE_FOR_SCALE)[:, None], fb, m)
-        n = w.sum(1, keepdim=True)
-        c = (xy * w[..., None]).sum(1) / n  # (B, 2)
-        d = xy - c[:, None, :]
-        s = ((d.square().sum(-1) * w).sum(1) / n.squeeze(1)).sqrt().clamp_min(S_MIN)  # RMS radius
+        c, d, s = centre_and_radius(xy, mask, finite)
+        s = s.clamp_min(S_MIN)
         u = torch.where(mask[..., None], d / s[:, None, None], torch.zeros_like(d))
         log_s = s.log()
         parts = [u.flatten(1), m, c, log_s[:, None]]
@@ -275,19 +271,26 @@ def _as_image_wh(image_wh: Tensor | None, like: Tensor) -> Tensor:
     return torch.where(ok, wh, torch.full_like(wh, float("nan")))
 
 
+def centre_and_radius(pts: Tensor, mask: Tensor, finite: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """A person's centre (B, 2), the offsets of its joints from it (B, 17, 2) and its RMS radius (B,) over the
+    visible joints of ``pts`` (B, 17, 2) (rays or pixels); with fewer than :data:`MIN_VISIBLE_FOR_SCALE`
+    visible, over every finite joint (all joints if fewer than 2 are finite). The one definition of where a
+    person is and how big it looks, for the feature scale and the border ramp."""
+    fb = torch.where((finite.sum(1) >= 2)[:, None], finite, torch.ones_like(finite))
+    w = torch.where((mask.sum(1) < MIN_VISIBLE_FOR_SCALE)[:, None], fb, mask).to(pts.dtype)
+    n = w.sum(1, keepdim=True)
+    c = (pts * w[..., None]).sum(1) / n
+    d = pts - c[:, None, :]
+    return c, d, ((d.square().sum(-1) * w).sum(1) / n.squeeze(1)).sqrt()
+
+
 def border_proximity(px: Tensor, mask: Tensor, finite: Tensor, image_wh: Tensor) -> Tensor:
     """Per-joint proximity to the image border (B, 17) in [0, 1]: ``1 - clamp(d / r, 0, 1)`` with ``d`` the
     joint's pixel distance to the nearest image edge (0 outside the image: outside counts as on the border)
     and ``r = max(BORDER_TAU * RMS radius of the person in pixels, BORDER_MIN_PX)``. The RMS radius is taken
     over the visible joints (every finite joint when fewer than 3 are visible), like the feature scale.
     ``px`` (B, 17, 2) pixels (NaN-free), ``image_wh`` (B, 2), NaN rows = unknown -> NaN rows."""
-    dt = px.dtype
-    fb = torch.where((finite.sum(1) >= 2)[:, None], finite, torch.ones_like(finite))
-    w = torch.where((mask.sum(1) < MIN_VISIBLE_FOR_SCALE)[:, None], fb, mask).to(dt)
-    n = w.sum(1, keepdim=True).clamp_min(1.0)
-    c = (px * w[..., None]).sum(1) / n
-    rms = (((px - c[:, None]).square().sum(-1) * w).sum(1) / n.squeeze(1)).sqrt()
-    r = (BORDER_TAU * rms).clamp_min(BORDER_MIN_PX)
+    r = (BORDER_TAU * centre_and_radius(px, mask, finite)[2]).clamp_min(BORDER_MIN_PX)
     x, y = px[..., 0], px[..., 1]
     W, H = image_wh[:, :1], image_wh[:, 1:]
     d = torch.minimum(torch.minimum(x, W - x), torch.minimum(y, H - y)).clamp_min(0.0)

@@ -37,9 +37,7 @@ def crop_cameras(cams: Cameras, x0: Tensor, y0: Tensor, w: Tensor, h: Tensor) ->
     the principal point moves by ``-(x0, y0)``, the image size becomes ``(w, h)``, the horizontal field of
     view follows the new width. Every camera ray keeps its direction; a pixel ``(u, v)`` becomes
     ``(u - x0, v - y0)``."""
-    K = cams.K.clone()
-    K[:, 0, 2] -= x0.to(K.dtype)
-    K[:, 1, 2] -= y0.to(K.dtype)
+    K = geometry.transform_intrinsics(cams.K, 1.0, -torch.stack((x0, y0), 1).to(cams.K.dtype))
     w, h = w.to(cams.img_w.dtype), h.to(cams.img_h.dtype)
     return replace(cams, K=K, img_w=w, img_h=h, hfov_deg=geometry.hfov_from_intrinsics(K, w.to(K.dtype)))
 

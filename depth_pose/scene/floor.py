@@ -237,8 +237,8 @@ def fit_floor(
     G = int(g.max()) + 1
     # Level 1: each track's height (median of its frames; the frame-to-frame scatter is the model's
     # pose-dependent error, much smaller than the size error it shares with itself).
-    y_t = np.array([np.median(y[g == k]) for k in range(G)])
     n_t = np.bincount(g, minlength=G)
+    y_t = _group_medians(y, g, n_t)
     spread = max(1.4826 * float(np.median(np.abs(y - y_t[g]))), MIN_REL_SIGMA)
     # Singletons (no track ids) keep the model's own spread, which includes the size error.
     single = np.bincount(g, weights=s, minlength=G) / n_t
@@ -282,6 +282,14 @@ def fit_floor(
         rel,
         groups,
     )
+
+
+def _group_medians(x: np.ndarray, g: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Median of ``x`` within each group ``g`` (0..G-1, every group non-empty; ``counts`` its sizes) by one
+    sort: without track ids every person-frame is its own group."""
+    xs = x[np.lexsort((x, g))]
+    start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return 0.5 * (xs[start + (counts - 1) // 2] + xs[start + counts // 2])
 
 
 def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:

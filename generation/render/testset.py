@@ -73,12 +73,10 @@ def crop_view(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints (..., 2) and intrinsics (3, 3) of the image cropped to ``box`` = (x0, y0, x1, y1) px: a crop
     only moves the origin, so both shift by (x0, y0) (the principal point too)."""
+    from generation.render.downscale import scaled_intrinsics
+
     x0, y0 = float(box[0]), float(box[1])
-    kp = np.asarray(kp_xy, np.float64) - np.array([x0, y0])
-    K2 = np.array(K, np.float64, copy=True)
-    K2[0, 2] -= x0
-    K2[1, 2] -= y0
-    return kp, K2
+    return np.asarray(kp_xy, np.float64) - np.array([x0, y0]), scaled_intrinsics(K, 1.0, (-x0, -y0))
 
 
 def cut_box(side: str, level_px: float, width: int, height: int) -> tuple[int, int, int, int]:
@@ -181,9 +179,14 @@ def posed_geometry(body, poses, body_index) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def project(points: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (N, 2) and camera coordinates (N, 3) of world points."""
-    p = np.asarray(points, np.float64) @ R.T + t
-    return (p @ K.T)[:, :2] / p[:, 2:3], p
+    """Pixels (N, 2) and camera coordinates (N, 3) of world points (:mod:`depth_pose.geometry`, float64)."""
+    import torch
+
+    from depth_pose import geometry
+
+    f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    p = geometry.world_to_camera(f64(points), f64(R), f64(t))
+    return geometry.project(p, f64(K)).numpy(), p.numpy()
 
 
 def box_of(uv: np.ndarray) -> np.ndarray:
@@ -314,6 +317,7 @@ def make_part(
 
     from depth_pose.keypoints import L_HIP, R_HIP
     from generation.pose import named_poses
+    from generation.render.downscale import scaled_intrinsics
 
     rng = np.random.default_rng(part_seed(k, body_seed))
     g = torch.Generator().manual_seed(int(body_seed) * 1_000_003 + int(k))
@@ -340,7 +344,7 @@ def make_part(
                 continue
             K, R, t, (W, H) = cams["K"][j], cams["R"][j], cams["t"][j], cams["wh"][j]
             d = detector_scale(W, H)
-            Ky = np.diag([d, d, 1.0]) @ K
+            Ky = scaled_intrinsics(K, d, (0, 0))  # the image shrunk to the detector's input
             uv, p = project(kp_world[j], Ky, R, t)
             mbox = box_of(project(verts[j], Ky, R, t)[0])
             bounds = (0.0, 0.0, float(round(W * d)), float(round(H * d)))
