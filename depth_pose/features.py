@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from depth_pose.corrupt import KINDS, corrupt
 from depth_pose.geometry import normalise_pixels
 from depth_pose.keypoints import (
     FLIP_INDEX,
@@ -349,6 +350,10 @@ class Augment:
       cameras with and without a known mount).
     * ``p_hide_frame``: probability that a sample's known image size is hidden (border models: one model for
       inputs with and without a known frame, as the KITTI JSONL without ``image_wh``).
+    * ``p_corrupt``: probability that a sample's skeleton is made one no body produces (both ankles on one
+      leg, impossible limb ratios, legs folded over the torso, scrambled joints: :mod:`depth_pose.corrupt`),
+      depth unchanged, so the model learns how little such keypoints say (a wider sigma); its frame becomes
+      unknown for the border input (the moved joints' proximity is not known).
     A sample keeps its original mask if augmentation would leave fewer than ``min_visible`` joints.
     Dropped joints lose their border proximity with their mask (:func:`border_inputs` masks it).
     """
@@ -360,6 +365,7 @@ class Augment:
     min_visible: int = 4
     p_hide_up: float = 0.5
     p_hide_frame: float = 0.25
+    p_corrupt: float = 0.0
 
     def __call__(
         self, obs: Observed, flip_ok: bool = True, generator: torch.Generator | None = None
@@ -373,6 +379,12 @@ class Augment:
 
         new = mask.clone()
         cut = torch.zeros(B, 1, dtype=torch.bool, device=dev)
+        moved = torch.zeros(B, 1, dtype=torch.bool, device=dev)
+        if self.p_corrupt > 0:  # drawn only when on: every other configuration keeps its random stream
+            bad = rand(B) < self.p_corrupt
+            kind = torch.randint(0, len(KINDS), (B,), device=dev, generator=generator)
+            xy = corrupt(xy, mask, bad, kind, generator)
+            moved = bad[:, None]
         if self.p_drop > 0:
             k = torch.randint(1, max(1, self.max_drop) + 1, (B, 1), device=dev, generator=generator)
             scores = torch.where(mask, rand(B, J), torch.full((B, J), 2.0, device=dev))
@@ -390,7 +402,7 @@ class Augment:
         new = torch.where(keep_old[:, None], mask, new)
         border = obs.border
         if border is not None:
-            unknown = cut & ~keep_old[:, None]
+            unknown = (cut & ~keep_old[:, None]) | moved
             if self.p_hide_frame > 0:
                 unknown = unknown | (rand(B, 1) < self.p_hide_frame)
             border = torch.where(unknown, torch.full_like(border, float("nan")), border)

@@ -33,6 +33,9 @@ class DeviceDataModule(L.LightningDataModule):
     ``max_samples``: optional cap (first rows) for quick runs. ``device``: override (default: the trainer's).
     ``verify``: check the shards against the manifest's sha256 while reading (default; ``False`` only for a
     trusted set in a hot loop).
+    ``extra_dir``: a second set (e.g. YOLO on renders, :mod:`generation.render.pairs_set`) whose rows join the
+    training split only, ``extra_repeat`` times each (validation and test stay on ``dir``'s split, so runs
+    with and without it are scored on the same rows); verified like ``dir``.
     """
 
     def __init__(
@@ -49,6 +52,8 @@ class DeviceDataModule(L.LightningDataModule):
         host_set: HostSet | None = None,
         device: str | None = None,
         verify: bool = True,
+        extra_dir: str | Path | None = None,
+        extra_repeat: int = 1,
     ) -> None:
         super().__init__()
         if dir is None and host_set is None:
@@ -64,6 +69,10 @@ class DeviceDataModule(L.LightningDataModule):
         self._host = host_set
         self._device = torch.device(device) if device else None
         self.verify = bool(verify)
+        self.extra_dir = Path(extra_dir) if extra_dir else None
+        self.extra_repeat = int(extra_repeat)
+        if self.extra_repeat < 1:
+            raise InputError(f"data.extra_repeat must be >= 1, got {extra_repeat}")
         self.splits: dict[str, dict[str, Tensor]] = {}
         self.split_sizes: dict[str, int] = {}
         self.rank, self.world = 0, 1
@@ -97,6 +106,10 @@ class DeviceDataModule(L.LightningDataModule):
             rank_slice(len(v), self.rank, self.world)[1] - rank_slice(len(v), self.rank, self.world)[0]
             for v in idx.values()
         )
+        extra = load_host_set(self.extra_dir, verify=self.verify) if self.extra_dir is not None else None
+        if extra is not None:
+            ea, eb = rank_slice(len(extra), self.rank, self.world)
+            per_rank += (eb - ea) * self.extra_repeat
         check_fits(per_rank, device, self.memory_margin)
         for name, rows in idx.items():
             self.split_sizes[name] = int(rows.numel())
@@ -120,8 +133,29 @@ class DeviceDataModule(L.LightningDataModule):
                     # independent of the rows without up), so metrics and calibration cover both
                     wh[(torch.arange(wh.shape[0]) % 4) >= 2] = float("nan")
                 self.splits[name]["image_wh"] = wh.to(device)
+        if extra is not None:
+            self._add_extra(extra, device)
         self._host = None  # the host copy is not needed any more
         log.info("data on %s (rank %d/%d): %s", device, self.rank, self.world, self.split_sizes)
+
+    def _add_extra(self, extra: HostSet, device: torch.device) -> None:
+        """Append this rank's share of ``extra`` (``extra_repeat`` times) to the training split; its rows
+        carry ``row`` = -1 (not rows of ``dir``)."""
+        a, b = rank_slice(len(extra), self.rank, self.world)
+        r = torch.arange(a, b).repeat(self.extra_repeat)
+        t = self.splits["train"]
+        add = {"kp": extra.kp, "intr": extra.intr, "z": extra.z, "special": extra.special}
+        if "up" in t:
+            add["up"] = extra.up if extra.up is not None else torch.full((len(extra), 3), float("nan"))
+        if "image_wh" in t:
+            add["image_wh"] = (
+                extra.image_wh if extra.image_wh is not None else torch.full((len(extra), 2), float("nan"))
+            )
+        for k, v in add.items():
+            t[k] = torch.cat([t[k], v[r].to(device, t[k].dtype)])
+        t["row"] = torch.cat([t["row"], torch.full((r.numel(),), -1, dtype=t["row"].dtype, device=device)])
+        self.split_sizes["train"] += len(extra) * self.extra_repeat
+        log.info("training split + %d rows of %s x %d", len(extra), self.extra_dir, self.extra_repeat)
 
     # --- loaders -----------------------------------------------------------------------------------
     def _epoch(self) -> int:
