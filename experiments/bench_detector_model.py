@@ -37,6 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from generation import detector_fit as dfit  # noqa: E402
 from generation import detector_model as dm  # noqa: E402
 
 MODELS = ("rendered", "yolo_like", "yolo_border")
@@ -73,7 +74,7 @@ def draw(model, name: str, src: dict, draws: int, seed: int) -> np.ndarray:
     gt = torch.from_numpy(src["gt"]).float()
     img = torch.from_numpy(src["img"]).float()
     K = torch.from_numpy(src["K"]).float()
-    obs, cams = dm.observations(gt.repeat(draws, 1, 1), img.repeat(draws, 1), K.repeat(draws, 1, 1))
+    obs, cams = dfit.observations(gt.repeat(draws, 1, 1), img.repeat(draws, 1), K.repeat(draws, 1, 1))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         if name == "rendered":
@@ -114,7 +115,7 @@ def ks(a: np.ndarray, b: np.ndarray) -> float:
 
 def swap_share(gt: np.ndarray, det: np.ndarray, size: np.ndarray) -> np.ndarray:
     """(N,) bool: people with a flip or a swapped pair."""
-    flip, swapped, _ = dm.find_swaps(
+    flip, swapped, _ = dfit.find_swaps(
         torch.from_numpy(gt), torch.from_numpy(np.nan_to_num(det)), torch.from_numpy(size)
     )
     return (flip | swapped.any(1)).numpy()
@@ -188,7 +189,7 @@ def real_rates(src: dict, real: np.ndarray) -> dict[str, np.ndarray]:
 
 def prepare(lines: list[dict]) -> tuple[dict, np.ndarray, np.ndarray]:
     """Detected people's arrays (+ size, band, inside, K; ``det``: YOLO's), all people's bands and misses."""
-    src = dm.parse_lines(lines)
+    src = dfit.parse_lines(lines)
     src["K"] = np.stack([np.asarray(line["K"], np.float64) for line in lines])
     fr = dm.person_frame(torch.from_numpy(src["gt"]), torch.from_numpy(src["img"]))
     all_band = dm.size_band(fr["size"] * torch.from_numpy(src["scale"])).numpy()
@@ -207,7 +208,7 @@ def fmt(v: float, digits: int = 3) -> str:
 
 def tables(title: str, src: dict, sc: dict, real: dict, all_band: np.ndarray, missed: np.ndarray) -> str:
     """Markdown tables of one held-out set."""
-    names = dm.band_names()
+    names = dfit.band_names()
     counts = [int((src["band"] == b).sum()) for b in range(dm.N_BANDS)]
     lines = [
         f"### {title}",

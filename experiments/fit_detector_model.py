@@ -25,6 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from generation import detector_fit as dfit  # noqa: E402
 from generation import detector_model as dm  # noqa: E402
 
 N_CONDITIONS = 600  # held-out people stored as test conditions
@@ -45,7 +46,7 @@ def read_parts(paths: list[Path]) -> list[dict]:
 
 def heldout_block(lines: list[dict], seed: int) -> tuple[dict[str, np.ndarray], list[dict]]:
     """A subsample of detected held-out people (conditions + YOLO's keypoints) and its band statistics."""
-    src = dm.parse_lines(lines)
+    src = dfit.parse_lines(lines)
     keep = np.nonzero(~src["missed"])[0]
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(keep, min(N_CONDITIONS, len(keep)), replace=False))
@@ -56,7 +57,7 @@ def heldout_block(lines: list[dict], seed: int) -> tuple[dict[str, np.ndarray], 
         "heldout_img": img.float().numpy(),
         "heldout_scale": scale.float().numpy(),
     }
-    return arrays, dm.band_stats(gt, det, img, scale)
+    return arrays, dfit.band_stats(gt, det, img, scale)
 
 
 def git_commit() -> str:
@@ -88,18 +89,18 @@ def main(argv: list[str] | None = None) -> None:
     train = [p for p in parts if part_index(p) % args.holdout_mod]
     held = [p for p in parts if not part_index(p) % args.holdout_mod]
     train_lines, held_lines = read_parts(train), read_parts(held)
-    model = dm.fit(train_lines, seed=args.seed)
+    model = dfit.fit(train_lines, seed=args.seed)
     block, held_stats = heldout_block(held_lines, args.seed)
     model.update(block)
-    all_held = dm.parse_lines(held_lines)
+    all_held = dfit.parse_lines(held_lines)
     t = {k: torch.from_numpy(all_held[k]) for k in ("gt", "det", "img", "scale")}
     provenance = {
         "what": "rendered detector model (generation/detector_model.py): YOLO11n-pose on Blender renders",
         "source": {
             "train_parts": [str(p.relative_to(REPO) if p.is_relative_to(REPO) else p) for p in train],
-            "train_parts_sha256": dm.joint_sha256(train),
+            "train_parts_sha256": dfit.joint_sha256(train),
             "heldout_parts": [p.name for p in held],
-            "heldout_parts_sha256": dm.joint_sha256(held),
+            "heldout_parts_sha256": dfit.joint_sha256(held),
             "holdout_rule": f"part index % {args.holdout_mod} == 0",
         },
         "n_people_train": len(train_lines),
@@ -109,13 +110,13 @@ def main(argv: list[str] | None = None) -> None:
         + " ".join(sys.argv[1:] if argv is None else argv),
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "size_bands_detector_px": dm.band_names(),
+        "size_bands_detector_px": dfit.band_names(),
         "person_miss_rate_per_band": [round(float(v), 4) for v in model["person_miss"]],
-        "heldout_stats_all": dm.band_stats(t["gt"], t["det"], t["img"], t["scale"]),
+        "heldout_stats_all": dfit.band_stats(t["gt"], t["det"], t["img"], t["scale"]),
         "heldout_stats_conditions": held_stats,
         "flip_rate_per_view": [round(float(v), 4) for v in model["p_flip"]],
     }
-    digest = dm.save_asset(model, args.dest, provenance)
+    digest = dfit.save_asset(model, args.dest, provenance)
     size = (args.dest / dm.TENSOR_FILE).stat().st_size
     print(f"wrote {args.dest / dm.TENSOR_FILE} ({size / 1e3:.0f} kB) sha256 {digest}")
     if args.config:

@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from depth_pose.errors import InputError
 from depth_pose.keypoints import FLIP_INDEX, INDEX
 from generation import dataset
+from generation import detector_fit as dfit
 from generation import detector_model as dm
 from generation.camera import CameraSampler
 from generation.project import observe
@@ -89,9 +90,9 @@ def synthetic_lines(cams, obs, sigma: float, p_miss: float, p_person: float, see
 def test_fit_recovers_a_known_detector(tmp_path, scene):
     cams, obs = scene
     lines = synthetic_lines(cams, obs, sigma=0.03, p_miss=0.1, p_person=0.05, seed=0)
-    model = dm.fit(lines)
+    model = dfit.fit(lines)
     assert model["person_miss"].max() > 0 and model["person_miss"].max() < 0.2
-    dm.save_asset(model, tmp_path / "asset", {"what": "test"})
+    dfit.save_asset(model, tmp_path / "asset", {"what": "test"})
     nz = dm.RenderedNoise(asset=str(tmp_path / "asset"), forced_complete_share=0.0)
     det = nz(obs, torch.Generator().manual_seed(1), cams).double()
     img = torch.stack((cams.img_w, cams.img_h), -1).double()
@@ -112,9 +113,9 @@ def test_samples_reproduce_the_stored_heldout_statistics():
     a = nz.arrays
     gt, img, scale = a["heldout_gt"].double(), a["heldout_img"].double(), a["heldout_scale"].double()
     reps = 8
-    obs, cams = dm.observations(gt.repeat(reps, 1, 1), img.repeat(reps, 1))
+    obs, cams = dfit.observations(gt.repeat(reps, 1, 1), img.repeat(reps, 1))
     det = nz(obs, torch.Generator().manual_seed(0), cams, detector_scale=scale.repeat(reps))
-    got = dm.band_stats(obs.gt_px, det, img.repeat(reps, 1), scale.repeat(reps))
+    got = dfit.band_stats(obs.gt_px, det, img.repeat(reps, 1), scale.repeat(reps))
     want = nz.manifest["heldout_stats_conditions"]
     checked = 0
     for g, w in zip(got, want, strict=True):
@@ -156,7 +157,7 @@ def test_output_shape_nan_patterns_and_determinism(scene):
         dm.RenderedNoise(occluder_prob=0.05)
     bare = nz(obs, torch.Generator().manual_seed(5))  # no cameras: no border, scale 1
     assert bare.shape == det.shape and torch.isfinite(bare[..., 2]).all()
-    empty, _ = dm.observations(obs.gt_px[:0], torch.zeros(0, 2))
+    empty, _ = dfit.observations(obs.gt_px[:0], torch.zeros(0, 2))
     assert nz(empty, torch.Generator().manual_seed(0)).shape == (0, 17, 3)
 
 
@@ -167,11 +168,11 @@ def test_swap_finder():
     det = gt.clone()
     det[0, [lw, rw]] = gt[0, [rw, lw]]
     size = torch.tensor([400.0])
-    flip, swapped, ident = dm.find_swaps(gt, det, size)
+    flip, swapped, ident = dfit.find_swaps(gt, det, size)
     assert not flip.any() and swapped.sum() == 1 and ident.all()
-    flip, swapped, _ = dm.find_swaps(gt, gt[:, list(FLIP_INDEX)], size)
+    flip, swapped, _ = dfit.find_swaps(gt, gt[:, list(FLIP_INDEX)], size)
     assert flip.all() and not swapped.any()
-    assert torch.equal(dm.unswap(det, torch.tensor([False]), dm.find_swaps(gt, det, size)[1]), gt)
+    assert torch.equal(dfit.unswap(det, torch.tensor([False]), dfit.find_swaps(gt, det, size)[1]), gt)
 
 
 def test_rendered_composes_and_changes_the_dataset_id():
