@@ -428,6 +428,8 @@ def plan_people(
             uv, pc = ts.project(kp_world[j], Ky, R, t)
             mbox = ts.box_of(ts.project(verts[j], Ky, R, t)[0])
             frame = (0, 0, int(round(W * d)), int(round(H * d)))
+            if not np.isfinite(mbox).all():  # mesh points behind the camera project to NaN (part 302 crashed)
+                continue
             if ts.person_window(mbox, frame) is None:  # nothing of the person in the frame
                 continue
             win = render_window(mbox)
