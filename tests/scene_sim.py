@@ -1,11 +1,13 @@
 """Synthetic scenes for the scene-calibration tests: stick-figure people on a floor, seen by a fixed camera.
 
-A person is 17 COCO keypoints built from a 1.7 m template (ankles 0.08 m, knees 0.5, hips 0.95, shoulders
-1.45, head 1.6 above the floor), scaled per person, turned to a random heading and placed on the floor
-(``floor(x, y)`` gives its height, for steps and ramps). People walk in tracks; some sit, lie or bend (pose
-outliers), and some frames have lifted feet. The camera sits ``height`` m above the floor at the world
-origin, looks along +Y with :func:`depth_pose.geometry.camera_rotation` (pitch, roll). Everything through
-depth_pose.geometry, nothing from generation.
+A person is 17 COCO keypoints built from a 1.7 m template (ankles 0.08 m, knees 0.46, hips 0.84, shoulders
+1.36, head 1.51 above the floor: the proportions of the model's training bodies, whose mid-hip stands
+:data:`depth_pose.scene.floor.HIP_ABOVE_ANKLE_M` above the mid-ankle on average), scaled per person,
+turned to a random heading and placed on the floor (``floor(x, y)`` gives its height, for steps and
+ramps). People walk in tracks; some sit, lie or bend (pose outliers), and some frames have lifted feet. The
+camera sits ``height`` m above the floor at the world origin, looks along +Y with
+:func:`depth_pose.geometry.camera_rotation` (pitch, roll). Everything through depth_pose.geometry, nothing
+from generation.
 """
 
 from __future__ import annotations
@@ -25,21 +27,21 @@ HFOV = 70.0
 # (x right, y forward = facing, z up) of a 1.7 m person, COCO order.
 STAND = np.array(
     [
-        (0.0, 0.10, 1.60),
-        (-0.03, 0.08, 1.64),
-        (0.03, 0.08, 1.64),
-        (-0.07, 0.0, 1.62),
-        (0.07, 0.0, 1.62),
-        (-0.19, 0.0, 1.45),
-        (0.19, 0.0, 1.45),
-        (-0.22, 0.0, 1.15),
-        (0.22, 0.0, 1.15),
-        (-0.24, 0.02, 0.87),
-        (0.24, 0.02, 0.87),
-        (-0.10, 0.0, 0.95),
-        (0.10, 0.0, 0.95),
-        (-0.10, 0.02, 0.50),
-        (0.10, 0.02, 0.50),
+        (0.0, 0.10, 1.51),
+        (-0.03, 0.08, 1.55),
+        (0.03, 0.08, 1.55),
+        (-0.07, 0.0, 1.53),
+        (0.07, 0.0, 1.53),
+        (-0.19, 0.0, 1.36),
+        (0.19, 0.0, 1.36),
+        (-0.22, 0.0, 1.06),
+        (0.22, 0.0, 1.06),
+        (-0.24, 0.02, 0.78),
+        (0.24, 0.02, 0.78),
+        (-0.10, 0.0, 0.84),
+        (0.10, 0.0, 0.84),
+        (-0.10, 0.02, 0.46),
+        (0.10, 0.02, 0.46),
         (-0.10, 0.0, 0.08),
         (0.10, 0.0, 0.08),
     ]
@@ -65,6 +67,7 @@ SIT = np.array(
         (0.10, 0.45, 0.08),
     ]
 )
+STAND_HIP_ABOVE_ANKLE_M = float(STAND[11, 2] - STAND[15, 2])
 BEND = STAND.copy()
 BEND[[0, 1, 2, 3, 4], 1] += 0.70
 BEND[[0, 1, 2, 3, 4], 2] -= 0.65

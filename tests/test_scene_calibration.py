@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scene_sim import H, Scene, W, make_scene
+from scene_sim import STAND_HIP_ABOVE_ANKLE_M, H, Scene, W, make_scene
 
 from depth_pose.errors import InputError
 from depth_pose.predict.intrinsics import load_calibration
@@ -33,7 +33,10 @@ from depth_pose.scene import (
     ground_depth,
     upright_mask,
 )
-from depth_pose.scene.floor import ankle_below_hip
+from depth_pose.scene.calibration import floor_refined_up
+from depth_pose.scene.floor import HIP_ABOVE_ANKLE_M as ANKLE_HIP_DEFAULT
+from depth_pose.scene.floor import ankle_below_hip, horizontal_axes
+from depth_pose.scene.planarity import floor_tilt
 
 IMAGE = (W, H)
 CAMERAS = [(3.0, -30.0, 4.0), (6.0, -50.0, 0.0), (1.5, 0.0, 0.0)]
@@ -95,6 +98,80 @@ def test_the_floor_sharpens_a_level_cameras_pitch():
     assert abs(alone.height_m / CAMERAS[2][0] - 1.0) > 0.03  # this scene's people alone mislead by > 3%
 
 
+def _tilted(up: np.ndarray, deg: float, axis: int) -> np.ndarray:
+    """``up`` leaned by ``deg`` along one of its horizontal axes (0 camera-right, 1 camera-forward)."""
+    moved = up + math.tan(math.radians(deg)) * horizontal_axes(up)[axis]
+    return moved / np.linalg.norm(moved)
+
+
+@pytest.mark.parametrize("cam", CAMERAS, ids=lambda c: f"h{c[0]}_p{c[1]}")
+def test_the_floor_tilt_reads_an_up_error_not_the_peoples_size_errors(cam):
+    """With up wrong by 1.5 degrees in pitch, the floor measured from the people's feet tilts by as much. The
+    model's per-track size errors (5%) and per-frame noise (3%) move each foot along its own ray, which for a
+    steep camera is itself a steep line: the tilt must come from the pixels' positions, not from those."""
+    sc, z, sigma = scene(cam)
+    points = body_points(sc.keypoints, sc.K, image_wh=IMAGE)
+    wrong = _tilted(sc.up, 1.5, 1)
+    floor = fit_floor(points, wrong, z, sigma, sc.track)
+    tilt, cov = floor_tilt(floor.drop, floor.position, floor.groups)
+    assert np.isfinite(tilt).all() and np.all(np.diag(cov) > 0)
+    sig = np.degrees(np.sqrt(np.diag(cov)))
+    assert (sig < 2.5).all(), sig
+    # undo it with the floor alone (a vague prior on up): back to the truth within 3 sigma
+    fixed, _ = floor_refined_up(wrong, np.eye(3) * 1e4, tilt, cov)
+    err = np.degrees(math.acos(min(1.0, float(np.dot(fixed, sc.up)))))
+    assert err < max(3.0 * float(sig.max()), 0.3), (err, sig)
+    if cam[1] == 0.0:  # a level camera's feet pin its pitch far better than its people's verticals
+        assert sig[1] < 0.5 and err < 0.4
+
+
+def test_a_jumping_person_is_no_lever_on_the_floor_tilt():
+    """Both feet in the air: the ankle rays of a far person rise towards the horizon, where they would meet a
+    level floor far behind them. Such frames are left out of the tilt (their drop is far below their
+    track's)."""
+    rng = np.random.default_rng(0)
+    sc = make_scene(rng, 1.5, 0.0, 0.0, n_tracks=80, pixel_noise=0.0, lifted=0.1)
+    z, sigma, _ = sc.model_depth(rng)
+    points = body_points(sc.keypoints, sc.K, image_wh=IMAGE)
+    floor = fit_floor(points, sc.up, z, sigma, sc.track)
+    jump = (sc.kind == "jump") & np.isfinite(floor.drop)
+    assert jump.sum() >= 10
+    tilt, cov = floor_tilt(floor.drop, floor.position, floor.groups)
+    clean, _ = floor_tilt(np.where(jump, np.nan, floor.drop), floor.position, floor.groups)
+    assert np.degrees(np.abs(tilt - clean)).max() < 0.15
+    assert np.degrees(np.abs(tilt)).max() < 3.0 * np.degrees(np.sqrt(np.diag(cov))).max()
+
+
+@pytest.mark.parametrize("cam", CAMERAS, ids=lambda c: f"h{c[0]}_p{c[1]}")
+def test_uncertainties_cover_the_errors(cam):
+    """A person's lean is shared by all their frames (the verticals' uncertainty counts it once per person,
+    not once per frame) and the height's uncertainty includes what the up direction's does to it."""
+    height, pitch, roll = cam
+    calib = calibrated(cam)
+    assert abs(calib.pitch_deg - pitch) < 3.0 * calib.sigma_pitch_deg + 0.1
+    assert abs(calib.roll_deg - roll) < 3.0 * calib.sigma_roll_deg + 0.1
+    assert abs(calib.height_m - height) < 3.0 * calib.sigma_height_m
+    sc, z, sigma = scene(cam)
+    points = body_points(sc.keypoints, sc.K, image_wh=IMAGE)
+    alone = fit_floor(points, calib.up_cam, z, sigma, sc.track)  # the people's sizes only
+    assert calib.sigma_height_m > alone.sigma_height_m
+    per_frame = estimate_up(points)  # every frame its own person: a lean counted once per frame
+    per_track = estimate_up(points, sc.track)
+    assert per_track.sigma_deg > per_frame.sigma_deg
+
+
+def test_a_population_of_other_proportions_moves_the_height_by_half():
+    """The camera height's scale comes from the people's size prior twice over: the model's depths (trained
+    on one population) and the hip's height above the ankles (``hip_above_ankle_m``). A population whose
+    hips stand 10% higher moves the second cue by 10% and the height by about half of that."""
+    sc, z, sigma = scene(CAMERAS[0])
+    points = body_points(sc.keypoints, sc.K, image_wh=IMAGE)
+    base = fit_floor(points, sc.up, z, sigma, sc.track)
+    taller = fit_floor(points, sc.up, z, sigma, sc.track, hip_above_ankle_m=1.1 * ANKLE_HIP_DEFAULT)
+    ratio = (taller.height_m - ANKLE_HEIGHT_M) / (base.height_m - ANKLE_HEIGHT_M)
+    assert 1.03 < ratio < 1.07, ratio
+
+
 def test_up_direction_ignores_sitting_and_lying_people():
     sc, _, _ = scene(CAMERAS[0])
     up = estimate_up(body_points(sc.keypoints, sc.K, image_wh=IMAGE), sc.track)
@@ -139,7 +216,9 @@ def test_ground_depth_and_floor_fit_are_exact_on_exact_people():
     # the inverse: at the true depth, the ankle below the hip sits exactly h_model - ANKLE_HEIGHT_M below
     ankle = ankle_below_hip(sc.up, points.hip[seen], points.ankle[seen], sc.z_true[seen])
     np.testing.assert_allclose(-(ankle @ sc.up), height - 0.08, rtol=1e-6)
-    floor = fit_floor(points, sc.up, sc.z_true, 0.05 * sc.z_true, sc.track)
+    floor = fit_floor(
+        points, sc.up, sc.z_true, 0.05 * sc.z_true, sc.track, hip_above_ankle_m=STAND_HIP_ABOVE_ANKLE_M
+    )
     assert floor.height_m == pytest.approx(h_model, rel=1e-6)
 
 
@@ -173,22 +252,22 @@ def test_lifted_feet_do_not_pull_tracked_people(cam):
     assert (fused.source[lift] == "ground").mean() < 0.1  # one leg shorter in the image: not on the floor
     assert np.median(e_fused[jump]) <= np.median(e_model[jump]) + 0.015
     standing = sc.kind == "stand"
-    assert np.median(e_fused[standing]) < 0.5 * np.median(e_model[standing])
+    assert np.median(e_fused[standing]) < 0.6 * np.median(e_model[standing])
 
 
 def test_truncated_legs_at_the_image_border_are_not_feet():
-    """The same frames cropped 220 px shorter: where the legs run out of the crop, a detector guesses the
-    ankles on its bottom edge, confidently."""
+    """The same frames cropped 300 px shorter: where the legs run out of the crop, a detector guesses the
+    ankles on its bottom edge, confidently (most such frames fail the upright test too; a few do not)."""
     cam = CAMERAS[0]
-    sc, z, sigma = scene(cam)
-    crop_h = H - 220
+    sc, z, sigma = scene(cam, "flat", 240)
+    crop_h = H - 300
     kp = sc.keypoints.copy()
     seen = (kp[..., 2] > 0) & (kp[..., 1] < crop_h - 10)
     cut = (kp[:, 15:17, 1] >= crop_h).all(1) & seen[:, 11:15].all(1) & seen[:, 5:7].all(1)
     assert cut.sum() >= 10
     kp[cut, 15:17, 1] = crop_h - 1.0
     kp[cut, 15:17, 2] = 0.6
-    calib = calibrated(cam)
+    calib = calibrated(cam, "flat", 240)
     fused = fuse_depths(calib, kp, z, sigma, image_wh=(W, crop_h))
     assert not (fused.source[cut] == "ground").any()
     np.testing.assert_array_equal(fused.z[cut], z[cut])
@@ -230,8 +309,8 @@ def test_track_scale_removes_a_per_track_size_bias():
 
 @pytest.mark.parametrize(
     "cam,floor,n_tracks",
-    [(CAMERAS[2], "step", 80), (CAMERAS[0], "step", 160), (CAMERAS[0], "ramp", 80), (CAMERAS[2], "ramp", 80)],
-    ids=["step_level_camera", "step_3m_camera", "ramp_3m_camera", "ramp_level_camera"],
+    [(CAMERAS[2], "step", 80), (CAMERAS[0], "step", 160), (CAMERAS[2], "ramp", 80)],
+    ids=["step_level_camera", "step_3m_camera", "ramp_level_camera"],
 )
 def test_a_step_or_a_ramp_is_not_planar(cam, floor, n_tracks):
     calib = calibrated(cam, floor, n_tracks)
@@ -241,6 +320,23 @@ def test_a_step_or_a_ramp_is_not_planar(cam, floor, n_tracks):
     fused = fuse_depths(calib, sc.keypoints, z, sigma)  # callers fall back to single-frame depths
     np.testing.assert_array_equal(fused.z, z)
     assert (fused.source == "model").all()
+
+
+def test_a_ramp_the_verticals_cannot_tell_from_an_up_error_is_taken_as_the_floor_plane():
+    """A 5 degree ramp seen by the 3 m camera: the floor's tilt against the people's verticals is ~3 sigma
+    of their combined uncertainty (a ramp is declared at 3.7), so the two are merged: up leans toward the
+    ramp's normal, and the ramp *is* the floor plane of that up. Ground contact then stays right (the model
+    only gets a slightly leaning up)."""
+    cam = CAMERAS[0]
+    calib = calibrated(cam, "ramp", 80)
+    sc, z, sigma = scene(cam, "ramp", 80)
+    if not calib.planar:  # detected after all: the fallback
+        assert "ramp" in calib.planarity
+        return
+    assert math.degrees(math.acos(float(np.dot(calib.up_cam, sc.up)))) > 1.0  # leaning toward the ramp
+    fused = fuse_depths(calib, sc.keypoints, z, sigma, sc.track)
+    standing = sc.kind == "stand"
+    assert np.median(rel_err(fused.z, sc)[standing]) < np.median(rel_err(z, sc)[standing])  # no worse
 
 
 def test_no_visible_feet_no_floor():

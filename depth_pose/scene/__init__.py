@@ -2,8 +2,10 @@
 
 * :mod:`~depth_pose.scene.joints`: joint midpoints and rays per person-frame, upright-body tests.
 * :mod:`~depth_pose.scene.vanishing`: the up direction from upright people (vertical vanishing point).
-* :mod:`~depth_pose.scene.floor`: the camera's height above the floor; the mid-hip depth from the feet.
-* :mod:`~depth_pose.scene.planarity`: whether the floor is one level plane (else: single-frame depths).
+* :mod:`~depth_pose.scene.floor`: the camera's height above the floor (model depths and the people's
+  proportions); the mid-hip depth from the feet.
+* :mod:`~depth_pose.scene.planarity`: the floor's tilt against up; whether the floor is one level plane (else:
+  single-frame depths).
 * :mod:`~depth_pose.scene.calibration`: :class:`SceneCalibration` (JSON file) and :func:`calibrate_scene`.
 * :mod:`~depth_pose.scene.fusion`: model depth + ground contact + per-track scale.
 """

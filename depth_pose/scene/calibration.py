@@ -23,14 +23,15 @@ from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write_text
 from depth_pose.geometry import check_intrinsics
 from depth_pose.gravity import parse_up
-from depth_pose.scene.floor import fit_floor, horizontal_axes
-from depth_pose.scene.joints import DEFAULT_MIN_CONF, TooFewPeopleError, body_points
-from depth_pose.scene.planarity import check_planarity
+from depth_pose.scene.floor import HIP_ABOVE_ANKLE_M, fit_floor, horizontal_axes
+from depth_pose.scene.joints import DEFAULT_MIN_CONF, BodyPoints, TooFewPeopleError, body_points
+from depth_pose.scene.planarity import check_planarity, floor_tilt
 from depth_pose.scene.vanishing import estimate_up, pitch_roll_sigma
 
 FORMAT = "depth_pose.scene_calibration"
 VERSION = 1
 K_RTOL, K_ATOL_PX = 1e-4, 1e-3  # a calibration's K matches the camera's within these
+REFINE_STEPS = 2  # up <- verticals + the floor's tilt, then the floor again (the tilt is linearised)
 
 
 class SceneCalibrationError(InputError):
@@ -235,20 +236,55 @@ def _short(K: np.ndarray) -> str:
 
 
 def floor_refined_up(
-    up: np.ndarray, cov: np.ndarray, tilt: np.ndarray, tilt_cov: np.ndarray
+    up: np.ndarray,
+    cov: np.ndarray,
+    tilt: np.ndarray,
+    tilt_cov: np.ndarray,
+    at: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Combine an up direction (3,) with covariance (3, 3) and a level floor's apparent ``tilt`` (2,) along
-    :func:`~depth_pose.scene.floor.horizontal_axes` of that up (covariance ``tilt_cov`` (2, 2)): a floor
-    rising by ``m`` along an axis says up leans by ``-m`` along it. Inverse-covariance mean in the tangent
-    plane; returns the new unit up and its covariance (the inputs unchanged when either is unknown)."""
+    :func:`~depth_pose.scene.floor.horizontal_axes` of ``at`` (default ``up``; covariance ``tilt_cov``
+    (2, 2)), measured with ``at`` as the up direction: a floor rising by ``m`` along an axis says up leans by
+    ``-m`` along it from ``at``. Inverse-covariance mean in the tangent plane at ``at``; returns the new unit
+    up and its covariance (``up`` and ``cov`` unchanged when either is unknown)."""
+    at = up if at is None else np.asarray(at, np.float64)
     if not (np.isfinite(cov).all() and np.isfinite(tilt).all() and np.isfinite(tilt_cov).all()):
         return up, cov
-    E = np.stack(horizontal_axes(up), 1)
+    E = np.stack(horizontal_axes(at), 1)
     info_v, info_f = np.linalg.pinv(E.T @ cov @ E), np.linalg.pinv(tilt_cov)
     C = np.linalg.pinv(info_v + info_f)
-    delta = C @ (info_f @ -np.asarray(tilt, np.float64))
-    new = up + E @ delta
+    delta = C @ (info_v @ (E.T @ (up - at)) + info_f @ -np.asarray(tilt, np.float64))
+    new = at + E @ delta
     return new / np.linalg.norm(new), E @ C @ E.T
+
+
+def _height_sigma_from_up(
+    points: BodyPoints,
+    up: np.ndarray,
+    cov: np.ndarray,
+    height: float,
+    floor_args: tuple,
+    hip_above_ankle_m: float,
+) -> float:
+    """What the up direction's own uncertainty (``cov`` (3, 3)) does to the camera height: the floor fitted
+    again with up moved by one sigma along each principal axis of ``cov`` (a level camera's height moves by
+    the pitch error times the people's distance)."""
+    if not np.isfinite(cov).all():
+        return 0.0
+    vals, vecs = np.linalg.eigh(cov)
+    var = 0.0
+    for val, vec in zip(vals, vecs.T, strict=True):
+        if val <= 0:
+            continue
+        moved = up + math.sqrt(val) * vec
+        try:
+            h = fit_floor(
+                points, moved / np.linalg.norm(moved), *floor_args, hip_above_ankle_m=hip_above_ankle_m
+            ).height_m
+        except TooFewPeopleError:
+            continue
+        var += (h - height) ** 2
+    return math.sqrt(var)
 
 
 def calibrate_scene(
@@ -262,6 +298,7 @@ def calibrate_scene(
     min_conf: float = DEFAULT_MIN_CONF,
     torso_lines: bool = False,
     refine_up: bool = True,
+    hip_above_ankle_m: float = HIP_ABOVE_ANKLE_M,
     seed: int = 0,
 ) -> SceneCalibration:
     """Calibrate a fixed camera (one ``K`` (3, 3)) from N person-frames: keypoints (N, 17, 3), the model's
@@ -271,23 +308,28 @@ def calibrate_scene(
 
     Steps: up from the people's verticals (:func:`~depth_pose.scene.vanishing.estimate_up`); camera height
     (:func:`~depth_pose.scene.floor.fit_floor`); is the floor level (:func:`~depth_pose.scene.planarity.
-    check_planarity`, which also measures the floor's tilt against that up). On a level floor
-    (``refine_up``) the floor's normal is a second measurement of up, precise where verticals are weak (a
-    level camera's pitch): both are combined (:func:`floor_refined_up`), and height and planarity are
-    computed again with the result."""
+    check_planarity`, which also measures the floor's tilt against that up: a ramp when they disagree).
+    Unless it is a ramp (and with ``refine_up``), the floor's tilt (:func:`~depth_pose.scene.planarity.
+    floor_tilt`, from every person-frame on the floor) is a second measurement of up, precise where
+    verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
+    planarity computed again, :data:`REFINE_STEPS` times. ``sigma_height_m`` includes what the up
+    direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height above
+    their ankles (:func:`~depth_pose.scene.floor.fit_floor`)."""
     K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
     if K.shape != (3, 3):
         raise InputError(f"calibrate_scene is for a fixed camera: K must be (3, 3), got {K.shape}")
     points = body_points(keypoints_xyc, K, min_conf, image_wh)
     up = estimate_up(points, track_ids, torso_lines=torso_lines, seed=seed)
     u, cov = up.up_cam, up.cov
+    floor_args = (z_model, sigma_model, track_ids)
     height = sigma_h = None
-    n_floor, planar, reason = 0, False, "no floor: "
-    for step in range(2):
+    n_floor, planar, reason, fitted = 0, False, "no floor: ", (u, cov)
+    for step in range(REFINE_STEPS + 1):
         try:
-            floor = fit_floor(points, u, z_model, sigma_model, track_ids)
+            floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
         except TooFewPeopleError as e:
-            reason += str(e)
+            if step == 0:
+                reason += str(e)
             break
         height, sigma_h, n_floor = floor.height_m, floor.sigma_height_m, floor.n_inliers
         axes = np.stack(horizontal_axes(u), 1)  # (3, 2)
@@ -297,13 +339,25 @@ def calibrate_scene(
             floor.position[inl],
             floor.rel_sigma[inl],
             None if track_ids is None else floor.groups[inl],
-            up_cov=axes.T @ cov @ axes,
+            up_cov=axes.T @ (up.cov if step == 0 else cov) @ axes,
             seed=seed,
         )
-        planar, reason = verdict.planar, verdict.reason
-        if step > 0 or not (planar and refine_up):
+        planar, reason, fitted = verdict.planar, verdict.reason, (u, cov)
+        # Before verticals and floor are merged: a ramp, or a step the merged up would lean into. A floor
+        # still tilted after the merge is a ramp too (the safe side: single-frame depths).
+        if step == 0:
+            first = verdict
+        elif first.ramp or first.step:
+            planar, reason = False, first.reason
+        if step == REFINE_STEPS or verdict.ramp or not refine_up:
             break
-        u, cov = floor_refined_up(u, cov, verdict.tilt, verdict.tilt_cov)
+        # every frame on the floor (not only the height's inliers): an up error shows most in the far ones
+        tilt, tilt_cov = floor_tilt(floor.drop, floor.position, floor.groups)
+        u, cov = floor_refined_up(up.up_cam, up.cov, tilt, tilt_cov, at=u)
+    u, cov = fitted  # the up direction the height and the verdict were computed with
+    if height is not None:
+        from_up = _height_sigma_from_up(points, u, cov, height, floor_args, hip_above_ankle_m)
+        sigma_h = math.hypot(sigma_h, from_up)
     pitch, roll, s_pitch, s_roll = pitch_roll_sigma(u, cov)
     return SceneCalibration(
         K=K,

@@ -5,9 +5,11 @@ vertically above their mid-ankle: ``H = A + t u`` with ``t > 0``, ``H`` on the m
 mid-ankle ray. Ankles sit :data:`ANKLE_HEIGHT_M` above the floor, so the camera's height above the floor is
 ``h = -(u . A) + ANKLE_HEIGHT_M``.
 
-* :func:`fit_floor` (height from model depths): each upright person-frame's mid-hip at the model's depth
-  ``z`` fixes ``H = z ray_hip``; ``A`` is the point of the ankle ray vertically below it (least squares in
-  ``t`` and the ankle's ray distance); the per-frame ``d = -(u . A)`` are combined robustly in log space at
+* :func:`fit_floor` (height from model depths and the people's proportions): each upright person-frame's
+  mid-hip at the model's depth ``z`` fixes ``H = z ray_hip``; ``A`` is the point of the ankle ray vertically
+  below it (least squares in ``t`` and the ankle's ray distance); ``d = -(u . A)``, averaged in log with the
+  drop at which the hip stands :data:`HIP_ABOVE_ANKLE_M` above the ankle (:func:`stature_log_drop`), and
+  the per-frame values are combined robustly in log space at
   two levels: each track's median, then a Huber mean over tracks at the scale of people's size spread, so
   per-person stature errors average out, a child (read far too far) is an outlier track, but a bias shared by
   everyone stays. Each frame's contact position is where its ankle ray meets the
@@ -40,6 +42,7 @@ PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma)
 MIN_REL_SIGMA = 0.02  # floor on a model depth's relative uncertainty
 MIN_DROP_M = 0.05  # ankles less than this below the camera give no usable floor height
 MIN_FLOOR_FRAMES = 10
+HIP_ABOVE_ANKLE_M = 0.745  # adults' mid-hip keypoint above the mid-ankle: ~0.44 x their mean stature 1.685 m
 STATURE_LOG_SIGMA = (
     0.05  # people's size spread about the model's prior (log): tracks farther off are outliers
 )
@@ -193,6 +196,23 @@ def feet_on_floor(
         return apart <= max_stride_m + noise_sigmas * np.sqrt(var)
 
 
+def stature_log_drop(
+    points: BodyPoints,
+    up: np.ndarray,
+    idx: np.ndarray,
+    fallback: np.ndarray,
+    hip_above_ankle_m: float = HIP_ABOVE_ANKLE_M,
+) -> np.ndarray:
+    """(len(idx),) log of the ankles' drop below the camera that puts each upright person-frame's mid-hip
+    ``hip_above_ankle_m`` above its mid-ankle (from pixels and ``up`` alone: the hip's height over the
+    ankle's drop is scale-free); ``fallback`` where that is undefined."""
+    z1 = hip_depth_above_floor(up, 1.0, points.hip[idx], points.ankle[idx])
+    ratio = 1.0 - (-(points.hip[idx] * z1[:, None]) @ np.asarray(up, np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.log(hip_above_ankle_m / ratio)
+    return np.where(np.isfinite(y), y, fallback)
+
+
 def fit_floor(
     points: BodyPoints,
     up: np.ndarray,
@@ -201,6 +221,7 @@ def fit_floor(
     track_ids: np.ndarray | None = None,
     *,
     max_lean_deg: float = 10.0,
+    hip_above_ankle_m: float = HIP_ABOVE_ANKLE_M,
     huber_k: float = 1.5,
     inlier_sigmas: float = 3.0,
     iterations: int = 20,
@@ -209,6 +230,12 @@ def fit_floor(
     with spreads ``sigma_model`` (N,) (see the module docstring). ``track_ids`` (N,) make each person count
     once and give honest uncertainties when a person is seen in many frames. :class:`TooFewPeopleError` when
     fewer than :data:`MIN_FLOOR_FRAMES` person-frames are usable.
+
+    Each frame's drop is the mean (in log) of two cues that share the people's size prior: the model's
+    depth, and the hip seen ``hip_above_ankle_m`` above the ankles (pixels and ``up`` only:
+    :func:`stature_log_drop`). The model's depth carries its own view-dependent bias (it reads people seen
+    from high above too far), the pixel ratio only the prior's; halving each. ``hip_above_ankle_m`` is the
+    population's (the training bodies'); a caller whose people are built otherwise says so.
 
     Two levels, because a person's size error is shared by all their frames: each track's own robust
     height (its frames' median), then a robust mean over tracks whose scale is the stature spread
@@ -232,13 +259,51 @@ def fit_floor(
             f"{len(idx)} upright person-frames with visible hips and feet on the floor; at least "
             f"{MIN_FLOOR_FRAMES} are needed to find the camera height"
         )
-    y, s = np.log(drop[idx]), rel[idx]
     g = np.unique(groups[idx], return_inverse=True)[1]
+    s = rel[idx]
+    # Two scale cues that share the people's size prior, each fitted robustly on its own (a person the
+    # model misreads is an outlier of the first only): the model's depth, and the hip's height above the
+    # ankles seen against the camera's (pixels and up only) at the population's hip height.
+    y_model = np.log(drop[idx])
+    fits = [
+        _two_level(y, s, g, huber_k, inlier_sigmas, iterations)
+        for y in (y_model, stature_log_drop(points, up, idx, y_model, hip_above_ankle_m))
+    ]
+    c = 0.5 * (fits[0][0] + fits[1][0])
+    var_c = (0.5 * (math.sqrt(fits[0][1]) + math.sqrt(fits[1][1]))) ** 2  # one size error: correlated
+    keep = fits[0][2]
+    inliers = np.zeros(n, dtype=bool)
+    inliers[idx[keep]] = True
+    d = math.exp(c)
+    lat, fwd = horizontal_axes(up)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        down = -(points.ankle @ up)
+        contact = np.where((cand & (down > 0))[:, None], points.ankle * (d / down)[:, None], np.nan)
+    position = np.stack((contact @ lat, contact @ fwd), -1)
+    return FloorEstimate(
+        d + ANKLE_HEIGHT_M,
+        d * math.sqrt(var_c),
+        int(keep.sum()),
+        len(idx),
+        inliers,
+        np.where(cand, drop, np.nan),
+        position,
+        rel,
+        groups,
+    )
+
+
+def _two_level(
+    y: np.ndarray, s: np.ndarray, g: np.ndarray, huber_k: float, inlier_sigmas: float, iterations: int
+) -> tuple[float, float, np.ndarray]:
+    """Robust centre of per-frame log drops ``y`` (N,) in tracks ``g`` (N,) (0..G-1; ``s`` the frames' own
+    relative spreads, used for tracks of one frame): each track's median, then a Huber mean over tracks at
+    the scale of people's size spread. Returns the centre, its variance and the frames kept (N,)."""
     G = int(g.max()) + 1
     # Level 1: each track's height (median of its frames; the frame-to-frame scatter is the model's
     # pose-dependent error, much smaller than the size error it shares with itself).
     n_t = np.bincount(g, minlength=G)
-    y_t = _group_medians(y, g, n_t)
+    y_t = group_medians(y, g, n_t)
     spread = max(1.4826 * float(np.median(np.abs(y - y_t[g]))), MIN_REL_SIGMA)
     # Singletons (no track ids) keep the model's own spread, which includes the size error.
     single = np.bincount(g, weights=s, minlength=G) / n_t
@@ -263,30 +328,13 @@ def fit_floor(
         wk = w0[keep_t] / np.sum(w0[keep_t])
         var_c = max(var_c, float(np.sum(wk**2 * (y_t[keep_t] - c) ** 2)) * Gk / (Gk - 1))
     keep = keep_t[g] & (np.abs(y - y_t[g]) < inlier_sigmas * np.maximum(spread, s * (n_t[g] == 1)))
-    inliers = np.zeros(n, dtype=bool)
-    inliers[idx[keep]] = True
-    d = math.exp(c)
-    lat, fwd = horizontal_axes(up)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        down = -(points.ankle @ up)
-        contact = np.where((cand & (down > 0))[:, None], points.ankle * (d / down)[:, None], np.nan)
-    position = np.stack((contact @ lat, contact @ fwd), -1)
-    return FloorEstimate(
-        d + ANKLE_HEIGHT_M,
-        d * math.sqrt(var_c),
-        int(keep.sum()),
-        len(idx),
-        inliers,
-        np.where(cand, drop, np.nan),
-        position,
-        rel,
-        groups,
-    )
+    return c, var_c, keep
 
 
-def _group_medians(x: np.ndarray, g: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Median of ``x`` within each group ``g`` (0..G-1, every group non-empty; ``counts`` its sizes) by one
-    sort: without track ids every person-frame is its own group."""
+def group_medians(x: np.ndarray, g: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """(G,) median of ``x`` within each group ``g`` (0..G-1, every group non-empty; ``counts`` its sizes,
+    counted when None) by one sort: without track ids every person-frame is its own group."""
+    counts = np.bincount(g) if counts is None else counts
     xs = x[np.lexsort((x, g))]
     start = np.concatenate(([0], np.cumsum(counts)[:-1]))
     return 0.5 * (xs[start + (counts - 1) // 2] + xs[start + counts // 2])

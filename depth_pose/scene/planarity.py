@@ -4,19 +4,17 @@ back to single-frame depths.
 Data: per person-frame of the floor fit, ``y = log drop`` (the mid-ankle's depth below the camera, from the
 model's depth: :class:`depth_pose.scene.floor.FloorEstimate`) at the contact's horizontal position ``p``.
 
-* Tilt (ramp): ``y = c + beta . p`` over all frames, each track weighted once, cluster-robust (tracks)
-  covariance. The floor's rise ``-beta * drop`` is a ramp when it is significant against its own uncertainty
+* Tilt (ramp): :func:`floor_tilt` (``y = log s_track + beta . p`` with the tracks' size errors as random
+  effects). The floor's rise ``-beta * drop`` is a ramp when it is significant against its own uncertainty
   *and* the up direction's (an up error tilts the apparent floor just the same), and when across the
-  observed floor it moves depths by more than ``max_rel_dev``. Pooled over people on purpose: within one
-  track the positions vary little and share the ankle pixel's noise with ``y`` (errors in variables), which
-  would bias the tilt.
-* Steps: ``y - beta . p = b_track + gamma [p_axis > q]`` with the pooled tilt ``beta`` from above (it
+  observed floor it moves depths by more than ``max_rel_dev``.
+* Steps: ``y - beta . p = b_track + gamma [p_axis > q]`` with the tilt ``beta`` from above (it
   carries any up error; the track offset ``b`` absorbs each person's stature error, so only changes *along*
   a track count; without track ids every frame shares one offset and per-person errors are noise), for each
   horizontal axis and thresholds ``q`` at the 20-80% quantiles: the largest ``|gamma| / sigma`` (a scan of
   14 lines, so its threshold is ``z_crit + SCAN_EXTRA_SIGMAS``), with ``|gamma|`` above ``max_rel_dev`` -> a
-  step (a kerb, a platform edge, stairs). The pooled tilt takes up part of a real step; a plane fitted
-  within tracks would take up nearly all of it.
+  step (a kerb, a platform edge, stairs). The tilt takes up part of a real step (the more, the more it
+  learns within tracks).
 * Bumps: the floor is cut into cells (quantile bins of ``p``); model A ``b_track + beta . p`` against model
   B = A plus one constant per cell: chi-square of the residual-sum drop over the noise seen in B.
   Significant and some cell departing from the plane by more than ``max_rel_dev`` (relative depth error) ->
@@ -33,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from depth_pose.scene.floor import MIN_REL_SIGMA, STATURE_LOG_SIGMA, group_medians
+
 MAX_REL_DEV = 0.02  # a floor irregularity that would move ground-contact depths by more than this matters
 Z_CRIT = 3.7  # significance of the tests, in normal sigmas (one-sided p ~ 1e-4)
 BINS = (3, 5)  # quantile bins across (camera-right) and along (camera-forward) the floor
@@ -40,6 +40,8 @@ SCAN_EXTRA_SIGMAS = 1.0  # the step scan's maximum over 14 lines needs more than
 MIN_CELL = 5
 MIN_FRAMES = 40
 MAX_ROWS = 50000  # longer inputs are subsampled (keeps the fit fast)
+MODEL_DRIFT = 0.02  # a model depth error that changes by this (relative) across the observed floor
+MAX_DROP_SHORTFALL = math.log(1.25)  # a frame's drop this far below its track's median: not on the floor
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +68,9 @@ class Planarity:
     tilt_cov: np.ndarray
     step_rel: float = math.nan
     step_sigmas: float = math.nan
+    ramp: bool = False
+    step: bool = False
+    bump: bool = False
 
 
 def chi2_critical(dof: int, z: float = Z_CRIT) -> float:
@@ -96,23 +101,6 @@ def _within(X: np.ndarray, g: np.ndarray, w: np.ndarray) -> np.ndarray:
     return X - (sums / np.bincount(g, weights=w, minlength=G)[:, None])[g]
 
 
-def _pooled_slope(
-    y: np.ndarray, p: np.ndarray, w: np.ndarray, clusters: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Slope (2,) of ``y ~ c + beta . p`` by least squares with weights ``w`` shared out so that each
-    cluster counts once, and its cluster-robust (sandwich) covariance (2, 2)."""
-    c = np.unique(clusters, return_inverse=True)[1]
-    G = int(c.max()) + 1
-    w = w / np.bincount(c, weights=w, minlength=G)[c] * np.bincount(c, minlength=G)[c]
-    X = np.concatenate((np.ones((len(y), 1)), p), 1)
-    bread = np.linalg.pinv((X * w[:, None]).T @ X)
-    coef = bread @ ((X * w[:, None]).T @ y)
-    scores = np.zeros((G, 3))
-    np.add.at(scores, c, X * (w * (y - X @ coef))[:, None])
-    cov = bread @ (scores.T @ scores) @ bread * (G / max(G - 1, 1))
-    return coef[1:], cov[1:, 1:]
-
-
 def _step_scan(yw: np.ndarray, p: np.ndarray, g: np.ndarray, w: np.ndarray, s2: float) -> tuple[float, float]:
     """The step ``gamma`` (relative depth) of the most significant candidate line (axis-aligned, at the
     20-80% quantiles of ``p``) on top of the track offsets, and its significance ``gamma / sigma``; (0, 0)
@@ -129,6 +117,93 @@ def _step_scan(yw: np.ndarray, p: np.ndarray, g: np.ndarray, w: np.ndarray, s2: 
             if abs(z) > abs(best[1]):
                 best = (gamma, z)
     return best
+
+
+def _ar1_inflation(r: np.ndarray, g: np.ndarray, max_rho: float = 0.95) -> float:
+    """Variance inflation ``(1 + rho) / (1 - rho)`` of a mean of residuals ``r`` (N,) whose consecutive rows
+    within a group ``g`` (N,) (a track's frames, in time order) correlate with lag-1 correlation ``rho``
+    (video frames a tenth of a second apart repeat each other's errors); 1 when ``rho <= 0``."""
+    same = g[1:] == g[:-1]
+    den = float(np.sum(r**2))
+    if not same.any() or den <= 0:
+        return 1.0
+    rho = min(float(np.sum(r[1:][same] * r[:-1][same])) / den, max_rho)
+    return (1.0 + rho) / (1.0 - rho) if rho > 0 else 1.0
+
+
+def floor_tilt(
+    drop: np.ndarray,
+    position: np.ndarray,
+    groups: np.ndarray | None = None,
+    *,
+    track_sigma: float = STATURE_LOG_SIGMA,
+    drift: float = MODEL_DRIFT,
+    huber_k: float = 1.5,
+    iterations: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The floor's rise (2,) along the horizontal axes of ``position`` (metres per metre) and its covariance
+    (2, 2), from person-frames' ``drop`` (N,) (model depth: :class:`~depth_pose.scene.floor.FloorEstimate`)
+    and ``position`` (N, 2) (where the ankle ray meets a level floor; only its direction per unit drop is
+    used), grouped in tracks ``groups`` (N,) (None: every frame its own person; a track's frames in time
+    order).
+
+    With the up direction off by ``delta`` (radians, along the two axes), ``log drop = log(s h) + delta .
+    x`` where ``x`` = position / the floor's drop is fixed by the ankle pixel alone and ``s`` is the
+    person's size error. The regressor carries none of the model depth's error (which moves a foot along its
+    ray, and along a steep camera's ray would read as a floor tilted like the ray). ``log s`` per track is a
+    random effect of spread ``track_sigma``, so the tilt is learnt within tracks (free of size errors) and
+    across them (where a level camera's shallow rays make people's positions tell much). Robust at both
+    levels (Huber frame weights; a track far off, a child, gets a looser prior). Covariance: the larger of
+    the model-based one (inflated for the frame-to-frame correlation of a track's errors) and the
+    track-clustered one, plus the tilt a model error drifting by ``drift`` (relative depth) across the
+    observed floor would make. Non-finite rows are ignored; NaN when fewer than :data:`MIN_CELL` rows."""
+    drop = np.asarray(drop, np.float64)
+    position = np.asarray(position, np.float64)
+    g_all = np.arange(len(drop)) if groups is None else np.asarray(groups)
+    ok = np.isfinite(drop) & (drop > 0) & np.isfinite(position).all(1)
+    # A frame far above its track's typical drop (both feet in the air, a foot on a step) has its ankle ray
+    # near the horizon: a lever on the tilt out of all proportion. Such frames are left out.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_drop = np.where(ok, np.log(drop), np.nan)
+    gi = np.unique(g_all[ok], return_inverse=True)[1]
+    med = group_medians(log_drop[ok], gi)
+    ok[ok] = log_drop[ok] - med[gi] > -MAX_DROP_SHORTFALL
+    nan2 = np.full(2, np.nan), np.full((2, 2), np.nan)
+    if ok.sum() < MIN_CELL:
+        return nan2
+    y, g = np.log(drop[ok]), np.unique(g_all[ok], return_inverse=True)[1]
+    G, n = int(g.max()) + 1, len(y)
+    x = position[ok] / float(np.exp(np.median(y)))
+    X = np.concatenate((np.ones((n, 1)), x - np.median(x, 0)), 1)
+    lam0 = 1.0 / track_sigma**2
+    lam, scale = np.full(G, lam0), MIN_REL_SIGMA
+    w = np.full(n, 1.0 / scale**2)
+    for _ in range(iterations):
+        W = np.bincount(g, weights=w, minlength=G)
+        xb = np.zeros((G, 3))
+        np.add.at(xb, g, w[:, None] * X)
+        xb /= W[:, None]
+        yb = np.bincount(g, weights=w * y, minlength=G) / W
+        kw = W * W / (W + lam)  # the share of each track's mean that its random offset does not absorb
+        M = (X * w[:, None]).T @ X - (xb * kw[:, None]).T @ xb
+        coef = np.linalg.pinv(M) @ ((X * w[:, None]).T @ y - (xb * kw[:, None]).T @ yb)
+        b = W / (W + lam) * (yb - xb @ coef)
+        r = y - X @ coef - b[g]
+        scale = max(1.4826 * float(np.median(np.abs(r))), 1e-3)
+        w = np.minimum(1.0, huber_k * scale / np.maximum(np.abs(r), 1e-12)) / scale**2
+        lam = lam0 * np.minimum(1.0, huber_k / np.maximum(np.abs(b) / track_sigma, 1e-12))
+    bread = np.linalg.pinv(M) * _ar1_inflation(r, g)
+    if G >= 3:
+        Xc = X - (xb * (W / (W + lam))[:, None])[g]
+        scores = np.zeros((G, 3))
+        np.add.at(scores, g, Xc * (w * (r + b[g]))[:, None])  # GLS score: V^-1 times the total residual
+        sand = bread @ (scores.T @ scores) @ bread * (G / (G - 1))
+        cov = sand[1:, 1:] if np.trace(sand[1:, 1:]) > np.trace(bread[1:, 1:]) else bread[1:, 1:]
+    else:
+        cov = bread[1:, 1:]
+    extent = 2.0 * np.sqrt(np.maximum(np.cov(x.T, aweights=w).diagonal(), 1e-12))
+    cov = cov + np.diag((drift / extent) ** 2)
+    return -coef[1:], cov
 
 
 def _untested(reason: str, n: int, cells: int) -> Planarity:
@@ -209,7 +284,8 @@ def check_planarity(
         return _untested(
             f"not tested: too few person-frames ({n}) for {n_groups + rankB} floor parameters", n, n_cells
         )
-    s2 = rss_b / dof_b
+    # a track's consecutive frames repeat each other's errors: the evidence is that of fewer frames
+    s2 = rss_b / dof_b * _ar1_inflation(resB * sw, g)
     dof = rankB - rankA
     chi2 = (rss_a - rss_b) / s2 if s2 > 0 else 0.0
     # Departure of each cell from the plane: B's fit minus A's fit, averaged over the cell's frames.
@@ -217,11 +293,13 @@ def check_planarity(
     cw = np.bincount(cell, weights=sw**2)
     cell_dev = np.bincount(cell, weights=sw**2 * dev) / np.maximum(cw, 1e-300)
     max_dev = float(np.max(np.abs(cell_dev)))
-    # The floor's tilt against up (pooled over people) and its uncertainty, plus the up direction's.
-    beta, cov = _pooled_slope(y, p, sw**2, clusters[idx])
-    grad = -beta * typical
+    # The floor's tilt against up (tracks as random effects) and its uncertainty, plus the up direction's.
+    grad, cov_f = floor_tilt(drop[idx], position[idx], clusters[idx])
+    if not np.isfinite(grad).all():
+        return _untested("not tested: the floor's tilt cannot be estimated", n, n_cells)
+    beta = -grad / typical
     up_cov = np.zeros((2, 2)) if up_cov is None or not np.isfinite(up_cov).all() else np.asarray(up_cov)
-    cov_g = typical**2 * cov + up_cov
+    cov_g = cov_f + up_cov
     wald = float(grad @ np.linalg.pinv(cov_g) @ grad)
     slope = math.degrees(math.atan(float(np.linalg.norm(grad))))
     direction = grad / max(float(np.linalg.norm(grad)), 1e-12)
@@ -232,6 +310,7 @@ def check_planarity(
     step_rel, step_z = _step_scan(_within((y - p @ beta)[:, None], g, sw**2)[:, 0], p, g, sw**2, s2)
     ramp = wald > chi2_critical(2, z_crit) and tilt_dev > max_rel_dev
     step = abs(step_z) > z_crit + SCAN_EXTRA_SIGMAS and abs(step_rel) > max_rel_dev
+
     bump = dof > 0 and chi2 > chi2_critical(dof, z_crit) and max_dev > max_rel_dev
     found = []
     if ramp:
@@ -262,7 +341,10 @@ def check_planarity(
         n,
         n_cells,
         grad,
-        typical**2 * cov,
+        cov_f,
         step_rel,
         step_z,
+        ramp,
+        step,
+        bump,
     )

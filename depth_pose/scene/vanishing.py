@@ -14,8 +14,10 @@ mid-hip -> mid-shoulder line. Sitting, lying or bending people are outliers:
    Cauchy weight.
 3. Sign: ``u`` points from the ankle towards the shoulder on most inliers.
 
-The uncertainty is a cluster-robust sandwich covariance of ``u`` in its tangent plane (clusters = tracks, so a
-person seen in many frames counts as one source of lean), propagated to pitch and roll.
+The uncertainty is a covariance of ``u`` in its tangent plane, propagated to pitch and roll: the larger of a
+cluster-robust sandwich (clusters = tracks, so a person seen in many frames counts as one source of lean) and
+a model in which each person keeps a lean of :data:`TRACK_LEAN_DEG` over their frames (a handful of tracks
+make the sandwich too small: median |error| / sigma was 2.2 on the scene suite's development scenes).
 """
 
 from __future__ import annotations
@@ -30,10 +32,15 @@ from depth_pose.geometry import pitch_roll_from_up
 from depth_pose.scene.joints import BodyPoints, TooFewPeopleError, angle_deg, legs_straight, up_direction_px
 
 LEAN_DEG = 2.0  # typical lean of a standing or walking person's ankle->shoulder line (1 sigma)
+TRACK_LEAN_DEG = 1.5  # the part of it one person keeps over frames (posture, build, gait): 1 sigma
 TORSO_LEAN_FACTOR = 2.0  # hip->shoulder lines lean more
 PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma)
 INLIER_SIGMAS = 2.5  # RANSAC inlier threshold in units of each line's expected angle spread
 MIN_LINES = 8
+# Shorter over longer image leg below which a frame gives no line. Looser than joints.MIN_LEG_RATIO: a steep
+# view foreshortens a walker's two legs unequally (that test rejected ~70% of a ceiling camera's walking
+# frames), and the robust fit copes with a lifted foot's leaning line.
+VP_MIN_LEG_RATIO = 0.4
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +85,7 @@ def lines_from_points(
 ) -> Lines:
     """Mid-ankle -> mid-shoulder lines of person-frames passing :func:`legs_straight`, plus (``torso_lines``)
     mid-hip -> mid-shoulder lines of those whose ankles are unseen."""
-    full = legs_straight(points)
+    full = legs_straight(points, min_leg_ratio=VP_MIN_LEG_RATIO)
     parts = [(np.flatnonzero(full), points.ankle, points.ankle_px, 1.0)]
     if torso_lines:
         seen = np.isfinite(points.hip).all(1) & np.isfinite(points.shoulder).all(1)
@@ -200,8 +207,17 @@ def estimate_up(
     )
 
 
-def _covariance(lines: Lines, u: np.ndarray, w: np.ndarray, track_ids: np.ndarray | None) -> np.ndarray:
-    """Cluster-robust (sandwich) covariance (3, 3) of the unit vector ``u`` in its tangent plane."""
+def _covariance(
+    lines: Lines,
+    u: np.ndarray,
+    w: np.ndarray,
+    track_ids: np.ndarray | None,
+    track_lean_deg: float = TRACK_LEAN_DEG,
+) -> np.ndarray:
+    """Covariance (3, 3) of the unit vector ``u`` in its tangent plane: the larger of the cluster-robust
+    (sandwich) one and a model-based one in which every line has its expected spread and every person keeps
+    a lean of ``track_lean_deg`` over all their frames (with a handful of people the sandwich is itself too
+    noisy, and on average too small, to be trusted alone)."""
     a = np.array([1.0, 0.0, 0.0]) if abs(u[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
     e1 = np.cross(u, a)
     e1 /= np.linalg.norm(e1)
@@ -218,8 +234,16 @@ def _covariance(lines: Lines, u: np.ndarray, w: np.ndarray, track_ids: np.ndarra
     gs = np.zeros((G, 2))
     np.add.at(gs, inv, g[w > 0])
     meat = gs.T @ gs * G / (G - 1)
+    # model: |n . u| = sin(image angle) / scale, so a lean a shared by a person's lines adds a * w / scale
+    d = u[:2] - lines.ray0[:, :2] * u[2]
+    with np.errstate(divide="ignore"):
+        inv_scale = np.linalg.norm(lines.normal[:, :2], axis=-1) * np.linalg.norm(d, axis=-1)
+    shared = np.zeros((G, 2))
+    np.add.at(shared, inv, (t * (w * inv_scale)[:, None])[w > 0])
+    model = H + math.radians(track_lean_deg) ** 2 * shared.T @ shared
     Hi = np.linalg.pinv(H)
-    return E @ (Hi @ meat @ Hi) @ E.T
+    sand, mod = Hi @ meat @ Hi, Hi @ model @ Hi
+    return E @ (sand if np.trace(sand) > np.trace(mod) else mod) @ E.T
 
 
 def pitch_roll_sigma(u: np.ndarray, cov3: np.ndarray) -> tuple[float, float, float, float]:
