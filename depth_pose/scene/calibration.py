@@ -23,7 +23,7 @@ from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write_text
 from depth_pose.geometry import check_intrinsics
 from depth_pose.gravity import parse_up
-from depth_pose.scene.floor import HIP_ABOVE_ANKLE_M, fit_floor, horizontal_axes
+from depth_pose.scene.floor import ANKLE_HEIGHT_M, HIP_ABOVE_ANKLE_M, fit_floor, horizontal_axes
 from depth_pose.scene.joints import DEFAULT_MIN_CONF, BodyPoints, TooFewPeopleError, body_points
 from depth_pose.scene.planarity import check_planarity, floor_tilt
 from depth_pose.scene.vanishing import estimate_up, pitch_roll_sigma
@@ -340,6 +340,7 @@ def calibrate_scene(
             floor.rel_sigma[inl],
             None if track_ids is None else floor.groups[inl],
             up_cov=axes.T @ (up.cov if step == 0 else cov) @ axes,
+            floor_drop=height - ANKLE_HEIGHT_M,
             seed=seed,
         )
         planar, reason, fitted = verdict.planar, verdict.reason, (u, cov)
@@ -352,7 +353,9 @@ def calibrate_scene(
         if step == REFINE_STEPS or verdict.ramp or not refine_up:
             break
         # every frame on the floor (not only the height's inliers): an up error shows most in the far ones
-        tilt, tilt_cov = floor_tilt(floor.drop, floor.position, floor.groups)
+        tilt, tilt_cov = floor_tilt(
+            floor.drop, floor.position, floor.groups, floor_drop=height - ANKLE_HEIGHT_M
+        )
         u, cov = floor_refined_up(up.up_cam, up.cov, tilt, tilt_cov, at=u)
     u, cov = fitted  # the up direction the height and the verdict were computed with
     if height is not None:

@@ -70,7 +70,6 @@ class Planarity:
     step_sigmas: float = math.nan
     ramp: bool = False
     step: bool = False
-    bump: bool = False
 
 
 def chi2_critical(dof: int, z: float = Z_CRIT) -> float:
@@ -136,6 +135,7 @@ def floor_tilt(
     position: np.ndarray,
     groups: np.ndarray | None = None,
     *,
+    floor_drop: float | None = None,
     track_sigma: float = STATURE_LOG_SIGMA,
     drift: float = MODEL_DRIFT,
     huber_k: float = 1.5,
@@ -143,9 +143,9 @@ def floor_tilt(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The floor's rise (2,) along the horizontal axes of ``position`` (metres per metre) and its covariance
     (2, 2), from person-frames' ``drop`` (N,) (model depth: :class:`~depth_pose.scene.floor.FloorEstimate`)
-    and ``position`` (N, 2) (where the ankle ray meets a level floor; only its direction per unit drop is
-    used), grouped in tracks ``groups`` (N,) (None: every frame its own person; a track's frames in time
-    order).
+    and ``position`` (N, 2) (where the ankle ray meets a level floor ``floor_drop`` metres below the camera:
+    the fitted floor's; by default the median ``drop``), grouped in tracks ``groups`` (N,) (None: every frame
+    its own person; a track's frames in time order).
 
     With the up direction off by ``delta`` (radians, along the two axes), ``log drop = log(s h) + delta .
     x`` where ``x`` = position / the floor's drop is fixed by the ankle pixel alone and ``s`` is the
@@ -173,7 +173,7 @@ def floor_tilt(
         return nan2
     y, g = np.log(drop[ok]), np.unique(g_all[ok], return_inverse=True)[1]
     G, n = int(g.max()) + 1, len(y)
-    x = position[ok] / float(np.exp(np.median(y)))
+    x = position[ok] / (float(np.exp(np.median(y))) if floor_drop is None else float(floor_drop))
     X = np.concatenate((np.ones((n, 1)), x - np.median(x, 0)), 1)
     lam0 = 1.0 / track_sigma**2
     lam, scale = np.full(G, lam0), MIN_REL_SIGMA
@@ -220,6 +220,7 @@ def check_planarity(
     groups: np.ndarray | None = None,
     *,
     up_cov: np.ndarray | None = None,
+    floor_drop: float | None = None,
     max_rel_dev: float = MAX_REL_DEV,
     z_crit: float = Z_CRIT,
     bins: tuple[int, int] = BINS,
@@ -230,8 +231,8 @@ def check_planarity(
     """Test the floor under person-frames (see the module docstring): ``drop`` (N,) metres, ``position``
     (N, 2) metres, ``rel_sigma`` (N,) relative uncertainty of ``drop``, ``groups`` (N,) track of each frame
     (None: one shared offset), ``up_cov`` (2, 2) the up direction's covariance (radians^2) along the same
-    horizontal axes as ``position`` (an up error tilts the apparent floor). Rows with a non-finite entry are
-    ignored."""
+    horizontal axes as ``position`` (an up error tilts the apparent floor), ``floor_drop`` the drop at which
+    ``position`` was computed (:func:`floor_tilt`). Rows with a non-finite entry are ignored."""
     drop = np.asarray(drop, np.float64)
     position = np.asarray(position, np.float64)
     rel_sigma = np.asarray(rel_sigma, np.float64)
@@ -294,10 +295,10 @@ def check_planarity(
     cell_dev = np.bincount(cell, weights=sw**2 * dev) / np.maximum(cw, 1e-300)
     max_dev = float(np.max(np.abs(cell_dev)))
     # The floor's tilt against up (tracks as random effects) and its uncertainty, plus the up direction's.
-    grad, cov_f = floor_tilt(drop[idx], position[idx], clusters[idx])
+    grad, cov_f = floor_tilt(drop[idx], position[idx], clusters[idx], floor_drop=floor_drop)
     if not np.isfinite(grad).all():
         return _untested("not tested: the floor's tilt cannot be estimated", n, n_cells)
-    beta = -grad / typical
+    beta = -grad / (typical if floor_drop is None else float(floor_drop))  # per metre of position
     up_cov = np.zeros((2, 2)) if up_cov is None or not np.isfinite(up_cov).all() else np.asarray(up_cov)
     cov_g = cov_f + up_cov
     wald = float(grad @ np.linalg.pinv(cov_g) @ grad)
@@ -346,5 +347,4 @@ def check_planarity(
         step_z,
         ramp,
         step,
-        bump,
     )

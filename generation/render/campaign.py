@@ -357,24 +357,6 @@ def variant_rng(k: int, i: int, body_seed: int) -> np.random.Generator:
     return np.random.default_rng([int(body_seed), int(k), CAMPAIGN_TAG, int(i)])
 
 
-def submit_renders(renderer, verts: list[np.ndarray], views: list[tuple], rng: np.random.Generator) -> list:
-    """Submit one render job per person (the jobs of ``OwnCanvasRenderer.render``, same draws from ``rng``)
-    without waiting; returns (job, future) pairs for ``renderer.pool.result``."""
-    from generation.render import appearance
-    from generation.render.framing import blender_camera
-
-    out = []
-    for v, (K, R, t, w, h) in zip(verts, views):
-        view = {
-            "camera": blender_camera(K, R, t, int(w), int(h)),
-            "scene": appearance.scene_look(rng),
-            "seed": int(rng.integers(2**31)),
-        }
-        job = {"vertices": v.astype(np.float32), "look": appearance.person_look(rng), "views": [view]}
-        out.append((job, renderer.pool.submit(job)))
-    return out
-
-
 @dataclass
 class Plan:
     """A person of a part before rendering: its index in the part, line fields, the orig variant (tile not
@@ -463,7 +445,7 @@ def make_part(
     stats = stats if stats is not None else Counter()
     t0 = time.perf_counter()
     plans, rng = plan_people(k, part_size, renderer.body, pose_sampler, camera_sampler, body_seed)
-    jobs = submit_renders(renderer, [p.verts for p in plans], [p.view() for p in plans], rng)
+    jobs = renderer.submit([p.verts for p in plans], [p.view() for p in plans], rng)
     stats["plan_s"] += time.perf_counter() - t0
     lab = Labeller(renderer.detector)
     for plan, (job, fut) in zip(plans, jobs):

@@ -216,26 +216,17 @@ class OwnCanvasRenderer:
     def close(self) -> None:
         self.pool.close()
 
+    def submit(self, verts, views: list[tuple], rng: np.random.Generator) -> list[tuple[dict, object]]:
+        """Submit one render job per person (:func:`render_jobs`) without waiting; (job, future) pairs for
+        ``self.pool.result``."""
+        return [(j, self.pool.submit(j)) for j in render_jobs(verts, views, rng)]
+
     def render(
         self, verts: np.ndarray, views: list[tuple], rng: np.random.Generator
     ) -> list[np.ndarray | None]:
         """One BGR image per person: ``verts[i]`` seen through ``views[i] = (K, R, t, width, height)``
         (None when the render failed)."""
-        from generation.render import appearance
-        from generation.render.framing import blender_camera
-
-        jobs = []
-        for v, (K, R, t, w, h) in zip(verts, views):
-            view = {
-                "camera": blender_camera(K, R, t, int(w), int(h)),
-                "scene": appearance.scene_look(rng),
-                "seed": int(rng.integers(2**31)),
-            }
-            jobs.append(
-                {"vertices": v.astype(np.float32), "look": appearance.person_look(rng), "views": [view]}
-            )
-        futures = [self.pool.submit(j) for j in jobs]
-        return [self.pool.result(j, f)[0] for j, f in zip(jobs, futures)]
+        return [self.pool.result(j, f)[0] for j, f in self.submit(verts, views, rng)]
 
     def label(self, images: list[np.ndarray], gt: list[np.ndarray], boxes: list[np.ndarray]):
         """YOLO on each image at its native size; the detection with the best OKS against ``gt``, NO OKS
@@ -248,6 +239,23 @@ class OwnCanvasRenderer:
             (dets,) = self.detector([im], imgsz=imgsz)
             labs.append(match(dets, g, b, (-(10**6), -(10**6), 10**6, 10**6), 0.0))
         return labs
+
+
+def render_jobs(verts, views: list[tuple], rng: np.random.Generator) -> list[dict]:
+    """One render job per person: ``verts[i]`` seen through ``views[i] = (K, R, t, width, height)``, a scene
+    and a person look drawn from ``rng`` (in this order, person by person: the draws every builder shares)."""
+    from generation.render import appearance
+    from generation.render.framing import blender_camera
+
+    jobs = []
+    for v, (K, R, t, w, h) in zip(verts, views, strict=True):
+        view = {
+            "camera": blender_camera(K, R, t, int(w), int(h)),
+            "scene": appearance.scene_look(rng),
+            "seed": int(rng.integers(2**31)),
+        }
+        jobs.append({"vertices": v.astype(np.float32), "look": appearance.person_look(rng), "views": [view]})
+    return jobs
 
 
 # ---------------------------------------------------------------------------------------------- the builder
