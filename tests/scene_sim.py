@@ -118,12 +118,14 @@ def make_scene(
     size_range: tuple[float, float] = (0.85, 1.12),
     width: float = 1.0,
     stride: float = 0.2,
+    lean_offset_deg: float = 0.0,
 ) -> Scene:
     """``n_tracks`` people, each walking ``frames`` steps of ``step_m`` from a random point of the floor seen
     by the camera (sitting/lying people stay put); frames are kept where the mid-hip is in the image at depth
     2-20 m, keypoints outside the image get confidence 0. ``width`` scales the body sideways and ``stride``
     is the largest step of a foot ahead (both 0: left and right joints coincide, so image midpoints are
-    exactly the projections of 3D midpoints)."""
+    exactly the projections of 3D midpoints). Every body leans sideways by ``lean_offset_deg`` plus a
+    random ``lean_deg`` (1 sigma) per frame."""
     K = geometry.intrinsics_from_hfov(HFOV, W, H).double()
     R = geometry.camera_rotation(
         torch.tensor(math.radians(pitch_deg), dtype=torch.float64),
@@ -151,7 +153,11 @@ def make_scene(
     world = np.empty((T, frames, 17, 3))
     for i in range(T):
         for f in range(frames):
-            pts = _pose(kind[i, f], rng, lean_deg, stride) * size[i] * np.array([width, 1.0, 1.0])
+            pts = (
+                _pose(kind[i, f], rng, lean_deg, stride, lean_offset_deg)
+                * size[i]
+                * np.array([width, 1.0, 1.0])
+            )
             yaw = heading[i] - math.pi / 2 + (rng.normal(0, 0.2) if walk[i] else 0.0)
             c, s = math.cos(yaw), math.sin(yaw)
             world[i, f] = pts @ np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
@@ -182,7 +188,9 @@ def make_scene(
     )
 
 
-def _pose(kind: str, rng: np.random.Generator, lean_deg: float, stride_max: float) -> np.ndarray:
+def _pose(
+    kind: str, rng: np.random.Generator, lean_deg: float, stride_max: float, lean_offset_deg: float = 0.0
+) -> np.ndarray:
     if kind == "sit":
         return SIT.copy()
     if kind == "lie":
@@ -198,7 +206,7 @@ def _pose(kind: str, rng: np.random.Generator, lean_deg: float, stride_max: floa
         pts[13] = (-0.10, 0.35, 0.70)
         pts[15] = (-0.10, 0.15, rng.uniform(0.3, 0.45))
     # lean about the mid-ankle
-    a, b = np.radians(rng.normal(0, lean_deg, 2))
+    a, b = np.radians(rng.normal(0, lean_deg, 2) + [0.0, lean_offset_deg])
     Rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
     Ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
     pivot = np.array([0.0, 0.0, pts[15:17, 2].min()])

@@ -36,6 +36,7 @@ from depth_pose.scene import (
 from depth_pose.scene.calibration import floor_refined_up
 from depth_pose.scene.floor import HIP_ABOVE_ANKLE_M as ANKLE_HIP_DEFAULT
 from depth_pose.scene.floor import ankle_below_hip, horizontal_axes
+from depth_pose.scene.joints import MIN_LEG_RATIO
 from depth_pose.scene.planarity import floor_tilt
 
 IMAGE = (W, H)
@@ -184,6 +185,36 @@ def test_up_direction_ignores_sitting_and_lying_people():
     assert np.isfinite(up.lean_deg[up.inliers]).all() and (up.lean_deg[up.inliers] < 10).all()
 
 
+def test_a_person_standing_still_does_not_outvote_the_walkers():
+    """Six walkers and one person standing still for 30 frames, leaning 8 deg sideways: counted line by line,
+    the still person's identical lines pull the vanishing point their way; counted as one person (track
+    ids), they do not."""
+    err = {"tracks": [], "frames": []}
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        cam = (6.0, -50.0, 0.0)
+        walkers = make_scene(rng, *cam, n_tracks=6, frames=10, outliers=0.0, lifted=0.0)
+        still = make_scene(
+            rng,
+            *cam,
+            n_tracks=1,
+            frames=30,
+            step_m=0.0,
+            outliers=0.0,
+            lifted=0.0,
+            lean_deg=0.3,
+            lean_offset_deg=8.0,
+        )
+        assert len(still.track) == 30
+        points = body_points(np.concatenate((walkers.keypoints, still.keypoints)), walkers.K, image_wh=IMAGE)
+        tracks = np.concatenate((walkers.track, still.track + 10_000))
+        for key, ids in (("tracks", tracks), ("frames", None)):
+            up = estimate_up(points, ids)
+            err[key].append(math.degrees(math.acos(min(1.0, float(up.up_cam @ walkers.up)))))
+    assert max(err["tracks"]) < 2.5 and np.median(err["tracks"]) < 1.5, err
+    assert np.median(err["frames"]) > 3.0, err  # the case is real: without tracks the still person wins
+
+
 def test_too_few_upright_people_is_a_clear_error():
     sc, _, _ = scene(CAMERAS[0])
     kp = sc.keypoints.copy()
@@ -220,6 +251,26 @@ def test_ground_depth_and_floor_fit_are_exact_on_exact_people():
         points, sc.up, sc.z_true, 0.05 * sc.z_true, sc.track, hip_above_ankle_m=STAND_HIP_ABOVE_ANKLE_M
     )
     assert floor.height_m == pytest.approx(h_model, rel=1e-6)
+
+
+def test_a_steep_cameras_walkers_stand_on_the_floor_though_their_legs_look_unequal():
+    """From 10 m above, a walker's two legs foreshorten unequally (image leg ratio < 0.8 in about half the
+    frames) while a swing foot is 1% of the drop: those frames give the floor. A level camera's raised foot
+    is 7% of its drop: there, frames with unequal legs do not."""
+    rng = np.random.default_rng(5)
+    sc = make_scene(rng, 10.0, -70.0, 0.0, n_tracks=40, outliers=0.0, lifted=0.0)
+    z, sigma, _ = sc.model_depth(rng)
+    points = body_points(sc.keypoints, sc.K, image_wh=IMAGE)
+    floor = fit_floor(points, sc.up, z, sigma, sc.track)
+    unequal = points.leg_ratio < MIN_LEG_RATIO
+    assert unequal.mean() > 0.3 and np.isfinite(floor.drop[unequal]).mean() > 0.5
+    assert abs(floor.height_m / sc.height - 1.0) < 0.05
+    level = make_scene(rng, 1.5, 0.0, 0.0, n_tracks=40, outliers=0.0, lifted=0.3)
+    z, sigma, _ = level.model_depth(rng)
+    points = body_points(level.keypoints, level.K, image_wh=IMAGE)
+    unequal = points.leg_ratio < MIN_LEG_RATIO
+    assert (unequal & (level.kind == "lift")).sum() >= 10
+    assert np.isnan(fit_floor(points, level.up, z, sigma, level.track).drop[unequal]).all()
 
 
 # ---- fusion --------------------------------------------------------------------------------------------

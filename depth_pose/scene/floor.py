@@ -32,7 +32,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depth_pose.scene.joints import BodyPoints, TooFewPeopleError, upright_mask
+from depth_pose.scene.joints import (
+    LOOSE_LEG_RATIO,
+    MIN_LEG_RATIO,
+    BodyPoints,
+    TooFewPeopleError,
+    upright_mask,
+)
 
 ANKLE_HEIGHT_M = 0.09  # ankle joint centre above the floor (0.08-0.1 m barefoot to shod)
 ANKLE_HEIGHT_SIGMA_M = 0.03  # its spread: people, shoes, a foot lifted while walking
@@ -42,6 +48,8 @@ PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma)
 MIN_REL_SIGMA = 0.02  # floor on a model depth's relative uncertainty
 MIN_DROP_M = 0.05  # ankles less than this below the camera give no usable floor height
 MIN_FLOOR_FRAMES = 10
+SWING_LIFT_M = 0.1  # the mid-ankle's rise while one foot swings (the swing ankle rises ~0.2 m)
+MAX_LIFT_SHARE = 0.02  # a raised foot may bias a drop by this much: beyond it, the legs must look alike
 HIP_ABOVE_ANKLE_M = 0.745  # adults' mid-hip keypoint above the mid-ankle: ~0.44 x their mean stature 1.685 m
 STATURE_LOG_SIGMA = (
     0.05  # people's size spread about the model's prior (log): tracks farther off are outliers
@@ -213,6 +221,15 @@ def stature_log_drop(
     return np.where(np.isfinite(y), y, fallback)
 
 
+def foot_lift_harmless(points: BodyPoints, drop: np.ndarray | float) -> np.ndarray:
+    """(N,) a person-frame's legs look alike (:data:`~depth_pose.scene.joints.MIN_LEG_RATIO`), or a raised
+    foot could not bias its ankles' ``drop`` below the camera by more than :data:`MAX_LIFT_SHARE`: a walker's
+    swing foot is ~4% of a 2.5 m drop but 1% of a 10 m one, where a steep view makes the legs' image lengths
+    unequal anyway. (The upright test has already applied the loose leg ratio.)"""
+    with np.errstate(invalid="ignore"):
+        return (points.leg_ratio >= MIN_LEG_RATIO) | (MAX_LIFT_SHARE * np.asarray(drop) >= SWING_LIFT_M)
+
+
 def fit_floor(
     points: BodyPoints,
     up: np.ndarray,
@@ -247,11 +264,12 @@ def fit_floor(
     sz = np.asarray(sigma_model, np.float64).reshape(n)
     groups = np.unique(np.arange(n) if track_ids is None else np.asarray(track_ids), return_inverse=True)[1]
     ankle = np.full((n, 3), np.nan)
-    cand = upright_mask(points, up, max_lean_deg) & points.ankle_inside & np.isfinite(z) & (z > 0)
+    cand = upright_mask(points, up, max_lean_deg, LOOSE_LEG_RATIO)
+    cand &= points.ankle_inside & np.isfinite(z) & (z > 0)
     ankle[cand] = ankle_below_hip(up, points.hip[cand], points.ankle[cand], z[cand])
     drop = -(ankle @ up)
     with np.errstate(invalid="ignore"):
-        cand &= np.isfinite(drop) & (drop > MIN_DROP_M)
+        cand &= np.isfinite(drop) & (drop > MIN_DROP_M) & foot_lift_harmless(points, drop)
     rel = np.sqrt(np.nan_to_num(sz / z, nan=np.inf) ** 2 + MIN_REL_SIGMA**2)
     idx = np.flatnonzero(cand)
     if len(idx) < MIN_FLOOR_FRAMES:

@@ -33,8 +33,14 @@ import numpy as np
 import torch
 
 from depth_pose.scene.calibration import SceneCalibration
-from depth_pose.scene.floor import PIXEL_NOISE, feet_on_floor, ground_depth
-from depth_pose.scene.joints import DEFAULT_MIN_CONF, body_points, upright_mask
+from depth_pose.scene.floor import (
+    ANKLE_HEIGHT_M,
+    PIXEL_NOISE,
+    feet_on_floor,
+    foot_lift_harmless,
+    ground_depth,
+)
+from depth_pose.scene.joints import DEFAULT_MIN_CONF, LOOSE_LEG_RATIO, body_points, upright_mask
 
 GATE_SIGMAS = 3.0
 GATE_SIGMAS_FARTHER = 2.0  # ground contact further than the prior: the side where its failures lie
@@ -130,7 +136,8 @@ def fuse_depths(
     s_g = np.full(n, np.nan)
     if calib.planar and calib.height_m is not None:
         points = body_points(kp, calib.K, min_conf, image_wh)
-        usable = upright_mask(points, calib.up_cam, max_lean_deg) & points.ankle_inside
+        usable = upright_mask(points, calib.up_cam, max_lean_deg, LOOSE_LEG_RATIO) & points.ankle_inside
+        usable &= foot_lift_harmless(points, calib.height_m - ANKLE_HEIGHT_M)
         usable &= feet_on_floor(calib.up_cam, calib.height_m, points, pixel_noise)
         sig_h = calib.sigma_height_m if calib.sigma_height_m is not None else 0.0
         zg, sg = ground_depth(

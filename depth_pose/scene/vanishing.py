@@ -29,7 +29,14 @@ import numpy as np
 import torch
 
 from depth_pose.geometry import pitch_roll_from_up
-from depth_pose.scene.joints import BodyPoints, TooFewPeopleError, angle_deg, legs_straight, up_direction_px
+from depth_pose.scene.joints import (
+    LOOSE_LEG_RATIO,
+    BodyPoints,
+    TooFewPeopleError,
+    angle_deg,
+    legs_straight,
+    up_direction_px,
+)
 
 LEAN_DEG = 2.0  # typical lean of a standing or walking person's ankle->shoulder line (1 sigma)
 TRACK_LEAN_DEG = 1.5  # the part of it one person keeps over frames (posture, build, gait): 1 sigma
@@ -37,10 +44,9 @@ TORSO_LEAN_FACTOR = 2.0  # hip->shoulder lines lean more
 PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma)
 INLIER_SIGMAS = 2.5  # RANSAC inlier threshold in units of each line's expected angle spread
 MIN_LINES = 8
-# Shorter over longer image leg below which a frame gives no line. Looser than joints.MIN_LEG_RATIO: a steep
-# view foreshortens a walker's two legs unequally (that test rejected ~70% of a ceiling camera's walking
-# frames), and the robust fit copes with a lifted foot's leaning line.
-VP_MIN_LEG_RATIO = 0.4
+# Shorter over longer image leg below which a frame gives no line: the loose test everywhere (the robust fit
+# copes with a lifted foot's leaning line).
+VP_MIN_LEG_RATIO = LOOSE_LEG_RATIO
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,7 +118,24 @@ def line_angles(lines: Lines, up: np.ndarray) -> np.ndarray:
     return angle_deg(lines.px1 - lines.px0, pred)
 
 
-def _ransac(lines: Lines, thr: np.ndarray, iterations: int, rng: np.random.Generator, cap: int) -> np.ndarray:
+def track_weights(
+    lines: Lines, track_ids: np.ndarray | None, track_lean_deg: float = TRACK_LEAN_DEG
+) -> np.ndarray:
+    """(L,) each line's share of its person's evidence: ``1 / (1 + n_t (track_lean / sigma)^2)`` for a person
+    with ``n_t`` lines, so a person's lines, who keep one lean, saturate at about one person's worth (a
+    person standing still for 23 frames, leaning 11 deg in the image, outvoted four walkers). 1 / (1 +
+    (track_lean / sigma)^2), the same for every line, without track ids."""
+    if track_ids is None:
+        n_t = np.ones(len(lines.frame))
+    else:
+        inv = np.unique(np.asarray(track_ids)[lines.frame], return_inverse=True)[1]
+        n_t = np.bincount(inv)[inv].astype(np.float64)
+    return 1.0 / (1.0 + n_t * (math.radians(track_lean_deg) / lines.sigma) ** 2)
+
+
+def _ransac(
+    lines: Lines, thr: np.ndarray, omega: np.ndarray, iterations: int, rng: np.random.Generator, cap: int
+) -> np.ndarray:
     n = len(lines.frame)
     score_idx = rng.choice(n, size=cap, replace=False) if n > cap else np.arange(n)
     i, j = rng.integers(0, n, iterations), rng.integers(0, n, iterations)
@@ -126,20 +149,24 @@ def _ransac(lines: Lines, thr: np.ndarray, iterations: int, rng: np.random.Gener
     sub = Lines(*(getattr(lines, f)[score_idx] for f in Lines.__dataclass_fields__))
     ang = line_angles(sub, cand)  # (M, S)
     t2 = np.radians(thr[score_idx]) ** 2
-    cost_pos = np.minimum(np.nan_to_num(np.radians(ang), nan=np.pi) ** 2 / t2, 1.0).sum(1)
-    cost_neg = np.minimum(np.nan_to_num(np.radians(180.0 - ang), nan=np.pi) ** 2 / t2, 1.0).sum(1)
+    om = omega[score_idx]
+    cost_pos = (np.minimum(np.nan_to_num(np.radians(ang), nan=np.pi) ** 2 / t2, 1.0) * om).sum(1)
+    cost_neg = (np.minimum(np.nan_to_num(np.radians(180.0 - ang), nan=np.pi) ** 2 / t2, 1.0) * om).sum(1)
     best = int(np.argmin(np.minimum(cost_pos, cost_neg)))
     return cand[best] * (1.0 if cost_pos[best] <= cost_neg[best] else -1.0)
 
 
-def _weights(lines: Lines, u: np.ndarray, robust_c: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
-    """IRLS weights turning ``n . u`` into a standardised image angle, and the angles (degrees)."""
+def _weights(
+    lines: Lines, u: np.ndarray, omega: np.ndarray, robust_c: float = 2.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """IRLS weights turning ``n . u`` into a standardised image angle (times the lines' shares ``omega`` of
+    their person's evidence), and the angles (degrees)."""
     ang = line_angles(lines, u)
     d = u[:2] - lines.ray0[:, :2] * u[2]  # direction towards the vanishing point, normalised coordinates
     with np.errstate(divide="ignore"):  # |n . u| * scale = sin(image angle) (square pixels)
         scale = 1.0 / (np.linalg.norm(lines.normal[:, :2], axis=-1) * np.linalg.norm(d, axis=-1))
     r = np.radians(ang) / lines.sigma
-    w = scale**2 / lines.sigma**2 / (1.0 + (r / robust_c) ** 2)
+    w = omega * scale**2 / lines.sigma**2 / (1.0 + (r / robust_c) ** 2)
     return np.where(np.isfinite(w), w, 0.0), ang
 
 
@@ -167,9 +194,10 @@ def estimate_up(
         )
     thr = np.degrees(inlier_sigmas * lines.sigma)
     rng = np.random.default_rng(seed)
-    u = _ransac(lines, thr, iterations, rng, cap=2000)
+    omega = track_weights(lines, track_ids)
+    u = _ransac(lines, thr, omega, iterations, rng, cap=2000)
     for _ in range(refine_steps):
-        w, ang = _weights(lines, u)
+        w, ang = _weights(lines, u, omega)
         inl = ang < thr
         if inl.sum() < 3:
             break
@@ -177,11 +205,11 @@ def estimate_up(
         evecs = np.linalg.eigh(nw.T @ nw)[1]
         new = evecs[:, 0]
         u = new if np.dot(new, u) >= 0 else -new
-    w, ang = _weights(lines, u)
+    w, ang = _weights(lines, u, omega)
     if np.nansum(ang < 90.0) < np.nansum(ang > 90.0):  # u points from the ankle towards the shoulder
         u, ang = -u, 180.0 - ang
     inl = ang < thr
-    cov3 = _covariance(lines, u, w * inl, track_ids)
+    cov3 = _covariance(lines, u, w * inl, omega, track_ids)
     if not np.isfinite(cov3).all():  # too few inliers or tracks to say how well the direction is known
         raise TooFewPeopleError(
             f"the up direction is not determined by these people ({int(inl.sum())} of {n_lines} upright "
@@ -211,6 +239,7 @@ def _covariance(
     lines: Lines,
     u: np.ndarray,
     w: np.ndarray,
+    omega: np.ndarray,
     track_ids: np.ndarray | None,
     track_lean_deg: float = TRACK_LEAN_DEG,
 ) -> np.ndarray:
@@ -240,7 +269,8 @@ def _covariance(
         inv_scale = np.linalg.norm(lines.normal[:, :2], axis=-1) * np.linalg.norm(d, axis=-1)
     shared = np.zeros((G, 2))
     np.add.at(shared, inv, (t * (w * inv_scale)[:, None])[w > 0])
-    model = H + math.radians(track_lean_deg) ** 2 * shared.T @ shared
+    indep = (t * (w * omega)[:, None]).T @ t  # each line's own spread, under weights w (omega of 1/variance)
+    model = indep + math.radians(track_lean_deg) ** 2 * shared.T @ shared
     Hi = np.linalg.pinv(H)
     sand, mod = Hi @ meat @ Hi, Hi @ model @ Hi
     return E @ (sand if np.trace(sand) > np.trace(mod) else mod) @ E.T
