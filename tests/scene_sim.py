@@ -74,7 +74,7 @@ BEND[[0, 1, 2, 3, 4], 2] -= 0.65
 BEND[[5, 6, 7, 8, 9, 10], 1] += 0.50
 BEND[[5, 6, 7, 8, 9, 10], 2] = [1.0, 1.0, 0.75, 0.75, 0.5, 0.5]
 LIE = np.stack((STAND[:, 0], STAND[:, 2] - 0.9, np.full(17, 0.12)), 1)
-KINDS = ("stand", "sit", "lie", "bend", "jump", "lift")
+KINDS = ("stand", "sit", "lie", "bend", "jump", "lift", "swing")
 
 
 @dataclass
@@ -119,13 +119,15 @@ def make_scene(
     width: float = 1.0,
     stride: float = 0.2,
     lean_offset_deg: float = 0.0,
+    swing: float = 0.0,
 ) -> Scene:
     """``n_tracks`` people, each walking ``frames`` steps of ``step_m`` from a random point of the floor seen
     by the camera (sitting/lying people stay put); frames are kept where the mid-hip is in the image at depth
     2-20 m, keypoints outside the image get confidence 0. ``width`` scales the body sideways and ``stride``
     is the largest step of a foot ahead (both 0: left and right joints coincide, so image midpoints are
     exactly the projections of 3D midpoints). Every body leans sideways by ``lean_offset_deg`` plus a
-    random ``lean_deg`` (1 sigma) per frame."""
+    random ``lean_deg`` (1 sigma) per frame. A share ``swing`` of the standing frames has one foot off the
+    floor by 0.08-0.18 m, as a walker's swing foot (the legs still look alike in the image)."""
     K = geometry.intrinsics_from_hfov(HFOV, W, H).double()
     R = geometry.camera_rotation(
         torch.tensor(math.radians(pitch_deg), dtype=torch.float64),
@@ -150,6 +152,8 @@ def make_scene(
     kind = np.repeat(base[:, None], frames, 1)
     lift = (kind == "stand") & (rng.random((T, frames)) < lifted)
     kind[lift] = np.where(rng.random(int(lift.sum())) < 0.5, "jump", "lift")
+    if swing > 0:  # (no draw otherwise: the other scenes keep their random streams)
+        kind[(kind == "stand") & (rng.random((T, frames)) < swing)] = "swing"
     world = np.empty((T, frames, 17, 3))
     for i in range(T):
         for f in range(frames):
@@ -202,6 +206,10 @@ def _pose(
     pts[[14, 16], 1] -= [stride / 2, stride]
     if kind == "jump":
         pts[:, 2] += rng.uniform(0.3, 0.5)
+    elif kind == "swing":  # the rear foot rises behind, the knee bends
+        rise = rng.uniform(0.08, 0.18)
+        pts[16] += (0.0, -0.5 * rise, rise)
+        pts[14] += (0.0, 0.25 * rise, 0.25 * rise)
     elif kind == "lift":
         pts[13] = (-0.10, 0.35, 0.70)
         pts[15] = (-0.10, 0.15, rng.uniform(0.3, 0.45))

@@ -25,13 +25,14 @@ from depth_pose.geometry import check_intrinsics
 from depth_pose.gravity import parse_up
 from depth_pose.scene.floor import ANKLE_HEIGHT_M, HIP_ABOVE_ANKLE_M, fit_floor, horizontal_axes
 from depth_pose.scene.joints import DEFAULT_MIN_CONF, BodyPoints, TooFewPeopleError, body_points
-from depth_pose.scene.planarity import check_planarity, floor_tilt
-from depth_pose.scene.vanishing import estimate_up, pitch_roll_sigma
+from depth_pose.scene.planarity import check_planarity, chi2_critical, floor_tilt
+from depth_pose.scene.vanishing import UpEstimate, estimate_up, pitch_roll_sigma
 
 FORMAT = "depth_pose.scene_calibration"
 VERSION = 1
 K_RTOL, K_ATOL_PX = 1e-4, 1e-3  # a calibration's K matches the camera's within these
-REFINE_STEPS = 2  # up <- verticals + the floor's tilt, then the floor again (the tilt is linearised)
+REFINE_STEPS = 6  # at most: up <- verticals + the floor's tilt, the floor again (the tilt is linearised) ...
+REFINE_TOL_DEG = 0.02  # ... until up moves less than this
 
 
 class SceneCalibrationError(InputError):
@@ -287,6 +288,22 @@ def _height_sigma_from_up(
     return math.sqrt(var)
 
 
+def floor_agrees_with_verticals(up: UpEstimate, u: np.ndarray, reason: str) -> tuple[bool, str]:
+    """``(planar, reason)`` after the merge: a floor whose tilt moved up further from the people's verticals
+    than their uncertainty allows (chi-square, :data:`~depth_pose.scene.planarity.Z_CRIT`) is a ramp, even
+    when too few person-frames stood on it to test it before the merge (a level camera's ramp taken in
+    whole as the floor plane leaves the model a wrong up direction)."""
+    axes = np.stack(horizontal_axes(up.up_cam), 1)
+    d = axes.T @ (u - up.up_cam)
+    m2 = float(d @ np.linalg.pinv(axes.T @ up.cov @ axes) @ d)
+    if m2 <= chi2_critical(2):
+        return True, reason
+    angle = math.degrees(math.acos(min(1.0, float(u @ up.up_cam))))
+    return False, (
+        f"ramp: the floor tilts {angle:.1f} deg against the people's verticals ({math.sqrt(m2):.1f} sigma)"
+    )
+
+
 def calibrate_scene(
     keypoints_xyc: np.ndarray | torch.Tensor,
     K: np.ndarray | torch.Tensor,
@@ -356,8 +373,14 @@ def calibrate_scene(
         tilt, tilt_cov = floor_tilt(
             floor.drop, floor.position, floor.groups, floor_drop=height - ANKLE_HEIGHT_M
         )
+        u_prev = u
         u, cov = floor_refined_up(up.up_cam, up.cov, tilt, tilt_cov, at=u)
+        if float(u @ u_prev) > math.cos(math.radians(REFINE_TOL_DEG)):
+            fitted = (u, cov)
+            break
     u, cov = fitted  # the up direction the height and the verdict were computed with
+    if planar:
+        planar, reason = floor_agrees_with_verticals(up, u, reason)
     if height is not None:
         from_up = _height_sigma_from_up(points, u, cov, height, floor_args, hip_above_ankle_m)
         sigma_h = math.hypot(sigma_h, from_up)

@@ -12,8 +12,8 @@ mid-ankle ray. Ankles sit :data:`ANKLE_HEIGHT_M` above the floor, so the camera'
   the per-frame values are combined robustly in log space at
   two levels: each track's median, then a Huber mean over tracks at the scale of people's size spread, so
   per-person stature errors average out, a child (read far too far) is an outlier track, but a bias shared by
-  everyone stays. Each frame's contact position is where its ankle ray meets the
-  fitted floor (from the ray alone, for :mod:`~depth_pose.scene.planarity`).
+  everyone stays. Each frame's position on the floor is where its hip ray meets the plane of the hips (from
+  the ray alone, for :mod:`~depth_pose.scene.planarity`: :func:`standing_position`).
 * :func:`ground_depth` (depth from the floor): the mid-ankle ray meets the plane ``u . X = -(h -
   ANKLE_HEIGHT_M)`` at ``A``; the mid-hip depth is that of the point of the hip ray vertically above ``A``
   (least squares in ``t`` and ``z`` of ``A + t u = z ray_hip``). Its uncertainty is propagated by finite
@@ -50,6 +50,7 @@ MIN_DROP_M = 0.05  # ankles less than this below the camera give no usable floor
 MIN_FLOOR_FRAMES = 10
 SWING_LIFT_M = 0.1  # the mid-ankle's rise while one foot swings (the swing ankle rises ~0.2 m)
 MAX_LIFT_SHARE = 0.02  # a raised foot may bias a drop by this much: beyond it, the legs must look alike
+MIN_HIP_PLANE_SHARE = 0.3  # a camera barely above people's hips: their positions come from the ankles
 HIP_ABOVE_ANKLE_M = 0.745  # adults' mid-hip keypoint above the mid-ankle: ~0.44 x their mean stature 1.685 m
 STATURE_LOG_SIGMA = (
     0.05  # people's size spread about the model's prior (log): tracks farther off are outliers
@@ -60,9 +61,10 @@ STATURE_LOG_SIGMA = (
 class FloorEstimate:
     """Camera height above the floor (metres) with its 1-sigma uncertainty, the person-frames that agreed
     (``inliers`` (N,)), and per person-frame (N,): ``drop`` = the mid-ankle's depth below the camera along up
-    (NaN where unusable), ``position`` (N, 2) = where the mid-ankle ray meets the fitted level floor, in
-    horizontal coordinates (camera-right, camera-forward; from the ray alone, so a model depth's error does
-    not move it), ``rel_sigma`` = relative uncertainty of ``drop``, ``groups`` = the track index."""
+    (NaN where unusable), ``position`` (N, 2) = where the person stands on the fitted level floor, in
+    horizontal coordinates (camera-right, camera-forward; from the hip's ray alone, so neither a model
+    depth's error nor the ankle's pixel moves it: :func:`standing_position`), ``rel_sigma`` = relative
+    uncertainty of ``drop``, ``groups`` = the track index."""
 
     height_m: float
     sigma_height_m: float
@@ -230,6 +232,31 @@ def foot_lift_harmless(points: BodyPoints, drop: np.ndarray | float) -> np.ndarr
         return (points.leg_ratio >= MIN_LEG_RATIO) | (MAX_LIFT_SHARE * np.asarray(drop) >= SWING_LIFT_M)
 
 
+def standing_position(
+    points: BodyPoints,
+    up: np.ndarray,
+    drop: float,
+    mask: np.ndarray,
+    hip_above_ankle_m: float | None = None,
+) -> np.ndarray:
+    """(N, 2) where each person-frame in ``mask`` stands on the level floor ``drop`` metres below the camera,
+    in horizontal coordinates (camera-right, camera-forward), from rays alone: where the mid-ankle ray meets
+    the floor, or (``hip_above_ankle_m`` given) where the mid-hip ray meets the plane that far above the
+    ankles' (unless that plane is less than :data:`MIN_HIP_PLANE_SHARE` of the drop below the camera). NaN
+    elsewhere. The hip, where it can: the ankle pixel's noise and a lifted foot move the ankle's floor point
+    away and its drop up together, so a regression of drops on ankle positions reads a tilt (a level camera:
+    +0.8 deg after 200 person-frames at the true up, 0.0 from the hips)."""
+    ray, plane = points.ankle, drop
+    if hip_above_ankle_m is not None and drop - hip_above_ankle_m >= MIN_HIP_PLANE_SHARE * drop:
+        ray, plane = points.hip, drop - hip_above_ankle_m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        down = -(ray @ np.asarray(up, np.float64))
+        at = ray * (plane / down)[:, None]
+        at = np.where((mask & (down > 0))[:, None], at, np.nan)
+    lat, fwd = horizontal_axes(up)
+    return np.stack((at @ lat, at @ fwd), -1)
+
+
 def fit_floor(
     points: BodyPoints,
     up: np.ndarray,
@@ -293,11 +320,6 @@ def fit_floor(
     inliers = np.zeros(n, dtype=bool)
     inliers[idx[keep]] = True
     d = math.exp(c)
-    lat, fwd = horizontal_axes(up)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        down = -(points.ankle @ up)
-        contact = np.where((cand & (down > 0))[:, None], points.ankle * (d / down)[:, None], np.nan)
-    position = np.stack((contact @ lat, contact @ fwd), -1)
     return FloorEstimate(
         d + ANKLE_HEIGHT_M,
         d * math.sqrt(var_c),
@@ -305,7 +327,7 @@ def fit_floor(
         len(idx),
         inliers,
         np.where(cand, drop, np.nan),
-        position,
+        standing_position(points, up, d, cand, hip_above_ankle_m),
         rel,
         groups,
     )

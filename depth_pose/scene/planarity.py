@@ -2,19 +2,21 @@
 back to single-frame depths.
 
 Data: per person-frame of the floor fit, ``y = log drop`` (the mid-ankle's depth below the camera, from the
-model's depth: :class:`depth_pose.scene.floor.FloorEstimate`) at the contact's horizontal position ``p``.
+model's depth: :class:`depth_pose.scene.floor.FloorEstimate`) at the person's horizontal position ``p`` (where
+the hip's ray stands, not the feet's: the ankle pixel's noise and a lifted foot would move both ``y`` and
+``p``: :func:`depth_pose.scene.floor.standing_position`).
 
 * Tilt (ramp): :func:`floor_tilt` (``y = log s_track + beta . p`` with the tracks' size errors as random
   effects). The floor's rise ``-beta * drop`` is a ramp when it is significant against its own uncertainty
   *and* the up direction's (an up error tilts the apparent floor just the same), and when across the
   observed floor it moves depths by more than ``max_rel_dev``.
-* Steps: ``y - beta . p = b_track + gamma [p_axis > q]`` with the tilt ``beta`` from above (it
-  carries any up error; the track offset ``b`` absorbs each person's stature error, so only changes *along*
-  a track count; without track ids every frame shares one offset and per-person errors are noise), for each
-  horizontal axis and thresholds ``q`` at the 20-80% quantiles: the largest ``|gamma| / sigma`` (a scan of
-  14 lines, so its threshold is ``z_crit + SCAN_EXTRA_SIGMAS``), with ``|gamma|`` above ``max_rel_dev`` -> a
-  step (a kerb, a platform edge, stairs). The tilt takes up part of a real step (the more, the more it
-  learns within tracks).
+* Steps: ``y - beta . p = b_track + gamma [p_axis > q] + beta' . p`` with the tilt ``beta`` from above (it
+  carries any up error) and a correction ``beta'`` fitted with the step, within tracks (else the tilt takes
+  up part of a real step; the track offset ``b`` absorbs each person's stature error, so only changes
+  *along* a track count; without track ids every frame shares one offset and per-person errors are noise),
+  for each horizontal axis and thresholds ``q`` at the 20-80% quantiles: the largest ``|gamma| / sigma`` (a
+  scan of 14 lines, so its threshold is ``z_crit + SCAN_EXTRA_SIGMAS``), with ``|gamma|`` above
+  ``max_rel_dev`` -> a step (a kerb, a platform edge, stairs).
 * Bumps: the floor is cut into cells (quantile bins of ``p``); model A ``b_track + beta . p`` against model
   B = A plus one constant per cell: chi-square of the residual-sum drop over the noise seen in B.
   Significant and some cell departing from the plane by more than ``max_rel_dev`` (relative depth error) ->
@@ -42,6 +44,7 @@ MIN_FRAMES = 40
 MAX_ROWS = 50000  # longer inputs are subsampled (keeps the fit fast)
 MODEL_DRIFT = 0.02  # a model depth error that changes by this (relative) across the observed floor
 MAX_DROP_SHORTFALL = math.log(1.25)  # a frame's drop this far below its track's median: not on the floor
+TUKEY_C = 4.685  # the redescending stage's cut-off, in robust sigmas of the frames' residuals
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,14 +103,19 @@ def _within(X: np.ndarray, g: np.ndarray, w: np.ndarray) -> np.ndarray:
     return X - (sums / np.bincount(g, weights=w, minlength=G)[:, None])[g]
 
 
-def _step_scan(yw: np.ndarray, p: np.ndarray, g: np.ndarray, w: np.ndarray, s2: float) -> tuple[float, float]:
+def _step_scan(
+    yw: np.ndarray, p: np.ndarray, g: np.ndarray, w: np.ndarray, s2: float, xw: np.ndarray
+) -> tuple[float, float]:
     """The step ``gamma`` (relative depth) of the most significant candidate line (axis-aligned, at the
-    20-80% quantiles of ``p``) on top of the track offsets, and its significance ``gamma / sigma``; (0, 0)
-    if none can be estimated. ``yw`` is already detrended and demeaned within tracks ``g``."""
+    20-80% quantiles of ``p``) on top of the track offsets and a tilt fitted with it (so the tilt does not
+    take up the step), and its significance ``gamma / sigma``; (0, 0) if none can be estimated. ``yw`` and
+    ``xw`` (the positions) are already demeaned within tracks ``g``."""
+    yw = _residual(yw[:, None], xw, w)[:, 0]
     best = (0.0, 0.0)
     for axis in range(2):
         for q in np.quantile(p[:, axis], np.linspace(0.2, 0.8, 7)):
-            ri = _within((p[:, axis] > q).astype(np.float64)[:, None], g, w)[:, 0]
+            ri = _within((p[:, axis] > q).astype(np.float64)[:, None], g, w)
+            ri = _residual(ri, xw, w)[:, 0]
             info = float(np.sum(w * ri**2))
             if info <= 1e-9:
                 continue
@@ -116,6 +124,13 @@ def _step_scan(yw: np.ndarray, p: np.ndarray, g: np.ndarray, w: np.ndarray, s2: 
             if abs(z) > abs(best[1]):
                 best = (gamma, z)
     return best
+
+
+def _residual(Y: np.ndarray, X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Columns of ``Y`` (N, k) minus their ``w``-weighted least-squares fit on ``X`` (N, m)."""
+    sw = np.sqrt(w)[:, None]
+    coef = np.linalg.lstsq(X * sw, Y * sw, rcond=None)[0]
+    return Y - X @ coef
 
 
 def _ar1_inflation(r: np.ndarray, g: np.ndarray, max_rho: float = 0.95) -> float:
@@ -143,17 +158,19 @@ def floor_tilt(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The floor's rise (2,) along the horizontal axes of ``position`` (metres per metre) and its covariance
     (2, 2), from person-frames' ``drop`` (N,) (model depth: :class:`~depth_pose.scene.floor.FloorEstimate`)
-    and ``position`` (N, 2) (where the ankle ray meets a level floor ``floor_drop`` metres below the camera:
-    the fitted floor's; by default the median ``drop``), grouped in tracks ``groups`` (N,) (None: every frame
-    its own person; a track's frames in time order).
+    and ``position`` (N, 2) (where the person stands on a level floor ``floor_drop`` metres below the camera,
+    from rays: :func:`~depth_pose.scene.floor.standing_position`; by default the median ``drop``), grouped
+    in tracks ``groups`` (N,) (None: every frame its own person; a track's frames in time order).
 
     With the up direction off by ``delta`` (radians, along the two axes), ``log drop = log(s h) + delta .
-    x`` where ``x`` = position / the floor's drop is fixed by the ankle pixel alone and ``s`` is the
-    person's size error. The regressor carries none of the model depth's error (which moves a foot along its
-    ray, and along a steep camera's ray would read as a floor tilted like the ray). ``log s`` per track is a
-    random effect of spread ``track_sigma``, so the tilt is learnt within tracks (free of size errors) and
-    across them (where a level camera's shallow rays make people's positions tell much). Robust at both
-    levels (Huber frame weights; a track far off, a child, gets a looser prior). Covariance: the larger of
+    x`` where ``x`` = position / the floor's drop is fixed by pixels alone and ``s`` is the person's size
+    error. The regressor carries none of the model depth's error (which moves a foot along its ray, and along
+    a steep camera's ray would read as a floor tilted like the ray); from the hips' rays, none of the ankle
+    pixel's either (whose noise and a lifted foot move the feet's ``x`` and the drop together). ``log s``
+    per track is a random effect of spread ``track_sigma``, so the tilt is learnt within tracks (free of
+    size errors) and across them (where a level camera's shallow rays make people's positions tell much).
+    Robust at both levels (frame weights Huber, then Tukey's, so a body in the air is no lever; a track far
+    off, a child, gets a looser prior). Covariance: the larger of
     the model-based one (inflated for the frame-to-frame correlation of a track's errors) and the
     track-clustered one, plus the tilt a model error drifting by ``drift`` (relative depth) across the
     observed floor would make. Non-finite rows are ignored; NaN when fewer than :data:`MIN_CELL` rows."""
@@ -161,8 +178,9 @@ def floor_tilt(
     position = np.asarray(position, np.float64)
     g_all = np.arange(len(drop)) if groups is None else np.asarray(groups)
     ok = np.isfinite(drop) & (drop > 0) & np.isfinite(position).all(1)
-    # A frame far above its track's typical drop (both feet in the air, a foot on a step) has its ankle ray
-    # near the horizon: a lever on the tilt out of all proportion. Such frames are left out.
+    # A frame far above its track's typical drop (both feet in the air, a foot on a step) stands far behind
+    # where it is (its rays are nearer the horizon): a lever on the tilt out of all proportion. Such frames
+    # are left out; milder ones get no weight from the redescending stage below.
     with np.errstate(divide="ignore", invalid="ignore"):
         log_drop = np.where(ok, np.log(drop), np.nan)
     gi = np.unique(g_all[ok], return_inverse=True)[1]
@@ -178,19 +196,23 @@ def floor_tilt(
     lam0 = 1.0 / track_sigma**2
     lam, scale = np.full(G, lam0), MIN_REL_SIGMA
     w = np.full(n, 1.0 / scale**2)
-    for _ in range(iterations):
+    for it in range(iterations):
         W = np.bincount(g, weights=w, minlength=G)
+        Ws = np.maximum(W, 1e-300)  # a track whose every frame lost its weight: no mean, no share
         xb = np.zeros((G, 3))
         np.add.at(xb, g, w[:, None] * X)
-        xb /= W[:, None]
-        yb = np.bincount(g, weights=w * y, minlength=G) / W
+        xb /= Ws[:, None]
+        yb = np.bincount(g, weights=w * y, minlength=G) / Ws
         kw = W * W / (W + lam)  # the share of each track's mean that its random offset does not absorb
         M = (X * w[:, None]).T @ X - (xb * kw[:, None]).T @ xb
         coef = np.linalg.pinv(M) @ ((X * w[:, None]).T @ y - (xb * kw[:, None]).T @ yb)
         b = W / (W + lam) * (yb - xb @ coef)
         r = y - X @ coef - b[g]
         scale = max(1.4826 * float(np.median(np.abs(r))), 1e-3)
-        w = np.minimum(1.0, huber_k * scale / np.maximum(np.abs(r), 1e-12)) / scale**2
+        if it < iterations // 2:  # Huber from the start, then redescending (Tukey): no lever keeps a weight
+            w = np.minimum(1.0, huber_k * scale / np.maximum(np.abs(r), 1e-12)) / scale**2
+        else:
+            w = np.maximum(1.0 - (r / (TUKEY_C * scale)) ** 2, 0.0) ** 2 / scale**2
         lam = lam0 * np.minimum(1.0, huber_k / np.maximum(np.abs(b) / track_sigma, 1e-12))
     bread = np.linalg.pinv(M) * _ar1_inflation(r, g)
     if G >= 3:
@@ -308,7 +330,7 @@ def check_planarity(
     centres = np.stack([np.bincount(cell, weights=sw**2 * p[:, k]) / cw for k in range(2)], 1)
     tilt_dev = float(np.max(np.abs(centres @ beta)))
     # Steps on top of the pooled tilt (which also carries any up error), within tracks.
-    step_rel, step_z = _step_scan(_within((y - p @ beta)[:, None], g, sw**2)[:, 0], p, g, sw**2, s2)
+    step_rel, step_z = _step_scan(_within((y - p @ beta)[:, None], g, sw**2)[:, 0], p, g, sw**2, s2, XA)
     ramp = wald > chi2_critical(2, z_crit) and tilt_dev > max_rel_dev
     step = abs(step_z) > z_crit + SCAN_EXTRA_SIGMAS and abs(step_rel) > max_rel_dev
 
