@@ -152,9 +152,9 @@ def test_a_swinging_foot_does_not_tilt_a_level_cameras_floor():
 
 
 def test_a_jumping_person_is_no_lever_on_the_floor_tilt():
-    """Both feet in the air: the ankle rays of a far person rise towards the horizon, where they would meet a
-    level floor far behind them. Such frames are left out of the tilt (their drop is far below their
-    track's)."""
+    """Both feet in the air: the rays of a far person rise towards the horizon, where they would meet a
+    level floor (or the hips' plane) far behind them. Such frames are left out of the tilt (their drop is far
+    below their track's) or lose their weight (Tukey)."""
     rng = np.random.default_rng(0)
     sc = make_scene(rng, 1.5, 0.0, 0.0, n_tracks=80, pixel_noise=0.0, lifted=0.1)
     z, sigma, _ = sc.model_depth(rng)

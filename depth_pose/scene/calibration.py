@@ -376,8 +376,7 @@ def calibrate_scene(
         u_prev = u
         u, cov = floor_refined_up(up.up_cam, up.cov, tilt, tilt_cov, at=u)
         if float(u @ u_prev) > math.cos(math.radians(REFINE_TOL_DEG)):
-            fitted = (u, cov)
-            break
+            break  # settled: keep the up direction the height and the verdict were computed with
     u, cov = fitted  # the up direction the height and the verdict were computed with
     if planar:
         planar, reason = floor_agrees_with_verticals(up, u, reason)

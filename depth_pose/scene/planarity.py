@@ -170,10 +170,10 @@ def floor_tilt(
     per track is a random effect of spread ``track_sigma``, so the tilt is learnt within tracks (free of
     size errors) and across them (where a level camera's shallow rays make people's positions tell much).
     Robust at both levels (frame weights Huber, then Tukey's, so a body in the air is no lever; a track far
-    off, a child, gets a looser prior). Covariance: the larger of
-    the model-based one (inflated for the frame-to-frame correlation of a track's errors) and the
-    track-clustered one, plus the tilt a model error drifting by ``drift`` (relative depth) across the
-    observed floor would make. Non-finite rows are ignored; NaN when fewer than :data:`MIN_CELL` rows."""
+    off, a child, gets a looser prior). Covariance: the larger of the model-based one (inflated for the
+    frame-to-frame correlation of a track's errors) and the track-clustered one, plus the tilt a model error
+    drifting by ``drift`` (relative depth) across the observed floor would make. Non-finite rows are
+    ignored; NaN when fewer than :data:`MIN_CELL` rows."""
     drop = np.asarray(drop, np.float64)
     position = np.asarray(position, np.float64)
     g_all = np.arange(len(drop)) if groups is None else np.asarray(groups)
