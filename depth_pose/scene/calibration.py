@@ -291,8 +291,8 @@ def _height_sigma_from_up(
 def floor_agrees_with_verticals(up: UpEstimate, u: np.ndarray, reason: str) -> tuple[bool, str]:
     """``(planar, reason)`` after the merge: a floor whose tilt moved up further from the people's verticals
     than their uncertainty allows (chi-square, :data:`~depth_pose.scene.planarity.Z_CRIT`) is a ramp, even
-    when too few person-frames stood on it to test it before the merge (a level camera's ramp taken in
-    whole as the floor plane leaves the model a wrong up direction)."""
+    when too few person-frames stood on it to test it before the merge (a level camera's ramp, taken in
+    whole as the floor plane, would leave its far people's ground-contact depths tens of percent off)."""
     axes = np.stack(horizontal_axes(up.up_cam), 1)
     d = axes.T @ (u - up.up_cam)
     m2 = float(d @ np.linalg.pinv(axes.T @ up.cov @ axes) @ d)
@@ -329,7 +329,9 @@ def calibrate_scene(
     Unless it is a ramp (and with ``refine_up``), the floor's tilt (:func:`~depth_pose.scene.planarity.
     floor_tilt`, from every person-frame on the floor) is a second measurement of up, precise where
     verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
-    planarity computed again, :data:`REFINE_STEPS` times. ``sigma_height_m`` includes what the up
+    planarity computed again, until up moves less than :data:`REFINE_TOL_DEG` (at most
+    :data:`REFINE_STEPS` times); a merged up that leaves the verticals' uncertainty makes the floor a ramp
+    (:func:`floor_agrees_with_verticals`). ``sigma_height_m`` includes what the up
     direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height above
     their ankles (:func:`~depth_pose.scene.floor.fit_floor`)."""
     K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)

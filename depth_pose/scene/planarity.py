@@ -2,21 +2,20 @@
 back to single-frame depths.
 
 Data: per person-frame of the floor fit, ``y = log drop`` (the mid-ankle's depth below the camera, from the
-model's depth: :class:`depth_pose.scene.floor.FloorEstimate`) at the person's horizontal position ``p`` (where
-the hip's ray stands, not the feet's: the ankle pixel's noise and a lifted foot would move both ``y`` and
-``p``: :func:`depth_pose.scene.floor.standing_position`).
+model's depth: :class:`depth_pose.scene.floor.FloorEstimate`) at the person's horizontal position ``p``, from
+the hip's ray, not the feet's (the ankle pixel's noise and a lifted foot would move both ``y`` and ``p``:
+:func:`depth_pose.scene.floor.standing_position`).
 
 * Tilt (ramp): :func:`floor_tilt` (``y = log s_track + beta . p`` with the tracks' size errors as random
   effects). The floor's rise ``-beta * drop`` is a ramp when it is significant against its own uncertainty
   *and* the up direction's (an up error tilts the apparent floor just the same), and when across the
   observed floor it moves depths by more than ``max_rel_dev``.
-* Steps: ``y - beta . p = b_track + gamma [p_axis > q] + beta' . p`` with the tilt ``beta`` from above (it
-  carries any up error) and a correction ``beta'`` fitted with the step, within tracks (else the tilt takes
-  up part of a real step; the track offset ``b`` absorbs each person's stature error, so only changes
-  *along* a track count; without track ids every frame shares one offset and per-person errors are noise),
-  for each horizontal axis and thresholds ``q`` at the 20-80% quantiles: the largest ``|gamma| / sigma`` (a
-  scan of 14 lines, so its threshold is ``z_crit + SCAN_EXTRA_SIGMAS``), with ``|gamma|`` above
-  ``max_rel_dev`` -> a step (a kerb, a platform edge, stairs).
+* Steps: ``y = b_track + gamma [p_axis > q] + beta' . p`` within tracks, the tilt ``beta'`` fitted with
+  each candidate step (the tilt alone would take up part of a real step; the track offset ``b`` absorbs
+  each person's stature error, so only changes *along* a track count; without track ids every frame shares
+  one offset and per-person errors are noise), for each horizontal axis and thresholds ``q`` at the 20-80%
+  quantiles: the largest ``|gamma| / sigma`` (a scan of 14 lines, so its threshold is ``z_crit +
+  SCAN_EXTRA_SIGMAS``), with ``|gamma|`` above ``max_rel_dev`` -> a step (a kerb, a platform edge, stairs).
 * Bumps: the floor is cut into cells (quantile bins of ``p``); model A ``b_track + beta . p`` against model
   B = A plus one constant per cell: chi-square of the residual-sum drop over the noise seen in B.
   Significant and some cell departing from the plane by more than ``max_rel_dev`` (relative depth error) ->
@@ -108,8 +107,8 @@ def _step_scan(
 ) -> tuple[float, float]:
     """The step ``gamma`` (relative depth) of the most significant candidate line (axis-aligned, at the
     20-80% quantiles of ``p``) on top of the track offsets and a tilt fitted with it (so the tilt does not
-    take up the step), and its significance ``gamma / sigma``; (0, 0) if none can be estimated. ``yw`` and
-    ``xw`` (the positions) are already demeaned within tracks ``g``."""
+    take up the step), and its significance ``gamma / sigma``; (0, 0) if none can be estimated. ``yw`` (the
+    log drops) and ``xw`` (the positions) are already demeaned within tracks ``g``."""
     yw = _residual(yw[:, None], xw, w)[:, 0]
     best = (0.0, 0.0)
     for axis in range(2):
@@ -329,11 +328,10 @@ def check_planarity(
     slope_sigma = math.degrees(math.sqrt(max(float(direction @ cov_g @ direction), 0.0)))
     centres = np.stack([np.bincount(cell, weights=sw**2 * p[:, k]) / cw for k in range(2)], 1)
     tilt_dev = float(np.max(np.abs(centres @ beta)))
-    # Steps on top of the pooled tilt (which also carries any up error), within tracks.
-    step_rel, step_z = _step_scan(_within((y - p @ beta)[:, None], g, sw**2)[:, 0], p, g, sw**2, s2, XA)
+    # Steps, within tracks, each candidate fitted together with a tilt (which carries any up error).
+    step_rel, step_z = _step_scan(yw, p, g, sw**2, s2, XA)
     ramp = wald > chi2_critical(2, z_crit) and tilt_dev > max_rel_dev
     step = abs(step_z) > z_crit + SCAN_EXTRA_SIGMAS and abs(step_rel) > max_rel_dev
-
     bump = dof > 0 and chi2 > chi2_critical(dof, z_crit) and max_dev > max_rel_dev
     found = []
     if ramp:
