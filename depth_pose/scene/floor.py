@@ -273,7 +273,10 @@ def fit_floor(
     """Camera height above the floor from upright person-frames and model mid-hip depths ``z_model`` (N,)
     with spreads ``sigma_model`` (N,) (see the module docstring). ``track_ids`` (N,) make each person count
     once and give honest uncertainties when a person is seen in many frames. :class:`TooFewPeopleError` when
-    fewer than :data:`MIN_FLOOR_FRAMES` person-frames are usable.
+    fewer than :data:`MIN_FLOOR_FRAMES` person-frames are usable. Upright means the body leans less than
+    ``max_lean_deg``, however steeply it is seen (:func:`~depth_pose.scene.joints.body_lean_deg`: a camera
+    70 deg down magnifies a walker's sideways lean 2-3x in the image, and its image test kept half of them);
+    the few sitting bodies a steep view lets through are outliers of the robust fit below.
 
     Each frame's drop is the mean (in log) of two cues that share the people's size prior: the model's
     depth, and the hip seen ``hip_above_ankle_m`` above the ankles (pixels and ``up`` only:
@@ -291,7 +294,7 @@ def fit_floor(
     sz = np.asarray(sigma_model, np.float64).reshape(n)
     groups = np.unique(np.arange(n) if track_ids is None else np.asarray(track_ids), return_inverse=True)[1]
     ankle = np.full((n, 3), np.nan)
-    cand = upright_mask(points, up, max_lean_deg, LOOSE_LEG_RATIO)
+    cand = upright_mask(points, up, max_lean_deg, LOOSE_LEG_RATIO, body_lean=True)
     cand &= points.ankle_inside & np.isfinite(z) & (z > 0)
     ankle[cand] = ankle_below_hip(up, points.hip[cand], points.ankle[cand], z[cand])
     drop = -(ankle @ up)

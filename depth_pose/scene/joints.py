@@ -27,6 +27,7 @@ MIN_LEG_RATIO = 0.8  # shorter over longer leg (hip->ankle) in the image: ~1 on 
 # The same, where a raised foot hardly matters (a steep view foreshortens a walker's two legs unequally: the
 # strict test rejected ~70% of a ceiling camera's walking frames); still rejects a leg folded under the body.
 LOOSE_LEG_RATIO = 0.4
+MAX_VIEW_GAIN = 4.0  # a body seen within ~14 deg of the vertical: its lean magnified at most this much
 
 
 class TooFewPeopleError(InputError):
@@ -171,13 +172,36 @@ def lean_deg(points: BodyPoints, up: np.ndarray) -> np.ndarray:
     return angle_deg(points.shoulder_px - points.ankle_px, up_direction_px(up, points.ankle, points.lin))
 
 
+def view_gain(ray: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """(N,) how much a body's sideways lean is magnified in the image at the point on each ``ray`` (N, 3):
+    1 / sin of the angle between the line of sight and ``up`` (a vertical seen steeply from above is
+    foreshortened, a sideways lean is not), at most :data:`MAX_VIEW_GAIN`; NaN for an unseen point."""
+    ray = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
+    sin = np.linalg.norm(np.cross(ray, np.asarray(up, np.float64)), axis=-1)
+    return 1.0 / np.maximum(sin, 1.0 / MAX_VIEW_GAIN)
+
+
+def body_lean_deg(points: BodyPoints, up: np.ndarray) -> np.ndarray:
+    """(N,) the body's sideways lean (degrees) that its image lean (:func:`lean_deg`) shows from where the
+    camera sees it (:func:`view_gain`): a walker 3 deg off the vertical leans 9 deg in the image of a camera
+    70 deg down. Image leans of 90 deg and more are returned as they are."""
+    img = lean_deg(points, up)
+    with np.errstate(invalid="ignore"):
+        body = np.degrees(np.arctan(np.tan(np.radians(img)) / view_gain(points.ankle, up)))
+        return np.where(img < 90.0, body, img)
+
+
 def upright_mask(
     points: BodyPoints,
     up: np.ndarray,
     max_lean_deg: float = 10.0,
     min_leg_ratio: float | np.ndarray = MIN_LEG_RATIO,
+    body_lean: bool = False,
 ) -> np.ndarray:
     """(N,) standing or walking: :func:`legs_straight` and the ankle->shoulder line within ``max_lean_deg``
-    of the vertical through the ankles."""
+    of the vertical through the ankles, in the image (:func:`lean_deg`: a steep view magnifies a sideways
+    lean, and a raised foot's, so the test is stricter there) or (``body_lean``) as the body leans
+    (:func:`body_lean_deg`: as strict from every view)."""
+    lean = body_lean_deg(points, up) if body_lean else lean_deg(points, up)
     with np.errstate(invalid="ignore"):
-        return legs_straight(points, min_leg_ratio=min_leg_ratio) & (lean_deg(points, up) < max_lean_deg)
+        return legs_straight(points, min_leg_ratio=min_leg_ratio) & (lean < max_lean_deg)
