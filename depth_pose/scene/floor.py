@@ -34,6 +34,7 @@ import numpy as np
 
 from depth_pose.scene.joints import (
     LOOSE_LEG_RATIO,
+    MAX_LEAN_DEG,
     MIN_LEG_RATIO,
     BodyPoints,
     TooFewPeopleError,
@@ -264,7 +265,7 @@ def fit_floor(
     sigma_model: np.ndarray,
     track_ids: np.ndarray | None = None,
     *,
-    max_lean_deg: float = 10.0,
+    max_lean_deg: float = MAX_LEAN_DEG,
     hip_above_ankle_m: float = HIP_ABOVE_ANKLE_M,
     huber_k: float = 1.5,
     inlier_sigmas: float = 3.0,

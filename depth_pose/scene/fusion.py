@@ -40,7 +40,13 @@ from depth_pose.scene.floor import (
     foot_lift_harmless,
     ground_depth,
 )
-from depth_pose.scene.joints import DEFAULT_MIN_CONF, LOOSE_LEG_RATIO, body_points, upright_mask
+from depth_pose.scene.joints import (
+    DEFAULT_MIN_CONF,
+    LOOSE_LEG_RATIO,
+    MAX_LEAN_DEG,
+    body_points,
+    upright_mask,
+)
 
 GATE_SIGMAS = 3.0
 GATE_SIGMAS_FARTHER = 2.0  # ground contact further than the prior: the side where its failures lie
@@ -48,7 +54,6 @@ MIN_GATE_REL = 0.03  # the gate's relative sigma never drops below this
 MIN_TRACK_FRAMES = 3
 MIN_SPREAD_FRAMES = 5  # frames needed to trust a track's measured frame-to-frame scatter
 MIN_REL_SPREAD = 0.02
-MAX_LEAN_DEG = 10.0
 SOURCE_MODEL, SOURCE_TRACK, SOURCE_GROUND = "model", "track", "ground"
 
 

@@ -27,6 +27,7 @@ MIN_LEG_RATIO = 0.8  # shorter over longer leg (hip->ankle) in the image: ~1 on 
 # The same, where a raised foot hardly matters (a steep view foreshortens a walker's two legs unequally: the
 # strict test rejected ~70% of a ceiling camera's walking frames); still rejects a leg folded under the body.
 LOOSE_LEG_RATIO = 0.4
+MAX_LEAN_DEG = 10.0  # an upright body's ankle->shoulder line is within this of the vertical
 MAX_VIEW_GAIN = 4.0  # a body seen within ~14 deg of the vertical: its lean magnified at most this much
 
 
@@ -132,11 +133,11 @@ def legs_straight(
     knee_span: tuple[float, float] = KNEE_SPAN,
     knee_offset: float = KNEE_OFFSET,
     min_leg_torso: float = MIN_LEG_TORSO,
-    min_leg_ratio: float | np.ndarray = MIN_LEG_RATIO,
+    min_leg_ratio: float = MIN_LEG_RATIO,
 ) -> np.ndarray:
     """(N,) image-only test of a standing or walking body: the knees project between hips and ankles, the
-    legs look longer than the torso and about as long as each other (no foot raised; ``min_leg_ratio`` one
-    threshold or one per person-frame). False where any of the four midpoints is unseen."""
+    legs look longer than the torso and about as long as each other (no foot raised). False where any of the
+    four midpoints is unseen."""
     leg = points.ankle_px - points.hip_px
     leg2 = (leg**2).sum(-1)
     rel = points.knee_px - points.hip_px
@@ -194,8 +195,8 @@ def body_lean_deg(points: BodyPoints, up: np.ndarray) -> np.ndarray:
 def upright_mask(
     points: BodyPoints,
     up: np.ndarray,
-    max_lean_deg: float = 10.0,
-    min_leg_ratio: float | np.ndarray = MIN_LEG_RATIO,
+    max_lean_deg: float = MAX_LEAN_DEG,
+    min_leg_ratio: float = MIN_LEG_RATIO,
     body_lean: bool = False,
 ) -> np.ndarray:
     """(N,) standing or walking: :func:`legs_straight` and the ankle->shoulder line within ``max_lean_deg``

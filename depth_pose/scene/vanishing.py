@@ -44,9 +44,6 @@ TORSO_LEAN_FACTOR = 2.0  # hip->shoulder lines lean more
 PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma)
 INLIER_SIGMAS = 2.5  # RANSAC inlier threshold in units of each line's expected angle spread
 MIN_LINES = 8
-# Shorter over longer image leg below which a frame gives no line: the loose test everywhere (the robust fit
-# copes with a lifted foot's leaning line).
-VP_MIN_LEG_RATIO = LOOSE_LEG_RATIO
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +88,7 @@ def lines_from_points(
 ) -> Lines:
     """Mid-ankle -> mid-shoulder lines of person-frames passing :func:`legs_straight`, plus (``torso_lines``)
     mid-hip -> mid-shoulder lines of those whose ankles are unseen."""
-    full = legs_straight(points, min_leg_ratio=VP_MIN_LEG_RATIO)
+    full = legs_straight(points, min_leg_ratio=LOOSE_LEG_RATIO)  # the robust fit copes with a raised foot
     parts = [(np.flatnonzero(full), points.ankle, points.ankle_px, 1.0)]
     if torso_lines:
         seen = np.isfinite(points.hip).all(1) & np.isfinite(points.shoulder).all(1)
