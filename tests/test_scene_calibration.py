@@ -33,7 +33,12 @@ from depth_pose.scene import (
     ground_depth,
     upright_mask,
 )
-from depth_pose.scene.calibration import REFINE_STEPS, floor_agrees_with_verticals, floor_refined_up
+from depth_pose.scene.calibration import (
+    REFINE_STEPS,
+    floor_agrees_with_verticals,
+    floor_refined_up,
+    floor_start,
+)
 from depth_pose.scene.floor import HIP_ABOVE_ANKLE_M as ANKLE_HIP_DEFAULT
 from depth_pose.scene.floor import ankle_below_hip, horizontal_axes, standing_position
 from depth_pose.scene.joints import LOOSE_LEG_RATIO, MIN_LEG_RATIO, body_lean_deg, lean_deg
@@ -238,6 +243,44 @@ def test_a_person_standing_still_does_not_outvote_the_walkers():
             err[key].append(math.degrees(math.acos(min(1.0, float(up.up_cam @ walkers.up)))))
     assert max(err["tracks"]) < 2.5 and np.median(err["tracks"]) < 1.5, err
     assert np.median(err["frames"]) > 3.0, err  # the case is real: without tracks the still person wins
+
+
+def test_verticals_too_far_off_for_any_floor_still_find_it(monkeypatch):
+    """Six people's nearly parallel verticals can put a level camera's pitch 9 deg off (2.5 sigma): the far
+    ankles then lie above the camera and the floor fit finds nothing. Searching within the verticals'
+    uncertainty for an up with a floor under at least three people, then refining with the floor's tilt,
+    gives what the right verticals give."""
+    rng = np.random.default_rng(3)
+    sc = make_scene(rng, 1.5, 0.0, 0.0, n_tracks=6)
+    z, sigma, _ = sc.model_depth(rng)
+    points = body_points(sc.keypoints, sc.K, image_wh=IMAGE)
+    right = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
+    up = estimate_up(points, sc.track)
+    off = _tilted(sc.up, 9.0, 1)
+    E = np.stack(horizontal_axes(off), 1)
+    cov = E @ np.diag(np.radians([1.0, 3.6]) ** 2) @ E.T
+    wrong = dataclasses.replace(up, up_cam=off, cov=cov)
+    with pytest.raises(TooFewPeopleError):
+        fit_floor(points, off, z, sigma, sc.track)  # the case is real: no floor under these verticals
+    monkeypatch.setattr("depth_pose.scene.calibration.estimate_up", lambda *a, **k: wrong)
+    found = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
+    assert found.height_m is not None, found.planarity
+    assert abs(found.pitch_deg - right.pitch_deg) < 0.5 and abs(found.pitch_deg) < 1.5, found
+    assert abs(found.height_m / right.height_m - 1.0) < 0.03, (found.height_m, right.height_m)
+    # a start needs three people on its floor: two people walking long enough to show one give none
+    pair = make_scene(
+        np.random.default_rng(4), 1.5, 0.0, 0.0, n_tracks=2, frames=40, outliers=0.0, step_m=0.3
+    )
+    zp, sp, _ = pair.model_depth(np.random.default_rng(4))
+    args = (zp, sp, pair.track)
+    pts2 = body_points(pair.keypoints, pair.K, image_wh=IMAGE)
+    assert fit_floor(pts2, pair.up, *args).n_inliers >= 10  # there is a floor under the right up
+    assert (
+        floor_start(
+            pts2, dataclasses.replace(wrong, up_cam=_tilted(pair.up, 9.0, 1)), args, ANKLE_HIP_DEFAULT
+        )
+        is None
+    )
 
 
 def test_a_floor_tilt_beyond_what_the_verticals_allow_is_a_ramp():

@@ -33,6 +33,9 @@ VERSION = 1
 K_RTOL, K_ATOL_PX = 1e-4, 1e-3  # a calibration's K matches the camera's within these
 REFINE_STEPS = 6  # at most: up <- verticals + the floor's tilt, the floor again (the tilt is linearised) ...
 REFINE_TOL_DEG = 0.02  # ... until up moves less than this
+START_SIGMAS = 3.0  # no floor under the verticals' up: look for one up to this many sigmas away ...
+START_STEP = 0.5  # ... on a grid of this step (sigmas) ...
+START_MIN_TRACKS = 3  # ... standing on it
 
 
 class SceneCalibrationError(InputError):
@@ -288,6 +291,40 @@ def _height_sigma_from_up(
     return math.sqrt(var)
 
 
+def floor_start(
+    points: BodyPoints, up: UpEstimate, floor_args: tuple, hip_above_ankle_m: float
+) -> np.ndarray | None:
+    """An up direction to start the floor fit from when the verticals' own finds no floor: of the verticals'
+    up moved within :data:`START_SIGMAS` sigmas of its uncertainty (a grid of :data:`START_STEP` sigmas),
+    the one whose floor has the most person-frames on it, from at least :data:`START_MIN_TRACKS` people. A
+    level camera's pitch from six people's nearly parallel verticals can be 10 deg off: the far people's
+    ankles then lie above the camera and no floor is found, though the floor's own tilt, once found, pins
+    the pitch to a fraction of a degree. None when no move finds such a floor (or the uncertainty is
+    unknown)."""
+    if not np.isfinite(up.cov).all():
+        return None
+    vals, vecs = np.linalg.eigh(up.cov)  # the smallest is the unit vector's own (radial) direction
+    a1, a2 = (math.sqrt(max(v, 0.0)) * vecs[:, i] for i, v in ((1, vals[1]), (2, vals[2])))
+    steps = np.arange(-START_SIGMAS, START_SIGMAS + 1e-9, START_STEP)
+    best, best_key = None, (0, -math.inf)
+    for s1 in steps:
+        for s2 in steps:
+            if s1 * s1 + s2 * s2 > START_SIGMAS**2:
+                continue
+            moved = up.up_cam + s1 * a1 + s2 * a2
+            moved /= np.linalg.norm(moved)
+            try:
+                floor = fit_floor(points, moved, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
+            except TooFewPeopleError:
+                continue
+            if len(np.unique(floor.groups[floor.inliers])) < START_MIN_TRACKS:
+                continue
+            key = (floor.n_inliers, -(s1 * s1 + s2 * s2))
+            if key > best_key:
+                best, best_key = moved, key
+    return best
+
+
 def floor_agrees_with_verticals(up: UpEstimate, u: np.ndarray, reason: str) -> tuple[bool, str]:
     """``(planar, reason)`` after the merge: a floor whose tilt moved up further from the people's verticals
     than their uncertainty allows (chi-square, :data:`~depth_pose.scene.planarity.Z_CRIT`) is a ramp, even
@@ -324,7 +361,8 @@ def calibrate_scene(
     floor cannot, ``height_m`` is None and ``planar`` False.
 
     Steps: up from the people's verticals (:func:`~depth_pose.scene.vanishing.estimate_up`); camera height
-    (:func:`~depth_pose.scene.floor.fit_floor`); is the floor level (:func:`~depth_pose.scene.planarity.
+    (:func:`~depth_pose.scene.floor.fit_floor`; when that up finds no floor, from the up within its
+    uncertainty that does: :func:`floor_start`); is the floor level (:func:`~depth_pose.scene.planarity.
     check_planarity`, which also measures the floor's tilt against that up: a ramp when they disagree).
     Unless it is a ramp (and with ``refine_up``), the floor's tilt (:func:`~depth_pose.scene.planarity.
     floor_tilt`, from every person-frame on the floor) is a second measurement of up, precise where
@@ -347,9 +385,15 @@ def calibrate_scene(
         try:
             floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
         except TooFewPeopleError as e:
-            if step == 0:
-                reason += str(e)
-            break
+            start = (
+                floor_start(points, up, floor_args, hip_above_ankle_m) if step == 0 and refine_up else None
+            )
+            if start is None:
+                if step == 0:
+                    reason += str(e)
+                break
+            u = start
+            floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
         height, sigma_h, n_floor = floor.height_m, floor.sigma_height_m, floor.n_inliers
         axes = np.stack(horizontal_axes(u), 1)  # (3, 2)
         inl = floor.inliers
