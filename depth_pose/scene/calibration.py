@@ -23,7 +23,14 @@ from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write_text
 from depth_pose.geometry import check_intrinsics
 from depth_pose.gravity import parse_up
-from depth_pose.scene.floor import ANKLE_HEIGHT_M, HIP_ABOVE_ANKLE_M, fit_floor, horizontal_axes
+from depth_pose.scene.floor import (
+    ANKLE_HEIGHT_M,
+    HIP_ABOVE_ANKLE_M,
+    MIN_FLOOR_FRAMES,
+    feet_seen,
+    fit_floor,
+    horizontal_axes,
+)
 from depth_pose.scene.joints import DEFAULT_MIN_CONF, BodyPoints, TooFewPeopleError, body_points
 from depth_pose.scene.planarity import check_planarity, chi2_critical, floor_tilt
 from depth_pose.scene.vanishing import UpEstimate, estimate_up, pitch_roll_sigma
@@ -301,8 +308,8 @@ def floor_start(
     ankles then lie above the camera and no floor is found, though the floor's own tilt, once found, pins
     the pitch to a fraction of a degree. None when no move finds such a floor (or the uncertainty is
     unknown)."""
-    if not np.isfinite(up.cov).all():
-        return None
+    if not np.isfinite(up.cov).all() or feet_seen(points, floor_args[0]).sum() < MIN_FLOOR_FRAMES:
+        return None  # unknown uncertainty, or too few feet for any up
     vals, vecs = np.linalg.eigh(up.cov)  # the smallest is the unit vector's own (radial) direction
     a1, a2 = (math.sqrt(max(v, 0.0)) * vecs[:, i] for i, v in ((1, vals[1]), (2, vals[2])))
     steps = np.arange(-START_SIGMAS, START_SIGMAS + 1e-9, START_STEP)

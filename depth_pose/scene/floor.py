@@ -38,6 +38,7 @@ from depth_pose.scene.joints import (
     MIN_LEG_RATIO,
     BodyPoints,
     TooFewPeopleError,
+    legs_straight,
     upright_mask,
 )
 
@@ -258,6 +259,15 @@ def standing_position(
     return np.stack((at @ lat, at @ fwd), -1)
 
 
+def feet_seen(points: BodyPoints, z_model: np.ndarray) -> np.ndarray:
+    """(N,) the part of :func:`fit_floor`'s test of a person-frame that does not depend on the up direction:
+    legs that look straight (a raised foot allowed), both ankles inside the image, a positive model depth."""
+    z = np.asarray(z_model, np.float64).reshape(len(points))
+    with np.errstate(invalid="ignore"):
+        straight = legs_straight(points, min_leg_ratio=LOOSE_LEG_RATIO)
+        return straight & points.ankle_inside & np.isfinite(z) & (z > 0)
+
+
 def fit_floor(
     points: BodyPoints,
     up: np.ndarray,
@@ -295,8 +305,7 @@ def fit_floor(
     sz = np.asarray(sigma_model, np.float64).reshape(n)
     groups = np.unique(np.arange(n) if track_ids is None else np.asarray(track_ids), return_inverse=True)[1]
     ankle = np.full((n, 3), np.nan)
-    cand = upright_mask(points, up, max_lean_deg, LOOSE_LEG_RATIO, body_lean=True)
-    cand &= points.ankle_inside & np.isfinite(z) & (z > 0)
+    cand = upright_mask(points, up, max_lean_deg, LOOSE_LEG_RATIO, body_lean=True) & feet_seen(points, z)
     ankle[cand] = ankle_below_hip(up, points.hip[cand], points.ankle[cand], z[cand])
     drop = -(ankle @ up)
     with np.errstate(invalid="ignore"):
