@@ -4,7 +4,7 @@ generate a default synthetic set -> train the default model recipe (short) -> ev
 pedestrians when ``../shared/data/real`` is present, the pose-invariance suite always) next to the shipped
 default model and the pinhole baselines -> predict on the bundled example image.
 
-    python -m depth_pose.demo [--samples 300000] [--epochs 4] [--out outputs/demo]
+    python -m depth_pose.demo [--samples 300000] [--epochs 4] [--out outputs/demo] [--data-root DIR]
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def step(title: str) -> float:
     return time.perf_counter()
 
 
-def run(samples: int, epochs: int, out: Path) -> dict:
+def run(samples: int, epochs: int, out: Path, data_root: Path | None = None) -> dict:
+    """Generate, train, evaluate and predict (the four steps); ``data_root`` replaces the repository's
+    ``data/`` as the home of the synthetic set."""
     from depth_pose.evaluate import evaluate
     from depth_pose.predict.run import predict
     from depth_pose.predictor import export_model
@@ -56,7 +58,8 @@ def run(samples: int, epochs: int, out: Path) -> dict:
     times: dict[str, float] = {}
 
     t = step(f"1/4 generate {samples:,} synthetic samples (hybrid poses, random cameras, detector noise)")
-    gen_cfg = compose("generate", [root, f"num_samples={samples}", f"paths.output_dir={out}/generate"])
+    data = [f"paths.data_dir={data_root}"] if data_root is not None else []
+    gen_cfg = compose("generate", [root, *data, f"num_samples={samples}", f"paths.output_dir={out}/generate"])
     data_dir = generate(gen_cfg)
     times["generate_s"] = time.perf_counter() - t
 
@@ -202,10 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=300_000, help="synthetic rows to generate")
     ap.add_argument("--epochs", type=int, default=4, help="training epochs")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "demo")
+    ap.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="home of the synthetic set (default: the repository's data/)",
+    )
     args = ap.parse_args(argv)
     if args.samples < 1000 or args.epochs < 1:
         ap.error("--samples must be >= 1000 and --epochs >= 1")
-    r = run(args.samples, args.epochs, args.out.resolve())
+    data_root = args.data_root.resolve() if args.data_root is not None else None
+    r = run(args.samples, args.epochs, args.out.resolve(), data_root)
     print_table(r)
     return 0
 
