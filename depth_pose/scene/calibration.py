@@ -301,13 +301,15 @@ def _height_sigma_from_up(
 def floor_start(
     points: BodyPoints, up: UpEstimate, floor_args: tuple, hip_above_ankle_m: float
 ) -> np.ndarray | None:
-    """An up direction to start the floor fit from when the verticals' own finds no floor: of the verticals'
-    up moved within :data:`START_SIGMAS` sigmas of its uncertainty (a grid of :data:`START_STEP` sigmas),
-    the one whose floor has the most person-frames on it, from at least :data:`START_MIN_TRACKS` people. A
-    level camera's pitch from six people's nearly parallel verticals can be 10 deg off: the far people's
+    """Where to start the floor fit when the verticals' up ``up`` finds no floor: of the ups within
+    :data:`START_SIGMAS` sigmas of it (a grid of :data:`START_STEP` sigmas along the axes of its
+    covariance), the one whose floor holds the most person-frames, from at least :data:`START_MIN_TRACKS`
+    people (``floor_args``: :func:`~depth_pose.scene.floor.fit_floor`'s model depths, spreads and track ids).
+    A level camera's pitch from six people's nearly parallel verticals can be 10 deg off: the far people's
     ankles then lie above the camera and no floor is found, though the floor's own tilt, once found, pins
-    the pitch to a fraction of a degree. None when no move finds such a floor (or the uncertainty is
-    unknown)."""
+    the pitch to a fraction of a degree. None when no such floor is found, the uncertainty is unknown, or
+    too few person-frames show straight legs and feet for any up (:func:`~depth_pose.scene.floor.
+    feet_seen`)."""
     if not np.isfinite(up.cov).all() or feet_seen(points, floor_args[0]).sum() < MIN_FLOOR_FRAMES:
         return None  # unknown uncertainty, or too few feet for any up
     vals, vecs = np.linalg.eigh(up.cov)  # the smallest is the unit vector's own (radial) direction
