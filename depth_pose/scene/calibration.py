@@ -27,6 +27,7 @@ from depth_pose.scene.floor import (
     ANKLE_HEIGHT_M,
     HIP_ABOVE_ANKLE_M,
     MIN_FLOOR_FRAMES,
+    FloorEstimate,
     feet_seen,
     fit_floor,
     horizontal_axes,
@@ -300,22 +301,22 @@ def _height_sigma_from_up(
 
 def floor_start(
     points: BodyPoints, up: UpEstimate, floor_args: tuple, hip_above_ankle_m: float
-) -> np.ndarray | None:
-    """Where to start the floor fit when the verticals' up ``up`` finds no floor: of the ups within
+) -> tuple[np.ndarray, FloorEstimate] | None:
+    """Where to start the floor fit (an up direction and its floor) when the verticals' up ``up`` finds no
+    floor: of the ups within
     :data:`START_SIGMAS` sigmas of it (a grid of :data:`START_STEP` sigmas along the axes of its
     covariance), the one whose floor holds the most person-frames, from at least :data:`START_MIN_TRACKS`
     people (``floor_args``: :func:`~depth_pose.scene.floor.fit_floor`'s model depths, spreads and track ids).
     A level camera's pitch from six people's nearly parallel verticals can be 10 deg off: the far people's
     ankles then lie above the camera and no floor is found, though the floor's own tilt, once found, pins
     the pitch to a fraction of a degree. None when no such floor is found, the uncertainty is unknown, or
-    too few person-frames show straight legs and feet for any up (:func:`~depth_pose.scene.floor.
-    feet_seen`)."""
+    too few person-frames show their feet for any up (:func:`~depth_pose.scene.floor.feet_seen`)."""
     if not np.isfinite(up.cov).all() or feet_seen(points, floor_args[0]).sum() < MIN_FLOOR_FRAMES:
         return None  # unknown uncertainty, or too few feet for any up
     vals, vecs = np.linalg.eigh(up.cov)  # the smallest is the unit vector's own (radial) direction
     a1, a2 = (math.sqrt(max(v, 0.0)) * vecs[:, i] for i, v in ((1, vals[1]), (2, vals[2])))
     steps = np.arange(-START_SIGMAS, START_SIGMAS + 1e-9, START_STEP)
-    best, best_key = None, (0, -math.inf)
+    best, best_key = None, (0, -math.inf)  # (up, floor), (inliers, -squared sigmas moved)
     for s1 in steps:
         for s2 in steps:
             if s1 * s1 + s2 * s2 > START_SIGMAS**2:
@@ -330,7 +331,7 @@ def floor_start(
                 continue
             key = (floor.n_inliers, -(s1 * s1 + s2 * s2))
             if key > best_key:
-                best, best_key = moved, key
+                best, best_key = (moved, floor), key
     return best
 
 
@@ -401,8 +402,7 @@ def calibrate_scene(
                 if step == 0:
                     reason += str(e)
                 break
-            u = start
-            floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
+            u, floor = start
         height, sigma_h, n_floor = floor.height_m, floor.sigma_height_m, floor.n_inliers
         axes = np.stack(horizontal_axes(u), 1)  # (3, 2)
         inl = floor.inliers

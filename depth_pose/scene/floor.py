@@ -38,7 +38,6 @@ from depth_pose.scene.joints import (
     MIN_LEG_RATIO,
     BodyPoints,
     TooFewPeopleError,
-    legs_straight,
     upright_mask,
 )
 
@@ -260,12 +259,12 @@ def standing_position(
 
 
 def feet_seen(points: BodyPoints, z_model: np.ndarray) -> np.ndarray:
-    """(N,) the part of :func:`fit_floor`'s test of a person-frame that does not depend on the up direction:
-    legs that look straight (a raised foot allowed), both ankles inside the image, a positive model depth."""
+    """(N,) person-frames whose ankles are seen, away from the image border, with a positive model depth:
+    what :func:`fit_floor` needs of a frame besides an upright body (which depends on the up direction)."""
     z = np.asarray(z_model, np.float64).reshape(len(points))
+    seen = np.isfinite(points.ankle).all(-1) & points.ankle_inside
     with np.errstate(invalid="ignore"):
-        straight = legs_straight(points, min_leg_ratio=LOOSE_LEG_RATIO)
-        return straight & points.ankle_inside & np.isfinite(z) & (z > 0)
+        return seen & np.isfinite(z) & (z > 0)
 
 
 def fit_floor(
