@@ -25,7 +25,7 @@ import torch
 import depth_pose  # noqa: F401
 from depth_pose import geometry
 from depth_pose.detect import PoseDetector
-from depth_pose.predict.run import positions
+from depth_pose.predict.positions import positions
 from depth_pose.predict.zoom import Zoom, box_iou
 
 REPO = Path(__file__).resolve().parents[1]

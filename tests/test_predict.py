@@ -286,8 +286,16 @@ def test_video_tracking_and_smoothing_end_to_end(ckpt, tmp_path):
         assert z[0] == pytest.approx(z_raw[0], rel=1e-5)  # a new track starts at its measurement
         assert not np.allclose(z[1:], z_raw[1:])  # smoothing is applied ...
         assert np.abs(np.diff(z)).sum() <= np.abs(np.diff(z_raw)).sum() + 1e-6  # ... and reduces jitter
-        g = np.array([r["ground_xyz_m"] for r in v])
-        assert np.all(g[:, 2] == pytest.approx(z, abs=1e-3))  # ground point at the person's depth
+        g, hip = np.array([r["ground_xyz_m"] for r in v]), np.array([r["hip_xyz_m"] for r in v])
+        assert np.all(hip[:, 2] == pytest.approx(z, abs=1e-3))
+        # The ground point lies in the vertical plane through the hip facing the camera (the records' up
+        # direction: self-calibrated here, level when none)
+        for r, gi, hi in zip(v, g, hip, strict=True):
+            up = np.array([0.0, -1.0, 0.0])
+            if r["pitch_deg"] is not None:
+                up = geometry.up_from_pitch_roll(r["pitch_deg"], r["roll_deg"]).double().numpy()
+            forward = np.array([0.0, 0.0, 1.0]) - up[2] * up
+            assert abs((gi - hi) @ forward) / np.linalg.norm(forward) < 2e-3
     cap = cv2.VideoCapture(str(out / "walk_pred.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
     cap.release()
@@ -370,7 +378,8 @@ def test_resolve_source_kinds(tmp_path, monkeypatch):
 
 
 def test_positions_ground_point_rules():
-    from depth_pose.predict.run import ANKLE_HEIGHT_M, HIP_HEIGHT_M, positions
+    from depth_pose.predict.positions import HIP_HEIGHT_M, positions
+    from depth_pose.scene.floor import ANKLE_HEIGHT_M
 
     K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
     kp = np.zeros((2, 17, 3))
@@ -384,6 +393,51 @@ def test_positions_ground_point_rules():
     np.testing.assert_allclose(ground[0], [0.0, 100 / 500 * 5 + ANKLE_HEIGHT_M, 5.0], atol=1e-9)
     np.testing.assert_allclose(ground[1], [0.0, HIP_HEIGHT_M, 5.0], atol=1e-9)
     assert rule == ["ankles", "hip"]
+    level = positions(kp, boxes, np.array([5.0, 5.0]), K, 0.3, up=np.array([0.0, -2.0, 0.0]))
+    np.testing.assert_allclose(level[1], ground, atol=1e-12)  # a level up direction is the default
+
+
+@pytest.mark.parametrize("pitch_deg, roll_deg", [(-30.0, 4.0), (-55.0, -8.0), (-88.0, 0.0)])
+def test_positions_ground_point_follows_the_up_direction(pitch_deg, roll_deg):
+    """A tilted camera's ground point is the floor under the person's hips: with the camera's up direction
+    the point is right for the hip and the ankle rule; taking the camera as level puts it
+    decimetres to metres off."""
+    import torch
+
+    from depth_pose.predict.positions import HIP_HEIGHT_M, positions
+
+    K = np.array([[900.0, 0, 960], [0, 900, 540], [0, 0, 1]])
+    R = geometry.camera_rotation(torch.tensor(np.radians(pitch_deg)), torch.tensor(np.radians(roll_deg)))
+    R = R.double().numpy()
+    cam = np.array([0.0, 0.0, 6.0])  # 6 m above the floor (world Z up)
+    feet = np.array([[0.4, 7.0, 0.0], [-1.5, 12.0, 0.0], [0.3, 2.0, 0.0]])
+    if pitch_deg < -80:
+        feet = np.array([[0.6, 0.5, 0.0], [-1.2, 1.0, 0.0], [0.3, -0.4, 0.0]])  # under a camera looking down
+    hips_w = feet + [0.0, 0.0, HIP_HEIGHT_M]
+    ankles_w = feet + [0.0, 0.0, 0.09]
+
+    def px(p_world):
+        p = (p_world - cam) @ R.T
+        return p[:, :2] / p[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2], p[:, 2]
+
+    hip_px, z = px(hips_w)
+    ank_px, _ = px(ankles_w)
+    kp = np.zeros((3, 17, 3))
+    kp[:, 11, :2] = kp[:, 12, :2] = hip_px
+    kp[:, 15, :2] = kp[:, 16, :2] = ank_px
+    kp[:, [11, 12, 15, 16], 2] = 0.9
+    boxes = np.tile([0.0, 0.0, 10.0, 10.0], (3, 1))
+    floor_cam = (feet - cam) @ R.T
+    up = R @ np.array([0.0, 0.0, 1.0])
+    _, ground, rule = positions(kp, boxes, z, K, 0.3, up=up)
+    assert rule == ["ankles"] * 3
+    np.testing.assert_allclose(ground, floor_cam, atol=1e-6)
+    kp[:, [15, 16], 2] = 0.0  # ankles unseen: the hip rule
+    _, ground, rule = positions(kp, boxes, z, K, 0.3, up=up)
+    assert rule == ["hip"] * 3
+    np.testing.assert_allclose(ground, floor_cam, atol=1e-6)
+    _, level, _ = positions(kp, boxes, z, K, 0.3)
+    assert np.linalg.norm(level - floor_cam, axis=1).min() > 0.1
 
 
 @pytest.mark.yolo

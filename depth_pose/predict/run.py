@@ -3,15 +3,11 @@
 Per frame: YOLO pose (tracking on sequences) -> zoom into small people -> depth head, batched over all people
 of the frame -> per-track smoothing (sequences) -> 3D position and ground point -> outputs.
 
-3D position and ground point (camera frame, x right, y down, z forward, metres):
-* ``hip_xyz_m``: the mid-hip pixel (mean of the seen hips; the box centre when no hip is seen) back-projected
-  at the predicted depth z (:func:`depth_pose.geometry.backproject`). ``dist_m`` = its Euclidean norm, with
-  ``sigma_dist_m = sigma * dist / z`` (the error lies along the ray).
-* ``ground_xyz_m``: with a seen ankle, the mid-ankle pixel back-projected at the same depth z (an upright
-  person's feet and hips lie at about the same depth), moved ``ANKLE_HEIGHT_M`` down; without one, the hip
-  point moved ``HIP_HEIGHT_M`` down. "Down" is the camera's +y axis: the camera is assumed level (no pitch,
-  no roll); a tilted camera shifts the no-ankle fallback by ~HIP_HEIGHT_M * sin(tilt). ``ground_from`` says
-  which rule was used; ``ground_dist_m`` is the norm of ``ground_xyz_m`` (KITTI's "bottom centre" distance).
+3D position and ground point (``hip_xyz_m``, ``ground_xyz_m``, ``ground_from``:
+:mod:`depth_pose.predict.positions`, the ground point along the camera's up direction when it is known, given
+or self-calibrated): ``dist_m`` = the mid-hip's Euclidean distance, with ``sigma_dist_m = sigma * dist / z``
+(the error lies along the ray); ``ground_dist_m`` is the norm of ``ground_xyz_m`` (KITTI's "bottom centre"
+distance).
 
 The camera's up direction (:mod:`depth_pose.gravity`; conventions in :mod:`depth_pose.geometry`), for
 models with a gravity input: ``scene.pitch_deg`` / ``scene.roll_deg`` / ``scene.up_cam``, or top-level
@@ -48,12 +44,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from depth_pose import geometry
 from depth_pose.detect import Detections
 from depth_pose.errors import InputError
 from depth_pose.fileio import check_outputs, refuse_non_directory
@@ -65,7 +59,6 @@ from depth_pose.gravity import (
     pitch_roll_rows,
     scene_up,
 )
-from depth_pose.keypoints import L_ANKLE, L_HIP, R_ANKLE, R_HIP
 from depth_pose.predict.intrinsics import IntrinsicsError
 from depth_pose.predict.outputs import (
     RECORD_FILES,
@@ -76,6 +69,7 @@ from depth_pose.predict.outputs import (
     write_image_atomic,
     write_json_atomic,
 )
+from depth_pose.predict.positions import positions
 from depth_pose.predict.sources import Item, SourceError, VideoSource, read_image, resolve_source
 from depth_pose.ranges import STATUSES, status_counts
 from depth_pose.scene import SceneCalibration
@@ -93,41 +87,12 @@ from depth_pose.scene_commands import (
     source_counts,
 )
 
-HIP_HEIGHT_M = 0.93  # mid-hip height above the floor of a standing adult (Anny adults: ~0.85-1.0 m)
-ANKLE_HEIGHT_M = 0.08  # ankle keypoint height above the floor
 STAGES = ("detection", "zoom", "depth", "scene", "smoothing", "output")
 SUMMARY = "summary.json"
 
 
 class PredictError(InputError):
     """The run produced nothing usable (a single bad source, or every file of a folder failed)."""
-
-
-def _mid_seen(kp: np.ndarray, a: int, b: int, thr: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per person: mean pixel of the seen keypoints among (a, b) and whether any was seen."""
-    seen = kp[:, [a, b], 2] >= thr
-    w = seen.astype(np.float64)
-    xy = (kp[:, [a, b], :2] * w[..., None]).sum(1) / np.maximum(w.sum(1), 1)[:, None]
-    return xy, seen.any(1)
-
-
-def positions(
-    kp: np.ndarray, boxes: np.ndarray, z: np.ndarray, K: np.ndarray, thr: float
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Mid-hip 3D points (N, 3), ground points (N, 3) and the ground rule used, per person (module
-    docstring)."""
-    hip_px, hip_seen = _mid_seen(kp, L_HIP, R_HIP, thr)
-    box_c = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], -1)
-    hip_px = np.where(hip_seen[:, None], hip_px, box_c)
-    ank_px, ank_seen = _mid_seen(kp, L_ANKLE, R_ANKLE, thr)
-    Kt = torch.as_tensor(K, dtype=torch.float64)
-    zt = torch.as_tensor(z, dtype=torch.float64)
-    hip = geometry.backproject(torch.as_tensor(hip_px, dtype=torch.float64), zt, Kt).numpy()
-    ank = geometry.backproject(torch.as_tensor(ank_px, dtype=torch.float64), zt, Kt).numpy()
-    down = np.array([0.0, 1.0, 0.0])
-    ground = np.where(ank_seen[:, None], ank + ANKLE_HEIGHT_M * down, hip + HIP_HEIGHT_M * down)
-    rule = ["ankles" if s else "hip" for s in ank_seen]
-    return hip, ground, rule
 
 
 def run_up(
@@ -304,7 +269,7 @@ class Predictor:
     def _records(
         self, dets: Detections, zoomed, ids, z, s, z_raw, s_raw, K, base, status, extra
     ) -> list[dict]:
-        hip, ground, rule = positions(dets.keypoints, dets.boxes, z, K, self.kp_thr)
+        hip, ground, rule = positions(dets.keypoints, dets.boxes, z, K, self.kp_thr, extra["up"])
         pitch, roll = pitch_roll_rows(extra["up"], 1)
         pitch_deg = round(float(pitch[0]), 3) if extra["up"] is not None else None
         roll_deg = round(float(roll[0]), 3) if extra["up"] is not None else None
