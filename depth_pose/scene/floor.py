@@ -36,6 +36,7 @@ from depth_pose.scene.joints import (
     LOOSE_LEG_RATIO,
     MAX_LEAN_DEG,
     MIN_LEG_RATIO,
+    PIXEL_NOISE,
     BodyPoints,
     TooFewPeopleError,
     upright_mask,
@@ -45,7 +46,6 @@ ANKLE_HEIGHT_M = 0.09  # ankle joint centre above the floor (0.08-0.1 m barefoot
 ANKLE_HEIGHT_SIGMA_M = 0.03  # its spread: people, shoes, a foot lifted while walking
 MAX_STRIDE_M = 0.9  # feet further apart than this on the floor (beyond pixel noise): a foot is lifted
 LEAN_M = 0.05  # horizontal offset of the mid-hip from above the mid-ankle of a walking person (1 sigma)
-PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma)
 MIN_REL_SIGMA = 0.02  # floor on a model depth's relative uncertainty
 MIN_DROP_M = 0.05  # ankles less than this below the camera give no usable floor height
 MIN_FLOOR_FRAMES = 10

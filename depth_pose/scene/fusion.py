@@ -35,7 +35,6 @@ import torch
 from depth_pose.scene.calibration import SceneCalibration
 from depth_pose.scene.floor import (
     ANKLE_HEIGHT_M,
-    PIXEL_NOISE,
     feet_on_floor,
     foot_lift_harmless,
     ground_depth,
@@ -44,6 +43,7 @@ from depth_pose.scene.joints import (
     DEFAULT_MIN_CONF,
     LOOSE_LEG_RATIO,
     MAX_LEAN_DEG,
+    PIXEL_NOISE,
     body_points,
     upright_mask,
 )

@@ -18,6 +18,7 @@ from depth_pose.geometry import check_intrinsics, normalise_pixels
 from depth_pose.keypoints import L_ANKLE, L_HIP, L_SHOULDER, NUM_KEYPOINTS, R_ANKLE, R_HIP, R_SHOULDER
 
 DEFAULT_MIN_CONF = 0.3  # above the model's visibility threshold: calibration wants well-placed joints
+PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma): the vanishing point's and the floor's
 BORDER_PX = 4.0  # ankles this close to the image border are likely a truncated leg, not a foot
 L_KNEE, R_KNEE = 13, 14
 KNEE_SPAN = (0.2, 0.8)  # the knee projects between these fractions of the hip->ankle segment ...

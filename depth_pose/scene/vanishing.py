@@ -31,6 +31,7 @@ import torch
 from depth_pose.geometry import pitch_roll_from_up
 from depth_pose.scene.joints import (
     LOOSE_LEG_RATIO,
+    PIXEL_NOISE,
     BodyPoints,
     TooFewPeopleError,
     angle_deg,
@@ -41,7 +42,6 @@ from depth_pose.scene.joints import (
 LEAN_DEG = 2.0  # typical lean of a standing or walking person's ankle->shoulder line (1 sigma)
 TRACK_LEAN_DEG = 1.5  # the part of it one person keeps over frames (posture, build, gait): 1 sigma
 TORSO_LEAN_FACTOR = 2.0  # hip->shoulder lines lean more
-PIXEL_NOISE = 2.0  # keypoint noise in pixels (1 sigma)
 INLIER_SIGMAS = 2.5  # RANSAC inlier threshold in units of each line's expected angle spread
 MIN_LINES = 8
 
