@@ -45,10 +45,8 @@ def atomic_write(path: str | Path, write: Callable[[str], object], suffix: str =
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    except OSError as e:
-        if e.errno in WRITE_ERRNOS:
-            raise OutputWriteError(f"cannot write '{path}': {e.strerror or e}") from e
-        raise
+    except OSError as e:  # no file can be made there (a file in the way, a read-only or virtual folder, ...)
+        raise OutputWriteError(f"cannot write '{path}': {e.strerror or e}") from e
     os.close(fd)
     try:
         write(tmp)
@@ -137,12 +135,25 @@ def _pairs(named: Named) -> list[tuple[str, PathLike]]:
     return list(named.items()) if isinstance(named, Mapping) else list(named)
 
 
+def refuse_unreachable(path: PathLike, name: str = "output") -> None:
+    """Raise :class:`OutputPathError` when ``path`` could not be created: its nearest existing ancestor is
+    not a folder (a file in the way) or is not writable."""
+    p = Path(real_path(path)).parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise OutputPathError(f"{name}='{path}' lies under '{p}', which is a file, not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{name}='{path}': the folder '{p}' is not writable")
+
+
 def check_outputs(outputs: Named, inputs: Named = ()) -> None:
     """Refuse (:class:`OutputPathError`, one line naming both paths) before any work when an output
 
     * is an input, lies inside an input folder, or is a folder containing an input (resolved real paths, so
       symlinks and ``..`` cannot hide it; outputs need not exist yet);
-    * exists as a FIFO, device or socket (or a symlink to one);
+    * exists as a FIFO, device or socket (or a symlink to one), or could not be created (a file where a
+      folder of its path should be, a folder that is not writable);
     * is the same file as another output (one would overwrite the other).
 
     ``outputs`` and ``inputs`` are ``{name: path}`` or ``(name, path)`` pairs; the names are what the user
@@ -152,6 +163,7 @@ def check_outputs(outputs: Named, inputs: Named = ()) -> None:
     ins = [(name, p, real_path(p)) for name, p in _pairs(inputs)]
     for oname, o, ro in outs:
         refuse_non_regular(o, oname)
+        refuse_unreachable(o, oname)
         for iname, i, ri in ins:
             if _same(ro, ri):
                 how = "is the input"

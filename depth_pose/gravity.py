@@ -108,10 +108,12 @@ def parse_up(
     up = None
     if up_cam is not None:
         v = _vector(up_cam, f"{prefix}up_cam")
-        norm = float(np.linalg.norm(v))
-        if norm < MIN_UP_NORM:
+        big = float(np.abs(v).max())
+        unit = v / big if big > 0 else v  # scaled first: entries near 1e308 would overflow the length
+        norm = float(np.linalg.norm(unit))
+        if big * norm < MIN_UP_NORM:
             raise ValueError(f"{prefix}up_cam {_shown(up_cam)} has (near) zero length: no direction")
-        up = v / norm
+        up = unit / norm
     if pitch_deg is None:
         return up
     pitch = _angle(f"{prefix}pitch_deg", pitch_deg, *PITCH_RANGE)

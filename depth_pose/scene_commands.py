@@ -31,14 +31,13 @@ from depth_pose.errors import InputError
 from depth_pose.eval.metrics import depth_metrics
 from depth_pose.gravity import CALIBRATION_KEYS, KEYS, pitch_roll_rows
 from depth_pose.scene import FusedDepth, SceneCalibration, calibrate_scene, fuse_depths
-from depth_pose.scene.calibration import K_ATOL_PX, K_RTOL
+from depth_pose.scene.calibration import K_ATOL_PX, K_RTOL, MAX_HEIGHT_M
 from depth_pose.scene.fusion import SOURCE_GROUND, SOURCE_MODEL, SOURCE_TRACK
 
 CALIBRATE = ("auto", "true", "false")
 SOURCES = (SOURCE_GROUND, SOURCE_TRACK, SOURCE_MODEL)
 CALIBRATED, UP_ONLY, FAILED = "calibrated", "up_only", "failed"
 MAX_SIGMA_UP_DEG = 5.0  # a looser up direction (few or degenerate people) is no calibration
-MAX_HEIGHT_M = 1000.0
 STREAM_WINDOW = 5000  # live sources: person-frames kept for calibration and track scales
 TRUTH_KEYS = ("pitch_deg", "roll_deg", "height_m")
 DEFAULT_TRUTH_FIELDS = {
@@ -124,6 +123,11 @@ def predict_scene_options(block: Any, resolve: Callable[[Path], Path] | None = N
     calibrate = parse_calibrate(d.get("calibrate"))
     height = parse_height(d.get("height_m"))
     save, load = _path(d.get("save"), "scene.save"), _path(d.get("load"), "scene.load")
+    if save is not None and save.suffix.lower() != ".json":
+        raise SceneOptionsError(
+            f"scene.save='{save}': a calibration is written as JSON; give a file name ending in .json (this "
+            "also keeps it off images, videos and other files of the run)"
+        )
     if resolve is not None:
         save, load = (resolve(p) if p is not None else None for p in (save, load))
     every = d.get("stream_person_frames", 300)

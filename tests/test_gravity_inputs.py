@@ -165,11 +165,13 @@ def test_line_errors_name_the_line_and_the_values(tmp_path):
             line("steep", good, pitch_deg=95),  # 6
             line("two", good, up_cam=[0, -1]),  # 7
             line("nulls", good, up_cam=None, pitch_deg=None, roll_deg=None),  # 8: null = not given
+            line("huge", good, up_cam=[1e308, -1e308, 0]),  # 9: its length overflows, its direction not
         ],
     )
     people = read_keypoints_jsonl(path)
-    assert people.ids == ["ok", "nulls"]
+    assert people.ids == ["ok", "nulls", "huge"]
     assert np.isfinite(people.up[0]).all() and np.isnan(people.up[1]).all()
+    np.testing.assert_allclose(people.up[2], [0.5**0.5, -(0.5**0.5), 0.0], atol=1e-6)
     why = dict(people.skipped)
     assert set(why) == {f"line {n}" for n in range(2, 8)}
     assert "up_cam [0, -1, 0]" in why["line 2"] and "pitch_deg=-20" in why["line 2"]

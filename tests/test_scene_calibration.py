@@ -559,6 +559,9 @@ def _mutations() -> dict:
         "negative count": set_("n_up_inliers", -1),
         "bad image size": set_("image_size", [0, 720]),
         "sigma not a number": set_("sigma_pitch_deg", "small"),
+        "height beyond any mount": set_("height_m", 1e9),
+        "integer too long for a float": set_("height_m", 10**400),
+        "K entry too long for a float": set_("K", [[10**400, 0, 1], [0, 1, 1], [0, 0, 1]]),
     }
 
 
@@ -578,6 +581,22 @@ def test_load_rejects_broken_json_and_missing_files(tmp_path: Path):
         SceneCalibration.load(path)
     with pytest.raises(SceneCalibrationError, match="does not exist"):
         SceneCalibration.load(tmp_path / "missing.json")
+    path.write_text('{"height_m": ' + "9" * 5000 + "}")  # beyond Python's integer parsing limit
+    with pytest.raises(SceneCalibrationError, match="not valid JSON"):
+        SceneCalibration.load(path)
+    path.write_text("[" * 100000 + "]" * 100000)  # deeper than the parser's recursion
+    with pytest.raises(SceneCalibrationError, match="not valid JSON"):
+        SceneCalibration.load(path)
+
+
+def test_load_takes_the_up_direction_alone(tmp_path: Path):
+    """A file whose pitch and roll are null but whose up_cam is given: pitch and roll come from up_cam."""
+    calib = calibrated(CAMERAS[0])
+    path = tmp_path / "scene.json"
+    path.write_text(json.dumps({**calib.to_dict(), "pitch_deg": None, "roll_deg": None}))
+    back = SceneCalibration.load(path)
+    assert back.pitch_deg == pytest.approx(calib.pitch_deg, abs=1e-9)
+    assert back.roll_deg == pytest.approx(calib.roll_deg, abs=1e-9)
 
 
 def test_a_child_read_too_far_is_one_outlier_track_not_a_shifted_floor():

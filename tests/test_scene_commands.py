@@ -27,8 +27,7 @@ from scene_sim import H, Scene, W, make_scene
 from depth_pose.cli.shell import user_error
 from depth_pose.detect import Detections
 from depth_pose.errors import InputError
-from depth_pose.fileio import OutputPathError
-from depth_pose.scene import CalibrationMismatchError, SceneCalibrationError
+from depth_pose.scene import CalibrationMismatchError, SceneCalibration, SceneCalibrationError
 from depth_pose.scene_commands import (
     CALIBRATED,
     FAILED,
@@ -312,13 +311,82 @@ def test_dp_predict_load_refuses_another_camera(tmp_path):
     with pytest.raises(CalibrationMismatchError, match="1280x720 images, but these are 1920x1080"):
         run_predict(tmp_path, big, MAIN, 60, f"scene.load={saved}", name="o2")
     # scene.save never writes over an input, and needs a camera the run calibrates
-    with pytest.raises(OutputPathError, match="scene.save"):
+    with pytest.raises(InputError, match="scene.save"):
         run_predict(tmp_path, video, MAIN, 60, f"scene.save={video}", name="o3")
     image = tmp_path / "one.png"
     cv2.imwrite(str(image), grey(0))
     with pytest.raises(InputError, match="this run calibrates no camera"):
         run_predict(tmp_path, image, MAIN, 60, f"scene.save={tmp_path / 'new.json'}", name="o4")
     assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
+
+
+def test_dp_predict_stream_calibrates_live_and_saves(tmp_path, monkeypatch):
+    """A camera or stream (here a video file opened as one): single-frame depths until
+    ``scene.stream_person_frames`` have come, then calibrated, fused and saved."""
+    import depth_pose.predict.run as run_mod
+    from depth_pose.predict.sources import Item
+
+    video = write_video(tmp_path / "live.mp4")
+    monkeypatch.setattr(run_mod, "resolve_source", lambda src: ([Item("stream", str(video), "cam")], [], []))
+    sc, frame, _, _ = scene(MAIN)
+    every = int((frame < 4).sum())
+    saved = tmp_path / "live.json"
+    summary, recs, _, _ = run_predict(
+        tmp_path, "rtsp://camera", MAIN, 60, f"scene.stream_person_frames={every}", f"scene.save={saved}"
+    )
+    cam = summary["scene"]["cameras"][0]
+    assert cam["status"] == CALIBRATED and cam["calibrated_after_person_frames"] == every
+    assert abs(cam["pitch_deg"] - MAIN[1]) < 2.0 and summary["scene"]["saved"]
+    assert len(recs) == len(sc.track)
+    early = {r["depth_source"] for r in recs if r["frame"] < 3}
+    late = {r["depth_source"] for r in recs if r["frame"] >= 4}
+    assert early == {"model"} and "ground" in late
+    assert SceneCalibration.load(saved).height_m == pytest.approx(cam["height_m"], abs=1e-4)
+
+
+def test_dp_predict_scene_inputs_and_outputs_are_safe(tmp_path):
+    """scene.save never lands on the model, an image or video of the run, or under a file; a loaded
+    calibration that contradicts the given up direction is refused; a late refusal (another camera's
+    calibration) leaves an earlier run's records as they were."""
+    from depth_pose.predictor import DEFAULT_MODEL
+
+    video = write_video(tmp_path / "cctv.mp4")
+    saved = tmp_path / "scene.json"
+    summary, recs, _, _ = run_predict(tmp_path, video, MAIN, 60, f"scene.save={saved}", "save=true")
+    assert summary["scene"]["saved"] and (tmp_path / "out" / "cctv_pred.mp4").exists()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    model_json = DEFAULT_MODEL.with_suffix(".json")
+    for target, message in (
+        (model_json, "is the input ckpt"),
+        (tmp_path / "out" / "cctv_pred.mp4", "ending in .json"),
+        (tmp_path / "cctv.json" / "s.json", "which is a file"),
+    ):
+        if target.name == "s.json":
+            (tmp_path / "cctv.json").write_text("{}")
+        with pytest.raises(InputError, match=message):
+            run_predict(tmp_path, video, MAIN, 60, f"scene.save={target}", name="o_save")
+    assert not (tmp_path / "o_save").exists()
+    with pytest.raises(InputError, match="disagree by 2[0-9].[0-9] degrees"):
+        run_predict(tmp_path, video, MAIN, 60, f"scene.load={saved}", "scene.pitch_deg=0", name="o_up")
+    # the same file for another camera: refused once that camera's frames come, the earlier records kept
+    K = scene(MAIN)[0].K.copy()
+    with pytest.raises(CalibrationMismatchError):
+        run_predict(tmp_path, video, MAIN, 60, f"scene.load={saved}", f"intrinsics.fx={K[0, 0] * 1.02}")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+
+
+def test_dp_predict_images_of_two_cameras_refuse_one_save(tmp_path):
+    """``scene.save`` with images of two sizes (two cameras, known only once read): exit 2, nothing written;
+    ``scene.height_m`` that no camera of the run can use is said so."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for f in range(FRAMES):
+        cv2.imwrite(str(folder / f"f{f}.png"), grey(f, (W, H) if f % 2 else (W // 2, H // 2)))
+    with pytest.raises(InputError, match="come from 2 cameras"):
+        run_predict(tmp_path, folder, MAIN, 60, "scene.calibrate=true", f"scene.save={tmp_path / 's.json'}")
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "out" / "predictions.jsonl").exists()
+    with pytest.warns(UserWarning, match="scene.height_m=4 is not used"):
+        run_predict(tmp_path, folder, MAIN, 60, "scene.height_m=4", name="o_h")
 
 
 def test_dp_predict_cli_malformed_calibration_is_one_line_exit_2(tmp_path):

@@ -103,7 +103,8 @@ def _json_default(o):
 
 
 class RecordWriter:
-    """predictions.jsonl (one line per person per frame) and predictions.csv, renamed into place on close."""
+    """predictions.jsonl (one line per person per frame) and predictions.csv, renamed into place on
+    :meth:`close` (or dropped by :meth:`discard`)."""
 
     def __init__(self, out_dir: Path) -> None:
         self.paths = tuple(out_dir / name for name in RECORD_FILES)
@@ -130,6 +131,13 @@ class RecordWriter:
             f.close()
         for tmp, path in zip(self.tmps, self.paths):
             os.replace(tmp, path)
+
+    def discard(self) -> None:
+        """A failed run: drop what was written, leave the files of an earlier run as they were."""
+        for f in (self.jsonl, self.csv_file):
+            f.close()
+        for tmp in self.tmps:
+            tmp.unlink(missing_ok=True)
 
 
 class VideoOut:

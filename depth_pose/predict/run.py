@@ -71,6 +71,7 @@ from depth_pose.predict.outputs import (
 )
 from depth_pose.predict.positions import positions
 from depth_pose.predict.sources import Item, SourceError, VideoSource, read_image, resolve_source
+from depth_pose.predictor import DEFAULT_MODEL
 from depth_pose.ranges import STATUSES, status_counts
 from depth_pose.scene import SceneCalibration
 from depth_pose.scene_commands import (
@@ -192,7 +193,8 @@ class Predictor:
         fused = None
         if scene is not None:
             t0 = time.perf_counter()
-            fused = scene.add(dets.keypoints, z1, s1, ids)
+            f = scene.add(dets.keypoints, z1, s1, ids)
+            fused = (f.z, f.sigma, f.source)
             self._timed("scene", t0)
         return self.finish(
             dets, zoomed, z1, s1, status, fused, K, base, track=track, t=t, up=self.known_up(known)
@@ -383,7 +385,8 @@ def check_paths(
     inputs += [("source", str(it.ref)) for it in items if it.kind in ("image", "video")]
     inputs += [("source", e["source"]) for e in errors] + [("source", f) for f in skipped]
     calib = (cfg.get("intrinsics") or {}).get("calib")
-    for key, path in (("intrinsics.calib", calib), ("ckpt", cfg.get("ckpt"))):
+    model = cfg.get("ckpt") or DEFAULT_MODEL  # the shipped model is an input too
+    for key, path in (("intrinsics.calib", calib), ("ckpt", model)):
         if path:
             path = Path(str(path)).expanduser()
             inputs.append((key, path))
@@ -436,11 +439,26 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
     scene_up(cfg.get("scene"))  # a bad scene.* value: exit 2 before any work
     sopts = predict_scene_options(cfg.get("scene"))
     if sopts.load is not None:
-        SceneCalibration.load(sopts.load)  # a missing or malformed file: exit 2 before any work
+        loaded = SceneCalibration.load(sopts.load)  # a missing or malformed file: exit 2 before any work
+        given = scene_up(cfg.get("scene"))
+        off = 0.0 if given is None else angle_between(given, loaded.up_cam)
+        if off > AGREE_DEG:
+            raise GravityInputError(
+                f"scene.* gives up_cam {describe(given)} but scene.load='{sopts.load}' holds "
+                f"{describe(loaded.up_cam)}: they disagree by {off:.1f} degrees (more than {AGREE_DEG:g}); "
+                "give one of them, or make them agree"
+            )
     items, errors, skipped = resolve_source(cfg.source)  # SourceError for a missing/unsupported single source
     n_listed = len(items) + len(errors)
     check_paths(cfg, out, items, errors, skipped)
     check_scene_save(cfg, items)
+    up_given = scene_up(cfg.get("scene")) is not None
+    if sopts.height_m is not None and all(scene_mode(sopts, it, up_given) == "off" for it in items):
+        warnings.warn(
+            f"scene.height_m={sopts.height_m:g} is not used: images are calibrated only with the up "
+            "direction (scene.pitch_deg / scene.roll_deg) or scene.calibrate=true",
+            stacklevel=1,
+        )
     out.mkdir(parents=True, exist_ok=True)
     t_load = time.perf_counter()
     P = Predictor(cfg, depth_model=depth_model, detector=detector)
@@ -452,7 +470,7 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
     per_source: list[dict] = []
     track_ids: set[tuple[str, int]] = set()
     t_run = time.perf_counter()
-    stop = interrupted = False
+    stop = interrupted = finished = False
     multi = len(items) > 1 or bool(errors)
     bar = tqdm(items, desc="dp-predict", unit="file", disable=not (cfg.progress and multi), leave=False)
     pooled = [it for it in items if not it.is_sequence and P.scene_mode(it) == "batch"]
@@ -487,8 +505,9 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
             n_frames += info["frames"]
             n_people += info["people"]
             per_source.append(info)
-    finally:
-        writer.close()
+        finished = True
+    finally:  # a failed run (a late bad input: exit 2; a bug) leaves an earlier run's records as they were
+        writer.close() if finished else writer.discard()
         viewer.close()
     run_s = time.perf_counter() - t_run
     busy = sum(P.times.values())
@@ -708,6 +727,12 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
     cams: dict[tuple, list[int]] = {}
     for k, d in enumerate(done):
         cams.setdefault((np.round(d[2], 6).tobytes(), d[4]), []).append(k)
+    if P.scene.save is not None and len(cams) > 1:  # known only once the images are read: before any record
+        sizes = ", ".join(sorted({f"{d[4][0]}x{d[4][1]}" for d in done}))
+        raise PredictError(
+            f"scene.save='{P.scene.save}' holds one camera's calibration, but the run's images come from "
+            f"{len(cams)} cameras (other intrinsics or image sizes: {sizes}): run them one at a time"
+        )
     row_of = np.repeat(np.arange(len(done)), counts)
     zf, sf, src = z.copy(), s.copy(), np.full(len(z), "model", dtype="<U6")
     known = np.full((len(z), 3), np.nan)

@@ -21,7 +21,7 @@ import torch
 
 from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write_text
-from depth_pose.geometry import check_intrinsics
+from depth_pose.geometry import check_intrinsics, pitch_roll_from_up
 from depth_pose.gravity import parse_up
 from depth_pose.scene.floor import (
     ANKLE_HEIGHT_M,
@@ -38,6 +38,7 @@ from depth_pose.scene.vanishing import UpEstimate, estimate_up, pitch_roll_sigma
 
 FORMAT = "depth_pose.scene_calibration"
 VERSION = 1
+MAX_HEIGHT_M = 1000.0  # a camera height above this (metres) is a mistake, not a mount
 K_RTOL, K_ATOL_PX = 1e-4, 1e-3  # a calibration's K matches the camera's within these
 REFINE_STEPS = 6  # at most: up <- verticals + the floor's tilt, the floor again (the tilt is linearised) ...
 REFINE_TOL_DEG = 0.02  # ... until up moves less than this
@@ -117,7 +118,7 @@ class SceneCalibration:
             raise SceneCalibrationError(f"{where}: missing keys {missing}")
         try:
             K = np.asarray(d["K"], dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SceneCalibrationError(
                 f"{where}: K must be a 3x3 matrix of numbers, got {d['K']!r}"
             ) from None
@@ -133,7 +134,7 @@ class SceneCalibration:
             isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)
         ):
             raise SceneCalibrationError(f"{where}: image_size must be [W, H] positive integers, got {size!r}")
-        height = _number(d, "height_m", where, 0.0, math.inf, allow_none=True, positive=True)
+        height = _number(d, "height_m", where, 0.0, MAX_HEIGHT_M, allow_none=True, positive=True)
         if not isinstance(d["planar"], bool):
             raise SceneCalibrationError(f"{where}: planar must be true or false, got {d['planar']!r}")
         if d["planar"] and height is None:
@@ -146,11 +147,12 @@ class SceneCalibration:
                 raise SceneCalibrationError(f"{where}: {k} must be a non-negative integer, got {d[k]!r}")
             counts[k] = int(d[k])
         sig = {k: _number(d, k, where, 0.0, math.inf, allow_none=True) for k in cls._SIGMAS}
+        pitch, roll = (float(v) for v in pitch_roll_from_up(torch.as_tensor(up, dtype=torch.float64)))
         return cls(
             K=K,
             up_cam=up,
-            pitch_deg=float(d["pitch_deg"]),
-            roll_deg=float(d["roll_deg"]),
+            pitch_deg=pitch,
+            roll_deg=roll,
             sigma_up_deg=_nan_if_none(sig["sigma_up_deg"]),
             sigma_pitch_deg=_nan_if_none(sig["sigma_pitch_deg"]),
             sigma_roll_deg=_nan_if_none(sig["sigma_roll_deg"]),
@@ -183,8 +185,8 @@ class SceneCalibration:
             raise SceneCalibrationError(f"{where} does not exist or is not a file")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SceneCalibrationError(f"{where}: not valid JSON ({e})") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSON, huge integers
+            raise SceneCalibrationError(f"{where}: not valid JSON ({type(e).__name__}: {e})") from None
         calib = cls.from_dict(data, where)
         if K is not None:
             K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
@@ -233,11 +235,22 @@ def _number(
     v = d[key]
     if v is None and allow_none:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise SceneCalibrationError(f"{where}: {key} must be a finite number, got {v!r}")
-    if not lo <= v <= hi or (positive and v <= 0):
-        raise SceneCalibrationError(f"{where}: {key}={v!r} is out of range")
-    return float(v)
+    try:
+        f = math.nan if isinstance(v, bool) or not isinstance(v, int | float) else float(v)
+    except OverflowError:  # an integer too long for a float
+        f = math.inf
+    if not math.isfinite(f):
+        raise SceneCalibrationError(f"{where}: {key} must be a finite number, got {_clip(v)}")
+    if not lo <= f <= hi or (positive and f <= 0):
+        span = f"({lo:g}, {hi:g}]" if positive else f"[{lo:g}, {hi:g}]"
+        raise SceneCalibrationError(f"{where}: {key}={_clip(v)} is out of range {span}")
+    return f
+
+
+def _clip(v: Any, n: int = 60) -> str:
+    """``repr`` of a value from a file, shortened for a one-line message."""
+    r = repr(v)
+    return r if len(r) <= n else f"{r[: n - 3]}..."
 
 
 def _short(K: np.ndarray) -> str:
