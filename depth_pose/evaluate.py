@@ -59,13 +59,16 @@ from depth_pose.gravity import pitch_roll_rows, scene_up
 from depth_pose.keypoints import pixel_height
 from depth_pose.ranges import NO_JOINTS, OK, STATUSES, status_counts
 from depth_pose.scene_commands import (
+    CALIBRATED,
     EvalSceneOptions,
     calibrate_groups,
     eval_scene_options,
     image_size,
+    reasons,
     scene_markdown,
     scene_metrics,
     track_codes,
+    usable_id,
 )
 from depth_pose.tracking import close_loggers, fill_identity
 
@@ -121,12 +124,26 @@ def check_out(out: Path, inputs: Named = ()) -> Path:
     return out
 
 
+def out_path(cfg, default_name: str) -> Path:
+    """``out=`` as an absolute file path (``default_name`` in the run folder when not given); a value
+    ending in a slash names a folder, not the predictions file: exit 2."""
+    out = cfg.get("out")
+    if not out:
+        return default_out(default_name)
+    if str(out).endswith(("/", os.sep)):
+        raise EvalInputError(
+            f"out='{out}' ends with a slash (a folder): out names the predictions file, e.g. "
+            f"out={str(out).rstrip('/' + os.sep)}/{default_name}"
+        )
+    return abs_path(out)
+
+
 def model_inputs(ckpt: str | None) -> list[tuple[str, Path]]:
-    """The model files ``ckpt=`` reads (a .safetensors file has its .json beside it), as inputs for
-    :func:`check_out`."""
-    if not ckpt:
-        return []
-    path = abs_path(ckpt)
+    """The model files ``ckpt=`` reads (a .safetensors file has its .json beside it; no ``ckpt``: the
+    shipped model's), as inputs for :func:`check_out`."""
+    from depth_pose.predictor import DEFAULT_MODEL
+
+    path = DEFAULT_MODEL if ckpt in (None, "", "default") else abs_path(ckpt)
     return [("ckpt", path)] + ([("ckpt", path.with_suffix(".json"))] if path.suffix == ".safetensors" else [])
 
 
@@ -469,7 +486,15 @@ def scene_depths(
         for k, name in opts.truth_fields.items()
         if name and any(v is not None for v in f.get(name, []))
     }
-    return scene_metrics(res, scores["model"], people.gt_z, truth, opts.group)
+    metrics = scene_metrics(res, scores["model"], people.gt_z, truth, opts.group)
+    missed = [c for c in metrics["cameras"] if c["status"] != CALIBRATED]
+    if missed:  # one line for all of them (a file can hold thousands of cameras)
+        why = "; ".join(r[2:] for r in reasons(missed)[:3])
+        log.warning(
+            "scene: %d of %d cameras keep single-frame depths (%s%s)",
+            len(missed), len(metrics["cameras"]), why, "; ..." if len(reasons(missed)) > 3 else "",
+        )  # fmt: skip
+    return metrics
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -499,7 +524,7 @@ def evaluate(cfg: DictConfig) -> dict:
         if cfg.suite not in SUITES:
             raise EvalInputError(f"unknown suite '{cfg.suite}' (known: {', '.join(SUITES)})")
         out = check_out(
-            abs_path(cfg.out) if cfg.get("out") else default_out(f"{cfg.suite}_samples.jsonl"),
+            out_path(cfg, f"{cfg.suite}_samples.jsonl"),
             model_inputs(cfg.get("ckpt")),
         )
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)
@@ -559,16 +584,11 @@ def evaluate(cfg: DictConfig) -> dict:
     if mode == "keypoints" and not src.is_file():
         raise EvalInputError(f"keypoints file not found: '{src}'")
     out = check_out(
-        abs_path(cfg.out) if cfg.get("out") else default_out("predictions.jsonl"),
+        out_path(cfg, "predictions.jsonl"),
         [(mode, src), *model_inputs(cfg.get("ckpt"))],
     )
     if mode == "keypoints":
         people = read_keypoints_jsonl(src, keep=sopts.fields() if sopts.enabled else ())
-        if sopts.enabled and all(v is None for v in people.fields.get(sopts.group, [])):
-            raise EvalInputError(
-                f"scene.group={sopts.group}: no line of '{src}' has a '{sopts.group}' field (each person's "
-                "camera); name the field with scene.group=FIELD"
-            )
         predictor = load_predictor(cfg.get("ckpt"), cfg.device)
     elif mode == "dataset":
         people = read_synthetic_set(
@@ -589,6 +609,12 @@ def evaluate(cfg: DictConfig) -> dict:
         people = detect_people(src, detector, cfg.match_iou, progress=bool(cfg.progress))
     for where, why in people.skipped:
         log.warning("left out %s: %s", where, why)
+    groups = people.fields.get(sopts.group, []) if mode == "keypoints" and sopts.enabled else [0]
+    if len(people.ids) and not any(usable_id(v) for v in groups):  # (no usable line at all: the usual error)
+        raise EvalInputError(
+            f"scene.group={sopts.group}: no usable line of '{src}' has a '{sopts.group}' value (each "
+            "person's camera); name the field with scene.group=FIELD"
+        )
     counts = apply_scene(people, scene)
     if people.up is not None and np.isfinite(people.up).all(1).any() and not uses_gravity(predictor):
         log.warning(

@@ -200,7 +200,7 @@ def eval_scene_options(block: Any) -> EvalSceneOptions:
         raise SceneOptionsError(f"scene.track_fields must be a list of field names, got {tracks!r}")
     tracks = tuple(_field_name(t, "scene.track_fields") for t in tracks)
     truth = d.get("truth_fields", DEFAULT_TRUTH_FIELDS)
-    truth = dict(DEFAULT_TRUTH_FIELDS) if truth is None else truth
+    truth = {} if truth is None else truth  # null: no reported values
     if not isinstance(truth, Mapping) or set(truth) - set(TRUTH_KEYS):
         raise SceneOptionsError(
             f"scene.truth_fields must map some of {', '.join(TRUTH_KEYS)} to JSONL field names (null: none), "
@@ -586,9 +586,17 @@ def track_codes(values: Sequence[Any]) -> np.ndarray:
     codes: dict[str, int] = {}
     out = np.full(len(values), -1, np.int64)
     for i, v in enumerate(values):
-        if v is not None and not isinstance(v, dict | list):
+        if usable_id(v):
             out[i] = codes.setdefault(repr(v), len(codes))
     return out
+
+
+def usable_id(v: Any) -> bool:
+    """Whether a JSON value can name a camera or a track: not null, a list, a mapping or a non-finite
+    number (NaN would otherwise pool every person it marks)."""
+    if v is None or isinstance(v, dict | list):
+        return False
+    return not (isinstance(v, float) and not math.isfinite(v))
 
 
 def calibrate_groups(
@@ -611,14 +619,18 @@ def calibrate_groups(
     up)``: the model's depths (z, sigma) of people ``idx`` with the calibration's up direction (models with a
     gravity input), the fusion's starting point."""
     n = len(z)
-    names = [None if g is None else str(g) for g in groups]
+    names = [str(g) if usable_id(g) else None for g in groups]
     tracks = np.full(n, -1, np.int64) if tracks is None else np.asarray(tracks, np.int64)
     sizes = list(image_wh) if image_wh is not None else [None] * n
     z_out, s_out = np.asarray(z, np.float64).copy(), np.asarray(sigma, np.float64).copy()
     src = np.full(n, SOURCE_MODEL, dtype="<U6")
     cameras = []
-    for name in dict.fromkeys(g for g in names if g is not None):
-        idx = np.flatnonzero(np.array([g == name for g in names]))
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(names):
+        if g is not None:
+            members.setdefault(g, []).append(i)
+    for name, rows in members.items():
+        idx = np.asarray(rows, np.int64)
         Kg = np.asarray(K, np.float64)[idx]
         wh_set = {sizes[i] for i in idx if sizes[i] is not None}
         wh = next(iter(wh_set)) if len(wh_set) == 1 else None
@@ -638,12 +650,19 @@ def calibrate_groups(
     return GroupedScenes(z_out, s_out, src, names, cameras)
 
 
+def _finite(v: Any) -> float | None:
+    """A JSON value as a finite float, else None (strings, bools, NaN, integers too long for a float)."""
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _truth(values: Sequence[Any]) -> float | None:
-    nums = [
-        float(v)
-        for v in values
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    ]
+    nums = [f for f in map(_finite, values) if f is not None]
     return float(np.median(nums)) if nums else None
 
 
@@ -744,8 +763,9 @@ def scene_markdown(m: Mapping[str, Any]) -> str:
     parts += ["", head, rule]
     for e in m["cameras"]:
         row = (
-            f"| {e['camera']} | {e['n']} | {e['status']} | {_pm(e['pitch_deg'], e['sigma_pitch_deg'])} | "
-            f"{_pm(e['roll_deg'], e['sigma_roll_deg'])} | {_pm(e['height_m'], e['sigma_height_m'])} | "
+            f"| {_cell(e['camera'])} | {e['n']} | {e['status']} | "
+            f"{_pm(e['pitch_deg'], e['sigma_pitch_deg'])} | {_pm(e['roll_deg'], e['sigma_roll_deg'])} | "
+            f"{_pm(e['height_m'], e['sigma_height_m'])} | "
             f"{e['n_up_inliers']} / {e['n_height_inliers']} |"
         )
         if truth:
@@ -761,6 +781,13 @@ def scene_markdown(m: Mapping[str, Any]) -> str:
     if truth:
         parts += ["", "Δ = estimate − the input's reported value (reported values are never used as input)."]
     return "\n".join(parts) + "\n"
+
+
+def _cell(text: Any, n: int = 60) -> str:
+    """A camera name as one Markdown table cell: no line breaks, ``|`` escaped, long names shortened."""
+    t = " ".join(str(text).split())
+    t = t if len(t) <= n else f"{t[: n - 3]}..."
+    return t.replace("|", "\\|")
 
 
 def reasons(cameras: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -128,6 +128,22 @@ def test_cli_usage_errors_exit_2(tmp_path):
     assert not (tmp_path / "p.jsonl").exists()
 
 
+def test_out_as_a_folder_or_onto_the_shipped_model_is_refused(tmp_path):
+    """``out=DIR/`` names a folder, not the predictions file; the shipped model (``ckpt`` not given) is an
+    input like any other: neither out= nor the files written beside it may land on it."""
+    from depth_pose.eval.io import EvalInputError
+    from depth_pose.evaluate import evaluate
+    from depth_pose.fileio import OutputPathError
+    from depth_pose.predictor import DEFAULT_MODEL
+
+    (tmp_path / "good.jsonl").write_text(line("a", person()) + "\n")
+    with pytest.raises(EvalInputError, match=r"ends with a slash .* out=.*/new/predictions.jsonl"):
+        evaluate(compose("eval", [f"keypoints={tmp_path / 'good.jsonl'}", f"out={tmp_path / 'new'}/"]))
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(OutputPathError, match="is the input ckpt"):
+        evaluate(compose("eval", [f"keypoints={tmp_path / 'good.jsonl'}", f"out={DEFAULT_MODEL}"]))
+
+
 def test_unreadable_checkpoint_is_a_usage_error(tmp_path):
     from depth_pose.eval.io import EvalInputError
     from depth_pose.evaluate import evaluate

@@ -182,6 +182,31 @@ def test_targets_verdicts():
     assert not r["pass"] and r["n_pass"] == 0 and r["n"] == 2
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("scenes.n_scenes=0", r"scenes.n_scenes must be an integer >= 1, got 0"),
+        ("scenes.seed=x", r"scenes.seed must be an integer >= 0, got 'x'"),
+        ("scenes.n_frames=0", r"scenes.n_frames must be an integer >= 1"),
+        ("scenes.floors=[bogus]", r"unknown floor 'bogus'"),
+        ("scenes.sit_share=0.9", r"stand_share \+ scenes.sit_share = 1.1"),
+        ("scenes.img_w=0", r"scenes.img_w must be an integer >= 16"),
+        ("scenes.hfov_deg=[90,60]", r"low <= high"),
+        ("scenes.mounts.level.height_m=-1", r"scenes.mounts.level.height_m must be a number in \(0, 1000\]"),
+        ("scenes.min_children=7", r"more than scenes.n_people=6"),
+    ],
+)
+def test_scene_suite_refuses_a_bad_option_before_any_work(override, message):
+    """A bad ``scenes.*`` override is one line (exit 2) naming it; the shipped block passes."""
+    from depth_pose.cli.shell import user_error
+    from depth_pose.suites.scene_config import SceneSuiteConfigError, check_scene_suite
+
+    check_scene_suite(compose("eval", []).scenes)
+    with pytest.raises(SceneSuiteConfigError, match=message) as e:
+        check_scene_suite(compose("eval", [override]).scenes)
+    assert user_error(e.value) is not None and "\n" not in str(e.value)
+
+
 def _finite(d) -> bool:
     if isinstance(d, dict):
         return all(_finite(v) for v in d.values())

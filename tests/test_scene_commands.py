@@ -189,9 +189,51 @@ def test_reported_camera_values_are_never_input(tmp_path, monkeypatch):
     assert cam["error"]["pitch_deg"] == pytest.approx(base["scene"]["cameras"][0]["error"]["pitch_deg"])
 
 
+def test_dp_eval_odd_ids_and_values(tmp_path, monkeypatch):
+    """NaN track ids are no track (not one track pooling everybody), NaN camera ids no camera; a truth value
+    too long for a float is ignored; scene.truth_fields=null reports none; a line with a number beyond
+    Python's integer parsing is left out (exit 3), never a traceback."""
+    lines = eval_lines()
+    plain, _ = run_eval(tmp_path, monkeypatch, lines, "scene.group=camera_id", name="plain")
+    untracked = [json.dumps({**json.loads(s), "person_id": None}) for s in lines]
+    ref, _ = run_eval(tmp_path, monkeypatch, untracked, "scene.group=camera_id", name="untracked")
+    nan_tracks = [s.replace('"person_id": ', '"person_id": NaN, "x": ') for s in lines]
+    got, _ = run_eval(tmp_path, monkeypatch, nan_tracks, "scene.group=camera_id", name="nan_tracks")
+    assert got["scene"]["cameras"] == ref["scene"]["cameras"]
+    assert got["scene"]["cameras"] != plain["scene"]["cameras"]  # tracks matter: the test can tell
+    odd = [json.loads(s) for s in lines]
+    for d in odd:
+        if d["camera_id"] == "second":
+            d["camera_id"] = math.nan
+        if d["camera_id"] == "main":
+            d["camera_height_m"] = 10**400
+    odd_lines = [json.dumps(d) for d in odd] + ['{"id": "big", "gt_z_m": ' + "9" * 5000 + "}"]
+    got, _ = run_eval(tmp_path, monkeypatch, odd_lines, "scene.group=camera_id", name="odd")
+    cams = {c["camera"]: c for c in got["scene"]["cameras"]}
+    assert set(cams) == {"main", "few"} and got["scene"]["n_without_camera"] == sum(
+        json.loads(s)["camera_id"] == "second" for s in lines
+    )
+    assert cams["main"]["truth"].get("height_m") is None and got["exit_code"] == 3
+    none, _ = run_eval(
+        tmp_path, monkeypatch, lines, "scene.group=camera_id", "scene.truth_fields=null", name="none"
+    )
+    assert all(not c.get("truth") for c in none["scene"]["cameras"])
+
+
+def test_dp_eval_names_cameras_it_cannot_calibrate(tmp_path, monkeypatch, caplog):
+    """One warning line for the cameras left single-frame; an odd camera name stays one table cell."""
+    lines = [s.replace('"camera_id": "few"', '"camera_id": "f|e\\nw"') for s in eval_lines()]
+    with caplog.at_level("WARNING", logger="depth_pose.evaluate"):
+        run_eval(tmp_path, monkeypatch, lines, "scene.group=camera_id")
+    said = [r.getMessage() for r in caplog.records if "keep single-frame depths" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("scene: 1 of 3 cameras") and "failed:" in said[0]
+    rows = [r for r in (tmp_path / "o" / "report.md").read_text().splitlines() if r.startswith("| f\\|")]
+    assert len(rows) == 1 and rows[0].startswith("| f\\|e w | ")
+
+
 def test_dp_eval_scene_option_errors(tmp_path, monkeypatch):
     lines = eval_lines()[:3]
-    with pytest.raises(InputError, match="no line of .* has a 'cam' field"):
+    with pytest.raises(InputError, match="no usable line of .* has a 'cam' value"):
         run_eval(tmp_path, monkeypatch, lines, "scene.group=cam")
     with pytest.raises(SceneOptionsError, match="scene.calibrate must be auto, true or false"):
         eval_scene_options({"calibrate": "sometimes"})

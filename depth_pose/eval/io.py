@@ -240,6 +240,9 @@ def read_keypoints_jsonl(path: str | Path, keep: tuple[str, ...] = ()) -> People
         except RecursionError:
             skipped.append((f"line {lineno}", "JSON nested too deeply"))
             continue
+        except ValueError as e:  # an integer literal beyond Python's digit limit
+            skipped.append((f"line {lineno}", f"not JSON ({e})"))
+            continue
         if isinstance(obj, dict) and "id" in obj and not isinstance(obj["id"], str | int):
             skipped.append((f"line {lineno}", f"'id' must be a string or an integer, got {obj['id']!r}"))
             continue

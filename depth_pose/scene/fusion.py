@@ -187,5 +187,6 @@ def fuse_depths(
         s_f = 1.0 / np.sqrt(w_p + w_g)
     z = np.where(fuse, z_f, z_p)
     sigma = np.where(fuse, s_f, s_p)
+    scaled &= np.isfinite(z_m)  # no depth (no joints): nothing was scaled
     source = np.where(fuse, SOURCE_GROUND, np.where(scaled, SOURCE_TRACK, SOURCE_MODEL))
     return FusedDepth(z, sigma, source, z_g, s_g, scale, scales)

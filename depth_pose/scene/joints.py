@@ -106,7 +106,7 @@ def body_points(
     for k in (L_ANKLE, R_ANKLE):
         pxs.append(_midpoint(kp, k, k, min_conf))
     stacked = torch.as_tensor(np.stack(pxs, 1))  # (n, 6, 2)
-    xy = normalise_pixels(stacked, torch.as_tensor(np.ascontiguousarray(Kn))).numpy()
+    xy = normalise_pixels(stacked, torch.tensor(np.asarray(Kn))).numpy()  # a copy: Kn may be a read-only view
     rays = np.concatenate((xy, np.ones_like(xy[..., :1])), -1)
     rays[~np.isfinite(xy).all(-1)] = np.nan
     inside = np.ones(n, dtype=bool)

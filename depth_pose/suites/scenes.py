@@ -78,6 +78,7 @@ from depth_pose.eval.io import atomic_write_json, atomic_write_jsonl
 from depth_pose.eval.metrics import relative_abs_error
 from depth_pose.scene import SceneCalibration, TooFewPeopleError, calibrate_scene, fuse_depths
 from depth_pose.suites.invariance import noise_label
+from depth_pose.suites.scene_config import check_scene_suite
 from generation.types import Cameras, PosedBodies
 
 if TYPE_CHECKING:
@@ -407,9 +408,11 @@ def build_scene(
 
 
 def build_scenes(cfg, progress: bool = True) -> tuple[list[SceneRun], dict]:
-    """Every mount x scene x floor; returns the runs and what the bank holds (bodies, children)."""
+    """Every mount x scene x floor; returns the runs and what the bank holds (bodies, children).
+    :class:`~depth_pose.suites.scene_config.SceneSuiteConfigError` (exit 2) for a bad ``scenes.*`` value."""
     from hydra.utils import instantiate
 
+    check_scene_suite(cfg)
     bodies = load_bodies(cfg)
     walker, noise = walk_sampler(), instantiate(cfg.noise)
     runs: list[SceneRun] = []
