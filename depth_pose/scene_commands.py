@@ -37,6 +37,7 @@ from depth_pose.scene.fusion import SOURCE_GROUND, SOURCE_MODEL, SOURCE_TRACK
 CALIBRATE = ("auto", "true", "false")
 SOURCES = (SOURCE_GROUND, SOURCE_TRACK, SOURCE_MODEL)
 CALIBRATED, UP_ONLY, FAILED = "calibrated", "up_only", "failed"
+GIVEN_UP = "given up, estimated height"
 MAX_SIGMA_UP_DEG = 5.0  # a looser up direction (few or degenerate people) is no calibration
 STREAM_WINDOW = 5000  # live sources: person-frames kept for calibration and track scales
 TRUTH_KEYS = ("pitch_deg", "roll_deg", "height_m")
@@ -245,7 +246,8 @@ def given_calibration(
 @dataclass(frozen=True, eq=False)
 class SceneFit:
     """A camera's scene calibration (None when there is none), where it came from (``estimated``,
-    ``estimated up, given height``, ``given``, ``loaded:<path>``), why there is none (or why it holds no
+    ``estimated up, given height``, ``given up, estimated height``, ``given``, ``loaded:<path>``), why there
+    is none (or why it holds no
     usable floor), and from how many person-frames."""
 
     calib: SceneCalibration | None
@@ -297,18 +299,26 @@ def fit_scene(
 
     ``up`` and ``height_m`` both given (the user's mount): :func:`given_calibration`, nothing estimated.
     ``height_m`` alone: the up direction is estimated, the height is the given one (the floor's planarity
-    verdict is kept when a floor was measured; without one it is taken as level). ``up`` alone: everything is
-    estimated (the caller gives its model the user's up; the estimate's floor is fitted under its own up)."""
+    verdict is kept when a floor was measured; without one it is taken as level). ``up`` alone: the up
+    direction is the user's, exact; the height and the floor are measured under it (origin ``given up,
+    estimated height``)."""
     n = len(z_model)
     if up is not None and height_m is not None:
         return SceneFit(given_calibration(up, height_m, K, image_wh), "given", None, n)
     tids = _tracks_or_none(track_ids, n)
+    origin = "estimated" if up is None else GIVEN_UP
     try:
         calib = calibrate_scene(
-            keypoints_xyc, K, z_model, sigma_model, tids, image_wh, torso_lines=torso_lines, seed=seed
-        )
+            keypoints_xyc, K, z_model, sigma_model, tids, image_wh, torso_lines=torso_lines, seed=seed,
+            up_cam=up,
+        )  # fmt: skip
     except InputError as e:  # TooFewPeopleError, or people that fix no direction
-        return SceneFit(None, "estimated", str(e), n)
+        return SceneFit(None, origin, str(e), n)
+    if up is not None:
+        why = None if calib.planar else calib.planarity
+        if calib.height_m is None:
+            why = f"no floor under the given up direction: {calib.planarity}"
+        return SceneFit(calib, origin, why, n)
     if not (math.isfinite(calib.sigma_up_deg) and calib.sigma_up_deg <= MAX_SIGMA_UP_DEG):
         return SceneFit(
             None,
@@ -435,6 +445,11 @@ def scene_line(name: str, entry: Mapping[str, Any]) -> str:
         text = f"scene {name}: given {up}, {height}"
     elif origin.startswith("loaded:"):
         text = f"scene {name}: loaded {origin[7:]}: {up}, {height}"
+    elif origin == GIVEN_UP:
+        text = (
+            f"scene {name}: given {up}, {height} from {entry['n_height_inliers']} person-frames "
+            f"(of {entry['n_person_frames']})"
+        )
     else:
         h_from = (
             "(given)"
@@ -472,13 +487,14 @@ class StreamScene:
         *,
         fixed: SceneFit | None = None,
         height_m: float | None = None,
+        up: np.ndarray | None = None,
         window: int = STREAM_WINDOW,
         on_fit: Callable[[SceneFit], None] | None = None,
     ) -> None:
         self.K, self.image_wh, self.every, self.window = np.asarray(K, np.float64), image_wh, every, window
         self.fit = fixed
         self.frozen = fixed is not None
-        self.height_m = height_m
+        self.height_m, self.given_up = height_m, up
         self.on_fit = on_fit
         self.next_try = every
         self.seen = 0
@@ -512,7 +528,7 @@ class StreamScene:
             return model_only(z, sigma)
         if not self.frozen and self.seen >= self.next_try:
             kp, zz, ss, tt = self._kept()
-            fit = fit_scene(kp, self.K, zz, ss, tt, self.image_wh, height_m=self.height_m)
+            fit = fit_scene(kp, self.K, zz, ss, tt, self.image_wh, up=self.given_up, height_m=self.height_m)
             self.last = fit
             self.next_try = self.seen + self.every
             if fit.calib is not None:

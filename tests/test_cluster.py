@@ -164,7 +164,8 @@ def test_submitit_local_launcher_composes() -> None:
 @pytest.mark.slow
 def test_submitit_local_runs_a_generation_sweep(tmp_path: Path, sets) -> None:
     """``dp-generate -m hydra/launcher=submitit_local shard_range=[0,2],[2,3]``: two local submitit jobs write
-    the two parts; merged, they are the one-go set."""
+    the two parts; merged, they are the one-go set, byte for byte, though the jobs run with one thread
+    (OMP_NUM_THREADS=1, as a process that imported ultralytics passes on) and the one-go set with all."""
     sweep = tmp_path / "sweep"
     cmd = [
         str(Path(sys.executable).with_name("dp-generate")),
@@ -176,7 +177,8 @@ def test_submitit_local_runs_a_generation_sweep(tmp_path: Path, sets) -> None:
         "out_dir=" + str(sweep) + "/part${hydra:job.num}",
         "shard_range=[0,2],[2,3]",
     ]
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     logs = sorted((sweep / ".submitit").glob("*/*_log.out"))
     assert len(logs) == 2 and all((sweep / str(n) / ".hydra" / "config.yaml").is_file() for n in (0, 1))

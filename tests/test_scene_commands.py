@@ -417,6 +417,35 @@ def test_dp_predict_scene_inputs_and_outputs_are_safe(tmp_path):
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
 
 
+def test_dp_predict_given_up_direction_is_kept_and_the_height_measured_under_it(tmp_path):
+    """The user's pitch and roll without a height: the floor and the height are measured under that up
+    direction (not a re-estimated one), used and saved as given; a calibration file's up direction that
+    contradicts a loaded scene is refused like a scene.* one."""
+    video = write_video(tmp_path / "cctv.mp4")
+    saved = tmp_path / "given_up.json"
+    summary, recs, sc, frame = run_predict(
+        tmp_path, video, MAIN, 60, f"scene.pitch_deg={MAIN[1]}", f"scene.roll_deg={MAIN[2]}",
+        f"scene.save={saved}",
+    )  # fmt: skip
+    cam = summary["scene"]["cameras"][0]
+    assert cam["origin"] == "given up, estimated height" and cam["status"] == CALIBRATED
+    assert cam["pitch_deg"] == pytest.approx(MAIN[1], abs=1e-4) and cam["sigma_pitch_deg"] == 0.0
+    assert abs(cam["height_m"] / MAIN[0] - 1) < 0.05 and cam["n_height_inliers"] > 50
+    assert SceneCalibration.load(saved).pitch_deg == pytest.approx(MAIN[1], abs=1e-4)
+    true = true_depth(recs, sc, frame)
+    assert rel_err([r["z_raw_m"] for r in recs], true) < 0.7 * rel_err([r["z_single_m"] for r in recs], true)
+    # the same up direction, 10 degrees off: kept as given (the fit does not move it back to the people's)
+    summary, _, _, _ = run_predict(
+        tmp_path, video, MAIN, 60, f"scene.pitch_deg={MAIN[1] - 10}", f"scene.roll_deg={MAIN[2]}", name="off"
+    )
+    assert summary["scene"]["cameras"][0]["pitch_deg"] == pytest.approx(MAIN[1] - 10, abs=1e-4)
+    calib = tmp_path / "K.json"
+    calib.write_text(json.dumps({"K": scene(MAIN)[0].K.tolist(), "pitch_deg": 0.0, "roll_deg": 0.0}))
+    with pytest.raises(InputError, match="from calib:.* disagree by 20.0 degrees"):
+        run_predict(tmp_path, video, MAIN, 60, f"intrinsics.calib={calib}", f"scene.load={saved}", name="o")
+    assert not (tmp_path / "o").exists()
+
+
 def test_dp_predict_images_of_two_cameras_refuse_one_save(tmp_path):
     """``scene.save`` with images of two sizes (two cameras, known only once read): exit 2, nothing written;
     ``scene.height_m`` that no camera of the run can use is said so."""

@@ -117,6 +117,19 @@ def run_up(
     return calib_up, f"scene+calib:{calib_path}"  # they agree: the file's (measured) direction
 
 
+def check_loaded_up(path: Path, up: np.ndarray, up_from: str | None) -> None:
+    """A loaded scene calibration must agree with the up direction given (``scene.*`` or the calibration
+    file): :class:`GravityInputError` (exit 2) otherwise."""
+    loaded = SceneCalibration.load(path).up_cam
+    off = angle_between(up, loaded)
+    if off > AGREE_DEG:
+        where = "scene.*" if up_from == "scene" else f"the up direction from {up_from}"
+        raise GravityInputError(
+            f"{where} gives up_cam {describe(up)} but scene.load='{path}' holds {describe(loaded)}: they "
+            f"disagree by {off:.1f} degrees (more than {AGREE_DEG:g}); give one of them, or make them agree"
+        )
+
+
 def _reset_tracker(detector) -> None:
     """Forget ultralytics tracker state (a new video starts with fresh track ids)."""
     pred = getattr(getattr(detector, "model", None), "predictor", None)
@@ -145,6 +158,9 @@ class Predictor:
         self.up, self.up_from = run_up(
             cfg.get("scene"), getattr(calib, "up", None), getattr(calib, "path", None)
         )
+        self.scene = predict_scene_options(cfg.get("scene"))
+        if self.scene.load is not None and self.up is not None:
+            check_loaded_up(self.scene.load, self.up, self.up_from)
         pitch, roll = pitch_roll_rows(self.up, 1)
         self.pitch_deg = round(float(pitch[0]), 3) if self.up is not None else None
         self.roll_deg = round(float(roll[0]), 3) if self.up is not None else None
@@ -161,7 +177,6 @@ class Predictor:
         self.times = dict.fromkeys(STAGES, 0.0)
         self.zoom_uses = 0
         self.status_counts = dict.fromkeys(STATUSES, 0)
-        self.scene = predict_scene_options(cfg.get("scene"))
         self.source_counts = dict.fromkeys(SOURCES, 0)
         self.scene_entries: list[dict] = []
         self.saved: tuple[str, str] | None = None  # (path, camera) of scene.save
@@ -439,15 +454,7 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
     scene_up(cfg.get("scene"))  # a bad scene.* value: exit 2 before any work
     sopts = predict_scene_options(cfg.get("scene"))
     if sopts.load is not None:
-        loaded = SceneCalibration.load(sopts.load)  # a missing or malformed file: exit 2 before any work
-        given = scene_up(cfg.get("scene"))
-        off = 0.0 if given is None else angle_between(given, loaded.up_cam)
-        if off > AGREE_DEG:
-            raise GravityInputError(
-                f"scene.* gives up_cam {describe(given)} but scene.load='{sopts.load}' holds "
-                f"{describe(loaded.up_cam)}: they disagree by {off:.1f} degrees (more than {AGREE_DEG:g}); "
-                "give one of them, or make them agree"
-            )
+        SceneCalibration.load(sopts.load)  # a missing or malformed file: exit 2 before any work
     items, errors, skipped = resolve_source(cfg.source)  # SourceError for a missing/unsupported single source
     n_listed = len(items) + len(errors)
     check_paths(cfg, out, items, errors, skipped)
@@ -459,10 +466,10 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
             "direction (scene.pitch_deg / scene.roll_deg) or scene.calibrate=true",
             stacklevel=1,
         )
-    out.mkdir(parents=True, exist_ok=True)
     t_load = time.perf_counter()
-    P = Predictor(cfg, depth_model=depth_model, detector=detector)
+    P = Predictor(cfg, depth_model=depth_model, detector=detector)  # its refusals: before out exists
     load_s = time.perf_counter() - t_load
+    out.mkdir(parents=True, exist_ok=True)
     viewer = Viewer(bool(cfg.show))
     writer = RecordWriter(out)
     used_names: set[str] = set()
@@ -626,6 +633,7 @@ def _run_sequence(P: Predictor, item: Item, cfg, out: Path, used, writer, viewer
             P.scene.stream_person_frames,
             fixed=fixed,
             height_m=P.scene.height_m,
+            up=P.up,
             on_fit=lambda fit: P.save_fit(item.name, fit),
         )
     stop = False

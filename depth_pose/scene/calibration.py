@@ -348,6 +348,17 @@ def floor_start(
     return best
 
 
+def given_up(up_cam: np.ndarray, n: int) -> UpEstimate:
+    """A known up direction (3,) as an :class:`UpEstimate` of ``n`` person-frames: exact (zero covariance),
+    no line used."""
+    u = np.asarray(up_cam, np.float64)
+    u = u / np.linalg.norm(u)
+    pitch, roll = (float(v) for v in pitch_roll_from_up(torch.as_tensor(u)))
+    return UpEstimate(
+        u, pitch, roll, 0.0, 0.0, 0.0, 0, 0, np.zeros(n, bool), np.full(n, np.nan), np.zeros((3, 3))
+    )
+
+
 def floor_agrees_with_verticals(up: UpEstimate, u: np.ndarray, reason: str) -> tuple[bool, str]:
     """``(planar, reason)`` after the merge: a floor whose tilt moved up further from the people's verticals
     than their uncertainty allows (chi-square, :data:`~depth_pose.scene.planarity.Z_CRIT`) is a ramp, even
@@ -376,6 +387,7 @@ def calibrate_scene(
     torso_lines: bool = False,
     refine_up: bool = True,
     hip_above_ankle_m: float = HIP_ABOVE_ANKLE_M,
+    up_cam: np.ndarray | None = None,
     seed: int = 0,
 ) -> SceneCalibration:
     """Calibrate a fixed camera (one ``K`` (3, 3)) from N person-frames: keypoints (N, 17, 3), the model's
@@ -394,12 +406,17 @@ def calibrate_scene(
     :data:`REFINE_STEPS` times); a merged up that leaves the verticals' uncertainty makes the floor a ramp
     (:func:`floor_agrees_with_verticals`). ``sigma_height_m`` includes what the up
     direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height above
-    their ankles (:func:`~depth_pose.scene.floor.fit_floor`)."""
+    their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
+    taken as exact (no vanishing point, no refinement): only the height and the floor are measured, under it
+    (:func:`given_up`)."""
     K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
     if K.shape != (3, 3):
         raise InputError(f"calibrate_scene is for a fixed camera: K must be (3, 3), got {K.shape}")
     points = body_points(keypoints_xyc, K, min_conf, image_wh)
-    up = estimate_up(points, track_ids, torso_lines=torso_lines, seed=seed)
+    if up_cam is not None:
+        up, refine_up = given_up(up_cam, len(points.hip)), False
+    else:
+        up = estimate_up(points, track_ids, torso_lines=torso_lines, seed=seed)
     u, cov = up.up_cam, up.cov
     floor_args = (z_model, sigma_model, track_ids)
     height = sigma_h = None
