@@ -229,20 +229,24 @@ class BodyModel(KeypointBank):
         self.pose_threads = int(pose_threads)
         self.seed = int(seed)
         self.model, self.regressor = load_anny()
-        self.shapes, coeffs = self._sample_shapes(
-            n_bodies,
-            seed,
-            child_share,
-            elderly_share,
-            adult_age_range,
-            child_age_range,
-            elderly_age_range,
-            male_stature_m,
-            female_stature_m,
-            child_stature_cv,
-            elderly_shrink_m_per_year,
-        )
-        self._build_fast_path(list(posable_bones) if posable_bones is not None else limits_bones(), coeffs)
+        # Built under the posing thread cap: the same bank, to the last bit, on any core count (with 2 threads
+        # and with 1 the floats differed in the last bit, and every shard's sha256 with them)
+        with torch_threads(self.pose_threads if self.device.type == "cpu" else 0):
+            self.shapes, coeffs = self._sample_shapes(
+                n_bodies,
+                seed,
+                child_share,
+                elderly_share,
+                adult_age_range,
+                child_age_range,
+                elderly_age_range,
+                male_stature_m,
+                female_stature_m,
+                child_stature_cv,
+                elderly_shrink_m_per_year,
+            )
+            bones = list(posable_bones) if posable_bones is not None else limits_bones()
+            self._build_fast_path(bones, coeffs)
 
     # ------------------------------------------------------------------ shapes
     def _coeffs(self, phenotypes: Tensor) -> Tensor:

@@ -67,8 +67,7 @@ class Generator:
         ):  # the bank is deterministic and costly (docs/bench_body.md): build once per process
             while len(_BODY_CACHE) >= _BODY_CACHE_SIZE:
                 _BODY_CACHE.pop(next(iter(_BODY_CACHE)))
-            with torch_threads(self.threads if self.device.type == "cpu" else 0):  # bitwise the same bank
-                _BODY_CACHE[key] = instantiate_stage("body", cfg.body, **body_kwargs)  # on any core count
+            _BODY_CACHE[key] = instantiate_stage("body", cfg.body, **body_kwargs)
         self.body = _BODY_CACHE[key]
 
     def warm_up(self) -> None:
