@@ -42,6 +42,11 @@ class CorruptSetError(InputError):
     """A dataset's files do not match its manifest (sha256, row count, missing shard): refused, never used."""
 
 
+class IncompleteSetError(InputError, RuntimeError):
+    """A set whose generation has not finished (a killed run, one ``shard_range`` part): resume or merge it
+    first (exit 2; still a ``RuntimeError`` for older callers)."""
+
+
 # Column types: float32 by default; these are the exceptions.
 _INT64 = {"sample_id", "pose_id"}
 _INT32 = {"gt_vis_mask", "img_w", "img_h", "body_id"}
@@ -163,18 +168,24 @@ def load_manifest(path: str | Path) -> dict:
     return manifest
 
 
+def _entry_ok(e: object) -> bool:
+    """A shard entry of a manifest: index, rows (non-negative integers), file and sha256 (strings)."""
+    if not isinstance(e, dict) or not {"index", "file", "rows", "sha256"} <= e.keys():
+        return False
+    ints = all(isinstance(e[k], int) and not isinstance(e[k], bool) and e[k] >= 0 for k in ("index", "rows"))
+    return ints and isinstance(e["file"], str) and isinstance(e["sha256"], str)
+
+
 def check_manifest(path: str | Path, manifest: dict, require_complete: bool = False) -> None:
     """Refuse a manifest whose shard list does not add up (:class:`CorruptSetError`); with
-    ``require_complete``, refuse an unfinished set (``RuntimeError``, as before)."""
+    ``require_complete``, refuse an unfinished set (:class:`IncompleteSetError`)."""
     root = Path(path)
     entries = manifest.get("shards")
-    if not isinstance(entries, list) or any(
-        not isinstance(e, dict) or not {"index", "file", "rows", "sha256"} <= e.keys() for e in entries
-    ):
+    if not isinstance(entries, list) or not all(_entry_ok(e) for e in entries):
         raise CorruptSetError(f"dataset {root}: {MANIFEST} has a malformed shard list")
     done = sum(int(e["rows"]) for e in entries)
     if require_complete and not manifest.get("complete", False):
-        raise RuntimeError(
+        raise IncompleteSetError(
             f"dataset {root} is incomplete ({done}/{manifest['num_samples']} rows); "
             "rerun dp-generate to resume"
         )
@@ -289,7 +300,11 @@ def read_table_deferred(
                     f"shard {p} has {tables[-1].num_rows} rows but its {MANIFEST} entry says "
                     f"{entry['rows']} (corrupt or modified)"
                 )
-        table = pa.concat_tables(tables).cast(schema)
+        try:
+            table = pa.concat_tables(tables).cast(schema)
+        except pa.ArrowException as e:  # a shard whose columns are not the set's (a rewritten file)
+            why = str(e).splitlines()[0][:200]
+            raise CorruptSetError(f"dataset {root}: a shard's columns do not match the set's ({why})") from e
     except BaseException:
         if pool:
             pool.shutdown(wait=False, cancel_futures=True)

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from depth_pose.errors import InputError
 from depth_pose.features import from_config as features_from_config
-from depth_pose.fileio import check_outputs, refuse_non_directory
+from depth_pose.fileio import check_outputs, real_path, refuse_non_directory
 from depth_pose.final_eval import final_scores
-from depth_pose.shards import load_manifest
+from depth_pose.shards import MANIFEST, load_manifest
 from depth_pose.tracking import close_loggers, fill_identity, flat_config, git_commit, log_summary
 from generation.config import with_defaults
 from generation.dataset import default_out_dir
@@ -97,17 +99,27 @@ def resolve_data_dir(cfg: DictConfig) -> tuple[Path, str]:
 
 
 def check_output_dirs(cfg: DictConfig, data_dir: Path) -> None:
-    """``paths.output_dir`` (logs, final scores) and the checkpoint folder must be folders (or not there yet)
-    that neither are, lie inside nor contain the dataset: a checkpoint is never written into the set.
+    """``paths.output_dir`` (logs, final scores), every callback's ``dirpath`` (checkpoints) and logger's
+    ``save_dir`` must be folders (or not there yet) that neither are, lie inside nor contain the dataset or
+    ``data.extra_dir``: a checkpoint or a log is never written into a set.
     :class:`~depth_pose.fileio.OutputPathError` (exit 2) before anything is built otherwise."""
     outputs = [("paths.output_dir", cfg.paths.output_dir)]
-    ckpt_dir = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
-    if ckpt_dir:
-        outputs.append(("callbacks.model_checkpoint.dirpath", ckpt_dir))
-    data = ("data.dir" if cfg.data.get("dir") else "dataset", data_dir)
+    for group, key in (("callbacks", "dirpath"), ("logger", "save_dir")):  # every checkpoint and log folder
+        for name, node in (cfg.get(group) or {}).items():
+            path = node.get(key) if isinstance(node, DictConfig | dict) else None
+            if path:
+                outputs.append((f"{group}.{name}.{key}", path))
+    inputs = [("data.dir" if cfg.data.get("dir") else "dataset", data_dir)]
+    if cfg.data.get("extra_dir"):
+        extra = Path(str(cfg.data.extra_dir)).expanduser()
+        if not (extra / MANIFEST).is_file():
+            raise InputError(f"data.extra_dir='{extra}' holds no {MANIFEST}: not a dataset folder")
+        if real_path(extra) == real_path(data_dir):
+            raise InputError(f"data.extra_dir='{extra}' is data.dir: validation rows would be trained on")
+        inputs.append(("data.extra_dir", extra))
     for name, path in outputs:
         refuse_non_directory(str(path), name)
-        check_outputs([(name, str(path))], [data])
+        check_outputs([(name, str(path))], inputs)
 
 
 # Entries of a run's config that do not change what a resumed run computes, as fnmatch patterns over the
@@ -149,13 +161,22 @@ RESUME_IGNORED = (
 def check_config(cfg: DictConfig) -> None:
     """Values ``train`` cannot run with, refused (:class:`~depth_pose.errors.InputError`, exit 2) before
     anything is read or built: ``trainer.max_epochs`` below 1 (nothing would be trained), ``vis_threshold``
-    outside [0, 1]."""
+    outside [0, 1], batch sizes below 1, a learning rate that is not a positive number. The model's own
+    arguments (widths, dropout, ...) are checked where it is built (:func:`build`)."""
     epochs = cfg.trainer.get("max_epochs")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InputError(f"trainer.max_epochs={epochs} must be an integer >= 1 (epochs to train)")
     vis = cfg.get("vis_threshold")
     if vis is not None and (isinstance(vis, bool) or not isinstance(vis, int | float) or not 0 <= vis <= 1):
         raise InputError(f"vis_threshold={vis} must be a number in [0, 1] (keypoint confidence)")
+    for key in ("batch_size", "eval_batch_size"):
+        v = (cfg.get("data") or {}).get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise InputError(f"data.{key}={v!r} must be an integer >= 1")
+    opt = (cfg.get("model") or {}).get("optimizer") or {}
+    lr = opt.get("lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf):
+        raise InputError(f"model.optimizer.lr={lr!r} must be a positive number")
 
 
 def run_identity(resolved: dict[str, Any]) -> dict[str, Any]:
@@ -263,9 +284,15 @@ def build(cfg: DictConfig, data_dir: Path | None = None) -> dict[str, Any]:
         k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DM_EXCLUDE
     }
     datamodule = hydra.utils.instantiate(dm_kwargs, dir=str(data_dir) if data_dir is not None else None)
-    model = hydra.utils.instantiate(
-        cfg.model, features=feat_norm.to_dict(), augment=vars(feat_aug), _recursive_=False
-    )
+    try:
+        model = hydra.utils.instantiate(
+            cfg.model, features=feat_norm.to_dict(), augment=vars(feat_aug), _recursive_=False
+        )
+    except InstantiationException as e:  # a bad model value (width 0, dropout 1.5, ...): one line, exit 2
+        cause = e.__cause__ if isinstance(e.__cause__, ValueError | TypeError) else None
+        if cause is None:
+            raise
+        raise InputError(f"bad model config: {cause}") from e
     callbacks = [
         hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c
     ]

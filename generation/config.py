@@ -82,7 +82,10 @@ def validate(cfg: DictConfig) -> None:
     need_int("samples_per_pose", 1)
     need_int("shard_size", 1)
     need_int("batch_size", 1)
-    need_int("seed", 0)
+    if need_int("seed", 0) >= 2**63:
+        raise GenerationConfigError(f"seed must be below 2**63, got {cfg.seed}")
+    if not isinstance(cfg.get("overwrite", False), bool):
+        raise GenerationConfigError(f"overwrite must be true or false, got {cfg.get('overwrite')!r}")
     need_int("workers", 0)
     need_int("threads", 0)
     vis = cfg.get("vis_threshold")

@@ -279,7 +279,8 @@ def prepare_out_dir(cfg: DictConfig, out_dir: Path, did: str, n_shards: int) -> 
     if (out_dir / shards.MANIFEST).exists():
         try:
             old = shards.load_manifest(out_dir)
-        except (ValueError, json.JSONDecodeError) as e:
+            shards.check_manifest(out_dir, old)  # a malformed shard list: refused like an unreadable file
+        except (ValueError, json.JSONDecodeError, shards.CorruptSetError) as e:
             if not overwrite:
                 raise GenerationConfigError(
                     f"{out_dir}: unreadable manifest ({e}); pass overwrite=true"
@@ -287,7 +288,8 @@ def prepare_out_dir(cfg: DictConfig, out_dir: Path, did: str, n_shards: int) -> 
             old = None
         if old is not None and not overwrite:
             if old.get("dataset_id") != did:
-                theirs, ours = old.get("id_config", {}), id_payload(cfg)
+                theirs = old.get("id_config") if isinstance(old.get("id_config"), dict) else {}
+                ours = id_payload(cfg)
                 diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
                 raise GenerationConfigError(
                     f"{out_dir} already holds a different dataset "

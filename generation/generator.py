@@ -32,6 +32,20 @@ _BODY_CACHE: dict[str, Any] = {}  # the last body banks built in this process (o
 _BODY_CACHE_SIZE = 2
 
 
+def body_stage(cfg: DictConfig) -> Any:
+    """The body bank of ``cfg.body`` (:class:`GenerationConfigError` for a bad value), cached: the bank is
+    deterministic and costly (docs/bench_body.md), so it is built once per process."""
+    body_kwargs = {} if "seed" in cfg.body else {"seed": int(cfg.seed)}
+    if "device" not in cfg.body:
+        body_kwargs["device"] = str(cfg.device)
+    key = json.dumps([resolved(cfg.body), body_kwargs], sort_keys=True, default=str)
+    if key not in _BODY_CACHE:
+        while len(_BODY_CACHE) >= _BODY_CACHE_SIZE:
+            _BODY_CACHE.pop(next(iter(_BODY_CACHE)))
+        _BODY_CACHE[key] = instantiate_stage("body", cfg.body, **body_kwargs)
+    return _BODY_CACHE[key]
+
+
 class Generator:
     """The analytic stages built from a config; :meth:`shard` makes the columns of one shard."""
 
@@ -58,17 +72,7 @@ class Generator:
             stages["pose_sampling"],
         )
         self.framing_cut = build_framing_cut(cfg)  # people cut by the frame (off unless its share > 0)
-        body_kwargs = {} if "seed" in cfg.body else {"seed": int(cfg.seed)}
-        if "device" not in cfg.body:
-            body_kwargs["device"] = str(self.device)
-        key = json.dumps([resolved(cfg.body), body_kwargs], sort_keys=True, default=str)
-        if (
-            key not in _BODY_CACHE
-        ):  # the bank is deterministic and costly (docs/bench_body.md): build once per process
-            while len(_BODY_CACHE) >= _BODY_CACHE_SIZE:
-                _BODY_CACHE.pop(next(iter(_BODY_CACHE)))
-            _BODY_CACHE[key] = instantiate_stage("body", cfg.body, **body_kwargs)
-        self.body = _BODY_CACHE[key]
+        self.body = body_stage(cfg)
 
     def warm_up(self) -> None:
         """Compile the fused kernels now (when on) with a tiny throw-away batch, e.g. before

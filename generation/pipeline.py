@@ -30,7 +30,7 @@ from generation.dataset import (
     prepare_out_dir,
     shard_span,
 )
-from generation.generator import Generator
+from generation.generator import Generator, body_stage
 from generation.workers import keep_freed_memory, n_workers, run_shards
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def generate(cfg: DictConfig | dict) -> Path:
     did = dataset_id(cfg)
     layout = plan(int(cfg.num_samples), int(cfg.shard_size), int(cfg.samples_per_pose))
     lo, hi = shard_span(cfg, len(layout))  # shard_range=[a, b]: one part of a set spread over machines
-    stages = build_stages(cfg)  # validates the groups before touching the disk
+    stages = build_stages(cfg)  # validates the groups before touching the disk ...
+    body_stage(cfg)  # ... the body's too (built once per process, the generator reuses it)
     manifest = prepare_out_dir(cfg, out_dir, did, len(layout))
     done = {s["index"] for s in manifest["shards"] if (out_dir / s["file"]).exists()}
     manifest["shards"] = [s for s in manifest["shards"] if s["index"] in done]

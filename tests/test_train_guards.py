@@ -54,6 +54,9 @@ def test_train_refuses_values_it_cannot_run_before_reading_anything(tmp_path: Pa
         (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be an integer >= 1"),
         (["trainer.max_epochs=-1"], "trainer.max_epochs=-1"),
         (["vis_threshold=5"], r"vis_threshold=5 must be a number in \[0, 1\]"),
+        (["data.batch_size=0"], r"data.batch_size=0 must be an integer >= 1"),
+        (["data.batch_size=-5"], r"data.batch_size=-5 must be an integer >= 1"),
+        (["model.optimizer.lr=-1"], r"model.optimizer.lr=-1 must be a positive number"),
     ):
         with pytest.raises(InputError, match=match):
             train(compose_train(tiny(tmp_path / "no_set", out, *extra)))
@@ -62,6 +65,27 @@ def test_train_refuses_values_it_cannot_run_before_reading_anything(tmp_path: Pa
     with pytest.raises(DataDirError, match=r"data.dir=.*set.parquet is a file, not a dataset folder"):
         train(compose_train(tiny(a_file, out)))
     assert not out.exists()  # refused before any output
+
+
+def test_train_outputs_never_land_in_a_set_and_model_values_are_one_line(toy_set_dir: Path, tmp_path) -> None:
+    """Every checkpoint and log folder is checked against data.dir and data.extra_dir; a missing extra set,
+    extra_dir = data.dir and a model value the network refuses are one line (exit 2), before any output."""
+    from depth_pose.fileio import OutputPathError
+
+    out = tmp_path / "logs" / "train" / "runs" / "a"
+    copy = tmp_path / "copy"
+    shutil.copytree(toy_set_dir, copy)
+    for extra, kind, match in (
+        ([f"callbacks.last_checkpoint.dirpath={toy_set_dir}"], OutputPathError, "last_checkpoint.dirpath"),
+        (["logger=csv", f"logger.csv.save_dir={toy_set_dir}/csv"], OutputPathError, "lies inside the input"),
+        ([f"data.extra_dir={copy}", f"paths.output_dir={copy}/run"], OutputPathError, "data.extra_dir"),
+        ([f"data.extra_dir={tmp_path / 'nope'}"], InputError, "holds no manifest.json"),
+        ([f"data.extra_dir={toy_set_dir}"], InputError, "is data.dir"),
+        (["model.net.width=0"], InputError, "bad model config"),
+    ):
+        with pytest.raises(kind, match=match):
+            train(compose_train(tiny(toy_set_dir, out, *extra)))
+    assert not out.exists() and not (toy_set_dir / "csv").exists() and not (copy / "run").exists()
 
 
 def test_broken_ckpt_path_is_one_clear_error(tmp_path: Path, tiny_model: Path) -> None:
@@ -154,6 +178,64 @@ def test_generate_refuses_a_shard_larger_than_memory(tmp_path: Path, monkeypatch
         gen_dataset.check_resources(gen_cfg(tmp_path, out, "num_samples=1000000"), out, workers=4)
     gen_dataset.check_resources(gen_cfg(tmp_path, out, "num_samples=1000000"), out)  # 100k-row shards fit
     gen_dataset.check_resources(big, out, analytic=False)  # the render path: disk only
+
+
+def test_generate_refusals_leave_an_existing_set_as_it_was(tmp_path: Path) -> None:
+    """A value refused late (the body's), a non-boolean overwrite, a seed beyond 64 bits or a malformed shard
+    list on resume: one line each, and the set already there is untouched (overwrite=true included)."""
+    import json
+
+    from depth_pose import shards
+
+    out = tmp_path / "set"
+    base = ["num_samples=600", "shard_size=300", "body.n_bodies=16"]
+    generate(gen_cfg(tmp_path, out, *base))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for extra, match in (
+        (["overwrite=true", "body.n_bodies=0"], "bad body config: n_bodies must be >= 1"),
+        (["overwrite=no"], "overwrite must be true or false, got 'no'"),
+        (["seed=18446744073709551616"], "seed must be below 2"),
+    ):
+        with pytest.raises(GenerationConfigError, match=match):
+            generate(gen_cfg(tmp_path, out, *base, *extra))
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before, extra
+    m = json.loads((out / shards.MANIFEST).read_text())
+    m["shards"][0]["index"] = "0"
+    (out / shards.MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(GenerationConfigError, match=r"malformed shard list\); pass overwrite=true"):
+        generate(gen_cfg(tmp_path, out, *base))
+    with pytest.raises(shards.CorruptSetError, match="malformed shard list"):
+        shards.read_table(out)
+
+
+def test_sets_not_fit_to_train_on_are_one_line(tmp_path: Path) -> None:
+    """An unfinished part (shard_range) and a shard rewritten with other column types (its sha256 and rows
+    updated to match): InputErrors (exit 2), not a RuntimeError or Arrow's traceback."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from depth_pose import shards
+
+    part = tmp_path / "part"
+    generate(
+        gen_cfg(tmp_path, part, "num_samples=600", "shard_size=300", "body.n_bodies=16", "shard_range=[0,1]")
+    )
+    with pytest.raises(shards.IncompleteSetError, match="incomplete") as e:
+        shards.read_table(part)
+    assert isinstance(e.value, InputError)
+    full = tmp_path / "full"
+    generate(gen_cfg(tmp_path, full, "num_samples=600", "shard_size=300", "body.n_bodies=16"))
+    shard = full / "shard-00001.parquet"
+    t = pq.read_table(shard)
+    t = t.set_column(t.schema.get_field_index("nose_x"), "nose_x", pa.array([str(v) for v in t["nose_x"]]))
+    pq.write_table(t, shard)
+    m = json.loads((full / shards.MANIFEST).read_text())
+    m["shards"][1]["sha256"] = shards.sha256_file(shard)
+    (full / shards.MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(shards.CorruptSetError, match="columns do not match"):
+        shards.read_table(full)
 
 
 def test_generate_refuses_an_unwritable_out_dir(tmp_path: Path) -> None:
