@@ -36,6 +36,18 @@ from generation.workers import keep_freed_memory, n_workers, run_shards
 log = logging.getLogger(__name__)
 
 
+def intact(out_dir: Path, entry: dict) -> bool:
+    """A shard a resumed run keeps: there and matching its manifest's sha256 (a corrupt or truncated one is
+    made again, with a warning)."""
+    path = out_dir / entry["file"]
+    if not path.exists():
+        return False
+    if shards.sha256_file(path) == entry["sha256"]:
+        return True
+    log.warning("shard %s does not match its sha256 in %s: made again", path, shards.MANIFEST)
+    return False
+
+
 def generate(cfg: DictConfig | dict) -> Path:
     """Generate (or resume) the synthetic set described by ``cfg`` (keys as conf/generate.yaml);
     returns out_dir."""
@@ -62,7 +74,7 @@ def generate(cfg: DictConfig | dict) -> Path:
     stages = build_stages(cfg)  # validates the groups before touching the disk ...
     body_stage(cfg)  # ... the body's too (built once per process, the generator reuses it)
     manifest = prepare_out_dir(cfg, out_dir, did, len(layout))
-    done = {s["index"] for s in manifest["shards"] if (out_dir / s["file"]).exists()}
+    done = {s["index"] for s in manifest["shards"] if intact(out_dir, s)}
     manifest["shards"] = [s for s in manifest["shards"] if s["index"] in done]
     todo = [i for i in range(lo, hi) if i not in done]
     if todo:

@@ -182,7 +182,8 @@ def test_generate_refuses_a_shard_larger_than_memory(tmp_path: Path, monkeypatch
 
 def test_generate_refusals_leave_an_existing_set_as_it_was(tmp_path: Path) -> None:
     """A value refused late (the body's), a non-boolean overwrite, a seed beyond 64 bits or a malformed shard
-    list on resume: one line each, and the set already there is untouched (overwrite=true included)."""
+    list on resume: one line each, and the set already there is untouched (overwrite=true included); a
+    truncated shard is made again on resume, byte for byte."""
     import json
 
     from depth_pose import shards
@@ -199,6 +200,11 @@ def test_generate_refusals_leave_an_existing_set_as_it_was(tmp_path: Path) -> No
         with pytest.raises(GenerationConfigError, match=match):
             generate(gen_cfg(tmp_path, out, *base, *extra))
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before, extra
+    # a resumed run makes a corrupt or truncated shard again instead of keeping it
+    shard = out / "shard-00001.parquet"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    generate(gen_cfg(tmp_path, out, *base))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     m = json.loads((out / shards.MANIFEST).read_text())
     m["shards"][0]["index"] = "0"
     (out / shards.MANIFEST).write_text(json.dumps(m))
