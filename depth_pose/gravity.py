@@ -19,6 +19,7 @@ import torch
 
 from depth_pose.errors import InputError
 from depth_pose.geometry import pitch_roll_from_up, up_from_pitch_roll
+from depth_pose.jsonvalues import as_float, shown
 
 AGREE_DEG = 1.0  # up_cam and pitch_deg/roll_deg given together must point within this angle of each other
 MIN_UP_NORM = 1e-6  # a shorter up_cam has no direction
@@ -42,20 +43,12 @@ class GravityInputError(InputError):
     """A run-wide up direction (``scene.*``, a calibration file) that cannot be used: exit 2."""
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number, got {_shown(value)}")
-    try:
-        x = float(value)
-    except OverflowError:
-        x = math.inf
+        raise ValueError(f"{name} must be a number, got {shown(value)}")
+    x = as_float(value)
     if not math.isfinite(x):
-        raise ValueError(f"{name} must be a finite number, got {_shown(value)}")
+        raise ValueError(f"{name} must be a finite number, got {shown(value)}")
     return x
 
 
@@ -70,14 +63,14 @@ def _vector(value: Any, name: str) -> np.ndarray:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, Mapping) or isinstance(value, str | bytes) or not hasattr(value, "__len__"):
-        raise ValueError(f"{name} must be 3 numbers [x, y, z], got {_shown(value)}")
+        raise ValueError(f"{name} must be 3 numbers [x, y, z], got {shown(value)}")
     items = list(value)
     if len(items) != 3:
-        raise ValueError(f"{name} must be 3 numbers [x, y, z], got {len(items)}: {_shown(value)}")
+        raise ValueError(f"{name} must be 3 numbers [x, y, z], got {len(items)}: {shown(value)}")
     try:
         return np.array([_number(v, name) for v in items], dtype=np.float64)
     except ValueError:
-        raise ValueError(f"{name} must be 3 finite numbers [x, y, z], got {_shown(value)}") from None
+        raise ValueError(f"{name} must be 3 finite numbers [x, y, z], got {shown(value)}") from None
 
 
 def describe(up: np.ndarray) -> str:
@@ -104,7 +97,7 @@ def parse_up(
     if pitch_deg is None and roll_deg is None and up_cam is None:
         return None
     if roll_deg is not None and pitch_deg is None:
-        raise ValueError(f"{prefix}roll_deg={_shown(roll_deg)} given without {prefix}pitch_deg")
+        raise ValueError(f"{prefix}roll_deg={shown(roll_deg)} given without {prefix}pitch_deg")
     up = None
     if up_cam is not None:
         v = _vector(up_cam, f"{prefix}up_cam")
@@ -112,7 +105,7 @@ def parse_up(
         unit = v / big if big > 0 else v  # scaled first: entries near 1e308 would overflow the length
         norm = float(np.linalg.norm(unit))
         if big * norm < MIN_UP_NORM:
-            raise ValueError(f"{prefix}up_cam {_shown(up_cam)} has (near) zero length: no direction")
+            raise ValueError(f"{prefix}up_cam {shown(up_cam)} has (near) zero length: no direction")
         up = unit / norm
     if pitch_deg is None:
         return up
@@ -151,7 +144,7 @@ def scene_up(scene: Any, name: str = "scene") -> np.ndarray | None:
         scene = OmegaConf.to_container(scene, resolve=True)
     if not isinstance(scene, Mapping):
         raise GravityInputError(
-            f"{name} must be a mapping of pitch_deg, roll_deg, up_cam, got {_shown(scene)}"
+            f"{name} must be a mapping of pitch_deg, roll_deg, up_cam, got {shown(scene)}"
         )
     unknown = sorted(set(scene) - set(KEYS) - set(CALIBRATION_KEYS))
     if unknown:

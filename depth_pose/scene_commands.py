@@ -30,6 +30,7 @@ import numpy as np
 from depth_pose.errors import InputError
 from depth_pose.eval.metrics import depth_metrics
 from depth_pose.gravity import CALIBRATION_KEYS, KEYS, pitch_roll_rows
+from depth_pose.jsonvalues import as_float
 from depth_pose.scene import FusedDepth, SceneCalibration, calibrate_scene, fuse_depths
 from depth_pose.scene.calibration import K_ATOL_PX, K_RTOL, MAX_HEIGHT_M
 from depth_pose.scene.fusion import SOURCE_GROUND, SOURCE_MODEL, SOURCE_TRACK
@@ -247,8 +248,7 @@ def given_calibration(
 class SceneFit:
     """A camera's scene calibration (None when there is none), where it came from (``estimated``,
     ``estimated up, given height``, ``given up, estimated height``, ``given``, ``loaded:<path>``), why there
-    is none (or why it holds no
-    usable floor), and from how many person-frames."""
+    is none (or why it holds no usable floor), and from how many person-frames."""
 
     calib: SceneCalibration | None
     origin: str
@@ -666,19 +666,8 @@ def calibrate_groups(
     return GroupedScenes(z_out, s_out, src, names, cameras)
 
 
-def _finite(v: Any) -> float | None:
-    """A JSON value as a finite float, else None (strings, bools, NaN, integers too long for a float)."""
-    if not isinstance(v, int | float) or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except OverflowError:
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _truth(values: Sequence[Any]) -> float | None:
-    nums = [f for f in map(_finite, values) if f is not None]
+    nums = [f for f in map(as_float, values) if math.isfinite(f)]
     return float(np.median(nums)) if nums else None
 
 

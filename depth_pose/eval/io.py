@@ -32,6 +32,7 @@ from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write_text
 from depth_pose.geometry import check_intrinsics
 from depth_pose.gravity import up_from_mapping
+from depth_pose.jsonvalues import as_float, shown
 from depth_pose.keypoints import NUM_KEYPOINTS
 
 
@@ -153,13 +154,11 @@ def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, flo
     if gt is None:
         gt_z = math.nan
     else:
-        try:  # a bool is not a depth; an integer too large for a float is not a finite one
-            gt_z = float(gt) if isinstance(gt, int | float) and not isinstance(gt, bool) else math.nan
-        except OverflowError:
-            gt_z = math.inf
+        gt_z = as_float(gt)  # a bool is not a depth; an integer too large for a float is not a finite one
         if not (math.isfinite(gt_z) and 0 < gt_z <= MAX_GT_Z_M):
-            shown = repr(gt) if len(repr(gt)) <= 40 else repr(gt)[:37] + "..."
-            raise ValueError(f"gt_z_m must be a positive finite number up to {MAX_GT_Z_M:g} m, got {shown}")
+            raise ValueError(
+                f"gt_z_m must be a positive finite number up to {MAX_GT_Z_M:g} m, got {shown(gt, 40)}"
+            )
     pid = obj.get("id", default_id)
     return str(pid), kp, K, gt_z
 
@@ -170,7 +169,6 @@ def parse_image_wh(obj: dict) -> np.ndarray | None:
     value = obj.get("image_wh")
     if value is None:
         return None
-    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
     ok = isinstance(value, list) and len(value) == 2
     ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
     try:
@@ -178,7 +176,9 @@ def parse_image_wh(obj: dict) -> np.ndarray | None:
     except OverflowError:
         wh = None
     if wh is None or not (np.isfinite(wh).all() and (wh > 0).all()):
-        raise ValueError(f"image_wh must be [width, height] in pixels (two positive numbers), got {shown}")
+        raise ValueError(
+            f"image_wh must be [width, height] in pixels (two positive numbers), got {shown(value, 40)}"
+        )
     return wh
 
 

@@ -514,7 +514,10 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
             per_source.append(info)
         finished = True
     finally:  # a failed run (a late bad input: exit 2; a bug) leaves an earlier run's records as they were
-        writer.close() if finished else writer.discard()
+        if finished:
+            writer.close()
+        else:
+            writer.discard()
         viewer.close()
     run_s = time.perf_counter() - t_run
     busy = sum(P.times.values())

@@ -23,6 +23,7 @@ from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write_text
 from depth_pose.geometry import check_intrinsics, pitch_roll_from_up
 from depth_pose.gravity import parse_up
+from depth_pose.jsonvalues import as_float, shown
 from depth_pose.scene.floor import (
     ANKLE_HEIGHT_M,
     HIP_ABOVE_ANKLE_M,
@@ -235,22 +236,13 @@ def _number(
     v = d[key]
     if v is None and allow_none:
         return None
-    try:
-        f = math.nan if isinstance(v, bool) or not isinstance(v, int | float) else float(v)
-    except OverflowError:  # an integer too long for a float
-        f = math.inf
+    f = as_float(v)
     if not math.isfinite(f):
-        raise SceneCalibrationError(f"{where}: {key} must be a finite number, got {_clip(v)}")
+        raise SceneCalibrationError(f"{where}: {key} must be a finite number, got {shown(v)}")
     if not lo <= f <= hi or (positive and f <= 0):
         span = f"({lo:g}, {hi:g}]" if positive else f"[{lo:g}, {hi:g}]"
-        raise SceneCalibrationError(f"{where}: {key}={_clip(v)} is out of range {span}")
+        raise SceneCalibrationError(f"{where}: {key}={shown(v)} is out of range {span}")
     return f
-
-
-def _clip(v: Any, n: int = 60) -> str:
-    """``repr`` of a value from a file, shortened for a one-line message."""
-    r = repr(v)
-    return r if len(r) <= n else f"{r[: n - 3]}..."
 
 
 def _short(K: np.ndarray) -> str:
