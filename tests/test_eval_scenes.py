@@ -110,7 +110,7 @@ def _sim_run(seed: int = 0):
         keypoints=sc.keypoints.astype(np.float32),
         z_true=sc.z_true,
         track=sc.track,
-        frame=np.arange(n) // 6,  # frames of 6 person-frames (the order does not matter here)
+        frame=np.arange(n),  # one person-frame a frame (the order does not matter here)
         activity=np.zeros(n, dtype=np.int8),
         body_index=np.zeros(n, dtype=int),
         stature_m=np.full(n, 1.7),
@@ -123,10 +123,10 @@ def _sim_run(seed: int = 0):
 def test_online_fusion_uses_the_calibration_in_effect_and_falls_back_without_a_level_floor():
     from scene_sim import H, W
 
-    from depth_pose.suites.scenes import calibrate, fuse_online, segment_calibration, segments
+    from depth_pose.suites.scenes import calibrate, fuse_online, segment_calibration, segments, smooth_in_time
 
     run, z, sigma = _sim_run()
-    cfg = OmegaConf.create(dict(warmup_person_frames=50, fusion_every_frames=5))
+    cfg = OmegaConf.create(dict(warmup_person_frames=50, fusion_every_frames=5, fps=10.0))
     calib, _ = calibrate(run, len(run), z, sigma, (W, H))
     assert calib is not None and calib.planar, calib.planarity
     run.calibs = [(50, None, "too few"), (100, calib, calib.planarity)]
@@ -142,11 +142,14 @@ def test_online_fusion_uses_the_calibration_in_effect_and_falls_back_without_a_l
     assert not np.allclose(out["track"][100:], z[100:])
     err = lambda d: np.median(np.abs(d[100:] / run.z_true[100:] - 1))  # noqa: E731
     assert err(out["track"]) < err(z)
+    # (the time filter's own test is below: this simulator's person-frames are not a walk in time)
+    assert np.isfinite(out["smooth"]).all() and out["smooth"].shape == z.shape
     # The same calibration without a level floor: the model's depths, every one flagged as the fallback.
     run.calibs = [(50, dataclasses.replace(calib, planar=False, planarity="a step"), "a step")]
     out = fuse_online(run, z, sigma, cfg, (W, H))
     assert (out["source"][50:] == "fallback").all()
     assert (out["track"][50:] == z[50:]).all() and (out["ground"][50:] == z[50:]).all()
+    assert np.array_equal(out["smooth"], smooth_in_time(run, z, sigma, cfg.fps))  # the model's, filtered
 
 
 def test_targets_verdicts():
@@ -166,7 +169,13 @@ def test_targets_verdicts():
         }
 
     res = {
-        "per_mount": {"flat": {"a": {"track": {"median": 0.025}}, "b": {"track": {"median": 0.026}}}},
+        "per_mount": {"flat": {"a": {"smooth": {"median": 0.03}}, "b": {"smooth": {"median": 0.02}}}},
+        "per_mount_upright": {
+            "flat": {
+                "a": {"smooth": {"median": 0.025}, "track": {"median": 0.03}},
+                "b": {"smooth": {"median": 0.026}, "track": {"median": 0.024}},
+            }
+        },
         "calibration": {"flat": {"a": {"50": cal(1.0, 2)}, "b": {"50": cal(1.0, 1)}}},
         "per_scene": {
             "flat": {},
@@ -175,6 +184,7 @@ def test_targets_verdicts():
     }
     t = targets(res, tcfg, "50")
     assert t["scene_aware_median/a"]["pass"] and not t["scene_aware_median/b"]["pass"]
+    assert t["scene_aware_median/b"]["unsmoothed"] == 0.024  # reported beside, not judged
     assert t["calibration_pitch_deg@50/a"]["pass"] and t["calibration_height_rel@50/a"]["pass"]
     assert not t["calibration_pitch_deg@50/b"]["pass"]  # a scene not calibrated after 50 person-frames
     assert t["non_planar_ratio/ramp/a"]["pass"] and t["non_planar_ratio/ramp/a"]["value"] == 1.05
@@ -225,11 +235,11 @@ def tiny_run(tmp_path_factory):
 
 
 def test_scene_suite_end_to_end(tiny_run):
-    from depth_pose.suites.scenes import METHODS
+    from depth_pose.suites.scenes import SCORED
 
     res, out = tiny_run
     grav = res["uses_gravity"]  # the shipped model takes the up direction (issue 15)
-    assert res["exit_code"] == 0 and res["suite"] == "scenes" and res["methods"] == list(METHODS)
+    assert res["exit_code"] == 0 and res["suite"] == "scenes" and res["methods"] == list(SCORED)
     assert res["same_as_single"] == ([] if grav else ["true_up", "est_up"])
     mounts, floors = ["cctv_3m", "cctv_6m"], ["flat", "ramp"]
     assert list(res["per_mount"]) == floors and all(list(res["per_mount"][f]) == mounts for f in floors)
@@ -238,8 +248,8 @@ def test_scene_suite_end_to_end(tiny_run):
     for f in floors:
         for m in mounts:
             st = res["per_mount"][f][m]
-            assert set(st) == set(METHODS) and st["single"]["n"] > 100
-            assert all(st[k]["median"] is not None and math.isfinite(st[k]["median"]) for k in METHODS)
+            assert set(st) == set(SCORED) and st["single"]["n"] > 100
+            assert all(st[k]["median"] is not None and math.isfinite(st[k]["median"]) for k in SCORED)
             if not grav:  # no gravity input: the up direction changes nothing
                 assert st["true_up"] == st["single"] and st["est_up"] == st["single"]
             assert list(res["per_seen"][f][m]) == ["50-100", "100-200", "200+"]
@@ -255,8 +265,14 @@ def test_scene_suite_end_to_end(tiny_run):
     } <= set(res["targets"])
     rows = [json.loads(s) for s in out.read_text().splitlines()]
     assert len(rows) == res["n_scored"]
-    assert {"z_true_m", "source", "rank", "frame", "track"} | {f"z_{k}_m" for k in METHODS} <= set(rows[0])
+    assert {"z_true_m", "source", "rank", "frame", "track"} | {f"z_{k}_m" for k in SCORED} <= set(rows[0])
     assert all(r["rank"] >= 50 for r in rows)
+    # the depth target scores standing and walking people (the issue's words), the tables everybody
+    up = res["per_mount_upright"]
+    n_up = sum(r["activity"] != "sit" for r in rows)
+    assert sum(up[f][m]["single"]["n"] for f in floors for m in mounts) == n_up < len(rows)
+    target = res["targets"]["scene_aware_median/cctv_3m"]["value"]
+    assert target == up["flat"]["cctv_3m"][res["scene_aware"]]["median"]
     for r in rows:
         if r["source"] in ("none", "fallback", "model"):  # no calibration, no level floor, nothing to add
             assert r["z_track_m"] == r["z_est_up_m"], r
@@ -272,7 +288,10 @@ def test_scene_suite_end_to_end(tiny_run):
             same = all(r["z_track_m"] == r["z_est_up_m"] for r in sel)  # fusion added nothing
             assert same or any(scene["planar_at"]), scene
             if not any(scene["planar_at"]) and not grav:
-                assert scene["ratio"] == pytest.approx(1.0) and scene["changed_share"] == 0.0
+                assert scene["ratio"] == pytest.approx(1.0) and scene["ratio_unsmoothed"] == pytest.approx(
+                    1.0
+                )
+                assert scene["changed_share"] == 0.0
     d = out.parent
     assert (d / "scenes_methods.png").stat().st_size > 5000 and (d / "scenes_error_vs_seen.png").is_file()
     report = (d / "report.md").read_text()
@@ -282,12 +301,8 @@ def test_scene_suite_end_to_end(tiny_run):
 
 def test_scene_suite_with_a_gravity_model(tmp_path):
     from depth_pose.evaluate import evaluate
-    from depth_pose.models.module import DepthModule
-    from depth_pose.predictor import export_model
 
-    m = DepthModule(features={"name": "normalised", "gravity": True})
-    m.set_target_stats(0.0, 1.0, 10.0)
-    model = export_model(m, tmp_path / "gravity.safetensors", {"note": "untrained"})
+    model = _untrained_model(tmp_path, gravity=True)
     out = tmp_path / "s" / "samples.jsonl"
     over = [*TINY, "scenes.floors=[flat]", "~scenes.mounts.cctv_3m", f"ckpt={model}", "plots=false"]
     res = evaluate(compose("eval", ["suite=scenes", f"out={out}", *over]))
@@ -298,3 +313,77 @@ def test_scene_suite_with_a_gravity_model(tmp_path):
     calibrated = [r for r in rows if r["source"] != "none"]
     assert calibrated and any(r["z_est_up_m"] != r["z_single_m"] for r in calibrated)
     assert all(r["z_est_up_m"] == r["z_single_m"] for r in rows if r["source"] == "none")
+
+
+def test_scene_suite_without_gravity_input_and_without_a_level_floor_changes_nothing(tmp_path):
+    """A model without the up-direction input on scenes whose floor is never called level: the scene-aware
+    depths are the single-frame ones, with and without the time filter (the non-planar ratios are 1)."""
+    from depth_pose.evaluate import evaluate
+
+    model = _untrained_model(tmp_path, gravity=False)
+    out = tmp_path / "s" / "samples.jsonl"
+    over = [*TINY, "scenes.floors=[ramp]", "~scenes.mounts.cctv_6m", f"ckpt={model}", "plots=false"]
+    res = evaluate(compose("eval", ["suite=scenes", f"out={out}", *over]))
+    assert not res["uses_gravity"] and res["same_as_single"] == ["true_up", "est_up"]
+    scenes = [sc for sc in res["per_scene"]["ramp"]["cctv_3m"] if not any(sc["planar_at"])]
+    assert scenes  # an untrained model's depths make no level floor
+    for sc in scenes:
+        assert sc["ratio"] == pytest.approx(1.0) and sc["ratio_unsmoothed"] == pytest.approx(1.0)
+        assert sc["changed_share"] == 0.0 and sc["single_smooth"] == sc["smooth"]
+
+
+def test_time_filter_is_dp_predicts_default_causal_and_per_track():
+    """The suite's ``smooth`` method is dp-predict's default filter (conf/predict.yaml = TrackSmoother's
+    defaults), run causally per track: a frame's value never depends on later frames or other people."""
+    import inspect
+
+    from depth_pose.predict.smoothing import TrackSmoother
+    from depth_pose.suites.scenes import SceneRun, smooth_in_time
+
+    block = compose("predict", []).smoothing
+    defaults = {k: v.default for k, v in inspect.signature(TrackSmoother).parameters.items()}
+    assert {k: v for k, v in block.items() if k != "_target_"} == defaults
+    rng = np.random.default_rng(0)
+    T, P = 60, 2
+    frame = np.repeat(np.arange(T), P)
+    track = np.tile(np.arange(P), T)
+    z_true = np.where(track == 0, 5.0 + 0.1 * frame, 12.0)  # one walks away at 1 m/s, one stands
+    z = z_true * np.exp(rng.normal(0, 0.05, len(frame)))
+    n = len(frame)
+    run = SceneRun(
+        "m", 0, "flat", 60.0, 0.0, 0.0, 1.5, np.eye(3), np.array([0.0, -1.0, 0.0]),
+        np.zeros((n, 17, 3), np.float32), z_true, track, frame, np.zeros(n, int), np.zeros(n, int),
+        np.full(n, 1.7), np.full(n, 30.0), n,
+    )  # fmt: skip
+    out = smooth_in_time(run, z, 0.05 * z, fps=10.0)
+    err = lambda d, m: np.median(np.abs(d[m] / z_true[m] - 1))  # noqa: E731
+    late = frame >= 10
+    assert err(out, late) < 0.7 * err(z, late)
+    cut = 2 * 30  # the first 30 frames alone give the same values: causal
+    assert np.allclose(smooth_in_time(_run_prefix(run, cut), z[:cut], 0.05 * z[:cut], 10.0), out[:cut])
+    other = z.copy()
+    other[track == 1] *= 2.0  # the other person's depths change nothing for the first
+    assert np.allclose(smooth_in_time(run, other, 0.05 * other, 10.0)[track == 0], out[track == 0])
+    shuffled = dataclasses.replace(run, frame=frame[::-1].copy())
+    with pytest.raises(ValueError, match="not in frame order"):
+        smooth_in_time(shuffled, z, 0.05 * z, 10.0)
+    twice = dataclasses.replace(run, track=np.zeros(n, int))
+    with pytest.raises(ValueError, match="twice in one frame"):
+        smooth_in_time(twice, z, 0.05 * z, 10.0)
+
+
+def _run_prefix(run, n: int):
+    """The first ``n`` person-frames of a run."""
+    arrays = {f.name: getattr(run, f.name) for f in dataclasses.fields(run)}
+    per_frame = ("keypoints", "z_true", "track", "frame", "activity", "body_index", "stature_m", "age_years")
+    return dataclasses.replace(run, **{k: arrays[k][:n] for k in per_frame})
+
+
+def _untrained_model(tmp_path, gravity: bool):
+    """An untrained model file, with or without the up-direction input."""
+    from depth_pose.models.module import DepthModule
+    from depth_pose.predictor import export_model
+
+    m = DepthModule(features={"name": "normalised", "gravity": gravity})
+    m.set_target_stats(0.0, 1.0, 10.0)
+    return export_model(m, tmp_path / f"untrained_{gravity}.safetensors", {"note": "untrained"})

@@ -285,6 +285,15 @@ def _deg(v) -> str:
     return "–" if v is None else f"{v:.2f}°"
 
 
+def upright_medians(res: dict, floor: str, mount: str) -> tuple[float | None, float | None]:
+    """Single-frame and scene-aware medians of the scene suite's standing / walking people (None, None when
+    the metrics have none)."""
+    up = res.get("per_mount_upright", {}).get(floor, {}).get(mount)
+    if not up:
+        return None, None
+    return up[res["methods"][0]]["median"], up[res["scene_aware"]]["median"]
+
+
 def scene_target_cells(name: str, t: dict) -> tuple[str, str]:
     """``(value, limit)`` cells of one scene-suite target (``metrics["targets"][name]``)."""
     v, lim = t["value"], t["limit"]
@@ -292,10 +301,13 @@ def scene_target_cells(name: str, t: dict) -> tuple[str, str]:
         return f"{_deg(v)} ({t['n']}/{t['n_scenes']} scenes)", f"median ≤ {lim:g}°, all scenes"
     if name.startswith("calibration_height"):
         return f"{_pct1(v)} ({t['n']}/{t['n_scenes']} scenes)", f"median ≤ {100 * lim:g}%, all scenes"
+    raw = t.get("unsmoothed")
     if name.startswith("non_planar"):
         worst = "–" if v is None else f"worst scene {v:.3f}× ({t['n_pass']}/{t['n']} pass)"
+        if raw is not None and v is not None:
+            worst += f"; without the time filter {raw:.3f}× ({t['n_pass_unsmoothed']}/{t['n']})"
         return worst, f"≤ {lim:g}× in every scene"
-    return _pct1(v), f"≤ {100 * lim:g}%"
+    return _pct1(v) + ("" if raw is None else f" (without the time filter {_pct1(raw)})"), f"≤ {100 * lim:g}%"
 
 
 def scenes_report(res: dict) -> str:
@@ -324,15 +336,18 @@ def scenes_report(res: dict) -> str:
             "",
             f"## Floor: {floor}: median |z/true − 1| (bias of the scene-aware `{res['scene_aware']}`)",
             "",
-            "| mount | n | " + " | ".join(title[m] for m in methods) + " | bias |",
-            "|---|---|" + "---|" * (len(methods) + 1),
+            "| mount | n | "
+            + " | ".join(title[m] for m in methods)
+            + " | bias | standing / walking: single → scene-aware |",
+            "|---|---|" + "---|" * (len(methods) + 2),
         ]
         for mount, st in by_mount.items():
             cells = [_pct1(st[m]["median"]) for m in methods]
+            u1, us = upright_medians(res, floor, mount)
             lines.append(
                 f"| {mount} | {st[methods[0]]['n']} | "
                 + " | ".join(cells)
-                + f" | {_pct1(st[res['scene_aware']]['bias_median'])} |"
+                + f" | {_pct1(st[res['scene_aware']]['bias_median'])} | {_pct1(u1)} → {_pct1(us)} |"
             )
     flat = res["per_seen"].get("flat", {})
     if flat:
