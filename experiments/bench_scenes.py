@@ -66,6 +66,7 @@ def model_table(name: str, res: dict) -> list[str]:
                 + " | ".join(pct(st[m]["median"]) for m in methods)
                 + f" | {pct(st[res['scene_aware']]['bias_median'], True)} | {pct(u1)} → {pct(us)} |"
             )
+    lines += coverage_table(res)
     first = str(res["calib_at"][0]) if res["calib_at"] else "all"
     lines += [
         "",
@@ -98,6 +99,26 @@ def model_table(name: str, res: dict) -> list[str]:
         f"({res['n_detected']} detected of {res['n_person_frames']}); suite runtime {rt.get('total')} s "
         f"({rt}), wall {res.get('bench_wall_s')} s.",
     ]
+    return lines
+
+
+def coverage_table(res: dict) -> list[str]:
+    """Flat floor: the share of person-frames within 1 / 2 stated sigmas, per mount and method."""
+    flat = res["per_mount"].get("flat", {})
+    methods = [m for m in res["methods"] if any("within_1sigma" in st[m] for st in flat.values())]
+    if not methods:
+        return []
+    lines = [
+        "",
+        "Stated uncertainty, flat floor: share of person-frames with |z − true| ≤ 1σ / ≤ 2σ "
+        "(68% / 95% for an honest Gaussian spread):",
+        "",
+        "| mount | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for mount, st in flat.items():
+        cells = [f"{pct(st[m].get('within_1sigma'))} / {pct(st[m].get('within_2sigma'))}" for m in methods]
+        lines.append(f"| {mount} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -149,7 +149,8 @@ def test_online_fusion_uses_the_calibration_in_effect_and_falls_back_without_a_l
     out = fuse_online(run, z, sigma, cfg, (W, H))
     assert (out["source"][50:] == "fallback").all()
     assert (out["track"][50:] == z[50:]).all() and (out["ground"][50:] == z[50:]).all()
-    assert np.array_equal(out["smooth"], smooth_in_time(run, z, sigma, cfg.fps))  # the model's, filtered
+    zs, ss = smooth_in_time(run, z, sigma, cfg.fps)  # the model's, filtered
+    assert np.array_equal(out["smooth"], zs) and np.array_equal(out["sigma_smooth"], ss)
 
 
 def test_targets_verdicts():
@@ -249,6 +250,9 @@ def test_scene_suite_end_to_end(tiny_run):
         for m in mounts:
             st = res["per_mount"][f][m]
             assert set(st) == set(SCORED) and st["single"]["n"] > 100
+            for k in ("single", "track", "smooth"):  # the stated spreads' coverage
+                assert 0.0 < st[k]["within_1sigma"] < st[k]["within_2sigma"] <= 1.0
+            assert "within_1sigma" not in st["est_up"]
             assert all(st[k]["median"] is not None and math.isfinite(st[k]["median"]) for k in SCORED)
             if not grav:  # no gravity input: the up direction changes nothing
                 assert st["true_up"] == st["single"] and st["est_up"] == st["single"]
@@ -355,15 +359,16 @@ def test_time_filter_is_dp_predicts_default_causal_and_per_track():
         np.zeros((n, 17, 3), np.float32), z_true, track, frame, np.zeros(n, int), np.zeros(n, int),
         np.full(n, 1.7), np.full(n, 30.0), n,
     )  # fmt: skip
-    out = smooth_in_time(run, z, 0.05 * z, fps=10.0)
+    out, spread = smooth_in_time(run, z, 0.05 * z, fps=10.0)
     err = lambda d, m: np.median(np.abs(d[m] / z_true[m] - 1))  # noqa: E731
     late = frame >= 10
     assert err(out, late) < 0.7 * err(z, late)
     cut = 2 * 30  # the first 30 frames alone give the same values: causal
-    assert np.allclose(smooth_in_time(_run_prefix(run, cut), z[:cut], 0.05 * z[:cut], 10.0), out[:cut])
+    assert np.allclose(smooth_in_time(_run_prefix(run, cut), z[:cut], 0.05 * z[:cut], 10.0)[0], out[:cut])
     other = z.copy()
     other[track == 1] *= 2.0  # the other person's depths change nothing for the first
-    assert np.allclose(smooth_in_time(run, other, 0.05 * other, 10.0)[track == 0], out[track == 0])
+    assert np.allclose(smooth_in_time(run, other, 0.05 * other, 10.0)[0][track == 0], out[track == 0])
+    assert (spread[late] < 0.05 * z[late]).all() and (spread > 0.5**0.5 * 0.05 * z - 1e-9).all()
     shuffled = dataclasses.replace(run, frame=frame[::-1].copy())
     with pytest.raises(ValueError, match="not in frame order"):
         smooth_in_time(shuffled, z, 0.05 * z, 10.0)

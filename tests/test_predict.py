@@ -132,10 +132,11 @@ def walk_toward(fps: float = 30.0, v: float = 1.4, seed: int = 0, rel_sigma: flo
     return t, z_true, z_true + rng.normal(size=t.size) * sigma, sigma
 
 
-def run_filter(sm: TrackSmoother, t, z, sigma) -> np.ndarray:
-    return np.array(
-        [sm(tt, np.array([7]), np.array([a]), np.array([s]))[0][0] for tt, a, s in zip(t, z, sigma)]
-    )
+def run_filter(sm: TrackSmoother, t, z, sigma, with_sigma: bool = False):
+    """One track through ``sm``: the smoothed depths (and sigmas ``with_sigma``)."""
+    out = [sm(tt, np.array([7]), np.array([a]), np.array([s])) for tt, a, s in zip(t, z, sigma)]
+    zs, ss = np.array([o[0][0] for o in out]), np.array([o[1][0] for o in out])
+    return (zs, ss) if with_sigma else zs
 
 
 def measured_lag(t, z_true, z_s, start: float) -> float:
@@ -179,6 +180,33 @@ def test_one_euro_lag_floor_binds_and_sigma_is_used():
             sm(k / 30, np.array([1]), np.array([10.0]), np.array([s]))
         steps.append(sm(10 / 30, np.array([1]), np.array([11.0]), np.array([s]))[0][0] - 10.0)
     assert steps[0] > 1.5 * steps[1] > 0
+
+
+def test_smoothed_sigma_keeps_the_error_a_person_keeps_over_frames():
+    """Half of each depth's variance is shared along the track (a size error), half is new every frame: the
+    filter averages only the second half, so its sigma must still cover the truth >= ~68% of the time at 1
+    sigma; the bare Kalman posterior (shared_share=0) claims far less than the error it keeps."""
+    rng = np.random.default_rng(0)
+    cover = {0.0: [], 0.5: []}
+    for _ in range(100):
+        t = np.arange(60) / 10.0
+        z_true, sigma = np.full(60, 10.0), np.full(60, 0.5)
+        z = z_true + rng.normal(0, 0.5 * np.sqrt(0.5)) + rng.normal(0, 0.5 * np.sqrt(0.5), 60)
+        for share, hits in cover.items():
+            zs, ss = run_filter(TrackSmoother(shared_share=share), t, z, sigma, with_sigma=True)
+            hits.append(np.abs(zs[20:] - z_true[20:]) <= ss[20:])
+    assert 0.62 < np.mean(cover[0.5]) < 0.85  # (a constant-velocity model on a standing person: a bit wide)
+    assert np.mean(cover[0.5]) > np.mean(cover[0.0]) + 0.1
+    t, z = np.arange(30) / 10.0, 10.0 + rng.normal(0, 0.5, 30)
+    bare = run_filter(TrackSmoother(shared_share=0.0), t, z, np.full(30, 0.5), with_sigma=True)[1]
+    kept = run_filter(TrackSmoother(shared_share=0.3), t, z, np.full(30, 0.5), with_sigma=True)[1]
+    assert (bare[5:] < 0.45).all() and np.allclose(kept**2, 0.3 * 0.25 + 0.7 * bare**2)
+    from depth_pose.errors import InputError
+
+    with pytest.raises(InputError, match="shared_share must be a number in"):
+        TrackSmoother(shared_share=1.5)
+    with pytest.raises(InputError, match="max_lag_s must be a number"):
+        TrackSmoother(max_lag_s="x")
 
 
 def test_smoother_tracks_are_independent_and_expire():

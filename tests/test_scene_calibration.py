@@ -457,6 +457,33 @@ def test_track_scale_removes_a_per_track_size_bias():
     assert np.median(np.abs(left)) < 0.03 and np.percentile(np.abs(left), 90) < 0.06
 
 
+def test_the_calibrations_own_error_is_not_averaged_away():
+    """A camera height known to 10% leaves every depth it scales (ground contact, track scale) ~10%
+    uncertain however many frames a track has; the depths barely depend on that sigma (a track-scaled prior
+    and a ground contact share it)."""
+    cam = CAMERAS[0]
+    sc, z, sigma = scene(cam)
+    calib = calibrated(cam)
+    sure = dataclasses.replace(calib, sigma_height_m=0.0, sigma_pitch_deg=0.0, sigma_roll_deg=0.0)
+    unsure = dataclasses.replace(sure, sigma_height_m=0.1 * calib.height_m)
+    a = fuse_depths(sure, sc.keypoints, z, sigma, sc.track)
+    b = fuse_depths(unsure, sc.keypoints, z, sigma, sc.track)
+    assert np.median(np.abs(a.z / b.z - 1.0)) < 0.005 and (a.source == b.source).mean() > 0.95
+    for source in ("ground", "track"):
+        used = b.source == source
+        assert used.sum() > 50
+        assert np.median(a.sigma[used] / a.z[used]) < 0.05
+        assert np.median(b.sigma[used] / b.z[used]) > 0.08, source
+    model = b.source == "model"
+    np.testing.assert_array_equal(a.sigma[model], b.sigma[model])
+    # Without tracks the prior is the bare model, which shares nothing with the camera height: an unsure
+    # height gives the ground contact less weight.
+    c, d = fuse_depths(sure, sc.keypoints, z, sigma), fuse_depths(unsure, sc.keypoints, z, sigma)
+    both = (c.source == "ground") & (d.source == "ground")
+    assert both.sum() > 50
+    assert np.median(np.abs(d.z - z)[both]) < 0.8 * np.median(np.abs(c.z - z)[both])
+
+
 # ---- planarity -----------------------------------------------------------------------------------------
 
 

@@ -14,8 +14,13 @@ farther away than they were ``max_lag_s`` seconds ago:
   lag is 0.7 ``max_lag_s`` (a margin: the cutoff dips to the floor on noisy speed estimates).
 
 Both report a smoothed sigma as well (Kalman: posterior std; One-Euro: sigma filtered the same way, which is
-conservative). :class:`TrackSmoother` keeps one filter per track id and forgets tracks unseen for
-``track_timeout_s``.
+conservative). Neither can average away the part of a depth's error that a person keeps from frame to frame
+(their size as the model reads it, the camera height of a calibrated scene): :class:`TrackSmoother` treats
+``shared_share`` of each measurement's variance as such and reports ``sigma^2 = shared_share sigma_in^2 +
+(1 - shared_share) sigma_filter^2``. Without it the Kalman posterior covered the truth in 33-38% of a
+calibrated scene's person-frames at 1 sigma (68% expected), against 47-54% before the filter
+(docs/bench_scenes.md, session 16). :class:`TrackSmoother` keeps one filter per track id and forgets tracks
+unseen for ``track_timeout_s``.
 """
 
 from __future__ import annotations
@@ -110,6 +115,11 @@ class OneEuro:
         return self._z(z, a), self._s(sigma, a)
 
 
+def _number_in(v: object, lo: float, hi: float) -> bool:
+    """Whether ``v`` is a real number (not a bool) in [lo, hi]."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
+
+
 class TrackSmoother:
     """One depth filter per track id (``method``: kalman | one_euro | none); Hydra-instantiable."""
 
@@ -123,12 +133,16 @@ class TrackSmoother:
         beta: float = 0.3,
         d_cutoff: float = 1.0,
         sigma_ref: float = 0.3,
+        shared_share: float = 0.5,
     ) -> None:
         if method not in ("kalman", "one_euro", "none"):
             raise InputError(f"smoothing.method must be kalman | one_euro | none, got '{method}'")
-        if max_lag_s < 0:
-            raise InputError(f"smoothing.max_lag_s must be >= 0, got {max_lag_s}")
+        if not _number_in(max_lag_s, 0.0, math.inf):
+            raise InputError(f"smoothing.max_lag_s must be a number >= 0, got {max_lag_s!r}")
+        if not _number_in(shared_share, 0.0, 1.0):
+            raise InputError(f"smoothing.shared_share must be a number in [0, 1], got {shared_share!r}")
         self.method, self.max_lag_s, self.track_timeout_s = method, max_lag_s, track_timeout_s
+        self.shared_share = shared_share
         self.kw = (
             {"accel_std": accel_std}
             if method == "kalman"
@@ -162,6 +176,8 @@ class TrackSmoother:
             f = self.filters.get(tid)
             if f is None:
                 f = self.filters[tid] = self.new_filter()
-            z_out[i], s_out[i] = f.update(t, float(z_out[i]), float(s_out[i]))
+            s_in = float(s_out[i])
+            z_out[i], s_f = f.update(t, float(z_out[i]), s_in)
+            s_out[i] = math.sqrt(self.shared_share * s_in**2 + (1.0 - self.shared_share) * s_f**2)
             self.last_seen[tid] = t
         return z_out, s_out

@@ -57,22 +57,22 @@ Fixed by ``conf/eval.yaml``'s ``scenes:`` block (nothing here is tuned to the re
   track's scale may use up to that many frames ahead (1 s at the defaults), never more.
 
 Metrics (``metrics.json``): per floor x mount x method: n, median |z/true - 1|, its p90, median bias of
-z/true - 1, of all scored person-frames (``per_mount``) and of the standing and walking ones
-(``per_mount_upright``: sitting / crouching frames left out, as the issue's depth target says); the same
-medians per bin of person-frames seen (``seen_bins``); per floor x mount x checkpoint (and on all
-person-frames): the
-calibration's |pitch|, |roll| errors (deg) and |height/true - 1| (median, p90, max over scenes), how many
-scenes calibrated, found a floor, called it planar; per scene single-frame and scene-aware medians, their
-ratio (``smooth`` / ``single_smooth``: both with the time filter) and ``ratio_unsmoothed`` (``track`` /
-``single``), and whether each checkpoint's calibration called the floor level; the sources of the scene-aware
-depths (``none``, ``fallback`` = no level floor, ``model``, ``track``, ``ground``: :func:`fuse_online`); the
-targets (``targets``) with pass/fail (and the ``track`` values beside them, not judged): flat floor per mount
-scene-aware median of the standing and walking person-frames <= ``scene_aware_median``; calibration at the
-first checkpoint, flat floor, per mount: median over scenes of |pitch|, |roll| errors <= ``pitch_roll_deg``
-and of |height/true - 1| <= ``height_rel``, every scene calibrated by then (with a height); step and ramp
-floors: every scene's scene-aware median <= ``non_planar_ratio`` x its single-frame median, both with the time
-filter. Samples (the JSONL): one line per track (floor, mount, scene, person) with its medians per method, or
-one per scored person-frame (``per_frame_samples``).
+z/true - 1 (and for ``single``, ``track`` and ``smooth`` the shares within 1 and 2 stated sigmas), of all
+scored person-frames (``per_mount``) and of the standing and walking ones (``per_mount_upright``: sitting /
+crouching frames left out, as the issue's depth target says); the same medians per bin of person-frames seen
+(``seen_bins``); per floor x mount x checkpoint (and on all person-frames): the calibration's |pitch|, |roll|
+errors (deg) and |height/true - 1| (median, p90, max over scenes), how many scenes calibrated, found a floor,
+called it planar; per scene single-frame and scene-aware medians, their ratio (``smooth`` / ``single_smooth``:
+both with the time filter) and ``ratio_unsmoothed`` (``track`` / ``single``), and whether each checkpoint's
+calibration called the floor level; the sources of the scene-aware depths (``none``, ``fallback`` = no level
+floor, ``model``, ``track``, ``ground``: :func:`fuse_online`); the targets (``targets``) with pass/fail (and
+the ``track`` values beside them, not judged): flat floor per mount scene-aware median of the standing and
+walking person-frames <= ``scene_aware_median``; calibration at the first checkpoint, flat floor, per mount:
+median over scenes of |pitch|, |roll| errors <= ``pitch_roll_deg`` and of |height/true - 1| <= ``height_rel``,
+every scene calibrated by then (with a height); step and ramp floors: every scene's scene-aware median <=
+``non_planar_ratio`` x its single-frame median, both with the time filter. Samples (the JSONL): one line per
+track (floor, mount, scene, person) with its medians per method, or one per scored person-frame
+(``per_frame_samples``).
 """
 
 from __future__ import annotations
@@ -514,18 +514,23 @@ def fuse_online(run: SceneRun, z: np.ndarray, sigma: np.ndarray, cfg, image_wh) 
         s_track[a:b] = tr.sigma[a:b]
         if not calib.planar:
             out["source"][a:b] = "fallback"
-    out["smooth"] = smooth_in_time(run, out["track"], s_track, float(cfg.fps))
+    out["sigma_track"] = s_track
+    out["smooth"], out["sigma_smooth"] = smooth_in_time(run, out["track"], s_track, float(cfg.fps))
     return out
 
 
-def smooth_in_time(run: SceneRun, z: np.ndarray, sigma: np.ndarray, fps: float) -> np.ndarray:
-    """``z`` (n,) filtered per track in time order by ``dp-predict``'s default :class:`TrackSmoother`: the
+def smooth_in_time(
+    run: SceneRun, z: np.ndarray, sigma: np.ndarray, fps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``z`` and ``sigma`` (n,) filtered per track in time order by ``dp-predict``'s default
+    :class:`TrackSmoother`: the
     filter is causal (a person-frame's value uses that person's earlier values only; the values themselves
     may come from a fusion that saw other people and frames ahead). ValueError when the person-frames are not
     in frame order or a track appears twice in a frame."""
     smoother, out = TrackSmoother(), np.asarray(z, np.float64).copy()
+    s_out = np.asarray(sigma, np.float64).copy()
     if len(out) == 0:
-        return out
+        return out, s_out
     step = np.diff(run.frame)
     if (step < 0).any():
         raise ValueError("smooth_in_time: the person-frames are not in frame order")
@@ -534,26 +539,31 @@ def smooth_in_time(run: SceneRun, z: np.ndarray, sigma: np.ndarray, fps: float) 
     cuts = np.flatnonzero(step) + 1
     for rows in np.split(np.arange(len(out)), cuts):
         t = float(run.frame[rows[0]]) / fps
-        out[rows] = smoother(t, run.track[rows], out[rows], np.asarray(sigma)[rows])[0]
-    return out
+        out[rows], s_out[rows] = smoother(t, run.track[rows], out[rows], s_out[rows])
+    return out, s_out
 
 
 # ---- metrics -----------------------------------------------------------------------------------------------
 
 
-def err_stats(z: np.ndarray, z_true: np.ndarray) -> dict:
-    """n, median and p90 of |z/true - 1|, median bias of z/true - 1 (NaN-safe; None when empty)."""
+def err_stats(z: np.ndarray, z_true: np.ndarray, sigma: np.ndarray | None = None) -> dict:
+    """n, median and p90 of |z/true - 1|, median bias of z/true - 1 (NaN-safe; None when empty); with
+    ``sigma``, the shares of |z - true| within 1 and 2 sigma (68% and 95% for an honest Gaussian spread)."""
     ok = np.isfinite(z) & np.isfinite(z_true)
     rel = z[ok] / z_true[ok] - 1.0
     if not rel.size:
         return {"n": 0, "median": None, "p90": None, "bias_median": None}
     a = np.abs(rel)
-    return {
+    out = {
         "n": int(rel.size),
         "median": float(np.median(a)),
         "p90": float(np.percentile(a, 90)),
         "bias_median": float(np.median(rel)),
     }
+    if sigma is not None:
+        k = np.abs(z[ok] - z_true[ok]) / np.asarray(sigma)[ok]
+        out |= {"within_1sigma": float(np.mean(k <= 1.0)), "within_2sigma": float(np.mean(k <= 2.0))}
+    return out
 
 
 def _med(x: np.ndarray) -> float | None:
@@ -594,9 +604,15 @@ def bin_key(lo: float, hi: float) -> str:
 
 
 def summarise(
-    runs: list[SceneRun], preds: dict[str, list[np.ndarray]], sources: list[np.ndarray], cfg
+    runs: list[SceneRun],
+    preds: dict[str, list[np.ndarray]],
+    sources: list[np.ndarray],
+    cfg,
+    sigmas: dict[str, list[np.ndarray]] | None = None,
 ) -> dict:
-    """The metrics of all runs (see the module docstring); ``preds[method][i]`` the depths of ``runs[i]``."""
+    """The metrics of all runs (see the module docstring); ``preds[method][i]`` the depths of ``runs[i]``,
+    ``sigmas[method][i]`` their stated spreads (for the methods that have them: their coverage)."""
+    sigmas = sigmas or {}
     warm = int(cfg.warmup_person_frames)
     edges = [float(v) for v in cfg.seen_bins] + [math.inf]
     bins = list(zip(edges[:-1], edges[1:], strict=True))
@@ -617,7 +633,10 @@ def summarise(
             cat = {
                 k: np.concatenate([preds[k][i][m] for i, m in zip(idx, scored, strict=True)]) for k in SCORED
             }
-            per_mount[floor][mount] = {k: err_stats(cat[k], zt) for k in SCORED}
+            spread = {
+                k: np.concatenate([sigmas[k][i][m] for i, m in zip(idx, scored, strict=True)]) for k in sigmas
+            }
+            per_mount[floor][mount] = {k: err_stats(cat[k], zt, spread.get(k)) for k in SCORED}
             act = np.concatenate([runs[i].activity[m] for i, m in zip(idx, scored, strict=True)])
             up_m = act != SIT
             upright[floor][mount] = {k: err_stats(cat[k][up_m], zt[up_m]) for k in SCORED}
@@ -792,17 +811,19 @@ def run_scenes(predictor, cfg, out_jsonl: Path, plots_enabled: bool = True, prog
         z_est, s_est = z1, s1
     preds["est_up"] = z_est
     t3 = time.perf_counter()
+    fused = [
+        fuse_online(r, z, s, cfg, image_wh)
+        for r, z, s in tqdm(
+            list(zip(runs, z_est, s_est, strict=True)), desc="scenes: fuse", disable=not progress
+        )
+    ]
     for k in ("ground", "track", "smooth"):
-        preds[k] = []
-    sources = []
-    for r, z, s in tqdm(
-        list(zip(runs, z_est, s_est, strict=True)), desc="scenes: fuse", disable=not progress
-    ):
-        f = fuse_online(r, z, s, cfg, image_wh)
-        for k in ("ground", "track", "smooth"):
-            preds[k].append(f[k])
-        sources.append(f["source"])
-    preds[REFERENCE] = [smooth_in_time(r, z, s, float(cfg.fps)) for r, z, s in zip(runs, z1, s1, strict=True)]
+        preds[k] = [f[k] for f in fused]
+    sources = [f["source"] for f in fused]
+    preds[REFERENCE] = [
+        smooth_in_time(r, z, s, float(cfg.fps))[0] for r, z, s in zip(runs, z1, s1, strict=True)
+    ]
+    sigmas = {"single": s1} | {k: [f[f"sigma_{k}"] for f in fused] for k in ("track", "smooth")}
     t_fuse = time.perf_counter() - t3
     res = {
         "suite": "scenes",
@@ -828,7 +849,7 @@ def run_scenes(predictor, cfg, out_jsonl: Path, plots_enabled: bool = True, prog
         "n_person_frames": int(sum(r.n_candidates for r in runs)),
         "n_detected": int(sum(sizes)),
         "n_scored": int(sum(max(n - int(cfg.warmup_person_frames), 0) for n in sizes)),
-    } | summarise(runs, preds, sources, cfg)
+    } | summarise(runs, preds, sources, cfg, sigmas)
     first = str(checkpoints[0]) if checkpoints else "all"
     res["targets"] = targets(res, cfg.targets, first)
     res["targets_pass"] = all(t["pass"] for t in res["targets"].values())
