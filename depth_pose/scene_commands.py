@@ -544,9 +544,10 @@ class StreamScene:
             kp, zz, ss, tt = self._kept()
             allf = fuse_fit(self.fit, kp, zz, ss, tt, self.image_wh)
             sl = slice(len(zz) - n, len(zz))
+            shared = None if allf.sigma_shared is None else allf.sigma_shared[sl]
             fused = FusedDepth(
                 allf.z[sl], allf.sigma[sl], allf.source[sl], allf.z_ground[sl], allf.sigma_ground[sl],
-                allf.scale[sl], allf.track_scales,
+                allf.scale[sl], allf.track_scales, shared,
             )  # fmt: skip
         for k, v in source_counts(fused.source).items():
             self.counts[k] += v

@@ -320,17 +320,18 @@ def test_scene_suite_with_a_gravity_model(tmp_path):
 
 
 def test_scene_suite_without_gravity_input_and_without_a_level_floor_changes_nothing(tmp_path):
-    """A model without the up-direction input on scenes whose floor is never called level: the scene-aware
-    depths are the single-frame ones, with and without the time filter (the non-planar ratios are 1)."""
+    """A model without the up-direction input on scenes with no calibration in effect: the scene-aware depths
+    are the single-frame ones, with and without the time filter (the non-planar ratios are 1)."""
     from depth_pose.evaluate import evaluate
 
     model = _untrained_model(tmp_path, gravity=False)
     out = tmp_path / "s" / "samples.jsonl"
     over = [*TINY, "scenes.floors=[ramp]", "~scenes.mounts.cctv_6m", f"ckpt={model}", "plots=false"]
+    over.append("scenes.calib_at=[100000]")  # no calibration in effect: the scene adds nothing
     res = evaluate(compose("eval", ["suite=scenes", f"out={out}", *over]))
     assert not res["uses_gravity"] and res["same_as_single"] == ["true_up", "est_up"]
-    scenes = [sc for sc in res["per_scene"]["ramp"]["cctv_3m"] if not any(sc["planar_at"])]
-    assert scenes  # an untrained model's depths make no level floor
+    scenes = res["per_scene"]["ramp"]["cctv_3m"]
+    assert scenes and not any(any(sc["planar_at"]) for sc in scenes)
     for sc in scenes:
         assert sc["ratio"] == pytest.approx(1.0) and sc["ratio_unsmoothed"] == pytest.approx(1.0)
         assert sc["changed_share"] == 0.0 and sc["single_smooth"] == sc["smooth"]
@@ -385,10 +386,11 @@ def _run_prefix(run, n: int):
 
 
 def _untrained_model(tmp_path, gravity: bool):
-    """An untrained model file, with or without the up-direction input."""
+    """An untrained model file (seeded), with or without the up-direction input."""
     from depth_pose.models.module import DepthModule
     from depth_pose.predictor import export_model
 
+    torch.manual_seed(0)
     m = DepthModule(features={"name": "normalised", "gravity": gravity})
     m.set_target_stats(0.0, 1.0, 10.0)
     return export_model(m, tmp_path / f"untrained_{gravity}.safetensors", {"note": "untrained"})

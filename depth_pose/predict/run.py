@@ -209,7 +209,7 @@ class Predictor:
         if scene is not None:
             t0 = time.perf_counter()
             f = scene.add(dets.keypoints, z1, s1, ids)
-            fused = (f.z, f.sigma, f.source)
+            fused = (f.z, f.sigma, f.source, f.sigma_shared)
             self._timed("scene", t0)
         return self.finish(
             dets, zoomed, z1, s1, status, fused, K, base, track=track, t=t, up=self.known_up(known)
@@ -265,14 +265,14 @@ class Predictor:
     def finish(
         self, dets: Detections, zoomed, z1, s1, status, fused, K, base, *, track: bool, t: float, up
     ) -> list[dict]:
-        """Smooth (sequences) the scene-aware depths (``fused``: z, sigma, source (N,); None = the model's
-        ``z1``, ``s1``) and build the records of one frame."""
+        """Smooth (sequences) the scene-aware depths (``fused``: z, sigma, source and the calibration's shared
+        part of sigma (N,) or None; None = the model's ``z1``, ``s1``) and build the records of one frame."""
         n = len(dets)
         ids = dets.track_ids if dets.track_ids is not None else np.full(n, -1, np.int64)
-        z_raw, s_raw, source = (z1, s1, np.full(n, "model")) if fused is None else fused
+        z_raw, s_raw, source, s_shared = (z1, s1, np.full(n, "model"), None) if fused is None else fused
         t0 = time.perf_counter()
         if track:
-            z, s = self.smoother(t, ids, z_raw, s_raw)
+            z, s = self.smoother(t, ids, z_raw, s_raw, s_shared)
         else:
             z, s = z_raw, s_raw
         self._timed("smoothing", t0)
@@ -702,7 +702,8 @@ def _run_video_batch(
         base = {"source": item.name, "frame": index, "t_s": round(t, 4), "K_source": k_src}
         recs = []
         if n:
-            part = (fused.z[sl], fused.sigma[sl], fused.source[sl])
+            shared = None if fused.sigma_shared is None else fused.sigma_shared[sl]
+            part = (fused.z[sl], fused.sigma[sl], fused.source[sl], shared)
             recs = P.finish(dets, zoomed, z[sl], s[sl], status[sl], part, K, base, track=track, t=t, up=known)
         img = None if image is None else image.image
         if _emit(P, recs, img, writer, video, viewer, info, track_ids, item.name):
@@ -779,7 +780,7 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
         recs = []
         if n:
             up = known[off - n] if np.isfinite(known[off - n]).all() else None
-            part = (zf[sl], sf[sl], src[sl])
+            part = (zf[sl], sf[sl], src[sl], None)
             recs = P.finish(dets, zoomed, z[sl], s[sl], status[sl], part, K, base, track=False, t=0.0, up=up)
         t0 = time.perf_counter()
         for r in recs:

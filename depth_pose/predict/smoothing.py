@@ -16,8 +16,9 @@ farther away than they were ``max_lag_s`` seconds ago:
 Both report a smoothed sigma as well (Kalman: posterior std; One-Euro: sigma filtered the same way, which is
 conservative). Neither can average away the part of a depth's error that a person keeps from frame to frame
 (their size as the model reads it, the camera height of a calibrated scene): :class:`TrackSmoother` treats
-``shared_share`` of each measurement's variance as such and reports ``sigma^2 = shared_share sigma_in^2 +
-(1 - shared_share) sigma_filter^2``. Without it the Kalman posterior covered the truth in 33-38% of a
+``shared_share`` of each measurement's variance as such, or the caller's ``sigma_shared`` where larger (a
+scene's calibration error, :class:`~depth_pose.scene.FusedDepth`), and reports ``sigma^2 = shared +
+(1 - shared / sigma_in^2) sigma_filter^2``. Without it the Kalman posterior covered the truth in 33-38% of a
 calibrated scene's person-frames at 1 sigma (68% expected), against 47-54% before the filter
 (docs/bench_scenes.md, session 16). :class:`TrackSmoother` keeps one filter per track id and forgets tracks
 unseen for ``track_timeout_s``.
@@ -26,6 +27,7 @@ unseen for ``track_timeout_s``.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -116,8 +118,8 @@ class OneEuro:
 
 
 def _number_in(v: object, lo: float, hi: float) -> bool:
-    """Whether ``v`` is a real number (not a bool) in [lo, hi]."""
-    return isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
+    """Whether ``v`` is a real number (not a bool; numpy scalars included) in [lo, hi]."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and lo <= v <= hi
 
 
 class TrackSmoother:
@@ -160,10 +162,15 @@ class TrackSmoother:
         self.last_seen.clear()
 
     def __call__(
-        self, t: float, track_ids: np.ndarray | None, z: np.ndarray, sigma: np.ndarray
+        self,
+        t: float,
+        track_ids: np.ndarray | None,
+        z: np.ndarray,
+        sigma: np.ndarray,
+        sigma_shared: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Smoothed (z, sigma) for the people of one frame at time ``t`` (s); untracked people (id < 0) pass
-        through."""
+        through. ``sigma_shared`` (N,): the part of each sigma no number of frames averages away."""
         z_out, s_out = np.asarray(z, np.float64).copy(), np.asarray(sigma, np.float64).copy()
         for tid in [k for k, seen in self.last_seen.items() if t - seen > self.track_timeout_s]:
             self.filters.pop(tid, None)
@@ -178,6 +185,9 @@ class TrackSmoother:
                 f = self.filters[tid] = self.new_filter()
             s_in = float(s_out[i])
             z_out[i], s_f = f.update(t, float(z_out[i]), s_in)
-            s_out[i] = math.sqrt(self.shared_share * s_in**2 + (1.0 - self.shared_share) * s_f**2)
+            kept = self.shared_share * s_in**2
+            if sigma_shared is not None and math.isfinite(float(sigma_shared[i])):
+                kept = min(max(kept, float(sigma_shared[i]) ** 2), s_in**2)
+            s_out[i] = math.sqrt(kept + (1.0 - kept / max(s_in**2, 1e-12)) * s_f**2)
             self.last_seen[tid] = t
         return z_out, s_out

@@ -81,7 +81,8 @@ class FusedDepth:
     """Per person-frame (N,): the depth ``z`` and its spread, where it came from (``source``: ``"model"``,
     ``"track"`` = model times the track's scale, ``"ground"`` = fused with the ground contact), the ground
     contact depth and spread (NaN where unusable), and the track scale applied (1 where none); plus each
-    track's :class:`TrackScale`."""
+    track's :class:`TrackScale`, and the part of each sigma that the calibration's error shares across
+    frames (``sigma_shared``: a time filter must not average it away; None = none)."""
 
     z: np.ndarray
     sigma: np.ndarray
@@ -90,6 +91,7 @@ class FusedDepth:
     sigma_ground: np.ndarray
     scale: np.ndarray
     track_scales: dict[Any, TrackScale] = field(default_factory=dict)
+    sigma_shared: np.ndarray | None = None  # the part of sigma the calibration shares across frames
 
 
 def _array(x: Any, n: int, name: str) -> np.ndarray:
@@ -167,7 +169,8 @@ def fuse_depths(
         usable &= np.isfinite(zg) & np.isfinite(sg) & np.isfinite(sg_own)
         z_g[usable], s_g[usable], s_g_own[usable] = zg[usable], sg[usable], sg_own[usable]
         with np.errstate(invalid="ignore", divide="ignore"):
-            rel_cal[usable] = np.sqrt(np.maximum(sg[usable] ** 2 - sg_own[usable] ** 2, 0.0)) / zg[usable]
+            cal = np.sqrt(np.maximum(sg[usable] ** 2 - sg_own[usable] ** 2, 0.0))
+            rel_cal[usable] = cal / np.abs(zg[usable])
     scale, s_scale, scaled = np.ones(n), np.zeros(n), np.zeros(n, dtype=bool)
     rel_cal_p = np.zeros(n)  # the prior's share of the calibration's error (its track scale's)
     spread = np.full(n, np.inf)
@@ -182,7 +185,8 @@ def fuse_depths(
         for tid, ts in scales.items():
             sel = tids == tid
             scale[sel], s_scale[sel], scaled[sel] = ts.scale, ts.sigma, True
-            rel_cal_p[sel] = np.median(rel_cal[sel & np.isfinite(ratio) & np.isfinite(rel_cal)])
+            own = rel_cal[sel & np.isfinite(ratio) & np.isfinite(rel_cal)]
+            rel_cal_p[sel] = np.median(own) if own.size else 0.0
             if ts.n_frames >= min_spread_frames:
                 spread[sel] = ts.spread
     z_p = z_m * scale
@@ -190,10 +194,12 @@ def fuse_depths(
     s_p = np.maximum(np.hypot(s_p, z_m * s_scale), 1e-6 * np.abs(z_p))
     with np.errstate(invalid="ignore", divide="ignore"):
         # variances with the calibration's share (a: the prior's, through its track scale; b: the ground
-        # contact's) and their covariance: the same camera height moves both the same way
-        a, b = rel_cal_p * np.abs(z_p), np.nan_to_num(rel_cal) * np.abs(z_g)
-        var_p, var_g, cov = s_p**2 + a**2, s_g_own**2 + b**2, a * b
-        var_d = np.maximum(var_p + var_g - 2.0 * cov, 1e-12)  # of their difference
+        # contact's, both at the prior's depth) and their covariance: the same camera height moves both the
+        # same way, at most by the smaller share (keeps both weights in [0, 1])
+        a, b = rel_cal_p * np.abs(z_p), np.nan_to_num(rel_cal) * np.abs(z_p)
+        shared = np.minimum(a, b)
+        var_p, var_g, cov = s_p**2 + a**2, s_g_own**2 + b**2, shared**2
+        var_d = s_p**2 + s_g_own**2 + (a**2 - shared**2) + (b**2 - shared**2)  # of their difference
         log_ratio = np.log(z_g / z_p)
         seen = np.isfinite(log_ratio)
         gate = np.sqrt(var_d)
@@ -205,9 +211,10 @@ def fuse_depths(
         fuse = seen & (diff <= gate_sigmas_farther * gate) & (-diff <= gate_sigmas * gate)
         w_g = (var_p - cov) / var_d  # the best linear combination of two correlated estimates
         z_f = z_p + w_g * diff
-        s_f = np.sqrt(np.maximum(var_p * var_g - cov**2, 0.0) / var_d)
+        s_f = np.sqrt((var_p * var_g - cov**2) / var_d)
     z = np.where(fuse, z_f, z_p)
     sigma = np.where(fuse, s_f, np.sqrt(var_p))
+    sigma_shared = np.where(fuse, (1.0 - w_g) * a + w_g * b, a)
     scaled &= np.isfinite(z_m)  # no depth (no joints): nothing was scaled
     source = np.where(fuse, SOURCE_GROUND, np.where(scaled, SOURCE_TRACK, SOURCE_MODEL))
-    return FusedDepth(z, sigma, source, z_g, s_g, scale, scales)
+    return FusedDepth(z, sigma, source, z_g, s_g, scale, scales, sigma_shared)
