@@ -105,7 +105,7 @@ def model_table(name: str, res: dict) -> list[str]:
 def coverage_table(res: dict) -> list[str]:
     """Flat floor: the share of person-frames within 1 / 2 stated sigmas, per mount and method."""
     flat = res["per_mount"].get("flat", {})
-    methods = [m for m in res["methods"] if any("within_1sigma" in st[m] for st in flat.values())]
+    methods = [m for m in res["methods"] if any("cov_1sigma" in st[m] for st in flat.values())]
     if not methods:
         return []
     lines = [
@@ -117,7 +117,7 @@ def coverage_table(res: dict) -> list[str]:
         "|---|" + "---|" * len(methods),
     ]
     for mount, st in flat.items():
-        cells = [f"{pct(st[m].get('within_1sigma'))} / {pct(st[m].get('within_2sigma'))}" for m in methods]
+        cells = [f"{pct(st[m].get('cov_1sigma'))} / {pct(st[m].get('cov_2sigma'))}" for m in methods]
         lines.append(f"| {mount} | " + " | ".join(cells) + " |")
     return lines
 

@@ -251,8 +251,8 @@ def test_scene_suite_end_to_end(tiny_run):
             st = res["per_mount"][f][m]
             assert set(st) == set(SCORED) and st["single"]["n"] > 100
             for k in ("single", "track", "smooth"):  # the stated spreads' coverage
-                assert 0.0 < st[k]["within_1sigma"] < st[k]["within_2sigma"] <= 1.0
-            assert "within_1sigma" not in st["est_up"]
+                assert 0.0 < st[k]["cov_1sigma"] < st[k]["cov_2sigma"] <= 1.0
+            assert "cov_1sigma" not in st["est_up"]
             assert all(st[k]["median"] is not None and math.isfinite(st[k]["median"]) for k in SCORED)
             if not grav:  # no gravity input: the up direction changes nothing
                 assert st["true_up"] == st["single"] and st["est_up"] == st["single"]

@@ -91,7 +91,7 @@ from tqdm import tqdm
 from depth_pose import geometry
 from depth_pose.eval import plots
 from depth_pose.eval.io import atomic_write_json, atomic_write_jsonl
-from depth_pose.eval.metrics import relative_abs_error
+from depth_pose.eval.metrics import calibration_curve, relative_abs_error
 from depth_pose.predict.smoothing import TrackSmoother
 from depth_pose.scene import SceneCalibration, TooFewPeopleError, calibrate_scene, fuse_depths
 from depth_pose.suites.invariance import noise_label
@@ -566,11 +566,8 @@ def err_stats(z: np.ndarray, z_true: np.ndarray, sigma: np.ndarray | None = None
         "bias_median": float(np.median(rel)),
     }
     if sigma is not None:
-        sig = np.asarray(sigma)[ok]
-        has = np.isfinite(sig) & (sig > 0)
-        k = np.abs(z[ok] - z_true[ok])[has] / sig[has]
-        if k.size:
-            out |= {"within_1sigma": float(np.mean(k <= 1.0)), "within_2sigma": float(np.mean(k <= 2.0))}
+        shares = calibration_curve(z, z_true, sigma, (1.0, 2.0))["observed"]  # NaN: no stated sigma
+        out |= {k: v if math.isfinite(v) else None for k, v in zip(("cov_1sigma", "cov_2sigma"), shares)}
     return out
 
 
