@@ -320,7 +320,7 @@ def test_ground_depth_and_floor_fit_are_exact_on_exact_people():
     assert seen.sum() > 100 and upright_mask(points, sc.up, max_lean_deg=1e-3)[seen].all()
     # the floor model puts ankles ANKLE_HEIGHT_M above the floor; these people's are 0.08 m
     h_model = height - 0.08 + ANKLE_HEIGHT_M
-    z_g, sigma_g = ground_depth(sc.up, h_model, points)
+    z_g, sigma_g, _ = ground_depth(sc.up, h_model, points)
     seen = np.isfinite(z_g)
     assert seen.sum() > 100
     np.testing.assert_allclose(z_g[seen], sc.z_true[seen], rtol=1e-6)

@@ -27,11 +27,11 @@ unseen for ``track_timeout_s``.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from depth_pose.errors import InputError  # a ValueError: a config value the user gave
+from depth_pose.jsonvalues import as_float, shown
 
 LAG_MARGIN = 0.7  # One-Euro: ramp lag of the cutoff floor = 0.7 * max_lag_s (room for noise-driven dips)
 
@@ -117,11 +117,6 @@ class OneEuro:
         return self._z(z, a), self._s(sigma, a)
 
 
-def _number_in(v: object, lo: float, hi: float) -> bool:
-    """Whether ``v`` is a real number (not a bool; numpy scalars included) in [lo, hi]."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and lo <= v <= hi
-
-
 class TrackSmoother:
     """One depth filter per track id (``method``: kalman | one_euro | none); Hydra-instantiable."""
 
@@ -139,10 +134,10 @@ class TrackSmoother:
     ) -> None:
         if method not in ("kalman", "one_euro", "none"):
             raise InputError(f"smoothing.method must be kalman | one_euro | none, got '{method}'")
-        if not _number_in(max_lag_s, 0.0, math.inf):
-            raise InputError(f"smoothing.max_lag_s must be a number >= 0, got {max_lag_s!r}")
-        if not _number_in(shared_share, 0.0, 1.0):
-            raise InputError(f"smoothing.shared_share must be a number in [0, 1], got {shared_share!r}")
+        if not 0.0 <= as_float(max_lag_s) <= math.inf:  # NaN for anything but a number
+            raise InputError(f"smoothing.max_lag_s must be a number >= 0, got {shown(max_lag_s)}")
+        if not 0.0 <= as_float(shared_share) <= 1.0:
+            raise InputError(f"smoothing.shared_share must be a number in [0, 1], got {shown(shared_share)}")
         self.method, self.max_lag_s, self.track_timeout_s = method, max_lag_s, track_timeout_s
         self.shared_share = shared_share
         self.kw = (

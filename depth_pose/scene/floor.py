@@ -142,19 +142,20 @@ def ground_depth(
     pixel_noise: float = PIXEL_NOISE,
     lean_m: float = LEAN_M,
     up_sigma_deg: tuple[float, float] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mid-hip depth (N,) of each person-frame from where its mid-ankle meets the floor, and its 1-sigma
-    uncertainty (N,); NaN where hips or ankles are unseen or the ankle ray does not reach the floor. Assumes
-    the person stands upright with feet on the floor: callers check that (:func:`upright_mask`).
-    ``up_sigma_deg`` (pitch, roll): the up direction's own uncertainty, which dominates far away for a low
-    camera (a 0.5 deg pitch error moves a person 20 m from a 1.5 m camera by ~12%)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mid-hip depth (N,) of each person-frame from where its mid-ankle meets the floor, and two parts of its
+    1-sigma uncertainty (N,): the frame's own (pixels, the ankle's height, a lean) and the calibration's
+    (``sigma_height_m``; ``up_sigma_deg`` (pitch, roll), the up direction's, which dominates far away for a
+    low camera: a 0.5 deg pitch error moves a person 20 m from a 1.5 m camera by ~12%). The calibration's
+    part is the same error in every frame (no number of frames averages it away); the whole sigma is their
+    ``hypot``. NaN where hips or ankles are unseen or the ankle ray does not reach the floor. Assumes the
+    person stands upright with feet on the floor: callers check that (:func:`upright_mask`)."""
     up = np.asarray(up, np.float64)
     drop = height_m - ANKLE_HEIGHT_M
     hip, ankle = points.hip, points.ankle
     z = hip_depth_above_floor(up, drop, hip, ankle)
-    var = (
-        hip_depth_above_floor(up, drop + math.hypot(sigma_height_m, ANKLE_HEIGHT_SIGMA_M), hip, ankle) - z
-    ) ** 2
+    var = (hip_depth_above_floor(up, drop + ANKLE_HEIGHT_SIGMA_M, hip, ankle) - z) ** 2
+    var_cal = (hip_depth_above_floor(up, drop + sigma_height_m, hip, ankle) - z) ** 2
     inv = np.linalg.inv(points.lin)  # pixel directions -> normalised directions
     for k in range(2):
         d = np.zeros((len(z), 3))
@@ -169,8 +170,8 @@ def ground_depth(
         for axis, sig in zip(axes, (up_sigma_deg[1], up_sigma_deg[0]), strict=True):
             if math.isfinite(sig) and sig > 0:
                 tilted = up + math.tan(math.radians(sig)) * axis
-                var += (hip_depth_above_floor(tilted / np.linalg.norm(tilted), drop, hip, ankle) - z) ** 2
-    return z, np.sqrt(var)
+                var_cal += (hip_depth_above_floor(tilted / np.linalg.norm(tilted), drop, hip, ankle) - z) ** 2
+    return z, np.sqrt(var), np.sqrt(var_cal)
 
 
 def floor_point(up: np.ndarray, drop: float, ray: np.ndarray) -> np.ndarray:

@@ -157,8 +157,7 @@ def fuse_depths(
         usable &= foot_lift_harmless(points, calib.height_m - ANKLE_HEIGHT_M)
         usable &= feet_on_floor(calib.up_cam, calib.height_m, points, pixel_noise)
         sig_h = calib.sigma_height_m if calib.sigma_height_m is not None else 0.0
-        zg, sg_own = ground_depth(calib.up_cam, calib.height_m, points, 0.0, pixel_noise)
-        _, sg = ground_depth(
+        zg, sg_own, sg_cal = ground_depth(
             calib.up_cam,
             calib.height_m,
             points,
@@ -166,11 +165,11 @@ def fuse_depths(
             pixel_noise,
             up_sigma_deg=(calib.sigma_pitch_deg, calib.sigma_roll_deg),
         )
-        usable &= np.isfinite(zg) & np.isfinite(sg) & np.isfinite(sg_own)
-        z_g[usable], s_g[usable], s_g_own[usable] = zg[usable], sg[usable], sg_own[usable]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cal = np.sqrt(np.maximum(sg[usable] ** 2 - sg_own[usable] ** 2, 0.0))
-            rel_cal[usable] = cal / np.abs(zg[usable])
+        usable &= np.isfinite(zg) & np.isfinite(sg_own) & np.isfinite(sg_cal)
+        z_g[usable], s_g_own[usable] = zg[usable], sg_own[usable]
+        s_g[usable] = np.hypot(sg_own[usable], sg_cal[usable])
+        with np.errstate(divide="ignore"):
+            rel_cal[usable] = sg_cal[usable] / np.abs(zg[usable])
     scale, s_scale, scaled = np.ones(n), np.zeros(n), np.zeros(n, dtype=bool)
     rel_cal_p = np.zeros(n)  # the prior's share of the calibration's error (its track scale's)
     spread = np.full(n, np.inf)
