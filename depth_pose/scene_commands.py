@@ -18,6 +18,7 @@ fall-back to single-frame depths when none can be made, and how it is reported.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -616,6 +617,40 @@ def usable_id(v: Any) -> bool:
     return not (isinstance(v, float) and not math.isfinite(v))
 
 
+def _id_key(v: Any) -> tuple[str, Any] | None:
+    """A JSON id's identity: numbers by value (1 and 1.0 alike), strings and booleans by type and value."""
+    if not usable_id(v):
+        return None
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return ("number", float(v))
+    return (type(v).__name__, v)
+
+
+def _shown(key: tuple[str, Any]) -> str:
+    kind, v = key
+    if kind == "number":
+        return str(int(v)) if v.is_integer() else repr(v)
+    return json.dumps(v) if kind == "bool" else str(v)
+
+
+def camera_names(groups: Sequence[Any]) -> list[str | None]:
+    """Per person the name of its camera (None: no usable id): equal JSON values name one camera; a string
+    and a number that print alike (``"1"`` and ``1``) stay two cameras, the string shown quoted."""
+    keys = [_id_key(g) for g in groups]
+    by_name: dict[str, set] = {}
+    for k in keys:
+        if k is not None:
+            by_name.setdefault(_shown(k), set()).add(k)
+    return [
+        None
+        if k is None
+        else json.dumps(k[1])
+        if k[0] == "str" and len(by_name[_shown(k)]) > 1
+        else _shown(k)
+        for k in keys
+    ]
+
+
 def calibrate_groups(
     keypoints_xyc: np.ndarray,
     K: np.ndarray,
@@ -636,7 +671,7 @@ def calibrate_groups(
     up)``: the model's depths (z, sigma) of people ``idx`` with the calibration's up direction (models with a
     gravity input), the fusion's starting point."""
     n = len(z)
-    names = [str(g) if usable_id(g) else None for g in groups]
+    names = camera_names(groups)
     tracks = np.full(n, -1, np.int64) if tracks is None else np.asarray(tracks, np.int64)
     sizes = list(image_wh) if image_wh is not None else [None] * n
     z_out, s_out = np.asarray(z, np.float64).copy(), np.asarray(sigma, np.float64).copy()

@@ -454,8 +454,16 @@ class HybridPoseSampler(PoseSampler):
         t_r = torch.where(independent, torch.rand(n, generator=g), (t_l + 0.5) % 1.0)
         lo, hi = self.walk_scale
         s = lo + (hi - lo) * torch.rand(n, generator=g)
+        return self.gait_legs(t_l, t_r, s)
+
+    @staticmethod
+    def gait_legs(phase_left: Tensor, phase_right: Tensor, scale: Tensor) -> Tensor:
+        """Leg angles (n, 2 sides (L, R), 3 joints (hip, knee, ankle), 3) of the gait cycle at the legs'
+        phases (in [0, 1), 0 = heel strike), flexion scaled by ``scale`` (1 = a normal stride): a caller
+        that advances the phase in time gets a continuous walk (the scene suite)."""
+        n = len(phase_left)
         out = torch.zeros(n, 2, 3, 3)
-        for k, t in enumerate((t_l, t_r)):
+        for k, t in enumerate((phase_left, phase_right)):
             hip = 8.0 + 22.0 * torch.cos(2 * math.pi * t)  # +30 at heel strike, -14 at terminal stance
             knee = (
                 3.0
@@ -467,8 +475,16 @@ class HybridPoseSampler(PoseSampler):
                 - 20.0 * torch.exp(-(((t - 0.63) / 0.06) ** 2))
                 - 8.0 * torch.exp(-(((t - 0.08) / 0.05) ** 2))
             )
-            out[:, k, 0, 0], out[:, k, 1, 0], out[:, k, 2, 0] = s * hip, s * knee, s * ankle
+            out[:, k, 0, 0], out[:, k, 1, 0], out[:, k, 2, 0] = scale * hip, scale * knee, scale * ankle
         return out
+
+    def with_legs(self, angles: Tensor, legs: Tensor) -> Tensor:
+        """``angles`` (n, J, 3) with the legs replaced by ``legs`` (n, 2, 3, 3) from :meth:`gait_legs`,
+        clamped to the joint limits."""
+        out = angles.clone()
+        for k, s in enumerate("LR"):
+            out[:, self._side[s]] = legs[:, k]
+        return self.joints.clamp(out)
 
     def _hands_up(self, n: int, g: torch.Generator) -> Tensor:
         """Arm angles (n, 6 joints in ``_arm_names`` order, 3) with both hands raised overhead."""

@@ -73,6 +73,45 @@ def test_camera_region_and_paths_follow_the_spec():
     assert step[moving].max() <= 0.16 + 1e-9 and np.median(step[moving]) > 0.07  # 0.8-1.6 m/s at 10 fps
 
 
+def test_walkers_walk_continuously_in_time():
+    """The suite's walkers: the gait phase advances at the person's cadence and holds while they stand, the
+    upper body is one draw per walking block, so consecutive frames differ by a step of the gait (a time
+    filter meets the gait's error as on a video), not by a fresh random pose."""
+    import importlib.util
+
+    if importlib.util.find_spec("anny") is None:
+        pytest.skip("needs Anny")
+    from depth_pose.suites.scenes import STAND, WALK, gait_phase, pose_people, walk_blocks
+    from generation.body import BodyModel
+
+    act = np.full((2, 40), WALK, dtype=np.int8)
+    act[0, 12:20] = STAND  # person 0 stops and walks on: two walking blocks
+    assert walk_blocks(act)[0, [0, 11, 12, 19, 20, 39]].tolist() == [0, 0, -1, -1, 1, 1]
+    assert (walk_blocks(act)[1] == 0).all()
+    ph = gait_phase(act, 10.0, np.array([0.5, 1.0]), np.array([0.0, 0.25]))
+    assert ph[0, 11] == pytest.approx(0.55) and (ph[0, 12:20] == ph[0, 11]).all()
+    assert ph[0, 20] == pytest.approx(0.6) and ph[1, 3] == pytest.approx(0.55)
+
+    cfg = OmegaConf.create(dict(cadence_hz=[1.0, 1.0], fps=10.0, jitter_deg=5.0, sit_poses=["squat"]))
+    torch.set_num_threads(2)
+    kp, _ = pose_people(
+        BodyModel(n_bodies=2, seed=0), np.array([0, 1]), act, cfg, torch.Generator().manual_seed(0)
+    )
+    kp = kp.numpy()
+    # One gait cycle a second at 10 fps: person 1 repeats every 10 frames, not every 5 (legs swapped).
+    assert np.allclose(kp[1, 3], kp[1, 13], atol=1e-4) and np.allclose(kp[1, 3], kp[1, 33], atol=1e-4)
+    assert np.abs(kp[1, 3, 15:] - kp[1, 8, 15:]).max() > 0.05
+    # Consecutive frames: the ankles move by a fraction of their range over the cycle.
+    ank = kp[1, :, 15:17] - kp[1, :, 11:13]
+    assert np.abs(np.diff(ank, axis=0)).max() < 0.6 * np.ptp(ank, axis=0).max()
+    # The upper body (wrists and elbows about the shoulders) holds within a block and changes between blocks.
+    arms = kp[0, :, 7:11] - kp[0, :, [5, 6, 5, 6]].transpose(1, 0, 2)
+    assert np.allclose(arms[:12], arms[0], atol=1e-4) and np.allclose(arms[20:], arms[20], atol=1e-4)
+    assert np.abs(arms[20] - arms[0]).max() > 0.02
+    # Standing: one pose, the legs straight.
+    assert np.allclose(kp[0, 12:20], kp[0, 12], atol=1e-6)
+
+
 def test_floor_heights_step_and_ramp():
     from depth_pose.suites.scenes import floor_height
 

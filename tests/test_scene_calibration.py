@@ -42,7 +42,7 @@ from depth_pose.scene.calibration import (
 from depth_pose.scene.floor import HIP_ABOVE_ANKLE_M as ANKLE_HIP_DEFAULT
 from depth_pose.scene.floor import ankle_below_hip, horizontal_axes, standing_position
 from depth_pose.scene.joints import LOOSE_LEG_RATIO, MIN_LEG_RATIO, body_lean_deg, lean_deg
-from depth_pose.scene.planarity import floor_tilt
+from depth_pose.scene.planarity import check_planarity, floor_tilt
 
 IMAGE = (W, H)
 CAMERAS = [(3.0, -30.0, 4.0), (6.0, -50.0, 0.0), (1.5, 0.0, 0.0)]
@@ -504,6 +504,10 @@ def test_a_step_or_a_ramp_is_not_planar(cam, floor, n_tracks):
     assert not calib.planar, calib.planarity
     assert any(word in calib.planarity for word in ("step", "ramp", "uneven")), calib.planarity
     sc, z, sigma = scene(cam, floor, n_tracks)
+    # a floor shown not to be level tells nothing about up: the verticals' up direction is reported
+    verticals = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE, refine_up=False)
+    np.testing.assert_allclose(calib.up_cam, verticals.up_cam, atol=1e-12)
+    assert calib.height_m == pytest.approx(verticals.height_m, rel=1e-12)
     fused = fuse_depths(calib, sc.keypoints, z, sigma)  # callers fall back to single-frame depths
     np.testing.assert_array_equal(fused.z, z)
     assert (fused.source == "model").all()
@@ -648,3 +652,41 @@ def test_a_child_read_too_far_is_one_outlier_track_not_a_shifted_floor():
     fit = fit_floor(points, sc.up, np.where(child, 1.3 * adult, adult), sigma, sc.track)
     assert fit.height_m == pytest.approx(clean.height_m, rel=0.01)
     assert not fit.inliers[child].any() and fit.inliers[~child].sum() > 0.5 * (~child).sum()
+
+
+def _persistent_walkers(rng: np.random.Generator, step: float, n_tracks: int = 10, n: int = 150):
+    """Floor data of people crossing a floor (from y < 0 to y > 0 or back) whose model error persists:
+    a per-person offset, one that changes every 4 s (a way of holding the arms), a gait wobble and frame
+    noise; beyond y = 0 the floor is ``step`` (relative drop) higher."""
+    cols = [[], [], [], []]
+    for t in range(n_tracks):
+        s = np.arange(n)
+        py = rng.uniform(-5.0, -3.0) + s * 8.0 / n
+        py = py[::-1] if rng.random() < 0.5 else py
+        px = rng.uniform(-4.0, 4.0) + 0.3 * np.sin(s / 30 + t)
+        persist = np.repeat(rng.normal(0.0, 0.03, n // 40 + 1), 40)[:n]
+        gait = 0.01 * np.sin(2 * math.pi * s / 11 + rng.uniform(0.0, 6.0))
+        y = math.log(3.0) + rng.normal(0.0, 0.05) + persist + gait + rng.normal(0.0, 0.02, n)
+        y += np.log1p(-step * (py > 0))
+        for c, v in zip(
+            cols, (np.exp(y), np.stack((px, py), 1), np.full(n, 0.05), np.full(n, t)), strict=True
+        ):
+            c.append(v)
+    return [np.concatenate(c) for c in cols]
+
+
+def test_a_persons_lasting_model_error_is_not_a_step(monkeypatch):
+    """A person's model error lasts seconds (gait, arms): the planarity test takes a track's consecutive
+    frames as fewer pieces of evidence than an AR(1) fit on neighbouring frames says, so flat floors are
+    accepted, and a real step (10% of the drop) is still found."""
+    import depth_pose.scene.planarity as planarity
+
+    def accepted(step: float) -> int:
+        return sum(
+            check_planarity(*_persistent_walkers(np.random.default_rng(s), step), floor_drop=3.0).planar
+            for s in range(10)
+        )
+
+    assert accepted(0.0) >= 8 and accepted(0.1) == 0
+    monkeypatch.setattr(planarity, "SEGMENT_ROWS", 1)  # neighbouring frames only (the AR(1) inflation)
+    assert accepted(0.0) <= 5

@@ -220,6 +220,30 @@ def test_dp_eval_odd_ids_and_values(tmp_path, monkeypatch):
     assert all(not c.get("truth") for c in none["scene"]["cameras"])
 
 
+def test_camera_ids_that_print_alike_stay_two_cameras(tmp_path, monkeypatch):
+    """JSON ids 1 and "1" are two cameras (1 and 1.0 one), the string shown quoted; dp-eval keeps them
+    apart."""
+    from depth_pose.scene_commands import camera_names
+
+    assert camera_names([1, "1", 1.0, None, "main", True, "true", 2.5, math.nan]) == [
+        "1", '"1"', "1", None, "main", "true", '"true"', "2.5", None
+    ]  # fmt: skip
+    lines = eval_lines()
+    plain, _ = run_eval(tmp_path, monkeypatch, lines, "scene.group=camera_id", name="plain")
+    mixed = [json.loads(s) for s in lines]
+    for d in mixed:
+        if d["camera_id"] == "main":
+            d["camera_id"] = 7
+        elif d["camera_id"] == "few":
+            d["camera_id"] = "7"
+    got, _ = run_eval(
+        tmp_path, monkeypatch, [json.dumps(d) for d in mixed], "scene.group=camera_id", name="m"
+    )
+    n = {c["camera"]: c["n"] for c in got["scene"]["cameras"]}
+    want = {c["camera"]: c["n"] for c in plain["scene"]["cameras"]}
+    assert n == {"7": want["main"], '"7"': want["few"], "second": want["second"]}
+
+
 def test_dp_eval_names_cameras_it_cannot_calibrate(tmp_path, monkeypatch, caplog):
     """One warning line for the cameras left single-frame; an odd camera name stays one table cell."""
     lines = [s.replace('"camera_id": "few"', '"camera_id": "f|e\\nw"') for s in eval_lines()]

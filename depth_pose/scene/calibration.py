@@ -396,7 +396,9 @@ def calibrate_scene(
     verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
     planarity computed again, until up moves less than :data:`REFINE_TOL_DEG` (at most
     :data:`REFINE_STEPS` times); a merged up that leaves the verticals' uncertainty makes the floor a ramp
-    (:func:`floor_agrees_with_verticals`). ``sigma_height_m`` includes what the up
+    (:func:`floor_agrees_with_verticals`); a floor found not level before and after the merge reports the
+    verticals' up and its height (an uneven floor's tilt is no measurement of up, and a model with a gravity
+    input gets that up on the fallback). ``sigma_height_m`` includes what the up
     direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height above
     their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
     taken as exact (no vanishing point, no refinement): only the height and the floor are measured, under it
@@ -413,6 +415,7 @@ def calibrate_scene(
     floor_args = (z_model, sigma_model, track_ids)
     height = sigma_h = None
     n_floor, planar, reason, fitted = 0, False, "no floor: ", (u, cov)
+    first = first_fit = None
     for step in range(REFINE_STEPS + 1):
         try:
             floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
@@ -441,7 +444,7 @@ def calibrate_scene(
         # Before verticals and floor are merged: a ramp, or a step the merged up would lean into. A floor
         # still tilted after the merge is a ramp too (the safe side: single-frame depths).
         if step == 0:
-            first = verdict
+            first, first_fit = verdict, (u, cov, height, sigma_h, n_floor)
         elif first.ramp or first.step:
             planar, reason = False, first.reason
         if step == REFINE_STEPS or verdict.ramp or not refine_up:
@@ -455,6 +458,9 @@ def calibrate_scene(
         if float(u @ u_prev) > math.cos(math.radians(REFINE_TOL_DEG)):
             break  # settled: keep the up direction the height and the verdict were computed with
     u, cov = fitted  # the up direction the height and the verdict were computed with
+    if first is not None and first.tested and not first.planar and not planar:
+        # a floor shown not to be level tells nothing about up: the verticals' up (and its height) stand
+        u, cov, height, sigma_h, n_floor = first_fit
     if planar:
         planar, reason = floor_agrees_with_verticals(up, u, reason)
     if height is not None:

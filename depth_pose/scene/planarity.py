@@ -21,6 +21,9 @@ the hip's ray, not the feet's (the ankle pixel's noise and a lifted foot would m
   Significant and some cell departing from the plane by more than ``max_rel_dev`` (relative depth error) ->
   not planar.
 
+Significance: a person's model error lasts seconds (a gait cycle, a way of holding the arms), so with
+tracks the residual variance is inflated by the design effect of segments of :data:`SEGMENT_ROWS` consecutive
+frames of a track (:func:`segment_inflation`); without tracks, by the lag-1 correlation of neighbouring rows.
 Gross outliers (lifted feet, misread people) are dropped once after a first fit of B. Too few frames or cells
 to test -> ``planar=False`` (``tested=False``): ground depth is only used on a floor shown to be level.
 """
@@ -44,6 +47,7 @@ MAX_ROWS = 50000  # longer inputs are subsampled (keeps the fit fast)
 MODEL_DRIFT = 0.02  # a model depth error that changes by this (relative) across the observed floor
 MAX_DROP_SHORTFALL = math.log(1.25)  # a frame's drop this far below its track's median: not on the floor
 TUKEY_C = 4.685  # the redescending stage's cut-off, in robust sigmas of the frames' residuals
+SEGMENT_ROWS = 20  # a track's consecutive frames whose model errors are taken as one piece of evidence
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +146,33 @@ def _ar1_inflation(r: np.ndarray, g: np.ndarray, max_rho: float = 0.95) -> float
         return 1.0
     rho = min(float(np.sum(r[1:][same] * r[:-1][same])) / den, max_rho)
     return (1.0 + rho) / (1.0 - rho) if rho > 0 else 1.0
+
+
+def segment_ids(g: np.ndarray, rows: int = SEGMENT_ROWS) -> np.ndarray:
+    """(N,) id of each row's segment: ``rows`` consecutive rows of one track (``g`` (N,), a track's rows
+    in time order)."""
+    g = np.asarray(g)
+    order = np.argsort(g, kind="stable")
+    first = np.r_[True, g[order][1:] != g[order][:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(g)), 0))
+    rank = np.empty(len(g), np.int64)
+    rank[order] = np.arange(len(g)) - start
+    return np.unique(np.stack((g, rank // max(int(rows), 1)), 1), axis=0, return_inverse=True)[1].ravel()
+
+
+def segment_inflation(r: np.ndarray, g: np.ndarray, rows: int = SEGMENT_ROWS) -> float:
+    """Variance inflation of sums of residuals ``r`` (N,) over a track's consecutive rows (``g`` (N,) the
+    track of each row, a track's rows in time order): the empirical design effect of segments of ``rows``
+    consecutive rows of a track (their summed residuals squared over the residuals' sum of squares), and at
+    least :func:`_ar1_inflation`'s. A person's model error persists longer than one frame apart: a gait
+    cycle, a way of holding the arms for several seconds; an AR(1) fit on neighbouring frames misses that
+    and flat floors read as steps (docs/bench_scenes.md, session 17)."""
+    den = float(np.sum(r**2))
+    if not len(r) or den <= 0:
+        return 1.0
+    seg = segment_ids(g, rows)
+    design = float(np.sum(np.bincount(seg, weights=r) ** 2)) / den
+    return max(design, _ar1_inflation(r, g))
 
 
 def floor_tilt(
@@ -257,6 +288,7 @@ def check_planarity(
     drop = np.asarray(drop, np.float64)
     position = np.asarray(position, np.float64)
     rel_sigma = np.asarray(rel_sigma, np.float64)
+    tracked = groups is not None  # rows of a track are a time series; without tracks, only neighbours
     clusters = np.arange(len(drop)) if groups is None else np.asarray(groups)
     groups = np.zeros(len(drop), np.int64) if groups is None else np.asarray(groups)
     ok = np.isfinite(drop) & (drop > 0) & np.isfinite(position).all(1) & np.isfinite(rel_sigma)
@@ -307,7 +339,8 @@ def check_planarity(
             f"not tested: too few person-frames ({n}) for {n_groups + rankB} floor parameters", n, n_cells
         )
     # a track's consecutive frames repeat each other's errors: the evidence is that of fewer frames
-    s2 = rss_b / dof_b * _ar1_inflation(resB * sw, g)
+    r = resB * sw
+    s2 = rss_b / dof_b * (segment_inflation(r, g, SEGMENT_ROWS) if tracked else _ar1_inflation(r, g))
     dof = rankB - rankA
     chi2 = (rss_a - rss_b) / s2 if s2 > 0 else 0.0
     # Departure of each cell from the plane: B's fit minus A's fit, averaged over the cell's frames.

@@ -82,6 +82,7 @@ def check_scene_suite(cfg: Mapping) -> None:
     _range(cfg, "depth_range_m", 0.0)
     _range(cfg, "walk_speed_mps", 0.0)
     _range(cfg, "turn_rate_dps", 0.0, open_lo=False)
+    _range(cfg, "cadence_hz", 0.0, open_lo=False)
     _num(cfg.get("fps"), "scenes.fps", 0.0, open_lo=True)
     _num(cfg.get("edge_margin"), "scenes.edge_margin", 0.0, 0.45)
     for key in ("step_m", "ramp_m", "jitter_deg"):

@@ -19,9 +19,12 @@ Fixed by ``conf/eval.yaml``'s ``scenes:`` block (nothing here is tuned to the re
   person turns toward a random point of the region. ``stand_share`` of each person's frames (one block)
   standing still, ``sit_share`` (one block) sitting or crouching (one of ``sit_poses``), both blocks at random
   places of the timeline. Walking poses: :class:`generation.pose.HybridPoseSampler`'s gait cycle (legs
-  only from the walk cycle, no hands up; the gait phase is drawn per frame: the sampler has no public phase
-  control, and per-frame depth does not need a continuous gait); standing / sitting: one jittered named pose
-  (:func:`generation.pose.named_poses`) per block. Body yaw = walking direction.
+  only from the walk cycle, no hands up) as a continuous walk: the legs' phase advances at the person's
+  cadence (``cadence_hz`` gait cycles per second) from a random start, the stride's amplitude and the upper
+  body (arms, spine and head turns) are drawn once per walking block, so a time filter meets the gait's
+  error as it would on a video (until session 16 every frame drew its own phase and upper body, which
+  flattered the filter); standing / sitting: one jittered named pose (:func:`generation.pose.named_poses`)
+  per block. Body yaw = walking direction.
 * Floors (``floors``): ``flat``; ``step``: people beyond the middle (in world Y) of the walkable region stand
   ``step_m`` higher; ``ramp``: the floor rises linearly from 0 to ``ramp_m`` across the region's Y range. The
   same scenes (people, poses, detector-noise and path draws) on every floor; the walkable region is that of
@@ -46,9 +49,9 @@ Fixed by ``conf/eval.yaml``'s ``scenes:`` block (nothing here is tuned to the re
 
   Reference, not cumulative: ``single_smooth``, the same filter over the ``single`` depths: what
   ``dp-predict`` reports for the same video without the scene (the baseline of the non-planar target).
-  Caveats: the walking poses' gait phase is drawn per frame and the detector noise is independent per frame,
-  and the tracks are the true identities (no identity switches), so the filter gains more here than on a
-  real video; every target's value without the filter (``track`` against ``single``) is reported beside it.
+  Caveats: the detector noise is independent per frame and the tracks are the true identities (no identity
+  switches), so the filter gains more here than on a real video; every target's value without the filter
+  (``track`` against ``single``) is reported beside it.
 
   Causality: the scene is calibrated on its first ``c`` person-frames (model depths without up) for each ``c``
   in ``calib_at`` (not every frame, for speed); a person-frame of rank r uses the calibration of the largest
@@ -287,11 +290,27 @@ def walk_sampler():
     return HybridPoseSampler(p_preset=0.0, p_both_walk=0.0, p_hands_up=0.0)
 
 
+def walk_blocks(activity: np.ndarray) -> np.ndarray:
+    """(P, T) index of each frame's walking block within its person's timeline (0, 1, ...; -1 where not
+    walking): a person who stops and walks on starts a new block."""
+    walking = activity == WALK
+    starts = walking & ~np.concatenate((np.zeros((len(activity), 1), bool), walking[:, :-1]), 1)
+    return np.where(walking, np.cumsum(starts, 1) - 1, -1)
+
+
+def gait_phase(activity: np.ndarray, fps: float, cadence_hz: np.ndarray, phase0: np.ndarray) -> np.ndarray:
+    """(P, T) gait phase in [0, 1) of the left leg: ``phase0`` at the first frame, advancing by ``cadence_hz``
+    (gait cycles per second, per person) over each walking frame and held while standing or sitting."""
+    steps = np.cumsum(activity == WALK, 1) - (activity[:, :1] == WALK)
+    return (phase0[:, None] + steps * cadence_hz[:, None] / fps) % 1.0
+
+
 def pose_people(bodies, body_index: np.ndarray, activity: np.ndarray, cfg, g: torch.Generator, walker=None):
     """Keypoints (P, T, 17, 3) of the posed bodies in their own frame (mid-hip above the origin, feet on the
-    floor, facing -Y) and each person's sitting pose name: a fresh walking pose per walking frame (from
-    ``walker``, default :func:`walk_sampler`), one standing and one sitting/crouching pose per person for its
-    blocks."""
+    floor, facing -Y) and each person's sitting pose name. Walking (``walker``, default :func:`walk_sampler`):
+    a continuous gait, the legs' phase advancing at the person's cadence (uniform in ``cadence_hz``) from a
+    random start, the stride's amplitude and the upper body (arms, spine and head turns) drawn once per
+    walking block; one standing and one sitting/crouching pose per person for its blocks."""
     from generation.pose import named_poses
 
     P, T = activity.shape
@@ -301,8 +320,24 @@ def pose_people(bodies, body_index: np.ndarray, activity: np.ndarray, cfg, g: to
     bi = torch.as_tensor(body_index, dtype=torch.long)
     if n_walk:
         walker = walker or walk_sampler()
+        block = walk_blocks(activity)
+        n_blocks = int(block.max()) + 1
+        upper, preset, tags = walker.sample_angles(P * n_blocks, g)
+        lo, hi = walker.walk_scale
+        amp = lo + (hi - lo) * torch.rand(P * n_blocks, generator=g, dtype=torch.float64)
+        cad_lo, cad_hi = (float(v) for v in cfg.cadence_hz)
+        cadence = cad_lo + (cad_hi - cad_lo) * torch.rand(P, generator=g, dtype=torch.float64)
+        phase0 = torch.rand(P, generator=g, dtype=torch.float64)
+        phase = torch.as_tensor(gait_phase(activity, float(cfg.fps), cadence.numpy(), phase0.numpy()))
+        which = torch.as_tensor(np.arange(P)[:, None] * n_blocks + block)[walk]  # (n_walk,) upper-body row
+        ph = phase[walk]
+        legs = walker.gait_legs(ph.float(), ((ph + 0.5) % 1.0).float(), amp[which].float())
+        angles = walker.with_legs(upper[which], legs)
+        batch = walker.to_batch(
+            angles, [preset[i] for i in which.tolist()], {k: v[which] for k, v in tags.items()}
+        )
         rows = bi[:, None].expand(P, T)[walk]
-        kp[walk] = bodies.pose(rows, walker.sample(n_walk, g)).keypoints.float()
+        kp[walk] = bodies.pose(rows, batch).keypoints.float()
     jitter = float(cfg.jitter_deg)
     stand = bodies.pose(bi, named_poses(["standing"], P, g, jitter_deg=jitter)).keypoints.float()
     names = list(cfg.sit_poses)
