@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -601,11 +602,12 @@ def image_size(value: Any) -> tuple[int, int] | None:
 
 def track_codes(values: Sequence[Any]) -> np.ndarray:
     """Per person, an int code of its track value (equal values, equal codes; None -> -1)."""
-    codes: dict[str, int] = {}
+    codes: dict[tuple[str, Any], int] = {}
     out = np.full(len(values), -1, np.int64)
     for i, v in enumerate(values):
-        if usable_id(v):
-            out[i] = codes.setdefault(repr(v), len(codes))
+        k = _id_key(v)
+        if k is not None:
+            out[i] = codes.setdefault(k, len(codes))
     return out
 
 
@@ -618,37 +620,45 @@ def usable_id(v: Any) -> bool:
 
 
 def _id_key(v: Any) -> tuple[str, Any] | None:
-    """A JSON id's identity: numbers by value (1 and 1.0 alike), strings and booleans by type and value."""
+    """A JSON id's identity: numbers by exact value (1 and 1.0 alike, 2**53 and 2**53 + 1 not), strings and
+    booleans by type and value; None for no usable id."""
     if not usable_id(v):
         return None
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return ("number", float(v))
+    if isinstance(v, bool | np.bool_):
+        return ("bool", bool(v))
+    if isinstance(v, numbers.Integral):
+        return ("number", int(v))
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        return None if not math.isfinite(f) else ("number", int(f) if f.is_integer() else f)
+    if isinstance(v, str):
+        return ("str", str(v))
     return (type(v).__name__, v)
 
 
 def _shown(key: tuple[str, Any]) -> str:
     kind, v = key
-    if kind == "number":
-        return str(int(v)) if v.is_integer() else repr(v)
-    return json.dumps(v) if kind == "bool" else str(v)
+    if kind == "bool":
+        return json.dumps(v)
+    return repr(v) if kind == "number" and isinstance(v, float) else str(v)
 
 
 def camera_names(groups: Sequence[Any]) -> list[str | None]:
-    """Per person the name of its camera (None: no usable id): equal JSON values name one camera; a string
-    and a number that print alike (``"1"`` and ``1``) stay two cameras, the string shown quoted."""
+    """Per person the name of its camera (None: no usable id): equal JSON values name one camera; values
+    that print alike (``1`` and ``"1"``) stay apart, named with their kind (``1 (number)``, ``1 (str)``),
+    and any name still shared gets a ``#n`` suffix."""
     keys = [_id_key(g) for g in groups]
-    by_name: dict[str, set] = {}
-    for k in keys:
-        if k is not None:
-            by_name.setdefault(_shown(k), set()).add(k)
-    return [
-        None
-        if k is None
-        else json.dumps(k[1])
-        if k[0] == "str" and len(by_name[_shown(k)]) > 1
-        else _shown(k)
-        for k in keys
-    ]
+    distinct = list(dict.fromkeys(k for k in keys if k is not None))
+    by_shown: dict[str, int] = {}
+    for k in distinct:
+        by_shown[_shown(k)] = by_shown.get(_shown(k), 0) + 1
+    name = {k: _shown(k) if by_shown[_shown(k)] == 1 else f"{_shown(k)} ({k[0]})" for k in distinct}
+    used: dict[str, int] = {}
+    for k in distinct:  # in order of first appearance
+        n = used[name[k]] = used.get(name[k], 0) + 1
+        if n > 1:
+            name[k] = f"{name[k]} #{n}"
+    return [None if k is None else name[k] for k in keys]
 
 
 def calibrate_groups(

@@ -244,6 +244,8 @@ def test_targets_verdicts():
         ("scenes.hfov_deg=[90,60]", r"low <= high"),
         ("scenes.mounts.level.height_m=-1", r"scenes.mounts.level.height_m must be a number in \(0, 1000\]"),
         ("scenes.min_children=7", r"more than scenes.n_people=6"),
+        ("scenes.cadence_hz=[0.9,5]", r"below half of scenes.fps \(5: the gait would alias\)"),
+        ("scenes.cadence_hz=[-1,1]", r"scenes.cadence_hz must be a number in \[0, inf\]"),
     ],
 )
 def test_scene_suite_refuses_a_bad_option_before_any_work(override, message):

@@ -221,13 +221,17 @@ def test_dp_eval_odd_ids_and_values(tmp_path, monkeypatch):
 
 
 def test_camera_ids_that_print_alike_stay_two_cameras(tmp_path, monkeypatch):
-    """JSON ids 1 and "1" are two cameras (1 and 1.0 one), the string shown quoted; dp-eval keeps them
-    apart."""
-    from depth_pose.scene_commands import camera_names
+    """JSON ids 1 and "1" are two cameras (1 and 1.0 one; 2**53 and 2**53 + 1 two), named with their kind;
+    dp-eval keeps them apart."""
+    from depth_pose.scene_commands import camera_names, track_codes
 
     assert camera_names([1, "1", 1.0, None, "main", True, "true", 2.5, math.nan]) == [
-        "1", '"1"', "1", None, "main", "true", '"true"', "2.5", None
+        "1 (number)", "1 (str)", "1 (number)", None, "main", "true (bool)", "true (str)", "2.5", None
     ]  # fmt: skip
+    assert camera_names([2**53, 2**53 + 1, 10**400])[:2] == ["9007199254740992", "9007199254740993"]
+    names = camera_names([1, "1", '"1"', "1 (str)"])
+    assert len(set(names)) == 4  # no derived name collides with a literal one
+    assert track_codes([1, 1.0, "1", None, True]).tolist() == [0, 0, 1, -1, 2]  # tracks: the same identity
     lines = eval_lines()
     plain, _ = run_eval(tmp_path, monkeypatch, lines, "scene.group=camera_id", name="plain")
     mixed = [json.loads(s) for s in lines]
@@ -241,7 +245,7 @@ def test_camera_ids_that_print_alike_stay_two_cameras(tmp_path, monkeypatch):
     )
     n = {c["camera"]: c["n"] for c in got["scene"]["cameras"]}
     want = {c["camera"]: c["n"] for c in plain["scene"]["cameras"]}
-    assert n == {"7": want["main"], '"7"': want["few"], "second": want["second"]}
+    assert n == {"7 (number)": want["main"], "7 (str)": want["few"], "second": want["second"]}
 
 
 def test_dp_eval_names_cameras_it_cannot_calibrate(tmp_path, monkeypatch, caplog):

@@ -396,9 +396,10 @@ def calibrate_scene(
     verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
     planarity computed again, until up moves less than :data:`REFINE_TOL_DEG` (at most
     :data:`REFINE_STEPS` times); a merged up that leaves the verticals' uncertainty makes the floor a ramp
-    (:func:`floor_agrees_with_verticals`); a floor found not level before and after the merge reports the
-    verticals' up and its height (an uneven floor's tilt is no measurement of up, and a model with a gravity
-    input gets that up on the fallback). ``sigma_height_m`` includes what the up
+    (:func:`floor_agrees_with_verticals`); a floor tested and in the end not found level reports the up of
+    the first test (the verticals', or :func:`floor_start`'s) and the height under it: an uneven floor's tilt
+    is no measurement of up, and a model with a gravity input gets that up on the fallback. A floor too
+    small to test still refines up. ``sigma_height_m`` includes what the up
     direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height above
     their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
     taken as exact (no vanishing point, no refinement): only the height and the floor are measured, under it
@@ -458,11 +459,11 @@ def calibrate_scene(
         if float(u @ u_prev) > math.cos(math.radians(REFINE_TOL_DEG)):
             break  # settled: keep the up direction the height and the verdict were computed with
     u, cov = fitted  # the up direction the height and the verdict were computed with
-    if first is not None and first.tested and not first.planar and not planar:
-        # a floor shown not to be level tells nothing about up: the verticals' up (and its height) stand
-        u, cov, height, sigma_h, n_floor = first_fit
     if planar:
         planar, reason = floor_agrees_with_verticals(up, u, reason)
+    if first is not None and first.tested and not planar:
+        # a floor tested and not found level tells nothing about up: the first test's up (and its height)
+        u, cov, height, sigma_h, n_floor = first_fit
     if height is not None:
         from_up = _height_sigma_from_up(points, u, cov, height, floor_args, hip_above_ankle_m)
         sigma_h = math.hypot(sigma_h, from_up)

@@ -138,8 +138,11 @@ def _residual(Y: np.ndarray, X: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _ar1_inflation(r: np.ndarray, g: np.ndarray, max_rho: float = 0.95) -> float:
     """Variance inflation ``(1 + rho) / (1 - rho)`` of a mean of residuals ``r`` (N,) whose consecutive rows
-    within a group ``g`` (N,) (a track's frames, in time order) correlate with lag-1 correlation ``rho``
-    (video frames a tenth of a second apart repeat each other's errors); 1 when ``rho <= 0``."""
+    within a group ``g`` (N,) (a track's frames, in time order; tracks may interleave, as frames do)
+    correlate with lag-1 correlation ``rho`` (video frames a tenth of a second apart repeat each other's
+    errors); 1 when ``rho <= 0``."""
+    order = np.argsort(g, kind="stable")  # each track's rows together, in their order
+    r, g = np.asarray(r)[order], np.asarray(g)[order]
     same = g[1:] == g[:-1]
     den = float(np.sum(r**2))
     if not same.any() or den <= 0:
@@ -150,7 +153,7 @@ def _ar1_inflation(r: np.ndarray, g: np.ndarray, max_rho: float = 0.95) -> float
 
 def segment_ids(g: np.ndarray, rows: int = SEGMENT_ROWS) -> np.ndarray:
     """(N,) id of each row's segment: ``rows`` consecutive rows of one track (``g`` (N,), a track's rows
-    in time order)."""
+    in time order; tracks may interleave)."""
     g = np.asarray(g)
     order = np.argsort(g, kind="stable")
     first = np.r_[True, g[order][1:] != g[order][:-1]]
@@ -166,12 +169,24 @@ def segment_inflation(r: np.ndarray, g: np.ndarray, rows: int = SEGMENT_ROWS) ->
     consecutive rows of a track (their summed residuals squared over the residuals' sum of squares), and at
     least :func:`_ar1_inflation`'s. A person's model error persists longer than one frame apart: a gait
     cycle, a way of holding the arms for several seconds; an AR(1) fit on neighbouring frames misses that
-    and flat floors read as steps (docs/bench_scenes.md, session 17)."""
-    den = float(np.sum(r**2))
-    if not len(r) or den <= 0:
+    and flat floors read as steps (docs/bench_scenes.md, session 17). ``r`` has each track's mean taken out,
+    so a track's k segment sums add up to ~0: they count k / (k - 1) times, and tracks of one segment (no
+    within-track evidence) not at all. ``rows`` counts frames, not seconds: 2 s at 10 fps, less on faster
+    video."""
+    r = np.asarray(r, np.float64)
+    g = np.unique(np.asarray(g), return_inverse=True)[1].ravel()
+    if not len(r):
         return 1.0
     seg = segment_ids(g, rows)
-    design = float(np.sum(np.bincount(seg, weights=r) ** 2)) / den
+    seg_track = np.zeros(int(seg.max()) + 1, np.int64)
+    seg_track[seg] = g
+    k = np.bincount(seg_track, minlength=int(g.max()) + 1)[seg_track]  # segments of each segment's track
+    use = k >= 2
+    den = float(np.sum(r[use[seg]] ** 2))
+    if den <= 0:
+        return _ar1_inflation(r, g)
+    sums = np.bincount(seg, weights=r)
+    design = float(np.sum((sums**2 * k / np.maximum(k - 1, 1))[use])) / den
     return max(design, _ar1_inflation(r, g))
 
 

@@ -83,7 +83,12 @@ def check_scene_suite(cfg: Mapping) -> None:
     _range(cfg, "walk_speed_mps", 0.0)
     _range(cfg, "turn_rate_dps", 0.0, open_lo=False)
     _range(cfg, "cadence_hz", 0.0, open_lo=False)
-    _num(cfg.get("fps"), "scenes.fps", 0.0, open_lo=True)
+    fps = _num(cfg.get("fps"), "scenes.fps", 0.0, open_lo=True)
+    if max(cfg["cadence_hz"]) >= fps / 2:
+        raise SceneSuiteConfigError(
+            f"scenes.cadence_hz must stay below half of scenes.fps ({fps / 2:g}: the gait would alias), got "
+            f"{list(cfg['cadence_hz'])}"
+        )
     _num(cfg.get("edge_margin"), "scenes.edge_margin", 0.0, 0.45)
     for key in ("step_m", "ramp_m", "jitter_deg"):
         _num(cfg.get(key), f"scenes.{key}", 0.0)
