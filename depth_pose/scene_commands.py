@@ -646,18 +646,24 @@ def _shown(key: tuple[str, Any]) -> str:
 def camera_names(groups: Sequence[Any]) -> list[str | None]:
     """Per person the name of its camera (None: no usable id): equal JSON values name one camera; values
     that print alike (``1`` and ``"1"``) stay apart, named with their kind (``1 (number)``, ``1 (str)``),
-    and any name still shared gets a ``#n`` suffix."""
+    with a ``#n`` suffix where even that is some other camera's name. Names are unique per camera."""
     keys = [_id_key(g) for g in groups]
     distinct = list(dict.fromkeys(k for k in keys if k is not None))
-    by_shown: dict[str, int] = {}
+    count: dict[str, int] = {}
     for k in distinct:
-        by_shown[_shown(k)] = by_shown.get(_shown(k), 0) + 1
-    name = {k: _shown(k) if by_shown[_shown(k)] == 1 else f"{_shown(k)} ({k[0]})" for k in distinct}
-    used: dict[str, int] = {}
-    for k in distinct:  # in order of first appearance
-        n = used[name[k]] = used.get(name[k], 0) + 1
-        if n > 1:
-            name[k] = f"{name[k]} #{n}"
+        count[_shown(k)] = count.get(_shown(k), 0) + 1
+    name = {k: _shown(k) for k in distinct if count[_shown(k)] == 1}  # plain names first: they are kept
+    taken = set(name.values())
+    for k in distinct:  # then the ambiguous ones, in order of first appearance
+        if k in name:
+            continue
+        base = candidate = f"{_shown(k)} ({k[0]})"
+        n = 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base} #{n}"
+        name[k] = candidate
+        taken.add(candidate)
     return [None if k is None else name[k] for k in keys]
 
 

@@ -696,7 +696,7 @@ def test_inflation_sees_a_tracks_frames_however_they_interleave():
     """Rows come frame by frame (people interleaved): the lag-1 correlation is measured within each track,
     and the segment design effect counts a track's k segments k / (k - 1) times (its own mean is out);
     tracks too short for two segments fall back on the lag-1 one, never on no inflation."""
-    from depth_pose.scene.planarity import _ar1_inflation, segment_inflation
+    from depth_pose.scene.planarity import ar1_inflation, segment_inflation
 
     rng = np.random.default_rng(0)
     for n in (8, 40, 200):
@@ -705,11 +705,24 @@ def test_inflation_sees_a_tracks_frames_however_they_interleave():
             e[:, i] = (0.9 * e[:, i - 1] if i else 0.0) + rng.normal(size=6)
         e -= e.mean(1, keepdims=True)  # as in the planarity fit: each track's offset is out
         r, g = e.T.ravel(), np.tile(np.arange(6), n)  # frame by frame
-        ar1, seg = _ar1_inflation(r, g), segment_inflation(r, g)
+        ar1, seg = ar1_inflation(r, g), segment_inflation(r, g)
         assert ar1 > 1.5 and seg >= ar1, (n, ar1, seg)  # (before: 1.0, no neighbour in the same track)
         order = np.argsort(g, kind="stable")
-        assert ar1 == pytest.approx(_ar1_inflation(r[order], g[order]))  # the order of tracks is no matter
+        assert ar1 == pytest.approx(ar1_inflation(r[order], g[order]))  # the order of tracks is no matter
     blocks = np.repeat(rng.normal(size=(6, 10)), 20, axis=1) + rng.normal(size=(6, 200))  # 2 s blocks
     blocks -= blocks.mean(1, keepdims=True)
     r, g = blocks.T.ravel(), np.tile(np.arange(6), 200)
-    assert segment_inflation(r, g) > 2.0 * _ar1_inflation(r, g)  # what lasts a segment, lag 1 misses
+    assert segment_inflation(r, g) > 2.0 * ar1_inflation(r, g)  # what lasts a segment, lag 1 misses
+
+    def mean_inflation(n: int) -> float:  # 100 tracks of n frames, lag-1 correlation 0.9, frame by frame
+        out = []
+        for _ in range(10):
+            e = np.zeros((100, n))
+            for i in range(n):
+                e[:, i] = (0.9 * e[:, i - 1] if i else 0.0) + rng.normal(size=100)
+            e -= e.mean(1, keepdims=True)
+            out.append(segment_inflation(e.T.ravel(), np.tile(np.arange(100), n)))
+        return float(np.mean(out))
+
+    # a track's short last segment weighs what it holds: one more frame changes little (k/(k-1): -15%)
+    assert mean_inflation(41) > 0.9 * mean_inflation(40)

@@ -229,8 +229,12 @@ def test_camera_ids_that_print_alike_stay_two_cameras(tmp_path, monkeypatch):
         "1 (number)", "1 (str)", "1 (number)", None, "main", "true (bool)", "true (str)", "2.5", None
     ]  # fmt: skip
     assert camera_names([2**53, 2**53 + 1, 10**400])[:2] == ["9007199254740992", "9007199254740993"]
-    names = camera_names([1, "1", '"1"', "1 (str)"])
-    assert len(set(names)) == 4  # no derived name collides with a literal one
+    for ids in (
+        [1, "1", '"1"', "1 (str)"],
+        [1, "1", "1 (str)", "1 (str) #2"],
+        ["1 (str) #2", 1, "1", "1 (str)"],
+    ):
+        assert len(set(camera_names(ids))) == len(ids), ids  # no derived name is some other camera's
     assert track_codes([1, 1.0, "1", None, True]).tolist() == [0, 0, 1, -1, 2]  # tracks: the same identity
     lines = eval_lines()
     plain, _ = run_eval(tmp_path, monkeypatch, lines, "scene.group=camera_id", name="plain")

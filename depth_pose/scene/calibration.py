@@ -396,10 +396,10 @@ def calibrate_scene(
     verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
     planarity computed again, until up moves less than :data:`REFINE_TOL_DEG` (at most
     :data:`REFINE_STEPS` times); a merged up that leaves the verticals' uncertainty makes the floor a ramp
-    (:func:`floor_agrees_with_verticals`); a floor tested and in the end not found level reports the up of
-    the first test (the verticals', or :func:`floor_start`'s) and the height under it: an uneven floor's tilt
-    is no measurement of up, and a model with a gravity input gets that up on the fallback. A floor too
-    small to test still refines up. ``sigma_height_m`` includes what the up
+    (:func:`floor_agrees_with_verticals`); a floor tested (first and last) and in the end not found level
+    reports the up of the first test (the verticals', or :func:`floor_start`'s) and the height under it: an
+    uneven floor's tilt is no measurement of up, and a model with a gravity input gets that up on the
+    fallback. A floor too small to test still refines up. ``sigma_height_m`` includes what the up
     direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height above
     their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
     taken as exact (no vanishing point, no refinement): only the height and the floor are measured, under it
@@ -417,6 +417,7 @@ def calibrate_scene(
     height = sigma_h = None
     n_floor, planar, reason, fitted = 0, False, "no floor: ", (u, cov)
     first = first_fit = None
+    tested = False
     for step in range(REFINE_STEPS + 1):
         try:
             floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
@@ -441,7 +442,7 @@ def calibrate_scene(
             floor_drop=height - ANKLE_HEIGHT_M,
             seed=seed,
         )
-        planar, reason, fitted = verdict.planar, verdict.reason, (u, cov)
+        planar, reason, fitted, tested = verdict.planar, verdict.reason, (u, cov), verdict.tested
         # Before verticals and floor are merged: a ramp, or a step the merged up would lean into. A floor
         # still tilted after the merge is a ramp too (the safe side: single-frame depths).
         if step == 0:
@@ -461,7 +462,7 @@ def calibrate_scene(
     u, cov = fitted  # the up direction the height and the verdict were computed with
     if planar:
         planar, reason = floor_agrees_with_verticals(up, u, reason)
-    if first is not None and first.tested and not planar:
+    if first is not None and first.tested and tested and not planar:
         # a floor tested and not found level tells nothing about up: the first test's up (and its height)
         u, cov, height, sigma_h, n_floor = first_fit
     if height is not None:

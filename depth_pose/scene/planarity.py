@@ -136,7 +136,7 @@ def _residual(Y: np.ndarray, X: np.ndarray, w: np.ndarray) -> np.ndarray:
     return Y - X @ coef
 
 
-def _ar1_inflation(r: np.ndarray, g: np.ndarray, max_rho: float = 0.95) -> float:
+def ar1_inflation(r: np.ndarray, g: np.ndarray, max_rho: float = 0.95) -> float:
     """Variance inflation ``(1 + rho) / (1 - rho)`` of a mean of residuals ``r`` (N,) whose consecutive rows
     within a group ``g`` (N,) (a track's frames, in time order; tracks may interleave, as frames do)
     correlate with lag-1 correlation ``rho`` (video frames a tenth of a second apart repeat each other's
@@ -167,12 +167,13 @@ def segment_inflation(r: np.ndarray, g: np.ndarray, rows: int = SEGMENT_ROWS) ->
     """Variance inflation of sums of residuals ``r`` (N,) over a track's consecutive rows (``g`` (N,) the
     track of each row, a track's rows in time order): the empirical design effect of segments of ``rows``
     consecutive rows of a track (their summed residuals squared over the residuals' sum of squares), and at
-    least :func:`_ar1_inflation`'s. A person's model error persists longer than one frame apart: a gait
+    least :func:`ar1_inflation`'s. A person's model error persists longer than one frame apart: a gait
     cycle, a way of holding the arms for several seconds; an AR(1) fit on neighbouring frames misses that
     and flat floors read as steps (docs/bench_scenes.md, session 17). ``r`` has each track's mean taken out,
-    so a track's k segment sums add up to ~0: they count k / (k - 1) times, and tracks of one segment (no
-    within-track evidence) not at all. ``rows`` counts frames, not seconds: 2 s at 10 fps, less on faster
-    video."""
+    so a track's segment sums add up to ~0: a track of n rows in segments of m_j rows counts (n - 1) / (n -
+    sum m_j^2 / n) times (k / (k - 1) for k equal segments; 1 on average for independent errors), tracks of
+    one segment (no within-track evidence) not at all. ``rows`` counts frames, not seconds: 2 s at 10 fps,
+    less on faster video."""
     r = np.asarray(r, np.float64)
     g = np.unique(np.asarray(g), return_inverse=True)[1].ravel()
     if not len(r):
@@ -180,14 +181,17 @@ def segment_inflation(r: np.ndarray, g: np.ndarray, rows: int = SEGMENT_ROWS) ->
     seg = segment_ids(g, rows)
     seg_track = np.zeros(int(seg.max()) + 1, np.int64)
     seg_track[seg] = g
-    k = np.bincount(seg_track, minlength=int(g.max()) + 1)[seg_track]  # segments of each segment's track
-    use = k >= 2
+    m = np.bincount(seg).astype(np.float64)  # rows of each segment
+    n_t = np.bincount(g).astype(np.float64)  # rows of each track
+    lost = np.bincount(seg_track, weights=m**2) / n_t  # the part of n_t the track's own mean takes away
+    factor = (n_t - 1.0) / np.maximum(n_t - lost, 1e-12)
+    use = np.bincount(seg_track)[seg_track] >= 2  # segments of tracks with two or more
     den = float(np.sum(r[use[seg]] ** 2))
     if den <= 0:
-        return _ar1_inflation(r, g)
+        return ar1_inflation(r, g)
     sums = np.bincount(seg, weights=r)
-    design = float(np.sum((sums**2 * k / np.maximum(k - 1, 1))[use])) / den
-    return max(design, _ar1_inflation(r, g))
+    design = float(np.sum((sums**2 * factor[seg_track])[use])) / den
+    return max(design, ar1_inflation(r, g))
 
 
 def floor_tilt(
@@ -259,7 +263,7 @@ def floor_tilt(
         else:
             w = np.maximum(1.0 - (r / (TUKEY_C * scale)) ** 2, 0.0) ** 2 / scale**2
         lam = lam0 * np.minimum(1.0, huber_k / np.maximum(np.abs(b) / track_sigma, 1e-12))
-    bread = np.linalg.pinv(M) * _ar1_inflation(r, g)
+    bread = np.linalg.pinv(M) * ar1_inflation(r, g)
     if G >= 3:
         Xc = X - (xb * (W / (W + lam))[:, None])[g]
         scores = np.zeros((G, 3))
@@ -355,7 +359,7 @@ def check_planarity(
         )
     # a track's consecutive frames repeat each other's errors: the evidence is that of fewer frames
     r = resB * sw
-    s2 = rss_b / dof_b * (segment_inflation(r, g, SEGMENT_ROWS) if tracked else _ar1_inflation(r, g))
+    s2 = rss_b / dof_b * (segment_inflation(r, g, SEGMENT_ROWS) if tracked else ar1_inflation(r, g))
     dof = rankB - rankA
     chi2 = (rss_a - rss_b) / s2 if s2 > 0 else 0.0
     # Departure of each cell from the plane: B's fit minus A's fit, averaged over the cell's frames.
