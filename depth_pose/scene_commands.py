@@ -295,6 +295,7 @@ def fit_scene(
     height_m: float | None = None,
     torso_lines: bool = False,
     seed: int = 0,
+    fps: float | None = None,
 ) -> SceneFit:
     """Calibrate one fixed camera (``K`` (3, 3)) from its person-frames, never raising for data that cannot
     calibrate it (``status`` ``failed`` with ``why``).
@@ -303,7 +304,7 @@ def fit_scene(
     ``height_m`` alone: the up direction is estimated, the height is the given one (the floor's planarity
     verdict is kept when a floor was measured; without one it is taken as level). ``up`` alone: the up
     direction is the user's, exact; the height and the floor are measured under it (origin ``given up,
-    estimated height``)."""
+    estimated height``). ``fps``: a video's frame rate (:func:`~depth_pose.scene.calibrate_scene`)."""
     n = len(z_model)
     if up is not None and height_m is not None:
         return SceneFit(given_calibration(up, height_m, K, image_wh), "given", None, n)
@@ -312,7 +313,7 @@ def fit_scene(
     try:
         calib = calibrate_scene(
             keypoints_xyc, K, z_model, sigma_model, tids, image_wh, torso_lines=torso_lines, seed=seed,
-            up_cam=up,
+            up_cam=up, fps=fps,
         )  # fmt: skip
     except InputError as e:  # TooFewPeopleError, or people that fix no direction
         return SceneFit(None, origin, str(e), n)

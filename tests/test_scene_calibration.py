@@ -654,18 +654,21 @@ def test_a_child_read_too_far_is_one_outlier_track_not_a_shifted_floor():
     assert not fit.inliers[child].any() and fit.inliers[~child].sum() > 0.5 * (~child).sum()
 
 
-def _persistent_walkers(rng: np.random.Generator, step: float, n_tracks: int = 10, n: int = 150):
-    """Floor data of people crossing a floor (from y < 0 to y > 0 or back) whose model error persists:
-    a per-person offset, one that changes every 4 s (a way of holding the arms), a gait wobble and frame
-    noise; beyond y = 0 the floor is ``step`` (relative drop) higher."""
+def _persistent_walkers(
+    rng: np.random.Generator, step: float, n_tracks: int = 10, seconds: float = 15.0, fps: float = 10.0
+):
+    """Floor data of people crossing a floor (from y < 0 to y > 0 or back) in ``seconds`` at ``fps`` whose
+    model error persists: a per-person offset, one that changes every 4 s (a way of holding the arms), a
+    gait wobble and frame noise; beyond y = 0 the floor is ``step`` (relative drop) higher."""
     cols = [[], [], [], []]
+    n, block = round(seconds * fps), round(4.0 * fps)
     for t in range(n_tracks):
         s = np.arange(n)
         py = rng.uniform(-5.0, -3.0) + s * 8.0 / n
         py = py[::-1] if rng.random() < 0.5 else py
-        px = rng.uniform(-4.0, 4.0) + 0.3 * np.sin(s / 30 + t)
-        persist = np.repeat(rng.normal(0.0, 0.03, n // 40 + 1), 40)[:n]
-        gait = 0.01 * np.sin(2 * math.pi * s / 11 + rng.uniform(0.0, 6.0))
+        px = rng.uniform(-4.0, 4.0) + 0.3 * np.sin(s / (3.0 * fps) + t)
+        persist = np.repeat(rng.normal(0.0, 0.03, n // block + 1), block)[:n]
+        gait = 0.01 * np.sin(2 * math.pi * s / (1.1 * fps) + rng.uniform(0.0, 6.0))
         y = math.log(3.0) + rng.normal(0.0, 0.05) + persist + gait + rng.normal(0.0, 0.02, n)
         y += np.log1p(-step * (py > 0))
         for c, v in zip(
@@ -726,3 +729,20 @@ def test_inflation_sees_a_tracks_frames_however_they_interleave():
 
     # a track's short last segment weighs what it holds: one more frame changes little (k/(k-1): -15%)
     assert mean_inflation(41) > 0.9 * mean_inflation(40)
+
+
+def test_a_faster_video_counts_seconds_not_frames():
+    """At 30 fps a person's error lasts three times as many frames: the planarity test's segments are
+    seconds (``calibrate_scene(fps=...)``, dp-predict passes a video's rate), so 30 fps flat floors are
+    accepted as at 10 fps (frames of 10 fps would reject most), and a step is still found."""
+    from depth_pose.scene.planarity import SEGMENT_ROWS, segment_rows
+
+    assert segment_rows(30.0) == 60 and segment_rows(10.0) == 20
+    assert segment_rows(None) == segment_rows(math.nan) == segment_rows(0.0) == SEGMENT_ROWS
+
+    def accepted(step: float, rows: int) -> int:
+        data = [_persistent_walkers(np.random.default_rng(s), step, fps=30.0) for s in range(10)]
+        return sum(check_planarity(*d, floor_drop=3.0, rows=rows).planar for d in data)
+
+    assert accepted(0.0, segment_rows(30.0)) >= 8 and accepted(0.13, segment_rows(30.0)) == 0
+    assert accepted(0.0, segment_rows(10.0)) <= 5

@@ -680,7 +680,7 @@ def _run_video_batch(
     )
     z, s, status = P.depth_of(kp, K, P.model_up(None), (W, H))
     t0 = time.perf_counter()
-    fit = fixed or fit_scene(kp, K, z, s, ids, (W, H), up=P.up, height_m=P.scene.height_m)
+    fit = fixed or fit_scene(kp, K, z, s, ids, (W, H), up=P.up, height_m=P.scene.height_m, fps=src.fps)
     estimated = None if fit.calib is None else fit.calib.up_cam
     P._timed("scene", t0)
     up = P.model_up(estimated)

@@ -34,7 +34,7 @@ from depth_pose.scene.floor import (
     horizontal_axes,
 )
 from depth_pose.scene.joints import DEFAULT_MIN_CONF, BodyPoints, TooFewPeopleError, body_points
-from depth_pose.scene.planarity import check_planarity, chi2_critical, floor_tilt
+from depth_pose.scene.planarity import check_planarity, chi2_critical, floor_tilt, segment_rows
 from depth_pose.scene.vanishing import UpEstimate, estimate_up, pitch_roll_sigma
 
 FORMAT = "depth_pose.scene_calibration"
@@ -381,6 +381,7 @@ def calibrate_scene(
     hip_above_ankle_m: float = HIP_ABOVE_ANKLE_M,
     up_cam: np.ndarray | None = None,
     seed: int = 0,
+    fps: float | None = None,
 ) -> SceneCalibration:
     """Calibrate a fixed camera (one ``K`` (3, 3)) from N person-frames: keypoints (N, 17, 3), the model's
     mid-hip depths and spreads (N,), optional track ids (N,) (one id per person over frames) and image size.
@@ -403,7 +404,8 @@ def calibrate_scene(
     direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height above
     their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
     taken as exact (no vanishing point, no refinement): only the height and the floor are measured, under it
-    (:func:`given_up`)."""
+    (:func:`given_up`). ``fps``: the frame rate of a video's person-frames (how many of a track's frames the
+    planarity test takes as one piece of evidence: :func:`~depth_pose.scene.planarity.segment_rows`)."""
     K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
     if K.shape != (3, 3):
         raise InputError(f"calibrate_scene is for a fixed camera: K must be (3, 3), got {K.shape}")
@@ -441,6 +443,7 @@ def calibrate_scene(
             up_cov=axes.T @ (up.cov if step == 0 else cov) @ axes,
             floor_drop=height - ANKLE_HEIGHT_M,
             seed=seed,
+            rows=segment_rows(fps),
         )
         planar, reason, fitted, tested = verdict.planar, verdict.reason, (u, cov), verdict.tested
         # Before verticals and floor are merged: a ramp, or a step the merged up would lean into. A floor

@@ -22,8 +22,9 @@ the hip's ray, not the feet's (the ankle pixel's noise and a lifted foot would m
   not planar.
 
 Significance: a person's model error lasts seconds (a gait cycle, a way of holding the arms), so with
-tracks the residual variance is inflated by the design effect of segments of :data:`SEGMENT_ROWS` consecutive
-frames of a track (:func:`segment_inflation`); without tracks, by the lag-1 correlation of neighbouring rows.
+tracks the residual variance is inflated by the design effect of segments of :data:`SEGMENT_S` seconds of a
+track (``rows`` frames: :func:`segment_rows`; :data:`SEGMENT_ROWS` when the frame rate is not known;
+:func:`segment_inflation`); without tracks, by the lag-1 correlation of neighbouring rows.
 Gross outliers (lifted feet, misread people) are dropped once after a first fit of B. Too few frames or cells
 to test -> ``planar=False`` (``tested=False``): ground depth is only used on a floor shown to be level.
 """
@@ -47,7 +48,8 @@ MAX_ROWS = 50000  # longer inputs are subsampled (keeps the fit fast)
 MODEL_DRIFT = 0.02  # a model depth error that changes by this (relative) across the observed floor
 MAX_DROP_SHORTFALL = math.log(1.25)  # a frame's drop this far below its track's median: not on the floor
 TUKEY_C = 4.685  # the redescending stage's cut-off, in robust sigmas of the frames' residuals
-SEGMENT_ROWS = 20  # a track's consecutive frames whose model errors are taken as one piece of evidence
+SEGMENT_S = 2.0  # seconds of a track whose model errors are taken as one piece of evidence
+SEGMENT_ROWS = 20  # ... in frames when the frame rate is not known (2 s at 10 fps)
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,6 +153,14 @@ def ar1_inflation(r: np.ndarray, g: np.ndarray, max_rho: float = 0.95) -> float:
     return (1.0 + rho) / (1.0 - rho) if rho > 0 else 1.0
 
 
+def segment_rows(fps: float | None = None) -> int:
+    """Frames of :data:`SEGMENT_S` seconds at ``fps`` (None, or not a positive number: :data:`SEGMENT_ROWS`)
+    (cameras and streams have no steady rate here; frame sequences none at all)."""
+    if fps is None or not math.isfinite(fps) or fps <= 0:
+        return SEGMENT_ROWS
+    return max(1, round(SEGMENT_S * fps))
+
+
 def segment_ids(g: np.ndarray, rows: int = SEGMENT_ROWS) -> np.ndarray:
     """(N,) id of each row's segment: ``rows`` consecutive rows of one track (``g`` (N,), a track's rows
     in time order; tracks may interleave)."""
@@ -172,8 +182,7 @@ def segment_inflation(r: np.ndarray, g: np.ndarray, rows: int = SEGMENT_ROWS) ->
     and flat floors read as steps (docs/bench_scenes.md, session 17). ``r`` has each track's mean taken out,
     so a track's segment sums add up to ~0: a track of n rows in segments of m_j rows counts (n - 1) / (n -
     sum m_j^2 / n) times (k / (k - 1) for k equal segments; 1 on average for independent errors), tracks of
-    one segment (no within-track evidence) not at all. ``rows`` counts frames, not seconds: 2 s at 10 fps,
-    less on faster video."""
+    one segment (no within-track evidence) not at all. ``rows`` counts frames (:func:`segment_rows`)."""
     r = np.asarray(r, np.float64)
     g = np.unique(np.asarray(g), return_inverse=True)[1].ravel()
     if not len(r):
@@ -298,6 +307,7 @@ def check_planarity(
     min_cell: int = MIN_CELL,
     min_frames: int = MIN_FRAMES,
     seed: int = 0,
+    rows: int | None = None,
 ) -> Planarity:
     """Test the floor under person-frames (see the module docstring): ``drop`` (N,) metres, ``position``
     (N, 2) metres, ``rel_sigma`` (N,) relative uncertainty of ``drop``, ``groups`` (N,) track of each frame
@@ -359,7 +369,8 @@ def check_planarity(
         )
     # a track's consecutive frames repeat each other's errors: the evidence is that of fewer frames
     r = resB * sw
-    s2 = rss_b / dof_b * (segment_inflation(r, g, SEGMENT_ROWS) if tracked else ar1_inflation(r, g))
+    rows = SEGMENT_ROWS if rows is None else rows
+    s2 = rss_b / dof_b * (segment_inflation(r, g, rows) if tracked else ar1_inflation(r, g))
     dof = rankB - rankA
     chi2 = (rss_a - rss_b) / s2 if s2 > 0 else 0.0
     # Departure of each cell from the plane: B's fit minus A's fit, averaged over the cell's frames.

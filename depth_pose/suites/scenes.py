@@ -493,11 +493,12 @@ def build_scenes(cfg, progress: bool = True) -> tuple[list[SceneRun], dict]:
 
 
 def calibrate(
-    run: SceneRun, n: int, z: np.ndarray, sigma: np.ndarray, image_wh
+    run: SceneRun, n: int, z: np.ndarray, sigma: np.ndarray, image_wh, fps: float | None = None
 ) -> tuple[SceneCalibration | None, str]:
-    """The scene calibrated on its first ``n`` person-frames (None and why when it cannot be)."""
+    """The scene calibrated on its first ``n`` person-frames (None and why when it cannot be); ``fps`` the
+    scenes' frame rate, as dp-predict passes a video's."""
     try:
-        c = calibrate_scene(run.keypoints[:n], run.K, z[:n], sigma[:n], run.track[:n], image_wh)
+        c = calibrate_scene(run.keypoints[:n], run.K, z[:n], sigma[:n], run.track[:n], image_wh, fps=fps)
     except TooFewPeopleError as e:
         return None, str(e)
     return c, c.planarity
@@ -832,9 +833,10 @@ def run_scenes(predictor, cfg, out_jsonl: Path, plots_enabled: bool = True, prog
     t_predict = time.perf_counter() - t1
     t2 = time.perf_counter()
     checkpoints = [int(c) for c in cfg.calib_at]
+    fps = float(cfg.fps)
     for r, z, s in tqdm(list(zip(runs, z1, s1, strict=True)), desc="scenes: calibrate", disable=not progress):
-        r.calibs = [(c, *calibrate(r, c, z, s, image_wh)) for c in checkpoints if c <= len(r)]
-        r.final = (len(r), *calibrate(r, len(r), z, s, image_wh))
+        r.calibs = [(c, *calibrate(r, c, z, s, image_wh, fps)) for c in checkpoints if c <= len(r)]
+        r.final = (len(r), *calibrate(r, len(r), z, s, image_wh, fps))
     t_calib = time.perf_counter() - t2
     if gravity:
         t1 = time.perf_counter()
