@@ -615,15 +615,13 @@ def track_codes(values: Sequence[Any]) -> np.ndarray:
 def usable_id(v: Any) -> bool:
     """Whether a JSON value can name a camera or a track: not null, a list, a mapping or a non-finite
     number (NaN would otherwise pool every person it marks)."""
-    if v is None or isinstance(v, dict | list):
-        return False
-    return not (isinstance(v, float) and not math.isfinite(v))
+    return _id_key(v) is not None
 
 
 def _id_key(v: Any) -> tuple[str, Any] | None:
     """A JSON id's identity: numbers by exact value (1 and 1.0 alike, 2**53 and 2**53 + 1 not), strings and
-    booleans by type and value; None for no usable id."""
-    if not usable_id(v):
+    booleans by type and value; None for no usable id (:func:`usable_id`)."""
+    if v is None or isinstance(v, dict | list):
         return None
     if isinstance(v, bool | np.bool_):
         return ("bool", bool(v))

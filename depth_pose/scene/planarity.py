@@ -369,7 +369,7 @@ def check_planarity(
         )
     # a track's consecutive frames repeat each other's errors: the evidence is that of fewer frames
     r = resB * sw
-    rows = SEGMENT_ROWS if rows is None else rows
+    rows = segment_rows() if rows is None else rows
     s2 = rss_b / dof_b * (segment_inflation(r, g, rows) if tracked else ar1_inflation(r, g))
     dof = rankB - rankA
     chi2 = (rss_a - rss_b) / s2 if s2 > 0 else 0.0
