@@ -73,8 +73,9 @@ def model_table(name: str, res: dict) -> list[str]:
         "Calibration, flat floor: median (p90) over scenes of |pitch| / |roll| error and |height/true − 1|; "
         "calibrated / with a height / planar scenes:",
         "",
-        "| mount | person-frames | pitch | roll | height | calibrated | height found | planar |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mount | person-frames | pitch | roll | height | calibrated | height found | planar "
+        "| stated σ covers pitch / roll / height, 1σ (2σ) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mount, cps in res["calibration"].get("flat", {}).items():
         for cp in (first, "all"):
@@ -85,7 +86,8 @@ def model_table(name: str, res: dict) -> list[str]:
             lines.append(
                 f"| {mount} | {cp} | {deg(p['median'])} ({deg(p['p90'])}) "
                 f"| {deg(r['median'])} ({deg(r['p90'])}) | {pct(h['median'])} ({pct(h['p90'])}) "
-                f"| {c['n_calibrated']}/{c['n_scenes']} | {c['n_height']} | {c['n_planar']} |"
+                f"| {c['n_calibrated']}/{c['n_scenes']} | {c['n_height']} | {c['n_planar']} "
+                f"| {covered_cell(c)} |"
             )
     lines += ["", "| target | value | limit | result |", "|---|---|---|---|"]
     for key, t in res["targets"].items():
@@ -100,6 +102,15 @@ def model_table(name: str, res: dict) -> list[str]:
         f"({rt}), wall {res.get('bench_wall_s')} s.",
     ]
     return lines
+
+
+def covered_cell(c: dict) -> str:
+    """``62 (90) / ...``: the share of scenes whose stated pitch / roll / height sigma covered the error."""
+    cov = c.get("covered", {})
+    return " / ".join(
+        f"{pct(v.get('1sigma'))} ({pct(v.get('2sigma'))})" if v.get("n") else "–"
+        for v in (cov.get(k, {}) for k in ("pitch", "roll", "height_rel"))
+    )
 
 
 def coverage_table(res: dict) -> list[str]:

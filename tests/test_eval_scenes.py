@@ -192,6 +192,30 @@ def test_online_fusion_uses_the_calibration_in_effect_and_falls_back_without_a_l
     assert np.array_equal(out["smooth"], zs) and np.array_equal(out["sigma_smooth"], ss)
 
 
+def test_calibration_errors_in_units_of_the_stated_sigma():
+    """The suite reports how often a calibration's stated sigmas covered its errors (pitch, roll, height)."""
+    from scene_sim import H, W
+
+    from depth_pose.suites.scenes import calib_errors, calibrate, coverage
+
+    run, z, sigma = _sim_run()
+    calib, _ = calibrate(run, len(run), z, sigma, (W, H))
+    e = calib_errors(run, calib)
+    assert e["pitch_z"] == pytest.approx(e["pitch"] / calib.sigma_pitch_deg)
+    assert e["roll_z"] == pytest.approx(e["roll"] / calib.sigma_roll_deg)
+    assert e["height_rel_z"] == pytest.approx(e["height_rel"] * calib.height_m / calib.sigma_height_m)
+    no_height = calib_errors(run, dataclasses.replace(calib, height_m=None, sigma_height_m=None))
+    assert no_height["height_rel_z"] is None and no_height["pitch_z"] == e["pitch_z"]
+    none = calib_errors(run, None)
+    assert not none["calibrated"] and none["pitch_z"] is None and none["height_rel"] is None
+    assert coverage([0.5, 1.5, 2.5, None]) == {
+        "n": 3,
+        "1sigma": pytest.approx(1 / 3),
+        "2sigma": pytest.approx(2 / 3),
+    }
+    assert coverage([None]) == {"n": 0, "1sigma": None, "2sigma": None}
+
+
 def test_targets_verdicts():
     from depth_pose.suites.scenes import targets
 
@@ -302,6 +326,9 @@ def test_scene_suite_end_to_end(tiny_run):
             assert list(cal) == ["50", "100", "200", "all"] and cal["all"]["n_scenes"] == 1
             for key in ("pitch_abs_deg", "roll_abs_deg", "height_abs_rel"):
                 assert {"n", "median", "p90", "max"} <= set(cal["all"][key])
+            assert set(cal["all"]["covered"]) == {"pitch", "roll", "height_rel"}
+            for cov in cal["all"]["covered"].values():  # one scene: covered or not
+                assert cov["n"] <= 1 and (cov["n"] == 0 or cov["1sigma"] in (0.0, 1.0))
     assert _finite({k: res[k] for k in ("per_mount", "per_seen", "calibration", "per_scene", "targets")})
     assert {
         "scene_aware_median/cctv_3m",

@@ -53,6 +53,7 @@ SWING_LIFT_M = 0.1  # the mid-ankle's rise while one foot swings (the swing ankl
 MAX_LIFT_SHARE = 0.02  # a raised foot may bias a drop by this much: beyond it, the legs must look alike
 MIN_HIP_PLANE_SHARE = 0.3  # a camera barely above people's hips: their positions come from the ankles
 HIP_ABOVE_ANKLE_M = 0.745  # adults' mid-hip keypoint above the mid-ankle: ~0.44 x their mean stature 1.685 m
+MAX_JACKKNIFE_TRACKS = 64  # beyond this many people a clustered sandwich's small-sample bias is negligible
 STATURE_LOG_SIGMA = (
     0.05  # people's size spread about the model's prior (log): tracks farther off are outliers
 )
@@ -382,6 +383,15 @@ def _two_level(
         var_c = max(var_c, float(np.sum(wk**2 * (y_t[keep_t] - c) ** 2)) * Gk / (Gk - 1))
     keep = keep_t[g] & (np.abs(y - y_t[g]) < inlier_sigmas * np.maximum(spread, s * (n_t[g] == 1)))
     return c, var_c, keep
+
+
+def jackknife_cov(leave_one_out: np.ndarray) -> np.ndarray:
+    """(P, P) jackknife covariance of an estimate from its G refits ``leave_one_out`` (G, P), each without
+    one track: with a handful of people a fit leans towards each of them, which its residuals (shrunk by
+    the fit) hide from a clustered sandwich; refitting shows it. Used up to :data:`MAX_JACKKNIFE_TRACKS`."""
+    G = len(leave_one_out)
+    d = leave_one_out - leave_one_out.mean(0)
+    return (G - 1) / G * d.T @ d
 
 
 def group_medians(x: np.ndarray, g: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:

@@ -626,17 +626,36 @@ def spread(x: list[float]) -> dict:
     }
 
 
+CALIB_PARAMS = ("pitch", "roll", "height_rel")
+
+
 def calib_errors(run: SceneRun, calib: SceneCalibration | None) -> dict:
-    """|pitch|, |roll| error (deg), |height/true - 1| (None where not estimated), planar flag."""
+    """|pitch|, |roll| error (deg), |height/true - 1| (None where not estimated), planar flag; and each
+    error in units of the calibration's stated sigma (``*_z``; None where either is unknown)."""
     if calib is None:
-        return {"calibrated": False, "pitch": None, "roll": None, "height_rel": None, "planar": False}
-    return {
+        return (
+            {"calibrated": False, "planar": False}
+            | {k: None for k in CALIB_PARAMS}
+            | {f"{k}_z": None for k in CALIB_PARAMS}
+        )
+    h = calib.height_m
+    out = {
         "calibrated": True,
         "pitch": abs(float(calib.pitch_deg) - run.pitch_deg),
         "roll": abs((float(calib.roll_deg) - run.roll_deg + 180.0) % 360.0 - 180.0),
-        "height_rel": None if calib.height_m is None else abs(float(calib.height_m) / run.height_m - 1.0),
+        "height_rel": None if h is None else abs(float(h) / run.height_m - 1.0),
         "planar": bool(calib.planar),
     }
+    stated = {
+        "pitch": calib.sigma_pitch_deg,
+        "roll": calib.sigma_roll_deg,
+        "height_rel": None if h is None or calib.sigma_height_m is None else calib.sigma_height_m / h,
+    }
+    for k in CALIB_PARAMS:
+        e, s = out[k], stated[k]
+        ok = e is not None and s is not None and math.isfinite(s) and s > 0
+        out[f"{k}_z"] = e / s if ok else None
+    return out
 
 
 def bin_key(lo: float, hi: float) -> str:
@@ -746,7 +765,17 @@ def calib_block(errs: list[dict], n_reached: int) -> dict:
         "pitch_abs_deg": spread([e["pitch"] for e in errs]),
         "roll_abs_deg": spread([e["roll"] for e in errs]),
         "height_abs_rel": spread([e["height_rel"] for e in errs]),
+        "covered": {k: coverage([e[f"{k}_z"] for e in errs]) for k in CALIB_PARAMS},
     }
+
+
+def coverage(z: list[float | None]) -> dict:
+    """How often a stated sigma covered the error: the share of the known |error| / sigma within 1 and 2
+    (68% / 95% for an honest Gaussian spread), and how many were known."""
+    a = np.array([v for v in z if v is not None], np.float64)
+    if not a.size:
+        return {"n": 0, "1sigma": None, "2sigma": None}
+    return {"n": int(a.size), "1sigma": float((a <= 1.0).mean()), "2sigma": float((a <= 2.0).mean())}
 
 
 def targets(res: dict, tcfg, first_checkpoint: str) -> dict:
