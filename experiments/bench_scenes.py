@@ -27,7 +27,7 @@ from pathlib import Path
 from model_bench import evaluate_quietly, pct, suite_bench_main, verdict
 
 from depth_pose.env import REPO_ROOT
-from depth_pose.eval.report import scene_target_cells, upright_medians
+from depth_pose.eval.report import calibration_coverage_cell, scene_target_cells, upright_medians
 
 DEFAULT_MODELS = [REPO_ROOT / "depth_pose" / "assets" / "default_model.safetensors"]
 
@@ -87,7 +87,7 @@ def model_table(name: str, res: dict) -> list[str]:
                 f"| {mount} | {cp} | {deg(p['median'])} ({deg(p['p90'])}) "
                 f"| {deg(r['median'])} ({deg(r['p90'])}) | {pct(h['median'])} ({pct(h['p90'])}) "
                 f"| {c['n_calibrated']}/{c['n_scenes']} | {c['n_height']} | {c['n_planar']} "
-                f"| {covered_cell(c)} |"
+                f"| {calibration_coverage_cell(c)} |"
             )
     lines += ["", "| target | value | limit | result |", "|---|---|---|---|"]
     for key, t in res["targets"].items():
@@ -102,15 +102,6 @@ def model_table(name: str, res: dict) -> list[str]:
         f"({rt}), wall {res.get('bench_wall_s')} s.",
     ]
     return lines
-
-
-def covered_cell(c: dict) -> str:
-    """``62 (90) / ...``: the share of scenes whose stated pitch / roll / height sigma covered the error."""
-    cov = c.get("covered", {})
-    return " / ".join(
-        f"{pct(v.get('1sigma'))} ({pct(v.get('2sigma'))})" if v.get("n") else "–"
-        for v in (cov.get(k, {}) for k in ("pitch", "roll", "height_rel"))
-    )
 
 
 def coverage_table(res: dict) -> list[str]:

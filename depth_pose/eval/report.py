@@ -4,6 +4,23 @@ from __future__ import annotations
 
 from depth_pose.eval.metrics import ALP_THRESHOLDS_M
 
+CALIB_PARAMS = (
+    "pitch",
+    "roll",
+    "height_rel",
+)  # a scene calibration's errors, as the scene suite reports them
+
+
+def calibration_coverage_cell(c: dict) -> str:
+    """``62.0% (90.0%) / ...``: the share of scenes whose stated pitch / roll / height sigma covered the error
+    within 1 (2) sigmas (a scene suite calibration block's ``covered``; – where none was known)."""
+    cov = c.get("covered", {})
+    return " / ".join(
+        f"{_pct1(v['1sigma'])} ({_pct1(v['2sigma'])})" if v.get("n") else "–"
+        for v in (cov.get(k, {}) for k in CALIB_PARAMS)
+    )
+
+
 METHOD_TITLES = {
     "model": "model",
     "box_height": "box-height pinhole (1.71 m, keypoint extent)",
@@ -372,8 +389,9 @@ def scenes_report(res: dict) -> str:
             "",
             f"## Calibration ({floor} floor): median (p90) over scenes of |pitch|, |roll|, |height/true − 1|",
             "",
-            "| mount | person-frames | calibrated | height | planar | pitch | roll | height error |",
-            "|---|---|---|---|---|---|---|---|",
+            "| mount | person-frames | calibrated | height | planar | pitch | roll | height error "
+            "| stated σ covers pitch / roll / height, 1σ (2σ) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for mount, cps in by_mount.items():
             for cp, c in cps.items():
@@ -382,7 +400,7 @@ def scenes_report(res: dict) -> str:
                     f"| {mount} | {cp} | {c['n_calibrated']}/{c['n_scenes']} | {c['n_height']} | "
                     f"{c['n_planar']} | "
                     f"{_deg(p['median'])} ({_deg(p['p90'])}) | {_deg(r['median'])} ({_deg(r['p90'])}) | "
-                    f"{_pct1(h['median'])} ({_pct1(h['p90'])}) |"
+                    f"{_pct1(h['median'])} ({_pct1(h['p90'])}) | {calibration_coverage_cell(c)} |"
                 )
     kinds = ["none", "fallback", "model", "track", "ground"]
     lines += [

@@ -53,7 +53,10 @@ SWING_LIFT_M = 0.1  # the mid-ankle's rise while one foot swings (the swing ankl
 MAX_LIFT_SHARE = 0.02  # a raised foot may bias a drop by this much: beyond it, the legs must look alike
 MIN_HIP_PLANE_SHARE = 0.3  # a camera barely above people's hips: their positions come from the ankles
 HIP_ABOVE_ANKLE_M = 0.745  # adults' mid-hip keypoint above the mid-ankle: ~0.44 x their mean stature 1.685 m
-MAX_JACKKNIFE_TRACKS = 64  # beyond this many people a clustered sandwich's small-sample bias is negligible
+# The training population's log-stature spread, children included (512 bodies of seed 0; adults 0.060): the
+# model's size prior, so the mean size of G people seen is known to this over sqrt(G) and no better
+POPULATION_LOG_SIGMA = 0.082
+MIN_JACKKNIFE_TRACKS = 5  # fewer people: leaving one out can leave the rest undetermined (an arbitrary refit)
 STATURE_LOG_SIGMA = (
     0.05  # people's size spread about the model's prior (log): tracks farther off are outliers
 )
@@ -381,17 +384,38 @@ def _two_level(
     if Gk > 1:  # the tracks' own scatter, when larger than assumed
         wk = w0[keep_t] / np.sum(w0[keep_t])
         var_c = max(var_c, float(np.sum(wk**2 * (y_t[keep_t] - c) ** 2)) * Gk / (Gk - 1))
+    if Gk:  # the mean size of the people kept, about the model's prior
+        var_c = max(var_c, POPULATION_LOG_SIGMA**2 / Gk)
     keep = keep_t[g] & (np.abs(y - y_t[g]) < inlier_sigmas * np.maximum(spread, s * (n_t[g] == 1)))
     return c, var_c, keep
 
 
 def jackknife_cov(leave_one_out: np.ndarray) -> np.ndarray:
     """(P, P) jackknife covariance of an estimate from its G refits ``leave_one_out`` (G, P), each without
-    one track: with a handful of people a fit leans towards each of them, which its residuals (shrunk by
-    the fit) hide from a clustered sandwich; refitting shows it. Used up to :data:`MAX_JACKKNIFE_TRACKS`."""
+    one person (G >= :data:`MIN_JACKKNIFE_TRACKS`): a fit leans towards each of a handful of people, which
+    its residuals (shrunk by the fit) hide from a clustered sandwich; refitting shows it."""
     G = len(leave_one_out)
     d = leave_one_out - leave_one_out.mean(0)
     return (G - 1) / G * d.T @ d
+
+
+def cov_upper(covs: list[np.ndarray]) -> np.ndarray:
+    """(P, P) the smallest-looking covariance at least as large as each of ``covs`` in every direction (the
+    larger of each pair's generalised eigenvalues): several estimates of one uncertainty, none trusted to be
+    big enough alone, without one's small axis hiding behind another's larger trace."""
+    out = np.asarray(covs[0], np.float64)
+    for b in covs[1:]:
+        vals, vecs = np.linalg.eigh(out)
+        if vals.min() <= 1e-18 * max(vals.max(), 1e-300):
+            out = out + 1e-12 * max(float(np.trace(out)), 1e-300) * np.eye(len(out))
+            vals, vecs = np.linalg.eigh(out)
+        half = vecs * np.sqrt(vals)  # out = half @ half.T
+        inv = vecs / np.sqrt(vals)
+        m_vals, m_vecs = np.linalg.eigh(inv.T @ np.asarray(b, np.float64) @ inv)
+        lift = m_vecs * np.maximum(m_vals, 1.0)
+        out = half @ (lift @ m_vecs.T) @ half.T
+        out = 0.5 * (out + out.T)
+    return out
 
 
 def group_medians(x: np.ndarray, g: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:

@@ -37,9 +37,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_pose.scene.floor import (
-    MAX_JACKKNIFE_TRACKS,
+    MIN_JACKKNIFE_TRACKS,
     MIN_REL_SIGMA,
     STATURE_LOG_SIGMA,
+    cov_upper,
     group_medians,
     jackknife_cov,
 )
@@ -51,6 +52,7 @@ SCAN_EXTRA_SIGMAS = 1.0  # the step scan's maximum over 14 lines needs more than
 MIN_CELL = 5
 MIN_FRAMES = 40
 MAX_ROWS = 50000  # longer inputs are subsampled (keeps the fit fast)
+DEGENERATE_SHARE = 0.1  # a refit whose tilt information fell below this share of the full fit's: none
 MODEL_DRIFT = 0.02  # a model depth error that changes by this (relative) across the observed floor
 MAX_DROP_SHORTFALL = math.log(1.25)  # a frame's drop this far below its track's median: not on the floor
 TUKEY_C = 4.685  # the redescending stage's cut-off, in robust sigmas of the frames' residuals
@@ -234,11 +236,11 @@ def floor_tilt(
     per track is a random effect of spread ``track_sigma``, so the tilt is learnt within tracks (free of
     size errors) and across them (where a level camera's shallow rays make people's positions tell much).
     Robust at both levels (frame weights Huber, then Tukey's, so a body in the air is no lever; a track far
-    off, a child, gets a looser prior). Covariance: the largest of the model-based one (inflated for the
-    frame-to-frame correlation of a track's errors), the track-clustered one and (up to
-    :data:`~depth_pose.scene.floor.MAX_JACKKNIFE_TRACKS` people) the leave-one-person-out jackknife, plus
-    the tilt a model error drifting by ``drift`` (relative depth) across the observed floor would make.
-    Non-finite rows are ignored; NaN when fewer than :data:`MIN_CELL` rows."""
+    off, a child, gets a looser prior). Covariance: at least as large in every direction as the model-based
+    one (inflated for the frame-to-frame correlation of a track's errors), the track-clustered one and (with
+    ``groups``) the leave-one-person-out jackknife (:func:`_tilt_jackknife`), plus the tilt a model error
+    drifting by ``drift`` (relative depth) across the observed floor would make. Non-finite rows are ignored;
+    NaN when fewer than :data:`MIN_CELL` rows."""
     drop = np.asarray(drop, np.float64)
     position = np.asarray(position, np.float64)
     g_all = np.arange(len(drop)) if groups is None else np.asarray(groups)
@@ -271,6 +273,7 @@ def floor_tilt(
         kw = W * W / (W + lam)  # the share of each track's mean that its random offset does not absorb
         M = (X * w[:, None]).T @ X - (xb * kw[:, None]).T @ xb
         coef = np.linalg.pinv(M) @ ((X * w[:, None]).T @ y - (xb * kw[:, None]).T @ yb)
+        w_fit, lam_fit = w, lam  # the weights ``coef`` was solved at
         b = W / (W + lam) * (yb - xb @ coef)
         r = y - X @ coef - b[g]
         scale = max(1.4826 * float(np.median(np.abs(r))), 1e-3)
@@ -286,9 +289,11 @@ def floor_tilt(
         np.add.at(scores, g, Xc * (w * (r + b[g]))[:, None])  # GLS score: V^-1 times the total residual
         sand = bread @ (scores.T @ scores) @ bread * (G / (G - 1))
         cands = [sand[1:, 1:], bread[1:, 1:]]
-        if G <= MAX_JACKKNIFE_TRACKS:
-            cands.append(_tilt_jackknife(X, y, w, g, lam))
-        cov = max(cands, key=lambda c: float(np.trace(c)))
+        if groups is not None:
+            jack = _tilt_jackknife(X, y, w_fit, g, lam_fit)
+            if jack is not None:
+                cands.append(jack)
+        cov = cov_upper(cands)
     else:
         cov = bread[1:, 1:]
     extent = 2.0 * np.sqrt(np.maximum(np.cov(x.T, aweights=w).diagonal(), 1e-12))
@@ -298,13 +303,14 @@ def floor_tilt(
 
 def _tilt_jackknife(
     X: np.ndarray, y: np.ndarray, w: np.ndarray, g: np.ndarray, lam: np.ndarray
-) -> np.ndarray:
+) -> np.ndarray | None:
     """(2, 2) leave-one-track-out jackknife covariance (:func:`~depth_pose.scene.floor.jackknife_cov`) of
-    :func:`floor_tilt`'s rise at its final weights: its normal equations (rows ``X`` (N, 3), ``y`` (N,),
-    weights ``w`` (N,), tracks ``g`` (N,) with random offsets of precision ``lam`` (G,)) solved again
-    without each track. A walker's model error changes with the gait and the distance: the tilt from six
-    people's first 50 frames leant on each of them more than the sandwich said (a level camera's pitch
-    after 50 person-frames within its sigma in 25% of the development scenes)."""
+    :func:`floor_tilt`'s rise at fixed weights (those its rise was solved at): its normal equations (rows
+    ``X`` (N, 3), ``y`` (N,), weights ``w`` (N,), tracks ``g`` (N,) with random offsets of precision
+    ``lam`` (G,)) solved again without each track that has weight. A walker's model error changes with the
+    gait and the distance: the tilt from six people's first frames leant on each of them more than the
+    sandwich said. None with fewer than :data:`~depth_pose.scene.floor.MIN_JACKKNIFE_TRACKS` such tracks,
+    or when leaving one out leaves the rest unable to tell a tilt (the refit would be arbitrary)."""
     G = len(lam)
     W = np.bincount(g, weights=w, minlength=G)
     Mt = np.zeros((G, 3, 3))
@@ -318,7 +324,17 @@ def _tilt_jackknife(
     Mt -= shrink[:, None, None] * xs[:, :, None] * xs[:, None, :]
     rt -= (shrink * ys)[:, None] * xs
     M, rhs = Mt.sum(0), rt.sum(0)
-    return jackknife_cov(np.stack([np.linalg.pinv(M - Mt[k]) @ (rhs - rt[k]) for k in range(G)])[:, 1:])
+    used = np.flatnonzero(W > 0)
+    if len(used) < MIN_JACKKNIFE_TRACKS:
+        return None
+    floor = DEGENERATE_SHARE * np.linalg.eigvalsh(M[1:, 1:])[0]
+    coefs = []
+    for k in used:
+        Mk = M - Mt[k]
+        if np.linalg.eigvalsh(Mk[1:, 1:])[0] < floor:
+            return None
+        coefs.append(np.linalg.pinv(Mk) @ (rhs - rt[k]))
+    return jackknife_cov(np.stack(coefs)[:, 1:])
 
 
 def _untested(reason: str, n: int, cells: int) -> Planarity:

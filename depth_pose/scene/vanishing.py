@@ -14,13 +14,14 @@ mid-hip -> mid-shoulder line. Sitting, lying or bending people are outliers:
    Cauchy weight.
 3. Sign: ``u`` points from the ankle towards the shoulder on most inliers.
 
-The uncertainty is a covariance of ``u`` in its tangent plane, propagated to pitch and roll: the largest of a
-cluster-robust sandwich (clusters = tracks, so a person seen in many frames counts as one source of lean), a
-model in which each person's body keeps a 3D lean of :data:`TRACK_LEAN_DEG` (per horizontal axis) over their
-frames, and, with tracks, a leave-one-person-out jackknife. A handful of tracks make the sandwich too small
-(median |error| / sigma was 2.2 on the scene suite's development scenes); the lean was once modelled as an
-image angle, which a camera 70 deg down sees 2-3x larger than the body's (the verticals' sigma covered the
-error in 25% of the development scenes at a 10 m ceiling; 50-65% with the 3D lean and the jackknife).
+The uncertainty is a covariance of ``u`` in its tangent plane, propagated to pitch and roll, at least as
+large in every direction as each of: a cluster-robust sandwich (clusters = tracks, so a person seen in many
+frames counts as one source of lean), a model in which each person's body keeps a 3D lean of
+:data:`TRACK_LEAN_DEG` (per horizontal axis) over their frames, and, with tracks of at least five people, a
+leave-one-person-out jackknife. A handful of tracks make the sandwich too small (median |error| / sigma was
+2.2 on the scene suite's development scenes); the lean was once modelled as an image angle, which a camera
+70 deg down sees 2-3x larger than the body's (the verticals' sigma covered the error in 16% of the
+development scenes at a 10 m ceiling after 50 person-frames; ~50% with the 3D lean and the jackknife).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from depth_pose.geometry import pitch_roll_from_up
-from depth_pose.scene.floor import MAX_JACKKNIFE_TRACKS, jackknife_cov
+from depth_pose.scene.floor import MIN_JACKKNIFE_TRACKS, cov_upper, jackknife_cov
 from depth_pose.scene.joints import (
     LOOSE_LEG_RATIO,
     PIXEL_NOISE,
@@ -48,6 +49,9 @@ TRACK_LEAN_DEG = 1.5  # the part one person keeps over frames (posture, build, g
 TORSO_LEAN_FACTOR = 2.0  # hip->shoulder lines lean more
 INLIER_SIGMAS = 2.5  # RANSAC inlier threshold in units of each line's expected angle spread
 MIN_LINES = 8
+# A refit whose eigen-gap fell below this share of the full fit's is nearly undetermined (people almost on
+# one line of sight: 0.6-5%; the scene suite's six walkers: below 15% in 5% of fits)
+DEGENERATE_GAP = 0.1
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,10 +248,12 @@ def _covariance(
     track_ids: np.ndarray | None,
     track_lean_deg: float = TRACK_LEAN_DEG,
 ) -> np.ndarray:
-    """Covariance (3, 3) of the unit vector ``u`` in its tangent plane: the larger of the cluster-robust
-    (sandwich) one and a model-based one in which every line has its expected spread and every person keeps
-    a lean of ``track_lean_deg`` over all their frames (with a handful of people the sandwich is itself too
-    noisy, and on average too small, to be trusted alone)."""
+    """Covariance (3, 3) of the unit vector ``u`` in its tangent plane, at least as large in every direction
+    (:func:`~depth_pose.scene.floor.cov_upper`) as the cluster-robust (sandwich) one, a model-based one in
+    which every line has its expected spread and every person's body keeps a 3D lean of ``track_lean_deg``
+    (per horizontal axis) over all their frames, and, with track ids and at least
+    :data:`~depth_pose.scene.floor.MIN_JACKKNIFE_TRACKS` people, the leave-one-person-out jackknife (with a
+    handful of people the sandwich is itself too noisy, and on average too small, to be trusted alone)."""
     a = np.array([1.0, 0.0, 0.0]) if abs(u[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
     e1 = np.cross(u, a)
     e1 /= np.linalg.norm(e1)
@@ -273,22 +279,32 @@ def _covariance(
     model = indep + math.radians(track_lean_deg) ** 2 * np.einsum("gij,gkj->ik", shared, shared)
     Hi = np.linalg.pinv(H)
     cands = [Hi @ meat @ Hi, Hi @ model @ Hi]
-    if G <= MAX_JACKKNIFE_TRACKS:
-        cands.append(_jackknife(lines.normal[w > 0], w[w > 0], inv, u, E))
-    return E @ max(cands, key=lambda c: float(np.trace(c))) @ E.T
+    if track_ids is not None and G >= MIN_JACKKNIFE_TRACKS:
+        jack = _jackknife(lines.normal[w > 0], w[w > 0], inv, u, E)
+        if jack is not None:
+            cands.append(jack)
+    return E @ cov_upper(cands) @ E.T
 
 
-def _jackknife(normal: np.ndarray, w: np.ndarray, g: np.ndarray, u: np.ndarray, E: np.ndarray) -> np.ndarray:
+def _jackknife(
+    normal: np.ndarray, w: np.ndarray, g: np.ndarray, u: np.ndarray, E: np.ndarray
+) -> np.ndarray | None:
     """(2, 2) leave-one-track-out jackknife covariance (:func:`~depth_pose.scene.floor.jackknife_cov`) of
     the up direction in tangent coordinates ``E`` (3, 2) at ``u``: the weighted eigen-fit of the lines
-    ``normal`` (L, 3), weights ``w`` (L,), redone without each track ``g`` (L,) (0..G-1) in turn."""
+    ``normal`` (L, 3), weights ``w`` (L,), redone without each track ``g`` (L,) (0..G-1) in turn (at the
+    full fit's weights). None when some refit is degenerate (the other people's lines nearly share one plane
+    through the camera: their eigenvector is arbitrary, and so would the jackknife be)."""
     G = int(g.max()) + 1
     parts = np.zeros((G, 3, 3))
     np.add.at(parts, g, np.einsum("li,lj,l->lij", normal, normal, w))
     A = parts.sum(0)
+    full = np.linalg.eigvalsh(A)
     d = np.zeros((G, 2))
     for k in range(G):
-        v = np.linalg.eigh(A - parts[k])[1][:, 0]
+        vals, vecs = np.linalg.eigh(A - parts[k])
+        if vals[1] - vals[0] < DEGENERATE_GAP * (full[1] - full[0]):
+            return None
+        v = vecs[:, 0]
         d[k] = E.T @ (v if float(v @ u) >= 0 else -v)
     return jackknife_cov(d)
 

@@ -59,24 +59,24 @@ Fixed by ``conf/eval.yaml``'s ``scenes:`` block (nothing here is tuned to the re
   of the current block of ``fusion_every_frames`` frames (and of the current calibration segment), so a
   track's scale may use up to that many frames ahead (1 s at the defaults), never more.
 
-Metrics (``metrics.json``): per floor x mount x method: n, median |z/true - 1|, its p90, median bias of
-z/true - 1 (in ``per_mount``, for ``single``, ``track`` and ``smooth``: the shares within 1 and 2 stated
-sigmas), of all
-scored person-frames (``per_mount``) and of the standing and walking ones (``per_mount_upright``: sitting /
-crouching frames left out, as the issue's depth target says); the same medians per bin of person-frames seen
+Metrics (``metrics.json``): per floor x mount x method: n, median |z/true - 1|, its p90, median bias of z/true
+- 1 (in ``per_mount``, for ``single``, ``track`` and ``smooth``: the shares within 1 and 2 stated sigmas), of
+all scored person-frames (``per_mount``) and of the standing and walking ones (``per_mount_upright``: sitting
+/ crouching frames left out, as the issue's depth target says); the same medians per bin of person-frames seen
 (``seen_bins``); per floor x mount x checkpoint (and on all person-frames): the calibration's |pitch|, |roll|
 errors (deg) and |height/true - 1| (median, p90, max over scenes), how many scenes calibrated, found a floor,
-called it planar; per scene single-frame and scene-aware medians, their ratio (``smooth`` / ``single_smooth``:
-both with the time filter) and ``ratio_unsmoothed`` (``track`` / ``single``), and whether each checkpoint's
-calibration called the floor level; the sources of the scene-aware depths (``none``, ``fallback`` = no level
-floor, ``model``, ``track``, ``ground``: :func:`fuse_online`); the targets (``targets``) with pass/fail (and
-the ``track`` values beside them, not judged): flat floor per mount scene-aware median of the standing and
-walking person-frames <= ``scene_aware_median``; calibration at the first checkpoint, flat floor, per mount:
-median over scenes of |pitch|, |roll| errors <= ``pitch_roll_deg`` and of |height/true - 1| <= ``height_rel``,
-every scene calibrated by then (with a height); step and ramp floors: every scene's scene-aware median <=
-``non_planar_ratio`` x its single-frame median, both with the time filter. Samples (the JSONL): one line per
-track (floor, mount, scene, person) with its medians per method, or one per scored person-frame
-(``per_frame_samples``).
+called it planar, and how often the calibration's stated pitch, roll and height sigmas covered their errors
+(``covered``: shares of scenes within 1 and 2 sigmas); per scene single-frame and scene-aware medians, their
+ratio (``smooth`` / ``single_smooth``: both with the time filter) and ``ratio_unsmoothed`` (``track`` /
+``single``), and whether each checkpoint's calibration called the floor level; the sources of the scene-aware
+depths (``none``, ``fallback`` = no level floor, ``model``, ``track``, ``ground``: :func:`fuse_online`); the
+targets (``targets``) with pass/fail (and the ``track`` values beside them, not judged): flat floor per mount
+scene-aware median of the standing and walking person-frames <= ``scene_aware_median``; calibration at the
+first checkpoint, flat floor, per mount: median over scenes of |pitch|, |roll| errors <= ``pitch_roll_deg``
+and of |height/true - 1| <= ``height_rel``, every scene calibrated by then (with a height); step and ramp
+floors: every scene's scene-aware median <= ``non_planar_ratio`` x its single-frame median, both with the time
+filter. Samples (the JSONL): one line per track (floor, mount, scene, person) with its medians per method, or
+one per scored person-frame (``per_frame_samples``).
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ from depth_pose import geometry
 from depth_pose.eval import plots
 from depth_pose.eval.io import atomic_write_json, atomic_write_jsonl
 from depth_pose.eval.metrics import calibration_curve, relative_abs_error
+from depth_pose.eval.report import CALIB_PARAMS
 from depth_pose.predict.smoothing import TrackSmoother
 from depth_pose.scene import SceneCalibration, TooFewPeopleError, calibrate_scene, fuse_depths
 from depth_pose.suites.invariance import noise_label
@@ -626,9 +627,6 @@ def spread(x: list[float]) -> dict:
     }
 
 
-CALIB_PARAMS = ("pitch", "roll", "height_rel")
-
-
 def calib_errors(run: SceneRun, calib: SceneCalibration | None) -> dict:
     """|pitch|, |roll| error (deg), |height/true - 1| (None where not estimated), planar flag; and each
     error in units of the calibration's stated sigma (``*_z``; None where either is unknown)."""
@@ -646,13 +644,18 @@ def calib_errors(run: SceneRun, calib: SceneCalibration | None) -> dict:
         "height_rel": None if h is None else abs(float(h) / run.height_m - 1.0),
         "planar": bool(calib.planar),
     }
+    errors = {
+        "pitch": out["pitch"],
+        "roll": out["roll"],
+        "height_rel": None if h is None else abs(h - run.height_m),
+    }
     stated = {
         "pitch": calib.sigma_pitch_deg,
         "roll": calib.sigma_roll_deg,
-        "height_rel": None if h is None or calib.sigma_height_m is None else calib.sigma_height_m / h,
+        "height_rel": calib.sigma_height_m,
     }
     for k in CALIB_PARAMS:
-        e, s = out[k], stated[k]
+        e, s = errors[k], stated[k]
         ok = e is not None and s is not None and math.isfinite(s) and s > 0
         out[f"{k}_z"] = e / s if ok else None
     return out
