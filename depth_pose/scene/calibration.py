@@ -45,8 +45,7 @@ REFINE_STEPS = 6  # at most: up <- verticals + the floor's tilt, the floor again
 REFINE_TOL_DEG = 0.02  # ... until up moves less than this
 START_SIGMAS = 3.0  # no floor under the verticals' up: look for one up to this many sigmas away ...
 START_STEP = 0.5  # ... on a grid of this step (sigmas) ...
-START_MIN_TRACKS = 3  # ... standing on it, and at most this far (deg) from the verticals' up:
-START_MAX_DEG = 25.0  # a level camera's six-person verticals were seen 19 deg off (7 deg sigma)
+START_MIN_TRACKS = 3  # ... standing on it
 
 
 class SceneCalibrationError(InputError):
@@ -309,19 +308,18 @@ def floor_start(
     points: BodyPoints, up: UpEstimate, floor_args: tuple, hip_above_ankle_m: float
 ) -> tuple[np.ndarray, FloorEstimate] | None:
     """Where to start the floor fit (an up direction and its floor) when the verticals' up ``up`` finds no
-    floor: of the ups within :data:`START_SIGMAS` sigmas of it (at most :data:`START_MAX_DEG`; a grid of
-    :data:`START_STEP` sigmas along the axes of its covariance), the one whose floor holds the most
-    person-frames, from at least :data:`START_MIN_TRACKS` people (``floor_args``:
-    :func:`~depth_pose.scene.floor.fit_floor`'s model depths, spreads and track ids). A level camera's pitch
-    from six people's nearly parallel verticals can be 10 deg off: the far people's ankles then lie above the
-    camera and no floor is found, though the floor's own tilt, once found, pins the pitch to a fraction of a
-    degree. None when no such floor is found, the uncertainty is unknown, or too few person-frames show their
-    feet for any up (:func:`~depth_pose.scene.floor.feet_seen`)."""
+    floor: of the ups within :data:`START_SIGMAS` sigmas of it (a grid of :data:`START_STEP` sigmas along the
+    axes of its covariance), the one whose floor holds the most person-frames, from at least
+    :data:`START_MIN_TRACKS` people (``floor_args``: :func:`~depth_pose.scene.floor.fit_floor`'s model depths,
+    spreads and track ids). A level camera's pitch from six people's nearly parallel verticals can be 10 deg
+    off: the far people's ankles then lie above the camera and no floor is found, though the floor's own tilt,
+    once found, pins the pitch to a fraction of a degree. None when no such floor is found, the uncertainty is
+    unknown, or too few person-frames show their feet for any up
+    (:func:`~depth_pose.scene.floor.feet_seen`)."""
     if not np.isfinite(up.cov).all() or feet_seen(points, floor_args[0]).sum() < MIN_FLOOR_FRAMES:
         return None  # unknown uncertainty, or too few feet for any up
     vals, vecs = np.linalg.eigh(up.cov)  # the smallest is the unit vector's own (radial) direction
-    reach = math.radians(START_MAX_DEG) / START_SIGMAS  # a sigma of tens of degrees: people say nothing
-    a1, a2 = (min(math.sqrt(max(v, 0.0)), reach) * vecs[:, i] for i, v in ((1, vals[1]), (2, vals[2])))
+    a1, a2 = (math.sqrt(max(v, 0.0)) * vecs[:, i] for i, v in ((1, vals[1]), (2, vals[2])))
     steps = np.arange(-START_SIGMAS, START_SIGMAS + 1e-9, START_STEP)
     best, best_key = None, (0, -math.inf)  # (up, floor), (inliers, -squared sigmas moved)
     for s1 in steps:
@@ -457,8 +455,11 @@ def calibrate_scene(
         if step == REFINE_STEPS or verdict.ramp or not refine_up:
             break
         # every frame on the floor (not only the height's inliers): an up error shows most in the far ones
-        tilt, tilt_cov = floor_tilt(
-            floor.drop, floor.position, floor.groups, floor_drop=height - ANKLE_HEIGHT_M
+        tilt, tilt_cov = floor_tilt(  # without track ids every frame is its own person: no jackknife
+            floor.drop,
+            floor.position,
+            None if track_ids is None else floor.groups,
+            floor_drop=height - ANKLE_HEIGHT_M,
         )
         u_prev = u
         u, cov = floor_refined_up(up.up_cam, up.cov, tilt, tilt_cov, at=u)

@@ -54,7 +54,9 @@ MAX_LIFT_SHARE = 0.02  # a raised foot may bias a drop by this much: beyond it, 
 MIN_HIP_PLANE_SHARE = 0.3  # a camera barely above people's hips: their positions come from the ankles
 HIP_ABOVE_ANKLE_M = 0.745  # adults' mid-hip keypoint above the mid-ankle: ~0.44 x their mean stature 1.685 m
 # The training population's log-stature spread, children included (512 bodies of seed 0; adults 0.060): the
-# model's size prior, so the mean size of G people seen is known to this over sqrt(G) and no better
+# model's size prior, so the mean size of G people seen is known to this over sqrt(G) and no better. (The
+# robust fit's outlier scale, STATURE_LOG_SIGMA, stays narrower: a child read 30% too far must stand out.)
+# Without track ids every frame counts as a person, so this floor is then as small as the frames are many.
 POPULATION_LOG_SIGMA = 0.082
 MIN_JACKKNIFE_TRACKS = 5  # fewer people: leaving one out can leave the rest undetermined (an arbitrary refit)
 STATURE_LOG_SIGMA = (
@@ -400,20 +402,24 @@ def jackknife_cov(leave_one_out: np.ndarray) -> np.ndarray:
 
 
 def cov_upper(covs: list[np.ndarray]) -> np.ndarray:
-    """(P, P) the smallest-looking covariance at least as large as each of ``covs`` in every direction (the
-    larger of each pair's generalised eigenvalues): several estimates of one uncertainty, none trusted to be
-    big enough alone, without one's small axis hiding behind another's larger trace."""
-    out = np.asarray(covs[0], np.float64)
+    """(P, P) a covariance at least as large as each of ``covs`` in every direction, built pair by pair (the
+    larger of each pair's generalised eigenvalues: for two, the per-axis maximum in the basis that
+    diagonalises both; for more it depends a little on their order): several estimates of one uncertainty,
+    none trusted to be big enough alone, without one's small axis hiding behind another's larger trace.
+    NaN when any is not finite (an unknown uncertainty stays unknown)."""
+    covs = [np.asarray(c, np.float64) for c in covs]
+    if not all(np.isfinite(c).all() for c in covs):
+        return np.full_like(covs[0], np.nan)
+    out = covs[0]
     for b in covs[1:]:
-        vals, vecs = np.linalg.eigh(out)
-        if vals.min() <= 1e-18 * max(vals.max(), 1e-300):
-            out = out + 1e-12 * max(float(np.trace(out)), 1e-300) * np.eye(len(out))
-            vals, vecs = np.linalg.eigh(out)
-        half = vecs * np.sqrt(vals)  # out = half @ half.T
-        inv = vecs / np.sqrt(vals)
-        m_vals, m_vecs = np.linalg.eigh(inv.T @ np.asarray(b, np.float64) @ inv)
-        lift = m_vecs * np.maximum(m_vals, 1.0)
-        out = half @ (lift @ m_vecs.T) @ half.T
+        scale = float(np.trace(out) + np.trace(b))
+        if scale <= 0:
+            continue  # both zero
+        reg = out + 1e-12 * scale * np.eye(len(out))  # a singular (or zero) one: the other decides there
+        vals, vecs = np.linalg.eigh(reg)
+        half, inv = vecs * np.sqrt(vals), vecs / np.sqrt(vals)  # reg = half @ half.T
+        m_vals, m_vecs = np.linalg.eigh(inv.T @ b @ inv)
+        out = half @ ((m_vecs * np.maximum(m_vals, 1.0)) @ m_vecs.T) @ half.T
         out = 0.5 * (out + out.T)
     return out
 

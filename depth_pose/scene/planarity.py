@@ -52,7 +52,7 @@ SCAN_EXTRA_SIGMAS = 1.0  # the step scan's maximum over 14 lines needs more than
 MIN_CELL = 5
 MIN_FRAMES = 40
 MAX_ROWS = 50000  # longer inputs are subsampled (keeps the fit fast)
-DEGENERATE_SHARE = 0.1  # a refit whose tilt information fell below this share of the full fit's: none
+DEGENERATE_SHARE = 0.1  # a refit knowing less than this share of the full fit's tilt information: none
 MODEL_DRIFT = 0.02  # a model depth error that changes by this (relative) across the observed floor
 MAX_DROP_SHORTFALL = math.log(1.25)  # a frame's drop this far below its track's median: not on the floor
 TUKEY_C = 4.685  # the redescending stage's cut-off, in robust sigmas of the frames' residuals
@@ -327,14 +327,26 @@ def _tilt_jackknife(
     used = np.flatnonzero(W > 0)
     if len(used) < MIN_JACKKNIFE_TRACKS:
         return None
-    floor = DEGENERATE_SHARE * np.linalg.eigvalsh(M[1:, 1:])[0]
+    floor = DEGENERATE_SHARE * _tilt_information(M)
+    if not floor > 0:
+        return None
     coefs = []
     for k in used:
         Mk = M - Mt[k]
-        if np.linalg.eigvalsh(Mk[1:, 1:])[0] < floor:
+        if _tilt_information(Mk) < floor:
             return None
         coefs.append(np.linalg.pinv(Mk) @ (rhs - rt[k]))
     return jackknife_cov(np.stack(coefs)[:, 1:])
+
+
+def _tilt_information(M: np.ndarray) -> float:
+    """The smallest eigenvalue of what normal equations ``M`` (3, 3; intercept first) know of the tilt: the
+    slope block's Schur complement, the intercept taken out (people who all stand at one distance tell
+    nothing of the tilt along it, however many frames they have)."""
+    if not M[0, 0] > 0:
+        return 0.0
+    S = M[1:, 1:] - np.outer(M[1:, 0], M[0, 1:]) / M[0, 0]
+    return float(np.linalg.eigvalsh(0.5 * (S + S.T))[0])
 
 
 def _untested(reason: str, n: int, cells: int) -> Planarity:
@@ -369,7 +381,6 @@ def check_planarity(
     position = np.asarray(position, np.float64)
     rel_sigma = np.asarray(rel_sigma, np.float64)
     tracked = groups is not None  # rows of a track are a time series; without tracks, only neighbours
-    clusters = np.arange(len(drop)) if groups is None else np.asarray(groups)
     groups = np.zeros(len(drop), np.int64) if groups is None else np.asarray(groups)
     ok = np.isfinite(drop) & (drop > 0) & np.isfinite(position).all(1) & np.isfinite(rel_sigma)
     ok &= rel_sigma > 0
@@ -430,7 +441,9 @@ def check_planarity(
     cell_dev = np.bincount(cell, weights=sw**2 * dev) / np.maximum(cw, 1e-300)
     max_dev = float(np.max(np.abs(cell_dev)))
     # The floor's tilt against up (tracks as random effects) and its uncertainty, plus the up direction's.
-    grad, cov_f = floor_tilt(drop[idx], position[idx], clusters[idx], floor_drop=floor_drop)
+    grad, cov_f = floor_tilt(
+        drop[idx], position[idx], groups[idx] if tracked else None, floor_drop=floor_drop
+    )
     if not np.isfinite(grad).all():
         return _untested("not tested: the floor's tilt cannot be estimated", n, n_cells)
     beta = -grad / (typical if floor_drop is None else float(floor_drop))  # per metre of position
