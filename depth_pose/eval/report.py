@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from depth_pose.eval.metrics import ALP_THRESHOLDS_M
 
-CALIB_PARAMS = (
-    "pitch",
-    "roll",
-    "height_rel",
-)  # a scene calibration's errors, as the scene suite reports them
+# a scene calibration's errors, as the scene suite reports them
+CALIB_PARAMS = ("pitch", "roll", "height_rel")
 
 
 def calibration_coverage_cell(c: dict) -> str:

@@ -327,26 +327,22 @@ def _tilt_jackknife(
     used = np.flatnonzero(W > 0)
     if len(used) < MIN_JACKKNIFE_TRACKS:
         return None
-    floor = DEGENERATE_SHARE * _tilt_information(M)
-    if not floor > 0:
+    floor = DEGENERATE_SHARE * _tilt_information(M[None])[0]
+    Mk = M[None] - Mt[used]  # all refits at once
+    if not floor > 0 or (_tilt_information(Mk) < floor).any():
         return None
-    coefs = []
-    for k in used:
-        Mk = M - Mt[k]
-        if _tilt_information(Mk) < floor:
-            return None
-        coefs.append(np.linalg.pinv(Mk) @ (rhs - rt[k]))
-    return jackknife_cov(np.stack(coefs)[:, 1:])
+    coefs = np.einsum("kij,kj->ki", np.linalg.pinv(Mk), rhs[None] - rt[used])
+    return jackknife_cov(coefs[:, 1:])
 
 
-def _tilt_information(M: np.ndarray) -> float:
-    """The smallest eigenvalue of what normal equations ``M`` (3, 3; intercept first) know of the tilt: the
-    slope block's Schur complement, the intercept taken out (people who all stand at one distance tell
-    nothing of the tilt along it, however many frames they have)."""
-    if not M[0, 0] > 0:
-        return 0.0
-    S = M[1:, 1:] - np.outer(M[1:, 0], M[0, 1:]) / M[0, 0]
-    return float(np.linalg.eigvalsh(0.5 * (S + S.T))[0])
+def _tilt_information(M: np.ndarray) -> np.ndarray:
+    """(K,) the smallest eigenvalue of what normal equations ``M`` (K, 3, 3; intercept first) know of the
+    tilt: the slope block's Schur complement, the intercept taken out (people who all stand at one distance
+    tell nothing of the tilt along it, however many frames they have); 0 without an intercept's weight."""
+    m00 = M[:, 0, 0]
+    safe = np.where(m00 > 0, m00, 1.0)
+    S = M[:, 1:, 1:] - M[:, 1:, 0, None] * M[:, None, 0, 1:] / safe[:, None, None]
+    return np.where(m00 > 0, np.linalg.eigvalsh(0.5 * (S + S.transpose(0, 2, 1)))[:, 0], 0.0)
 
 
 def _untested(reason: str, n: int, cells: int) -> Planarity:

@@ -299,14 +299,12 @@ def _jackknife(
     np.add.at(parts, g, np.einsum("li,lj,l->lij", normal, normal, w))
     A = parts.sum(0)
     full = np.linalg.eigvalsh(A)
-    d = np.zeros((G, 2))
-    for k in range(G):
-        vals, vecs = np.linalg.eigh(A - parts[k])
-        if vals[1] - vals[0] < DEGENERATE_GAP * (full[1] - full[0]):
-            return None
-        v = vecs[:, 0]
-        d[k] = E.T @ (v if float(v @ u) >= 0 else -v)
-    return jackknife_cov(d)
+    vals, vecs = np.linalg.eigh(A[None] - parts)  # all refits at once: (G, 3), (G, 3, 3)
+    if (vals[:, 1] - vals[:, 0] < DEGENERATE_GAP * (full[1] - full[0])).any():
+        return None
+    v = vecs[:, :, 0]
+    v *= np.where(v @ u >= 0, 1.0, -1.0)[:, None]
+    return jackknife_cov(v @ E)
 
 
 def pitch_roll_sigma(u: np.ndarray, cov3: np.ndarray) -> tuple[float, float, float, float]:

@@ -644,18 +644,12 @@ def calib_errors(run: SceneRun, calib: SceneCalibration | None) -> dict:
         "height_rel": None if h is None else abs(float(h) / run.height_m - 1.0),
         "planar": bool(calib.planar),
     }
-    errors = {
-        "pitch": out["pitch"],
-        "roll": out["roll"],
-        "height_rel": None if h is None else abs(h - run.height_m),
+    against = {  # (|error|, stated sigma) in the same unit; the height's in metres
+        "pitch": (out["pitch"], calib.sigma_pitch_deg),
+        "roll": (out["roll"], calib.sigma_roll_deg),
+        "height_rel": (None if h is None else abs(h - run.height_m), calib.sigma_height_m),
     }
-    stated = {
-        "pitch": calib.sigma_pitch_deg,
-        "roll": calib.sigma_roll_deg,
-        "height_rel": calib.sigma_height_m,
-    }
-    for k in CALIB_PARAMS:
-        e, s = errors[k], stated[k]
+    for k, (e, s) in against.items():
         ok = e is not None and s is not None and math.isfinite(s) and s > 0
         out[f"{k}_z"] = e / s if ok else None
     return out
