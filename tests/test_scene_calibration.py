@@ -42,7 +42,12 @@ from depth_pose.scene.calibration import (
     floor_start,
 )
 from depth_pose.scene.floor import HIP_ABOVE_ANKLE_M as ANKLE_HIP_DEFAULT
-from depth_pose.scene.floor import ankle_below_hip, cov_upper, horizontal_axes, standing_position
+from depth_pose.scene.floor import (
+    ankle_below_hip,
+    cov_upper,
+    horizontal_axes,
+    standing_position,
+)
 from depth_pose.scene.joints import LOOSE_LEG_RATIO, MIN_LEG_RATIO, body_lean_deg, lean_deg
 from depth_pose.scene.planarity import check_planarity, floor_tilt
 
@@ -156,6 +161,22 @@ def test_a_swinging_foot_does_not_tilt_a_level_cameras_floor():
             fwd[key].append(math.degrees(floor_tilt(floor.drop, where, floor.groups, floor_drop=drop)[0][1]))
     hips, feet = np.array(fwd["hips"]), np.array(fwd["feet"])
     assert abs(hips.mean()) < 0.12 and (feet - hips > 0.05).all(), fwd
+
+
+@pytest.mark.parametrize("seed,n_tracks", [(6, 20), (8, 14)])
+def test_a_floor_found_uneven_after_refining_up_untested_reports_the_verticals_up(seed, n_tracks):
+    """A level camera over a 5 deg ramp: the first floor is too small to test, so its tilt refines up; the
+    refined floor is tested and found uneven. An uneven floor's tilt is no measurement of up (it was not
+    one while untested either): the verticals' up is reported, as when the first floor is found uneven."""
+    rng = np.random.default_rng(seed)
+    sc = make_scene(rng, 1.5, 0.0, 0.0, n_tracks=n_tracks, frames=8, floor=FLOORS["ramp"])
+    z, sigma, _ = sc.model_depth(rng)
+    calib = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
+    assert not calib.planar and not calib.planarity.startswith("not tested"), calib.planarity
+    verticals = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE, refine_up=False)
+    assert verticals.planarity.startswith("not tested"), verticals.planarity  # the path under test
+    np.testing.assert_allclose(calib.up_cam, verticals.up_cam, atol=1e-12)
+    assert calib.sigma_pitch_deg == pytest.approx(verticals.sigma_pitch_deg, rel=1e-9)
 
 
 def test_a_jumping_person_is_no_lever_on_the_floor_tilt():

@@ -397,12 +397,12 @@ def calibrate_scene(
     verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
     planarity computed again, until up moves less than :data:`REFINE_TOL_DEG` (at most
     :data:`REFINE_STEPS` times); a merged up that leaves the verticals' uncertainty makes the floor a ramp
-    (:func:`floor_agrees_with_verticals`); a floor tested (first and last) and in the end not found level
-    reports the up of the first test (the verticals', or :func:`floor_start`'s) and the height under it: an
-    uneven floor's tilt is no measurement of up, and a model with a gravity input gets that up on the
-    fallback. A floor too small to test still refines up. ``sigma_height_m`` includes what the up
-    direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height above
-    their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
+    (:func:`floor_agrees_with_verticals`); a floor tested in the end and not found level reports the up of
+    the first fit (the verticals', or :func:`floor_start`'s) and the height under it: an uneven floor's tilt
+    is no measurement of up, and a model with a gravity input gets that up on the fallback. A floor too
+    small to test still refines up (unless a later test finds it uneven). ``sigma_height_m`` includes what
+    the up direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height
+    above their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
     taken as exact (no vanishing point, no refinement): only the height and the floor are measured, under it
     (:func:`given_up`). ``fps``: the frame rate of a video's person-frames (how many of a track's frames the
     planarity test takes as one piece of evidence: :func:`~depth_pose.scene.planarity.segment_rows`)."""
@@ -468,8 +468,9 @@ def calibrate_scene(
     u, cov = fitted  # the up direction the height and the verdict were computed with
     if planar:
         planar, reason = floor_agrees_with_verticals(up, u, reason)
-    if first is not None and first.tested and tested and not planar:
-        # a floor tested and not found level tells nothing about up: the first test's up (and its height)
+    if first_fit is not None and tested and not planar:
+        # a floor tested and not found level tells nothing about up (nor did it while too small to test, when
+        # it refined up all the same): the first fit's up (and its height)
         u, cov, height, sigma_h, n_floor = first_fit
     if height is not None:
         from_up = _height_sigma_from_up(points, u, cov, height, floor_args, hip_above_ankle_m)
