@@ -179,6 +179,26 @@ def test_a_floor_found_uneven_after_refining_up_untested_reports_the_verticals_u
     assert calib.sigma_pitch_deg == pytest.approx(verticals.sigma_pitch_deg, rel=1e-9)
 
 
+@pytest.mark.parametrize("seed,n_tracks", [(1013, 20), (1002, 12)])
+def test_a_level_cameras_ramp_that_keeps_moving_up_is_not_called_level(seed, n_tracks):
+    """A level camera over a 5 deg ramp: each refined up reads the ramp's tilt anew and moves again, and
+    the last step's floor can pass as level with the up several degrees off and claimed to a fraction of a
+    degree. A floor and verticals that do not settle on one up are no level floor: the verticals' up is
+    reported, with their own uncertainty. The same people on a flat floor settle and stay level."""
+    sc = make_scene(
+        np.random.default_rng(seed), 1.5, 0.0, 0.0, n_tracks=n_tracks, frames=8, floor=FLOORS["ramp"]
+    )
+    z, sigma, _ = sc.model_depth(np.random.default_rng(seed))
+    calib = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
+    assert not calib.planar and "did not settle" in calib.planarity, calib.planarity
+    error = math.degrees(math.acos(min(1.0, float(np.dot(calib.up_cam, sc.up)))))
+    assert error < 2.0 * calib.sigma_up_deg, (error, calib.sigma_up_deg)
+    flat = make_scene(np.random.default_rng(seed), 1.5, 0.0, 0.0, n_tracks=n_tracks, frames=8)
+    zf, sf, _ = flat.model_depth(np.random.default_rng(seed))
+    level = calibrate_scene(flat.keypoints, flat.K, zf, sf, flat.track, IMAGE)
+    assert "did not settle" not in level.planarity, level.planarity
+
+
 def test_a_jumping_person_is_no_lever_on_the_floor_tilt():
     """Both feet in the air: the rays of a far person rise towards the horizon, where they would meet a
     level floor (or the hips' plane) far behind them. Such frames are left out of the tilt (their drop is far

@@ -396,7 +396,8 @@ def calibrate_scene(
     floor_tilt`, from every person-frame on the floor) is a second measurement of up, precise where
     verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
     planarity computed again, until up moves less than :data:`REFINE_TOL_DEG` (at most
-    :data:`REFINE_STEPS` times); a merged up that leaves the verticals' uncertainty makes the floor a ramp
+    :data:`REFINE_STEPS` times: still moving then, the floor is not shown level); a merged up that leaves
+    the verticals' uncertainty makes the floor a ramp
     (:func:`floor_agrees_with_verticals`); a floor tested in the end and not found level reports the up of
     the first fit (the verticals', or :func:`floor_start`'s) and the height under it: an uneven floor's tilt
     is no measurement of up, and a model with a gravity input gets that up on the fallback. A floor too
@@ -419,7 +420,7 @@ def calibrate_scene(
     height = sigma_h = None
     n_floor, planar, reason, fitted = 0, False, "no floor: ", (u, cov)
     first = first_fit = None
-    tested = False
+    tested = unsettled = False
     for step in range(REFINE_STEPS + 1):
         try:
             floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
@@ -453,6 +454,7 @@ def calibrate_scene(
         elif first.ramp or first.step:
             planar, reason = False, first.reason
         if step == REFINE_STEPS or verdict.ramp or not refine_up:
+            unsettled = step == REFINE_STEPS  # still moving after every refinement
             break
         # every frame on the floor (not only the height's inliers): an up error shows most in the far ones
         tilt, tilt_cov = floor_tilt(  # without track ids every frame is its own person: no jackknife
@@ -466,6 +468,14 @@ def calibrate_scene(
         if float(u @ u_prev) > math.cos(math.radians(REFINE_TOL_DEG)):
             break  # settled: keep the up direction the height and the verdict were computed with
     u, cov = fitted  # the up direction the height and the verdict were computed with
+    if planar and unsettled:
+        # a level floor and the verticals settle on one up in a few steps; a ramp's tilt, which each new up
+        # reads anew, keeps moving it (docs/bench_scenes.md, session 19)
+        planar = False
+        reason = (
+            f"not level: the floor's tilt and the people's verticals did not settle on one up direction in "
+            f"{REFINE_STEPS} refinements ({reason})"
+        )
     if planar:
         planar, reason = floor_agrees_with_verticals(up, u, reason)
     if first_fit is not None and tested and not planar:
