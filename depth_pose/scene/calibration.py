@@ -454,7 +454,7 @@ def calibrate_scene(
         elif first.ramp or first.step:
             planar, reason = False, first.reason
         if step == REFINE_STEPS or verdict.ramp or not refine_up:
-            unsettled = step == REFINE_STEPS  # still moving after every refinement
+            unsettled = refine_up and step == REFINE_STEPS > 0  # still moving after every refinement
             break
         # every frame on the floor (not only the height's inliers): an up error shows most in the far ones
         tilt, tilt_cov = floor_tilt(  # without track ids every frame is its own person: no jackknife
