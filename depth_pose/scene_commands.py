@@ -6,7 +6,9 @@ fall-back to single-frame depths when none can be made, and how it is reported.
 * :func:`fit_scene`: one fixed camera's person-frames -> :class:`SceneFit` (``status``: ``calibrated`` = up
   direction and a level floor, ground contact and track scales apply; ``up_only`` = up direction only (no
   floor seen, or a floor that is not one level plane): depths stay single-frame; ``failed`` = nothing usable,
-  ``why`` says why). An up direction looser than :data:`MAX_SIGMA_UP_DEG` counts as failed.
+  ``why`` says why). An up direction looser than :data:`MAX_SIGMA_UP_DEG` counts as failed; one looser than
+  :data:`~depth_pose.scene.calibration.MODEL_UP_MAX_DEG` is not given to the depth model
+  (:attr:`~depth_pose.scene.SceneCalibration.model_up`; ``up_to_model`` in the summary).
 * :func:`fuse_fit`: :func:`depth_pose.scene.fuse_depths` with a fit, the model's depths unchanged without one.
 * :class:`StreamScene`: live sources: calibrate once ``every`` person-frames have come (again after each
   ``every`` more until a level floor is found), fuse each new frame with the recent ones (track scales).
@@ -34,7 +36,7 @@ from depth_pose.eval.metrics import depth_metrics
 from depth_pose.gravity import CALIBRATION_KEYS, KEYS, pitch_roll_rows
 from depth_pose.jsonvalues import as_float
 from depth_pose.scene import FusedDepth, SceneCalibration, calibrate_scene, fuse_depths
-from depth_pose.scene.calibration import K_ATOL_PX, K_RTOL, MAX_HEIGHT_M
+from depth_pose.scene.calibration import K_ATOL_PX, K_RTOL, MAX_HEIGHT_M, MODEL_UP_MAX_DEG
 from depth_pose.scene.fusion import SOURCE_GROUND, SOURCE_MODEL, SOURCE_TRACK
 
 CALIBRATE = ("auto", "true", "false")
@@ -412,6 +414,7 @@ def scene_entry(fit: SceneFit, fused: FusedDepth | None = None) -> dict:
         "roll_deg": _num(c.roll_deg, 3) if c else None,
         "sigma_roll_deg": _num(c.sigma_roll_deg, 3) if c else None,
         "sigma_up_deg": _num(c.sigma_up_deg, 3) if c else None,
+        "up_to_model": c is not None and c.model_up is not None,
         "up_cam": [_num(v, 6) for v in c.up_cam] if c else None,
         "n_up_inliers": c.n_up_inliers if c else 0,
         "height_m": _num(c.height_m) if c and c.height_m is not None else None,
@@ -463,6 +466,8 @@ def scene_line(name: str, entry: Mapping[str, Any]) -> str:
             f"scene {name}: {up} from {entry['n_up_inliers']} person-frames, {height} {h_from} "
             f"(of {entry['n_person_frames']})"
         )
+    if not entry.get("up_to_model", True):
+        text += f"; up not given to the depth model (looser than {MODEL_UP_MAX_DEG:g}°)"
     if entry["status"] == UP_ONLY:
         text += f"; no level floor ({entry['planarity']}): single-frame depths"
     else:
@@ -511,6 +516,12 @@ class StreamScene:
     def up(self) -> np.ndarray | None:
         """The calibration's up direction once there is one."""
         return None if self.fit is None or self.fit.calib is None else self.fit.calib.up_cam
+
+    @property
+    def model_up(self) -> np.ndarray | None:
+        """The calibration's up direction where it is precise enough for the depth model
+        (:attr:`~depth_pose.scene.SceneCalibration.model_up`)."""
+        return None if self.fit is None or self.fit.calib is None else self.fit.calib.model_up
 
     def _kept(self) -> tuple[np.ndarray, ...]:
         return tuple(np.concatenate(parts) for parts in zip(*self._chunks))
@@ -709,8 +720,8 @@ def calibrate_groups(
                 up=up, height_m=height_m, torso_lines=torso_lines,
             )  # fmt: skip
         zg, sg = z_out[idx], s_out[idx]
-        if fit.calib is not None and repredict is not None:
-            zg, sg = repredict(idx, fit.calib.up_cam)
+        if fit.calib is not None and fit.calib.model_up is not None and repredict is not None:
+            zg, sg = repredict(idx, fit.calib.model_up)
         fused = fuse_fit(fit, keypoints_xyc[idx], zg, sg, tracks[idx], wh)
         z_out[idx], s_out[idx], src[idx] = fused.z, fused.sigma, fused.source
         cameras.append((name, fit, idx, fused))

@@ -349,8 +349,9 @@ def test_scene_suite_end_to_end(tiny_run):
     for r in rows:
         if r["source"] in ("none", "fallback", "model"):  # no calibration, no level floor, nothing to add
             assert r["z_track_m"] == r["z_est_up_m"], r
-            if r["source"] == "none" or not grav:  # no estimated up reaches the model
+            if not r["up_to_model"] or not grav:  # no estimated up reaches the model
                 assert r["z_est_up_m"] == r["z_single_m"], r
+        assert not (r["source"] == "none" and r["up_to_model"]), r
     # Non-planar floor: in each scene the scene-aware depths are the single-frame ones wherever the
     # calibration saw no level floor; a scene whose floor was taken for level is flagged (planar_at).
     for m in mounts:
@@ -372,20 +373,29 @@ def test_scene_suite_end_to_end(tiny_run):
     assert json.loads((d / "metrics.json").read_text())["suite"] == "scenes"
 
 
-def test_scene_suite_with_a_gravity_model(tmp_path):
+@pytest.mark.parametrize("max_deg", [None, 10.0])
+def test_scene_suite_with_a_gravity_model(tmp_path, monkeypatch, max_deg):
+    """The true up direction changes a gravity model's depths; the estimated one does once calibrated, only
+    where it is precise enough for the model (SceneCalibration.model_up). Six people's ups here are looser
+    than MODEL_UP_MAX_DEG; with a 10 deg limit every calibration's up reaches the model."""
     from depth_pose.evaluate import evaluate
+    from depth_pose.scene import calibration
 
+    if max_deg is not None:
+        monkeypatch.setattr(calibration, "MODEL_UP_MAX_DEG", max_deg)
     model = _untrained_model(tmp_path, gravity=True)
     out = tmp_path / "s" / "samples.jsonl"
     over = [*TINY, "scenes.floors=[flat]", "~scenes.mounts.cctv_3m", f"ckpt={model}", "plots=false"]
     res = evaluate(compose("eval", ["suite=scenes", f"out={out}", *over]))
     assert res["uses_gravity"] and res["same_as_single"] == []
     rows = [json.loads(s) for s in out.read_text().splitlines()]
-    # The true up direction is an input: it changes the depths; the estimated one does once calibrated.
     assert any(r["z_true_up_m"] != r["z_single_m"] for r in rows)
-    calibrated = [r for r in rows if r["source"] != "none"]
-    assert calibrated and any(r["z_est_up_m"] != r["z_single_m"] for r in calibrated)
-    assert all(r["z_est_up_m"] == r["z_single_m"] for r in rows if r["source"] == "none")
+    given = [r for r in rows if r["up_to_model"]]
+    assert all(r["source"] != "none" for r in given)
+    assert all(r["z_est_up_m"] == r["z_single_m"] for r in rows if not r["up_to_model"])
+    if max_deg is not None:
+        assert given == [r for r in rows if r["source"] != "none"] and given
+        assert any(r["z_est_up_m"] != r["z_single_m"] for r in given)
 
 
 def test_scene_suite_without_gravity_input_and_without_a_level_floor_changes_nothing(tmp_path):

@@ -36,6 +36,7 @@ from depth_pose.scene import (
     upright_mask,
 )
 from depth_pose.scene.calibration import (
+    MODEL_UP_MAX_DEG,
     REFINE_STEPS,
     floor_agrees_with_verticals,
     floor_refined_up,
@@ -927,3 +928,21 @@ def test_a_faster_video_counts_seconds_not_frames():
 
     assert accepted(0.0, segment_rows(30.0)) >= 8 and accepted(0.13, segment_rows(30.0)) == 0
     assert accepted(0.0, segment_rows(10.0)) <= 5
+
+
+def test_the_depth_model_gets_an_estimated_up_only_when_it_is_precise():
+    """``model_up``: a crowded scene's up (well within a degree) reaches the depth model; six people's looser
+    one does not (the model takes its up as exact), and neither does one of unknown precision; the up
+    direction itself is still reported."""
+    crowd = calibrated((3.0, -30.0, 0.0))
+    assert crowd.sigma_up_deg <= MODEL_UP_MAX_DEG and crowd.model_up is crowd.up_cam
+    sc, z, sigma = scene((3.0, -30.0, 4.0), n_tracks=6)
+    few = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
+    assert few.sigma_up_deg > MODEL_UP_MAX_DEG and few.model_up is None
+    assert np.isfinite(few.up_cam).all() and np.degrees(np.arccos(few.up_cam @ sc.up)) < 3 * few.sigma_up_deg
+    for sig, gets in (
+        (MODEL_UP_MAX_DEG, True),
+        (math.nextafter(MODEL_UP_MAX_DEG, 2.0), False),
+        (math.nan, False),
+    ):
+        assert (dataclasses.replace(crowd, sigma_up_deg=sig).model_up is not None) == gets, sig

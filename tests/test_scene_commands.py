@@ -163,6 +163,52 @@ def test_dp_eval_calibrates_each_camera_and_fuses(tmp_path, monkeypatch):
     assert "## Scene self-calibration" in (tmp_path / "o" / "report.md").read_text()
 
 
+class GravityFake(FakeDepth):
+    """:class:`FakeDepth` with an up-direction input: records the up each person-frame was last given."""
+
+    uses_gravity = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ups: dict[tuple, np.ndarray | None] = {}
+
+    def predict(self, kp, K, up=None):
+        ups = [None] * len(kp) if up is None else np.broadcast_to(np.asarray(up), (len(kp), 3))
+        for k, u in zip(np.asarray(kp), ups):
+            self.ups[hip_key(k)] = u if u is not None and np.isfinite(u).all() else None  # NaN: none
+        return super().predict(kp, K)
+
+
+def test_dp_eval_gives_a_gravity_model_only_a_precise_estimated_up(tmp_path, monkeypatch):
+    """Grouped by camera, a gravity model is run again with its camera's estimated up only where that up is
+    known within MODEL_UP_MAX_DEG (60 people); six people's looser up is reported, not given to the model."""
+    import depth_pose.evaluate as ev
+
+    loose_cam = (3.0, -30.0, 4.0)  # six people: an up within 5 deg (reported), looser than 1 deg
+    lines = [ln for ln in eval_lines() if json.loads(ln)["camera_id"] == "main"]
+    sc6, frame6, z6, s6 = scene(loose_cam, 6)
+    for i in range(len(sc6.track)):
+        d = {"id": f"loose-{i}", "keypoints_xyc": sc6.keypoints[i].tolist(), "K": sc6.K.tolist()}
+        d |= {"gt_z_m": float(sc6.z_true[i]), "camera_id": "loose", "person_id": int(sc6.track[i])}
+        lines.append(json.dumps(d | {"frame": int(frame6[i]), "image_wh": [W, H]}))
+    fake = GravityFake().add(sc6.keypoints, z6, s6)
+    sc, _, z, sigma = scene(MAIN, 60)
+    fake.add(sc.keypoints, z, sigma)
+    src = tmp_path / "g.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(ev, "load_predictor", lambda *a, **k: fake)
+    out = tmp_path / "g" / "p.jsonl"
+    over = [f"keypoints={src}", f"out={out}", "plots=false", "progress=false", "scene.group=camera_id"]
+    m = ev.evaluate(compose("eval", over))["scene"]
+    cams = {c["camera"]: c for c in m["cameras"]}
+    main, loose = cams["main"], cams["loose"]
+    assert main["status"] == CALIBRATED and main["up_to_model"] and main["sigma_up_deg"] <= 1.0
+    assert loose["status"] != FAILED and not loose["up_to_model"] and 1.0 < loose["sigma_up_deg"] <= 5.0
+    for kp in sc.keypoints:
+        assert np.allclose(fake.ups[hip_key(kp)], main["up_cam"], atol=1e-5)
+    assert all(fake.ups[hip_key(kp)] is None for kp in sc6.keypoints)
+
+
 def test_reported_camera_values_are_never_input(tmp_path, monkeypatch):
     """The panoptic-style camera_pitch_deg / camera_height_m are reported against, not used: shifting them
     changes nothing but the reported errors; scene.truth_fields names other fields."""
@@ -321,7 +367,9 @@ def k_overrides(K: np.ndarray) -> list[str]:
             f"intrinsics.cy={K[1, 2]}"]  # fmt: skip
 
 
-def run_predict(tmp_path: Path, source: Path, cam=MAIN, n_tracks: int = 60, *overrides: str, name="out"):
+def run_predict(
+    tmp_path: Path, source: Path, cam=MAIN, n_tracks: int = 60, *overrides: str, name="out", model=None
+):
     from depth_pose.predict.run import predict
 
     sc, frame, z, sigma = scene(cam, n_tracks)
@@ -331,9 +379,8 @@ def run_predict(tmp_path: Path, source: Path, cam=MAIN, n_tracks: int = 60, *ove
         [f"source={source}", f"out={out}", "progress=false", "save=false", "zoom.enabled=false",
          *k_overrides(sc.K), *overrides],
     )  # fmt: skip
-    summary = predict(
-        cfg, depth_model=FakeDepth().add(sc.keypoints, z, sigma), detector=SceneDetector(sc, frame)
-    )
+    model = (model or FakeDepth()).add(sc.keypoints, z, sigma)
+    summary = predict(cfg, depth_model=model, detector=SceneDetector(sc, frame))
     recs = [json.loads(s) for s in (out / "predictions.jsonl").read_text().splitlines()]
     return summary, recs, sc, frame
 
@@ -367,6 +414,21 @@ def test_dp_predict_video_save_then_load(tmp_path):
     assert cam2["origin"] == f"loaded:{saved}" and cam2["pitch_deg"] == pytest.approx(cam["pitch_deg"])
     np.testing.assert_allclose([r["z_raw_m"] for r in recs2], [r["z_raw_m"] for r in recs], rtol=1e-9)
     assert [r["depth_source"] for r in recs2] == [r["depth_source"] for r in recs]
+
+
+def test_dp_predict_video_gives_a_gravity_model_only_a_precise_estimated_up(tmp_path):
+    """A video's estimated up reaches a gravity model (its second pass) only when known within
+    MODEL_UP_MAX_DEG: 60 people's does; six people's looser one is reported but not given."""
+    video = write_video(tmp_path / "v.mp4")
+    for cam, n, given in ((MAIN, 60, True), ((3.0, -30.0, 4.0), 6, False)):
+        fake = GravityFake()
+        summary, recs, sc, _ = run_predict(tmp_path, video, cam, n, name=f"o{n}", model=fake)
+        c = summary["scene"]["cameras"][0]
+        assert c["status"] != FAILED and c["up_to_model"] is given and (c["sigma_up_deg"] <= 1.0) is given
+        assert all(r["pitch_deg"] == pytest.approx(c["pitch_deg"], abs=1e-3) for r in recs)  # reported
+        for kp in sc.keypoints:
+            u = fake.ups[hip_key(kp)]
+            assert u is None if not given else np.allclose(u, c["up_cam"], atol=1e-5)
 
 
 def test_dp_predict_load_refuses_another_camera(tmp_path):

@@ -202,7 +202,7 @@ class Predictor:
         if n == 0:
             return []
         known = None if scene is None else scene.up
-        up = self.model_up(known)
+        up = self.model_up(None if scene is None else scene.model_up)
         z1, s1, status = self.depth_of(dets.keypoints, K, up, (image.shape[1], image.shape[0]))
         ids = dets.track_ids if dets.track_ids is not None else np.full(n, -1, np.int64)
         fused = None
@@ -216,7 +216,8 @@ class Predictor:
         )
 
     def model_up(self, estimated: np.ndarray | None) -> np.ndarray | None:
-        """The up direction the depth model gets: the given one, else (gravity models) the scene's."""
+        """The up direction the depth model gets: the given one, else (gravity models) the scene's where it is
+        precise enough (``estimated``: :attr:`~depth_pose.scene.SceneCalibration.model_up`)."""
         if self.up is not None or not self.uses_gravity:
             return self.up
         return estimated
@@ -683,7 +684,7 @@ def _run_video_batch(
     fit = fixed or fit_scene(kp, K, z, s, ids, (W, H), up=P.up, height_m=P.scene.height_m, fps=src.fps)
     estimated = None if fit.calib is None else fit.calib.up_cam
     P._timed("scene", t0)
-    up = P.model_up(estimated)
+    up = P.model_up(None if fit.calib is None else fit.calib.model_up)
     if up is not P.up:  # a gravity model without a given up: again with the scene's
         z, s, status = P.depth_of(kp, K, up, (W, H))
     t0 = time.perf_counter()
@@ -761,7 +762,7 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
             fit = fit_scene(kp[rows], K0, z[rows], s[rows], None, size, up=P.up, height_m=P.scene.height_m)
         estimated = None if fit.calib is None else fit.calib.up_cam
         P._timed("scene", t0)
-        up = P.model_up(estimated)
+        up = P.model_up(None if fit.calib is None else fit.calib.model_up)
         if up is not P.up and len(rows):
             z[rows], s[rows], status[rows] = P.depth_of(kp[rows], K0, up, size)
         t0 = time.perf_counter()

@@ -46,6 +46,7 @@ REFINE_TOL_DEG = 0.02  # ... until up moves less than this
 START_SIGMAS = 3.0  # no floor under the verticals' up: look for one up to this many sigmas away ...
 START_STEP = 0.5  # ... on a grid of this step (sigmas) ...
 START_MIN_TRACKS = 3  # ... standing on it
+MODEL_UP_MAX_DEG = 1.0  # an estimated up reaches the depth model only when known this well (1 sigma, deg)
 
 
 class SceneCalibrationError(InputError):
@@ -78,6 +79,16 @@ class SceneCalibration:
     planar: bool
     planarity: str
     image_wh: tuple[int, int] | None = None
+
+    @property
+    def model_up(self) -> np.ndarray | None:
+        """The up direction a depth model with a gravity input gets from this calibration: ``up_cam`` when
+        its uncertainty (``sigma_up_deg``) is at most :data:`MODEL_UP_MAX_DEG`, else None (the single-frame
+        model). The model was trained on exact up directions and takes one as exact; the fusion, which weighs
+        the up's uncertainty, uses ``up_cam`` either way. A looser up read into the model moved whole scenes'
+        depths against the single-frame model's: docs/bench_scenes.md, session 20."""
+        ok = math.isfinite(self.sigma_up_deg) and self.sigma_up_deg <= MODEL_UP_MAX_DEG
+        return self.up_cam if ok else None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (non-finite numbers as null)."""
@@ -396,11 +407,13 @@ def calibrate_scene(
     floor_tilt`, from every person-frame on the floor) is a second measurement of up, precise where
     verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
     planarity computed again, until up moves less than :data:`REFINE_TOL_DEG` (at most
-    :data:`REFINE_STEPS` times: still moving then, the floor is not shown level); a merged up that leaves
+    :data:`REFINE_STEPS` times: still moving then, or a refined up that finds no floor, and the floor is not
+    shown level; no finite tilt ends the refinement); a merged up that leaves
     the verticals' uncertainty makes the floor a ramp
     (:func:`floor_agrees_with_verticals`); a floor tested in the end and not found level reports the up of
     the first fit (the verticals', or :func:`floor_start`'s) and the height under it: an uneven floor's tilt
-    is no measurement of up, and a model with a gravity input gets that up on the fallback. A floor too
+    is no measurement of up (a model with a gravity input gets it when precise enough:
+    :attr:`SceneCalibration.model_up`). A floor too
     small to test still refines up (unless a later test finds it uneven). ``sigma_height_m`` includes what
     the up direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height
     above their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
@@ -420,7 +433,7 @@ def calibrate_scene(
     height = sigma_h = None
     n_floor, planar, reason, fitted = 0, False, "no floor: ", (u, cov)
     first = first_fit = None
-    tested = unsettled = False
+    tested, unsettled = False, ""  # unsettled: how the refinement failed to settle
     for step in range(REFINE_STEPS + 1):
         try:
             floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
@@ -431,6 +444,8 @@ def calibrate_scene(
             if start is None:
                 if step == 0:
                     reason += str(e)
+                elif refine_up:  # the refined up lost the floor the previous up stood on
+                    unsettled = f"the refined up direction finds no floor ({e})"
                 break
             u, floor = start
         height, sigma_h, n_floor = floor.height_m, floor.sigma_height_m, floor.n_inliers
@@ -454,7 +469,8 @@ def calibrate_scene(
         elif first.ramp or first.step:
             planar, reason = False, first.reason
         if step == REFINE_STEPS or verdict.ramp or not refine_up:
-            unsettled = refine_up and step == REFINE_STEPS > 0  # still moving after every refinement
+            if refine_up and step == REFINE_STEPS > 0:  # still moving after every refinement
+                unsettled = f"in {REFINE_STEPS} refinements"
             break
         # every frame on the floor (not only the height's inliers): an up error shows most in the far ones
         tilt, tilt_cov = floor_tilt(  # without track ids every frame is its own person: no jackknife
@@ -463,6 +479,8 @@ def calibrate_scene(
             None if track_ids is None else floor.groups,
             floor_drop=height - ANKLE_HEIGHT_M,
         )
+        if not (np.isfinite(tilt).all() and np.isfinite(tilt_cov).all()):
+            break  # no tilt to refine with: keep the up the height and the verdict were computed with
         u_prev = u
         u, cov = floor_refined_up(up.up_cam, up.cov, tilt, tilt_cov, at=u)
         if float(u @ u_prev) > math.cos(math.radians(REFINE_TOL_DEG)):
@@ -473,8 +491,8 @@ def calibrate_scene(
         # reads anew, keeps moving it (docs/bench_scenes.md, session 19)
         planar = False
         reason = (
-            f"not level: the floor's tilt and the people's verticals did not settle on one up direction in "
-            f"{REFINE_STEPS} refinements ({reason})"
+            f"not level: the floor's tilt and the people's verticals did not settle on one up direction "
+            f"({unsettled}); the last test: {reason}"
         )
     if planar:
         planar, reason = floor_agrees_with_verticals(up, u, reason)

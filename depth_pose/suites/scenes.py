@@ -38,7 +38,8 @@ Fixed by ``conf/eval.yaml``'s ``scenes:`` block (nothing here is tuned to the re
 
   - ``single``: the model, one frame, no up direction;
   - ``true_up``: + the camera's true up direction (a model without gravity input: = ``single``);
-  - ``est_up``: + the up direction of :func:`depth_pose.scene.calibrate_scene` (= ``single`` for a model
+  - ``est_up``: + the up direction of :func:`depth_pose.scene.calibrate_scene` where it is precise enough for
+    the model (:attr:`depth_pose.scene.SceneCalibration.model_up`; = ``single`` elsewhere and for a model
     without gravity input);
   - ``ground``: + ground-contact fusion (:func:`depth_pose.scene.fuse_depths` without tracks);
   - ``track``: + per-track stature scale (``fuse_depths`` with the tracks);
@@ -515,6 +516,13 @@ def segment_calibration(run: SceneRun, rank: int) -> SceneCalibration | None:
     return best
 
 
+def up_to_model(run: SceneRun, rank: int) -> bool:
+    """Whether person-frame ``rank``'s calibration in effect gave the depth model its up direction
+    (:attr:`~depth_pose.scene.SceneCalibration.model_up`; ``est_up`` is ``single`` elsewhere)."""
+    calib = segment_calibration(run, rank)
+    return calib is not None and calib.model_up is not None
+
+
 def segments(run: SceneRun, start: int, every_frames: int) -> list[tuple[int, int]]:
     """Rank intervals [a, b) from ``start`` on, cut at each calibration checkpoint and at the first
     person-frame of every ``every_frames``-th frame."""
@@ -871,7 +879,7 @@ def run_scenes(predictor, cfg, out_jsonl: Path, plots_enabled: bool = True, prog
             u = np.full((len(r), 3), np.nan)
             for c, calib, _ in r.calibs:  # the calibration in effect (segment_calibration)
                 if calib is not None:
-                    u[c:] = calib.up_cam
+                    u[c:] = np.nan if calib.model_up is None else calib.model_up
             ups.append(u)
         z_est, s_est = predict(np.concatenate(ups))
         t_predict += time.perf_counter() - t1
@@ -980,7 +988,7 @@ def sample_rows(runs: list[SceneRun], preds: dict, sources: list[np.ndarray], cf
                         "z_true_m": _r(r.z_true[j]),
                     }
                     | {f"z_{k}_m": _r(preds[k][i][j]) for k in SCORED}
-                    | {"source": str(sources[i][j])}
+                    | {"source": str(sources[i][j]), "up_to_model": up_to_model(r, int(j))}
                 )
             continue
         for tid in np.unique(r.track):
