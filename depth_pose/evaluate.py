@@ -435,7 +435,8 @@ def scene_depths(
     """Calibrate each camera of ``people`` (``opts.group``) and fuse its people's depths (module docstring);
     add ``z_scene_m``, ``z_scene_sigma_m``, ``depth_source``, ``scene_camera``, ``scene_status`` (and
     ``abs_err_scene_m``) to the output ``rows``; return :func:`depth_pose.scene_commands.scene_metrics`.
-    Models with a gravity input get the camera's estimated up direction for the people without their own."""
+    Models with a gravity input get the camera's estimated up direction for the people without their own,
+    where it is known well enough (:attr:`depth_pose.scene.SceneCalibration.model_up`)."""
     f = people.fields
     n = len(people)
     tracks = [None] * n

@@ -7,8 +7,8 @@ fall-back to single-frame depths when none can be made, and how it is reported.
   direction and a level floor, ground contact and track scales apply; ``up_only`` = up direction only (no
   floor seen, or a floor that is not one level plane): depths stay single-frame; ``failed`` = nothing usable,
   ``why`` says why). An up direction looser than :data:`MAX_SIGMA_UP_DEG` counts as failed; one looser than
-  :data:`~depth_pose.scene.calibration.MODEL_UP_MAX_DEG` is not given to the depth model
-  (:attr:`~depth_pose.scene.SceneCalibration.model_up`; ``up_to_model`` in the summary).
+  :data:`~depth_pose.scene.calibration.MODEL_UP_MAX_SIGMA_DEG` is not given to the depth model
+  (:attr:`~depth_pose.scene.SceneCalibration.model_up`; :func:`estimated_up_to_model`).
 * :func:`fuse_fit`: :func:`depth_pose.scene.fuse_depths` with a fit, the model's depths unchanged without one.
 * :class:`StreamScene`: live sources: calibrate once ``every`` person-frames have come (again after each
   ``every`` more until a level floor is found), fuse each new frame with the recent ones (track scales).
@@ -36,7 +36,7 @@ from depth_pose.eval.metrics import depth_metrics
 from depth_pose.gravity import CALIBRATION_KEYS, KEYS, pitch_roll_rows
 from depth_pose.jsonvalues import as_float
 from depth_pose.scene import FusedDepth, SceneCalibration, calibrate_scene, fuse_depths
-from depth_pose.scene.calibration import K_ATOL_PX, K_RTOL, MAX_HEIGHT_M, MODEL_UP_MAX_DEG
+from depth_pose.scene.calibration import K_ATOL_PX, K_RTOL, MAX_HEIGHT_M, MODEL_UP_MAX_SIGMA_DEG
 from depth_pose.scene.fusion import SOURCE_GROUND, SOURCE_MODEL, SOURCE_TRACK
 
 CALIBRATE = ("auto", "true", "false")
@@ -400,9 +400,21 @@ def _num(x: Any, nd: int = 4) -> float | None:
     return round(float(x), nd) if x is not None and math.isfinite(float(x)) else None
 
 
-def scene_entry(fit: SceneFit, fused: FusedDepth | None = None) -> dict:
+def estimated_up_to_model(calib: SceneCalibration | None, gravity: bool, up_given: bool) -> bool | None:
+    """Whether the depth model ran with a camera's estimated up direction: None where that is not in question
+    (no calibration, a model without the gravity input, or an up direction the user gave, which the model
+    gets instead), else whether the estimate is known well enough
+    (:attr:`~depth_pose.scene.SceneCalibration.model_up`)."""
+    if calib is None or not gravity or up_given:
+        return None
+    return calib.model_up is not None
+
+
+def scene_entry(fit: SceneFit, fused: FusedDepth | None = None, up_to_model: bool | None = None) -> dict:
     """The JSON-ready summary of a fit: status, origin, why, the estimate with its 1-sigma uncertainties and
-    observation counts, the floor's verdict, and (with ``fused``) the person-frames per depth source."""
+    observation counts, whether the depth model got the estimated up (``up_to_model``:
+    :func:`estimated_up_to_model`), the floor's verdict, and (with ``fused``) the person-frames per depth
+    source."""
     c = fit.calib
     out: dict[str, Any] = {
         "status": fit.status,
@@ -414,7 +426,7 @@ def scene_entry(fit: SceneFit, fused: FusedDepth | None = None) -> dict:
         "roll_deg": _num(c.roll_deg, 3) if c else None,
         "sigma_roll_deg": _num(c.sigma_roll_deg, 3) if c else None,
         "sigma_up_deg": _num(c.sigma_up_deg, 3) if c else None,
-        "up_to_model": c is not None and c.model_up is not None,
+        "up_to_model": up_to_model,
         "up_cam": [_num(v, 6) for v in c.up_cam] if c else None,
         "n_up_inliers": c.n_up_inliers if c else 0,
         "height_m": _num(c.height_m) if c and c.height_m is not None else None,
@@ -466,8 +478,8 @@ def scene_line(name: str, entry: Mapping[str, Any]) -> str:
             f"scene {name}: {up} from {entry['n_up_inliers']} person-frames, {height} {h_from} "
             f"(of {entry['n_person_frames']})"
         )
-    if not entry.get("up_to_model", True):
-        text += f"; up not given to the depth model (looser than {MODEL_UP_MAX_DEG:g}°)"
+    if entry["up_to_model"] is False:
+        text += f"; up not known within {MODEL_UP_MAX_SIGMA_DEG:g}°: not given to the depth model"
     if entry["status"] == UP_ONLY:
         text += f"; no level floor ({entry['planarity']}): single-frame depths"
     else:
@@ -567,14 +579,16 @@ class StreamScene:
             self.counts[k] += v
         return fused
 
-    def entry(self) -> dict:
+    def entry(self, gravity: bool = False) -> dict:
         """:func:`scene_entry` of the fit in use (else the last attempt), the person-frames seen, per depth
-        source, and after how many the calibration was made (None: never; 0: loaded or given)."""
+        source, and after how many the calibration was made (None: never; 0: loaded or given); ``gravity``:
+        whether the depth model takes an up direction."""
         fit = self.fit if self.fit is not None else self.last
         if fit is None:
             why = f"fewer than {self.every} person-frames (scene.stream_person_frames)"
             fit = SceneFit(None, "estimated", why, self.seen)
-        out = scene_entry(fit)
+        up_given = self.given_up is not None
+        out = scene_entry(fit, up_to_model=estimated_up_to_model(fit.calib, gravity, up_given))
         out["n_seen"] = self.seen
         out["depth_source"] = dict(self.counts)
         out["calibrated_after_person_frames"] = self.calibrated_after
@@ -595,6 +609,8 @@ class GroupedScenes:
     source: np.ndarray
     camera: list[str | None]
     cameras: list[tuple[str, SceneFit, np.ndarray, FusedDepth]]
+    gravity: bool = False  # the depth model was run again with each camera's up (when precise enough)
+    up_given: bool = False  # an up direction given for every camera
 
 
 def _same_K(K: np.ndarray) -> bool:
@@ -695,7 +711,8 @@ def calibrate_groups(
     people's depths. ``K`` (N, 3, 3) must be one matrix per camera and ``image_wh`` one size (else that camera
     fails, or has no border test). ``tracks`` (N,) int, -1 = none (tracks are per camera). ``repredict(idx,
     up)``: the model's depths (z, sigma) of people ``idx`` with the calibration's up direction (models with a
-    gravity input), the fusion's starting point."""
+    gravity input; only where :attr:`~depth_pose.scene.SceneCalibration.model_up` gives one), the fusion's
+    starting point."""
     n = len(z)
     names = camera_names(groups)
     tracks = np.full(n, -1, np.int64) if tracks is None else np.asarray(tracks, np.int64)
@@ -725,7 +742,7 @@ def calibrate_groups(
         fused = fuse_fit(fit, keypoints_xyc[idx], zg, sg, tracks[idx], wh)
         z_out[idx], s_out[idx], src[idx] = fused.z, fused.sigma, fused.source
         cameras.append((name, fit, idx, fused))
-    return GroupedScenes(z_out, s_out, src, names, cameras)
+    return GroupedScenes(z_out, s_out, src, names, cameras, repredict is not None, up is not None)
 
 
 def _truth(values: Sequence[Any]) -> float | None:
@@ -755,7 +772,8 @@ def scene_metrics(
     per_cam = []
     in_calibrated = np.zeros(len(gt), bool)
     for name, fit, idx, fused in result.cameras:
-        e = {"camera": name, "n": len(idx), **scene_entry(fit, fused)}
+        to_model = estimated_up_to_model(fit.calib, result.gravity, result.up_given)
+        e = {"camera": name, "n": len(idx), **scene_entry(fit, fused, to_model)}
         e["n_with_gt"] = int(has[idx].sum())
         e["median_rel_single"] = _median_rel(np.asarray(z_single)[idx], gt[idx])
         e["median_rel_scene"] = _median_rel(fused.z, gt[idx])

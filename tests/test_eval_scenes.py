@@ -377,12 +377,12 @@ def test_scene_suite_end_to_end(tiny_run):
 def test_scene_suite_with_a_gravity_model(tmp_path, monkeypatch, max_deg):
     """The true up direction changes a gravity model's depths; the estimated one does once calibrated, only
     where it is precise enough for the model (SceneCalibration.model_up). Six people's ups here are looser
-    than MODEL_UP_MAX_DEG; with a 10 deg limit every calibration's up reaches the model."""
+    than MODEL_UP_MAX_SIGMA_DEG; with a 10 deg limit every calibration's up reaches the model."""
     from depth_pose.evaluate import evaluate
     from depth_pose.scene import calibration
 
     if max_deg is not None:
-        monkeypatch.setattr(calibration, "MODEL_UP_MAX_DEG", max_deg)
+        monkeypatch.setattr(calibration, "MODEL_UP_MAX_SIGMA_DEG", max_deg)
     model = _untrained_model(tmp_path, gravity=True)
     out = tmp_path / "s" / "samples.jsonl"
     over = [*TINY, "scenes.floors=[flat]", "~scenes.mounts.cctv_3m", f"ckpt={model}", "plots=false"]
@@ -393,8 +393,11 @@ def test_scene_suite_with_a_gravity_model(tmp_path, monkeypatch, max_deg):
     given = [r for r in rows if r["up_to_model"]]
     assert all(r["source"] != "none" for r in given)
     assert all(r["z_est_up_m"] == r["z_single_m"] for r in rows if not r["up_to_model"])
-    if max_deg is not None:
-        assert given == [r for r in rows if r["source"] != "none"] and given
+    calibrated = [r for r in rows if r["source"] != "none"]
+    if max_deg is None:  # the gate is met here: calibrated, and the up kept from the model
+        assert calibrated and not given
+    else:
+        assert given == calibrated and given
         assert any(r["z_est_up_m"] != r["z_single_m"] for r in given)
 
 

@@ -36,8 +36,9 @@ from depth_pose.scene import (
     upright_mask,
 )
 from depth_pose.scene.calibration import (
-    MODEL_UP_MAX_DEG,
+    MODEL_UP_MAX_SIGMA_DEG,
     REFINE_STEPS,
+    REFINE_TOL_DEG,
     floor_agrees_with_verticals,
     floor_refined_up,
     floor_start,
@@ -935,14 +936,63 @@ def test_the_depth_model_gets_an_estimated_up_only_when_it_is_precise():
     one does not (the model takes its up as exact), and neither does one of unknown precision; the up
     direction itself is still reported."""
     crowd = calibrated((3.0, -30.0, 0.0))
-    assert crowd.sigma_up_deg <= MODEL_UP_MAX_DEG and crowd.model_up is crowd.up_cam
+    assert crowd.sigma_up_deg <= MODEL_UP_MAX_SIGMA_DEG and crowd.model_up is crowd.up_cam
     sc, z, sigma = scene((3.0, -30.0, 4.0), n_tracks=6)
     few = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
-    assert few.sigma_up_deg > MODEL_UP_MAX_DEG and few.model_up is None
+    assert few.sigma_up_deg > MODEL_UP_MAX_SIGMA_DEG and few.model_up is None
     assert np.isfinite(few.up_cam).all() and np.degrees(np.arccos(few.up_cam @ sc.up)) < 3 * few.sigma_up_deg
     for sig, gets in (
-        (MODEL_UP_MAX_DEG, True),
-        (math.nextafter(MODEL_UP_MAX_DEG, 2.0), False),
+        (MODEL_UP_MAX_SIGMA_DEG, True),
+        (math.nextafter(MODEL_UP_MAX_SIGMA_DEG, 2.0), False),
         (math.nan, False),
     ):
         assert (dataclasses.replace(crowd, sigma_up_deg=sig).model_up is not None) == gets, sig
+
+
+def test_a_refined_up_that_loses_the_floor_is_no_level_floor(monkeypatch):
+    """A refinement whose new up finds no floor (the floor fit fails at its second step) has not settled:
+    the floor is not shown level, and the first fit's up and height are reported, as without refinement."""
+    from depth_pose.scene import calibration
+
+    sc, z, sigma = scene((3.0, -30.0, 0.0))
+    args = (sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
+    plain = calibrate_scene(*args, refine_up=False)
+    assert plain.planar  # a tested level floor under the verticals' up
+    real, calls = calibration.fit_floor, []
+
+    def losing(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise TooFewPeopleError("no feet under this up")
+        return real(*a, **k)
+
+    monkeypatch.setattr(calibration, "fit_floor", losing)
+    lost = calibrate_scene(*args)
+    assert not lost.planar and "finds no floor: no feet under this up" in lost.planarity, lost.planarity
+    np.testing.assert_allclose(lost.up_cam, plain.up_cam, atol=1e-12)
+    assert lost.height_m == pytest.approx(plain.height_m) and lost.sigma_up_deg == plain.sigma_up_deg
+
+
+def test_a_floor_without_a_tilt_ends_the_refinement_where_it_stands(monkeypatch):
+    """No finite floor tilt at a refinement step: the refinement stops with the up the floor was last fitted
+    and tested under (it used to jump back to the verticals' up and go on)."""
+    from depth_pose.scene import calibration
+
+    sc, z, sigma = scene((3.0, -30.0, 0.0))
+    real_fit, real_tilt, ups, tilts = calibration.fit_floor, calibration.floor_tilt, [], []
+
+    def fit(points, up, *a, **k):
+        ups.append(np.array(up))
+        return real_fit(points, up, *a, **k)
+
+    def tilt(*a, **k):
+        tilts.append(1)
+        return (np.full(2, np.nan), np.full((2, 2), np.nan)) if len(tilts) == 2 else real_tilt(*a, **k)
+
+    monkeypatch.setattr(calibration, "fit_floor", fit)
+    monkeypatch.setattr(calibration, "floor_tilt", tilt)
+    calib = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE)
+    assert len(tilts) == 2  # the second tilt ended the loop
+    moved = math.degrees(math.acos(min(1.0, float(ups[0] @ ups[1]))))
+    assert moved > REFINE_TOL_DEG  # the first refinement had moved up: the loop was still going
+    assert calib.planar and np.allclose(calib.up_cam, ups[1], atol=1e-12)

@@ -28,6 +28,7 @@ from depth_pose.cli.shell import user_error
 from depth_pose.detect import Detections
 from depth_pose.errors import InputError
 from depth_pose.scene import CalibrationMismatchError, SceneCalibration, SceneCalibrationError
+from depth_pose.scene.calibration import MODEL_UP_MAX_SIGMA_DEG
 from depth_pose.scene_commands import (
     CALIBRATED,
     FAILED,
@@ -35,6 +36,7 @@ from depth_pose.scene_commands import (
     StreamScene,
     eval_scene_options,
     predict_scene_options,
+    scene_line,
 )
 
 FRAMES = 8
@@ -181,7 +183,8 @@ class GravityFake(FakeDepth):
 
 def test_dp_eval_gives_a_gravity_model_only_a_precise_estimated_up(tmp_path, monkeypatch):
     """Grouped by camera, a gravity model is run again with its camera's estimated up only where that up is
-    known within MODEL_UP_MAX_DEG (60 people); six people's looser up is reported, not given to the model."""
+    known within MODEL_UP_MAX_SIGMA_DEG (60 people); six people's looser up is reported, not given to the
+    model."""
     import depth_pose.evaluate as ev
 
     loose_cam = (3.0, -30.0, 4.0)  # six people: an up within 5 deg (reported), looser than 1 deg
@@ -202,8 +205,9 @@ def test_dp_eval_gives_a_gravity_model_only_a_precise_estimated_up(tmp_path, mon
     m = ev.evaluate(compose("eval", over))["scene"]
     cams = {c["camera"]: c for c in m["cameras"]}
     main, loose = cams["main"], cams["loose"]
-    assert main["status"] == CALIBRATED and main["up_to_model"] and main["sigma_up_deg"] <= 1.0
-    assert loose["status"] != FAILED and not loose["up_to_model"] and 1.0 < loose["sigma_up_deg"] <= 5.0
+    assert main["status"] == CALIBRATED and main["up_to_model"] is True
+    assert main["sigma_up_deg"] <= MODEL_UP_MAX_SIGMA_DEG < loose["sigma_up_deg"] <= 5.0
+    assert loose["status"] != FAILED and loose["up_to_model"] is False
     for kp in sc.keypoints:
         assert np.allclose(fake.ups[hip_key(kp)], main["up_cam"], atol=1e-5)
     assert all(fake.ups[hip_key(kp)] is None for kp in sc6.keypoints)
@@ -418,17 +422,31 @@ def test_dp_predict_video_save_then_load(tmp_path):
 
 def test_dp_predict_video_gives_a_gravity_model_only_a_precise_estimated_up(tmp_path):
     """A video's estimated up reaches a gravity model (its second pass) only when known within
-    MODEL_UP_MAX_DEG: 60 people's does; six people's looser one is reported but not given."""
+    MODEL_UP_MAX_SIGMA_DEG: 60 people's does; six people's looser one is reported but not given, and the
+    console line says so. An up the user gives goes to the model whatever the estimate (``up_to_model``
+    null); a model without the gravity input is never asked (null too)."""
     video = write_video(tmp_path / "v.mp4")
-    for cam, n, given in ((MAIN, 60, True), ((3.0, -30.0, 4.0), 6, False)):
+    loose = (3.0, -30.0, 4.0)
+    for cam, n, given in ((MAIN, 60, True), (loose, 6, False)):
         fake = GravityFake()
         summary, recs, sc, _ = run_predict(tmp_path, video, cam, n, name=f"o{n}", model=fake)
         c = summary["scene"]["cameras"][0]
-        assert c["status"] != FAILED and c["up_to_model"] is given and (c["sigma_up_deg"] <= 1.0) is given
+        assert c["status"] != FAILED and c["up_to_model"] is given
+        assert (c["sigma_up_deg"] <= MODEL_UP_MAX_SIGMA_DEG) is given
+        assert ("not given to the depth model" in scene_line("v", c)) is not given
         assert all(r["pitch_deg"] == pytest.approx(c["pitch_deg"], abs=1e-3) for r in recs)  # reported
         for kp in sc.keypoints:
             u = fake.ups[hip_key(kp)]
             assert u is None if not given else np.allclose(u, c["up_cam"], atol=1e-5)
+    fake = GravityFake()
+    sc6, _, _, _ = scene(loose, 6)
+    up = "scene.up_cam=[" + ",".join(f"{v:.9f}" for v in sc6.up) + "]"
+    summary, _, _, _ = run_predict(tmp_path, video, loose, 6, up, name="given", model=fake)
+    c = summary["scene"]["cameras"][0]
+    assert c["up_to_model"] is None and "not given" not in scene_line("v", c)
+    assert all(np.allclose(fake.ups[hip_key(kp)], sc6.up, atol=1e-6) for kp in sc6.keypoints)
+    summary, _, _, _ = run_predict(tmp_path, video, loose, 6, name="plain")
+    assert summary["scene"]["cameras"][0]["up_to_model"] is None
 
 
 def test_dp_predict_load_refuses_another_camera(tmp_path):
@@ -467,8 +485,15 @@ def test_dp_predict_stream_calibrates_live_and_saves(tmp_path, monkeypatch):
     sc, frame, _, _ = scene(MAIN)
     every = int((frame < 4).sum())
     saved = tmp_path / "live.json"
+    fake = GravityFake()
     summary, recs, _, _ = run_predict(
-        tmp_path, "rtsp://camera", MAIN, 60, f"scene.stream_person_frames={every}", f"scene.save={saved}"
+        tmp_path,
+        "rtsp://camera",
+        MAIN,
+        60,
+        f"scene.stream_person_frames={every}",
+        f"scene.save={saved}",
+        model=fake,
     )
     cam = summary["scene"]["cameras"][0]
     assert cam["status"] == CALIBRATED and cam["calibrated_after_person_frames"] == every
@@ -478,6 +503,11 @@ def test_dp_predict_stream_calibrates_live_and_saves(tmp_path, monkeypatch):
     late = {r["depth_source"] for r in recs if r["frame"] >= 4}
     assert early == {"model"} and "ground" in late
     assert SceneCalibration.load(saved).height_m == pytest.approx(cam["height_m"], abs=1e-4)
+    # a gravity model: no up before the calibration, the estimated one (known within 1 deg) after it
+    assert cam["up_to_model"] is True
+    for f, kp in zip(frame, sc.keypoints, strict=True):
+        u = fake.ups[hip_key(kp)]
+        assert u is None if f < 4 else np.allclose(u, cam["up_cam"], atol=1e-5), (f, u)
 
 
 def test_dp_predict_scene_inputs_and_outputs_are_safe(tmp_path):

@@ -24,7 +24,8 @@ Scene self-calibration (:mod:`depth_pose.scene_commands`, :mod:`depth_pose.scene
 ``auto`` (default) calibrates videos, cameras and streams (a fixed camera), not images; ``true`` also takes
 all images of the run as one fixed camera; ``false`` never. Videos take two passes: detect and track every
 frame, calibrate from all person-frames (up direction, camera height, is the floor level), then depth with
-the estimated up direction (models with a gravity input, when none was given), fusion with ground contact and
+the estimated up direction (models with a gravity input, when none was given and the estimate is known
+within 1°: :attr:`~depth_pose.scene.SceneCalibration.model_up`), fusion with ground contact and
 per-track scales, smoothing, records and annotated frames (the video is decoded again). Cameras and streams
 calibrate once ``scene.stream_person_frames`` person-frames have come (again after as many more while no
 level floor was found) and fuse every later frame with the recent ones. ``scene.load=FILE`` (a calibration
@@ -78,6 +79,7 @@ from depth_pose.scene_commands import (
     SOURCES,
     SceneFit,
     StreamScene,
+    estimated_up_to_model,
     fit_scene,
     fuse_fit,
     given_calibration,
@@ -221,6 +223,11 @@ class Predictor:
         if self.up is not None or not self.uses_gravity:
             return self.up
         return estimated
+
+    def up_to_model(self, calib: SceneCalibration | None) -> bool | None:
+        """Whether the depth model ran with ``calib``'s estimated up (:func:`~depth_pose.scene_commands.
+        estimated_up_to_model`)."""
+        return estimated_up_to_model(calib, self.uses_gravity, self.up is not None)
 
     def known_up(self, estimated: np.ndarray | None) -> np.ndarray | None:
         """The camera's up direction as known (the records' pitch/roll): given, else estimated, else None."""
@@ -658,7 +665,7 @@ def _run_sequence(P: Predictor, item: Item, cfg, out: Path, used, writer, viewer
         if video is not None:
             video.close()
         if scene is not None:
-            P.scene_done(item.name, scene.entry(), None)
+            P.scene_done(item.name, scene.entry(P.uses_gravity), None)
         info["tracks"] = len({tid for name, tid in track_ids if name == item.name})
     return stop
 
@@ -690,7 +697,7 @@ def _run_video_batch(
     t0 = time.perf_counter()
     fused = fuse_fit(fit, kp, z, s, ids, (W, H))
     P._timed("scene", t0)
-    P.scene_done(item.name, scene_entry(fit, fused), fit)
+    P.scene_done(item.name, scene_entry(fit, fused, P.up_to_model(fit.calib)), fit)
     redraw = video is not None or viewer.enabled
     again = iter(VideoSource(item, max_frames=cfg.max_frames)) if redraw else None
     known = P.known_up(estimated)
@@ -772,7 +779,7 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
         k_up = P.known_up(estimated)
         if k_up is not None:
             known[rows] = k_up
-        P.scene_done(name, scene_entry(fit, fused), fit)
+        P.scene_done(name, scene_entry(fit, fused, P.up_to_model(fit.calib)), fit)
     infos, off, stop = [], 0, False
     for (item, info, K, k_src, _, dets, zoomed), n in zip(done, counts):
         sl = slice(off, off + n)

@@ -46,7 +46,7 @@ REFINE_TOL_DEG = 0.02  # ... until up moves less than this
 START_SIGMAS = 3.0  # no floor under the verticals' up: look for one up to this many sigmas away ...
 START_STEP = 0.5  # ... on a grid of this step (sigmas) ...
 START_MIN_TRACKS = 3  # ... standing on it
-MODEL_UP_MAX_DEG = 1.0  # an estimated up reaches the depth model only when known this well (1 sigma, deg)
+MODEL_UP_MAX_SIGMA_DEG = 1.0  # an estimated up reaches the depth model only when known this well (deg)
 
 
 class SceneCalibrationError(InputError):
@@ -83,11 +83,12 @@ class SceneCalibration:
     @property
     def model_up(self) -> np.ndarray | None:
         """The up direction a depth model with a gravity input gets from this calibration: ``up_cam`` when
-        its uncertainty (``sigma_up_deg``) is at most :data:`MODEL_UP_MAX_DEG`, else None (the single-frame
-        model). The model was trained on exact up directions and takes one as exact; the fusion, which weighs
-        the up's uncertainty, uses ``up_cam`` either way. A looser up read into the model moved whole scenes'
-        depths against the single-frame model's: docs/bench_scenes.md, session 20."""
-        ok = math.isfinite(self.sigma_up_deg) and self.sigma_up_deg <= MODEL_UP_MAX_DEG
+        its uncertainty (``sigma_up_deg``) is at most :data:`MODEL_UP_MAX_SIGMA_DEG`, else None (the
+        single-frame model; also for an unknown uncertainty). The model was trained on exact up directions
+        and takes one as exact; the fusion, which weighs the up's uncertainty, uses ``up_cam`` either way. A
+        looser up read into the model moved whole scenes' depths against the single-frame model's:
+        docs/bench_scenes.md, session 20."""
+        ok = math.isfinite(self.sigma_up_deg) and self.sigma_up_deg <= MODEL_UP_MAX_SIGMA_DEG
         return self.up_cam if ok else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -444,8 +445,8 @@ def calibrate_scene(
             if start is None:
                 if step == 0:
                     reason += str(e)
-                elif refine_up:  # the refined up lost the floor the previous up stood on
-                    unsettled = f"the refined up direction finds no floor ({e})"
+                else:  # a refined up lost the floor the previous up stood on
+                    unsettled = f"the refined up direction finds no floor: {e}"
                 break
             u, floor = start
         height, sigma_h, n_floor = floor.height_m, floor.sigma_height_m, floor.n_inliers
