@@ -399,6 +399,10 @@ def test_scene_suite_with_a_gravity_model(tmp_path, monkeypatch, max_deg):
     else:
         assert given == calibrated and given
         assert any(r["z_est_up_m"] != r["z_single_m"] for r in given)
+    blocks = list(res["calibration"]["flat"]["cctv_6m"].values())  # per checkpoint: how many reached it
+    assert sum(b["n_calibrated"] for b in blocks) > 0
+    for b in blocks:
+        assert b["n_up_to_model"] == (0 if max_deg is None else b["n_calibrated"]), b
 
 
 def test_scene_suite_without_gravity_input_and_without_a_level_floor_changes_nothing(tmp_path):

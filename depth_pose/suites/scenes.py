@@ -636,11 +636,12 @@ def spread(x: list[float]) -> dict:
 
 
 def calib_errors(run: SceneRun, calib: SceneCalibration | None) -> dict:
-    """|pitch|, |roll| error (deg), |height/true - 1| (None where not estimated), planar flag; and each
-    error in units of the calibration's stated sigma (``*_z``; None where either is unknown)."""
+    """|pitch|, |roll| error (deg), |height/true - 1| (None where not estimated), planar flag, whether its up
+    is precise enough for the model (``up_to_model``: :attr:`~depth_pose.scene.SceneCalibration.model_up`);
+    and each error in units of the calibration's stated sigma (``*_z``; None where either is unknown)."""
     if calib is None:
         return (
-            {"calibrated": False, "planar": False}
+            {"calibrated": False, "planar": False, "up_to_model": False}
             | {k: None for k in CALIB_PARAMS}
             | {f"{k}_z": None for k in CALIB_PARAMS}
         )
@@ -651,6 +652,7 @@ def calib_errors(run: SceneRun, calib: SceneCalibration | None) -> dict:
         "roll": abs((float(calib.roll_deg) - run.roll_deg + 180.0) % 360.0 - 180.0),
         "height_rel": None if h is None else abs(float(h) / run.height_m - 1.0),
         "planar": bool(calib.planar),
+        "up_to_model": calib.model_up is not None,
     }
     against = {  # (|error|, stated sigma) in the same unit; the height's in metres
         "pitch": (out["pitch"], calib.sigma_pitch_deg),
@@ -767,6 +769,7 @@ def calib_block(errs: list[dict], n_reached: int) -> dict:
         "n_calibrated": int(sum(e["calibrated"] for e in errs)),
         "n_height": int(sum(e["height_rel"] is not None for e in errs)),
         "n_planar": int(sum(e["planar"] for e in errs)),
+        "n_up_to_model": int(sum(e["up_to_model"] for e in errs)),
         "pitch_abs_deg": spread([e["pitch"] for e in errs]),
         "roll_abs_deg": spread([e["roll"] for e in errs]),
         "height_abs_rel": spread([e["height_rel"] for e in errs]),
