@@ -410,7 +410,7 @@ def estimated_up_to_model(calib: SceneCalibration | None, gravity: bool, up_give
     return calib.model_up is not None
 
 
-def scene_entry(fit: SceneFit, fused: FusedDepth | None = None, up_to_model: bool | None = None) -> dict:
+def scene_entry(fit: SceneFit, fused: FusedDepth | None = None, *, up_to_model: bool | None) -> dict:
     """The JSON-ready summary of a fit: status, origin, why, the estimate with its 1-sigma uncertainties and
     observation counts, whether the depth model got the estimated up (``up_to_model``:
     :func:`estimated_up_to_model`), the floor's verdict, and (with ``fused``) the person-frames per depth
@@ -579,7 +579,7 @@ class StreamScene:
             self.counts[k] += v
         return fused
 
-    def entry(self, gravity: bool = False) -> dict:
+    def entry(self, *, gravity: bool) -> dict:
         """:func:`scene_entry` of the fit in use (else the last attempt), the person-frames seen, per depth
         source, and after how many the calibration was made (None: never; 0: loaded or given); ``gravity``:
         whether the depth model takes an up direction."""
@@ -742,7 +742,9 @@ def calibrate_groups(
         fused = fuse_fit(fit, keypoints_xyc[idx], zg, sg, tracks[idx], wh)
         z_out[idx], s_out[idx], src[idx] = fused.z, fused.sigma, fused.source
         cameras.append((name, fit, idx, fused))
-    return GroupedScenes(z_out, s_out, src, names, cameras, repredict is not None, up is not None)
+    return GroupedScenes(
+        z_out, s_out, src, names, cameras, gravity=repredict is not None, up_given=up is not None
+    )
 
 
 def _truth(values: Sequence[Any]) -> float | None:
@@ -773,7 +775,7 @@ def scene_metrics(
     in_calibrated = np.zeros(len(gt), bool)
     for name, fit, idx, fused in result.cameras:
         to_model = estimated_up_to_model(fit.calib, result.gravity, result.up_given)
-        e = {"camera": name, "n": len(idx), **scene_entry(fit, fused, to_model)}
+        e = {"camera": name, "n": len(idx), **scene_entry(fit, fused, up_to_model=to_model)}
         e["n_with_gt"] = int(has[idx].sum())
         e["median_rel_single"] = _median_rel(np.asarray(z_single)[idx], gt[idx])
         e["median_rel_scene"] = _median_rel(fused.z, gt[idx])

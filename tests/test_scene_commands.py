@@ -449,6 +449,30 @@ def test_dp_predict_video_gives_a_gravity_model_only_a_precise_estimated_up(tmp_
     assert summary["scene"]["cameras"][0]["up_to_model"] is None
 
 
+def test_dp_predict_images_and_a_loaded_calibration_gate_the_up_alike(tmp_path):
+    """Images taken as one camera (``scene.calibrate=true``, no tracks): the estimated up reaches a gravity
+    model as from a video when known within MODEL_UP_MAX_SIGMA_DEG. A loaded calibration is gated by its own
+    sigma: six people's saved looser up is not given to the model when loaded."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for f in range(FRAMES):
+        cv2.imwrite(str(folder / f"f{f}.png"), grey(f))
+    fake = GravityFake()
+    summary, _, sc, _ = run_predict(tmp_path, folder, MAIN, 60, "scene.calibrate=true", name="i", model=fake)
+    c = summary["scene"]["cameras"][0]
+    assert c["sigma_up_deg"] <= MODEL_UP_MAX_SIGMA_DEG and c["up_to_model"] is True
+    assert all(np.allclose(fake.ups[hip_key(kp)], c["up_cam"], atol=1e-5) for kp in sc.keypoints)
+    video, saved = write_video(tmp_path / "v.mp4"), tmp_path / "loose.json"
+    loose = (3.0, -30.0, 4.0)
+    run_predict(tmp_path, video, loose, 6, f"scene.save={saved}", name="s")
+    assert SceneCalibration.load(saved).sigma_up_deg > MODEL_UP_MAX_SIGMA_DEG
+    fake = GravityFake()
+    summary, _, sc6, _ = run_predict(tmp_path, video, loose, 6, f"scene.load={saved}", name="l", model=fake)
+    c = summary["scene"]["cameras"][0]
+    assert c["origin"] == f"loaded:{saved}" and c["up_to_model"] is False
+    assert all(fake.ups[hip_key(kp)] is None for kp in sc6.keypoints)
+
+
 def test_dp_predict_load_refuses_another_camera(tmp_path):
     video = write_video(tmp_path / "v.mp4", frames=1)
     saved = tmp_path / "scene.json"
@@ -651,11 +675,13 @@ def test_stream_calibrates_after_the_first_person_frames():
         sources.append(set(fused.source))
         z_out.append((sel, fused.z))
     assert all(s == {"model"} for s in sources[:3]) and "ground" in sources[3]
-    assert live.calibrated_after == every and live.entry()["status"] == CALIBRATED
+    assert live.calibrated_after == every and live.entry(gravity=False)["status"] == CALIBRATED
     late = np.concatenate([sel for sel, _ in z_out[4:]])
     z_late = np.concatenate([zz for _, zz in z_out[4:]])
     assert rel_err(z_late, sc.z_true[late]) < 0.7 * rel_err(z[late], sc.z_true[late])
-    assert abs(live.entry()["pitch_deg"] - MAIN[1]) < 2.0 and math.isfinite(live.entry()["height_m"])
+    assert abs(live.entry(gravity=False)["pitch_deg"] - MAIN[1]) < 2.0 and math.isfinite(
+        live.entry(gravity=False)["height_m"]
+    )
 
 
 def test_scene_keys_are_documented():

@@ -386,7 +386,7 @@ def scenes_report(res: dict) -> str:
             "",
             f"## Calibration ({floor} floor): median (p90) over scenes of |pitch|, |roll|, |height/true − 1|",
             "",
-            "| mount | person-frames | calibrated | height | planar | up to the model | pitch | roll "
+            "| mount | person-frames | calibrated | height | planar | up within 1° | pitch | roll "
             "| height error | stated σ covers pitch / roll / height, 1σ (2σ) |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -395,7 +395,7 @@ def scenes_report(res: dict) -> str:
                 p, r, h = c["pitch_abs_deg"], c["roll_abs_deg"], c["height_abs_rel"]
                 lines.append(
                     f"| {mount} | {cp} | {c['n_calibrated']}/{c['n_scenes']} | {c['n_height']} | "
-                    f"{c['n_planar']} | {c['n_up_to_model']} | "
+                    f"{c['n_planar']} | {c['n_up_precise']} | "
                     f"{_deg(p['median'])} ({_deg(p['p90'])}) | {_deg(r['median'])} ({_deg(r['p90'])}) | "
                     f"{_pct1(h['median'])} ({_pct1(h['p90'])}) | {calibration_coverage_cell(c)} |"
                 )

@@ -665,7 +665,7 @@ def _run_sequence(P: Predictor, item: Item, cfg, out: Path, used, writer, viewer
         if video is not None:
             video.close()
         if scene is not None:
-            P.scene_done(item.name, scene.entry(P.uses_gravity), None)
+            P.scene_done(item.name, scene.entry(gravity=P.uses_gravity), None)
         info["tracks"] = len({tid for name, tid in track_ids if name == item.name})
     return stop
 
@@ -697,7 +697,7 @@ def _run_video_batch(
     t0 = time.perf_counter()
     fused = fuse_fit(fit, kp, z, s, ids, (W, H))
     P._timed("scene", t0)
-    P.scene_done(item.name, scene_entry(fit, fused, P.up_to_model(fit.calib)), fit)
+    P.scene_done(item.name, scene_entry(fit, fused, up_to_model=P.up_to_model(fit.calib)), fit)
     redraw = video is not None or viewer.enabled
     again = iter(VideoSource(item, max_frames=cfg.max_frames)) if redraw else None
     known = P.known_up(estimated)
@@ -779,7 +779,7 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
         k_up = P.known_up(estimated)
         if k_up is not None:
             known[rows] = k_up
-        P.scene_done(name, scene_entry(fit, fused, P.up_to_model(fit.calib)), fit)
+        P.scene_done(name, scene_entry(fit, fused, up_to_model=P.up_to_model(fit.calib)), fit)
     infos, off, stop = [], 0, False
     for (item, info, K, k_src, _, dets, zoomed), n in zip(done, counts):
         sl = slice(off, off + n)

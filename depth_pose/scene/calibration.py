@@ -409,13 +409,12 @@ def calibrate_scene(
     verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
     planarity computed again, until up moves less than :data:`REFINE_TOL_DEG` (at most
     :data:`REFINE_STEPS` times: still moving then, or a refined up that finds no floor, and the floor is not
-    shown level; no finite tilt ends the refinement); a merged up that leaves
-    the verticals' uncertainty makes the floor a ramp
-    (:func:`floor_agrees_with_verticals`); a floor tested in the end and not found level reports the up of
-    the first fit (the verticals', or :func:`floor_start`'s) and the height under it: an uneven floor's tilt
-    is no measurement of up (a model with a gravity input gets it when precise enough:
-    :attr:`SceneCalibration.model_up`). A floor too
-    small to test still refines up (unless a later test finds it uneven). ``sigma_height_m`` includes what
+    shown level; no finite tilt or up covariance ends the refinement); a merged up that leaves the
+    verticals' uncertainty makes the floor a ramp (:func:`floor_agrees_with_verticals`); a floor tested in
+    the end and not found level reports the up of the first fit (the verticals', or :func:`floor_start`'s)
+    and the height under it: an uneven floor's tilt is no measurement of up (a model with a gravity input
+    gets it when precise enough: :attr:`SceneCalibration.model_up`). A floor too small to test still refines
+    up (unless a later test finds it uneven). ``sigma_height_m`` includes what
     the up direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height
     above their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
     taken as exact (no vanishing point, no refinement): only the height and the floor are measured, under it
@@ -480,8 +479,8 @@ def calibrate_scene(
             None if track_ids is None else floor.groups,
             floor_drop=height - ANKLE_HEIGHT_M,
         )
-        if not (np.isfinite(tilt).all() and np.isfinite(tilt_cov).all()):
-            break  # no tilt to refine with: keep the up the height and the verdict were computed with
+        if not all(np.isfinite(a).all() for a in (tilt, tilt_cov, up.cov)):
+            break  # nothing to combine: keep the up the height and the verdict were computed with
         u_prev = u
         u, cov = floor_refined_up(up.up_cam, up.cov, tilt, tilt_cov, at=u)
         if float(u @ u_prev) > math.cos(math.radians(REFINE_TOL_DEG)):

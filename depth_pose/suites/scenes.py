@@ -66,9 +66,10 @@ all scored person-frames (``per_mount``) and of the standing and walking ones (`
 / crouching frames left out, as the issue's depth target says); the same medians per bin of person-frames seen
 (``seen_bins``); per floor x mount x checkpoint (and on all person-frames): the calibration's |pitch|, |roll|
 errors (deg) and |height/true - 1| (median, p90, max over scenes), how many scenes calibrated, found a floor,
-called it planar, and how often the calibration's stated pitch, roll and height sigmas covered their errors
-(``covered``: shares of scenes within 1 and 2 sigmas); per scene single-frame and scene-aware medians, their
-ratio (``smooth`` / ``single_smooth``: both with the time filter) and ``ratio_unsmoothed`` (``track`` /
+called it planar, knew up well enough for a gravity model (``n_up_precise``: ``SceneCalibration.model_up``),
+and how often the calibration's stated pitch, roll and height sigmas covered their errors (``covered``:
+shares of scenes within 1 and 2 sigmas); per scene single-frame and scene-aware medians, their ratio
+(``smooth`` / ``single_smooth``: both with the time filter) and ``ratio_unsmoothed`` (``track`` /
 ``single``), and whether each checkpoint's calibration called the floor level; the sources of the scene-aware
 depths (``none``, ``fallback`` = no level floor, ``model``, ``track``, ``ground``: :func:`fuse_online`); the
 targets (``targets``) with pass/fail (and the ``track`` values beside them, not judged): flat floor per mount
@@ -516,11 +517,12 @@ def segment_calibration(run: SceneRun, rank: int) -> SceneCalibration | None:
     return best
 
 
-def up_to_model(run: SceneRun, rank: int) -> bool:
-    """Whether person-frame ``rank``'s calibration in effect gave the depth model its up direction
-    (:attr:`~depth_pose.scene.SceneCalibration.model_up`; ``est_up`` is ``single`` elsewhere)."""
+def up_to_model(run: SceneRun, rank: int, gravity: bool) -> bool:
+    """Whether person-frame ``rank``'s calibration in effect gave the depth model (``gravity``: one with the
+    up-direction input) its up direction (:attr:`~depth_pose.scene.SceneCalibration.model_up`; ``est_up`` is
+    ``single`` elsewhere)."""
     calib = segment_calibration(run, rank)
-    return calib is not None and calib.model_up is not None
+    return gravity and calib is not None and calib.model_up is not None
 
 
 def segments(run: SceneRun, start: int, every_frames: int) -> list[tuple[int, int]]:
@@ -637,11 +639,12 @@ def spread(x: list[float]) -> dict:
 
 def calib_errors(run: SceneRun, calib: SceneCalibration | None) -> dict:
     """|pitch|, |roll| error (deg), |height/true - 1| (None where not estimated), planar flag, whether its up
-    is precise enough for the model (``up_to_model``: :attr:`~depth_pose.scene.SceneCalibration.model_up`);
-    and each error in units of the calibration's stated sigma (``*_z``; None where either is unknown)."""
+    is precise enough for a gravity model (``up_precise``: :attr:`~depth_pose.scene.SceneCalibration.
+    model_up`); and each error in units of the calibration's stated sigma (``*_z``; None where either is
+    unknown)."""
     if calib is None:
         return (
-            {"calibrated": False, "planar": False, "up_to_model": False}
+            {"calibrated": False, "planar": False, "up_precise": False}
             | {k: None for k in CALIB_PARAMS}
             | {f"{k}_z": None for k in CALIB_PARAMS}
         )
@@ -652,7 +655,7 @@ def calib_errors(run: SceneRun, calib: SceneCalibration | None) -> dict:
         "roll": abs((float(calib.roll_deg) - run.roll_deg + 180.0) % 360.0 - 180.0),
         "height_rel": None if h is None else abs(float(h) / run.height_m - 1.0),
         "planar": bool(calib.planar),
-        "up_to_model": calib.model_up is not None,
+        "up_precise": calib.model_up is not None,
     }
     against = {  # (|error|, stated sigma) in the same unit; the height's in metres
         "pitch": (out["pitch"], calib.sigma_pitch_deg),
@@ -769,7 +772,7 @@ def calib_block(errs: list[dict], n_reached: int) -> dict:
         "n_calibrated": int(sum(e["calibrated"] for e in errs)),
         "n_height": int(sum(e["height_rel"] is not None for e in errs)),
         "n_planar": int(sum(e["planar"] for e in errs)),
-        "n_up_to_model": int(sum(e["up_to_model"] for e in errs)),
+        "n_up_precise": int(sum(e["up_precise"] for e in errs)),
         "pitch_abs_deg": spread([e["pitch"] for e in errs]),
         "roll_abs_deg": spread([e["roll"] for e in errs]),
         "height_abs_rel": spread([e["height_rel"] for e in errs]),
@@ -932,7 +935,7 @@ def run_scenes(predictor, cfg, out_jsonl: Path, plots_enabled: bool = True, prog
     first = str(checkpoints[0]) if checkpoints else "all"
     res["targets"] = targets(res, cfg.targets, first)
     res["targets_pass"] = all(t["pass"] for t in res["targets"].values())
-    atomic_write_jsonl(out_jsonl, sample_rows(runs, preds, sources, cfg))
+    atomic_write_jsonl(out_jsonl, sample_rows(runs, preds, sources, cfg, gravity))
     images = []
     if plots_enabled:
         d = out_jsonl.parent
@@ -971,8 +974,11 @@ def _r(x: Any, nd: int = 4) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else round(float(x), nd)
 
 
-def sample_rows(runs: list[SceneRun], preds: dict, sources: list[np.ndarray], cfg) -> list[dict]:
-    """One compact line per track (or per scored person-frame with ``per_frame_samples``)."""
+def sample_rows(
+    runs: list[SceneRun], preds: dict, sources: list[np.ndarray], cfg, gravity: bool
+) -> list[dict]:
+    """One compact line per track (or per scored person-frame with ``per_frame_samples``; ``gravity``:
+    whether the model takes an up direction)."""
     warm = int(cfg.warmup_person_frames)
     rows = []
     for i, r in enumerate(runs):
@@ -991,7 +997,7 @@ def sample_rows(runs: list[SceneRun], preds: dict, sources: list[np.ndarray], cf
                         "z_true_m": _r(r.z_true[j]),
                     }
                     | {f"z_{k}_m": _r(preds[k][i][j]) for k in SCORED}
-                    | {"source": str(sources[i][j]), "up_to_model": up_to_model(r, int(j))}
+                    | {"source": str(sources[i][j]), "up_to_model": up_to_model(r, int(j), gravity)}
                 )
             continue
         for tid in np.unique(r.track):
