@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import depth_pose  # noqa: F401  (offline env defaults before ultralytics is imported)
+from depth_pose.jsonvalues import option_number
 
 YOLO11N_POSE_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0"
 
@@ -100,6 +101,8 @@ class PoseDetector:
     ) -> None:
         from ultralytics import YOLO
 
+        option_number(conf, "detector.conf", 0.0, 1.0)
+        option_number(imgsz, "detector.imgsz", 32, 8192, integer=True)
         self.weights = resolve_weights(weights, sha256_check)
         self.model = YOLO(str(self.weights), task="pose")
         self.imgsz, self.conf, self.device = imgsz, conf, device

@@ -1,13 +1,16 @@
-"""Values read from users' JSON (keypoint lines, calibration files), in one place: a number as a float that
-never raises (an integer too long for a float, a bool, a string) and a value shortened for a one-line
-message."""
+"""JSON values in one place: read from users' JSON (keypoint lines, calibration files), a number as a float
+that never raises (an integer too long for a float, a bool, a string) and a value shortened for a one-line
+message; written by the commands, :func:`json_safe` (strict JSON: no NaN / Infinity tokens)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
+
+from depth_pose.errors import InputError
 
 
 def as_float(value: Any) -> float:
@@ -25,3 +28,36 @@ def shown(value: Any, n: int = 60) -> str:
     """``repr`` of a value, shortened to ``n`` characters for a one-line message."""
     text = repr(value)
     return text if len(text) <= n else f"{text[: n - 3]}..."
+
+
+def json_safe(obj: Any) -> Any:
+    """Recursively: numpy scalars / arrays as Python values, paths as strings, non-finite floats as None
+    (strict JSON parsers refuse NaN and Infinity)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def option_number(
+    value: Any, name: str, lo: float, hi: float = math.inf, *, integer: bool = False, allow_inf: bool = False
+) -> float:
+    """A command option ``name`` that must be a number (an integer with ``integer``) in [lo, hi], finite
+    unless ``allow_inf``: the value as a float, else :class:`~depth_pose.errors.InputError` naming it
+    (exit 2)."""
+    x = as_float(value)
+    ok = (math.isfinite(x) or (allow_inf and x == math.inf)) and lo <= x <= hi
+    if not ok or (integer and not float(x).is_integer()):
+        kind = "an integer" if integer else "a number"
+        top = f"{hi:g}]" if math.isfinite(hi) else ("inf]" if allow_inf else "inf)")
+        raise InputError(f"{name} must be {kind} in [{lo:g}, {top}, got {shown(value)}")
+    return x

@@ -303,7 +303,8 @@ def fit_scene(
     calibrate it (``status`` ``failed`` with ``why``).
 
     ``up`` and ``height_m`` both given (the user's mount): :func:`given_calibration`, nothing estimated.
-    ``height_m`` alone: the up direction is estimated, the height is the given one (the floor's planarity
+    ``height_m`` alone: the up direction is estimated and sharpened by the height
+    (:func:`~depth_pose.scene.calibration.up_at_height`), the height is the given one (the floor's planarity
     verdict is kept when a floor was measured; without one it is taken as level). ``up`` alone: the up
     direction is the user's, exact; the height and the floor are measured under it (origin ``given up,
     estimated height``). ``fps``: a video's frame rate (:func:`~depth_pose.scene.calibrate_scene`)."""
@@ -315,7 +316,7 @@ def fit_scene(
     try:
         calib = calibrate_scene(
             keypoints_xyc, K, z_model, sigma_model, tids, image_wh, torso_lines=torso_lines, seed=seed,
-            up_cam=up, fps=fps,
+            up_cam=up, fps=fps, height_m=height_m,
         )  # fmt: skip
     except InputError as e:  # TooFewPeopleError, or people that fix no direction
         return SceneFit(None, origin, str(e), n)

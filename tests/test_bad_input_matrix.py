@@ -360,6 +360,18 @@ CASES: dict[str, Case] = {
         2,
         r"/nonexistent\.pt",
     ),
+    "predict-zoom-min-box-nan": Case(
+        "dp-predict", on_images("zoom.min_box_px=nan"), 2, r"zoom\.min_box_px must be a number.*nan"
+    ),
+    "predict-smoothing-min-cutoff-nan": Case(
+        "dp-predict", on_images("smoothing.min_cutoff=nan"), 2, r"smoothing\.min_cutoff must be a number"
+    ),
+    "predict-detector-conf-2": Case(
+        "dp-predict",
+        lambda t, fx: [f"source={image_dir(t / 'imgs')}", f"out={t / 'o'}", "detector.conf=2"],
+        2,
+        r"detector\.conf must be a number in \[0, 1\], got 2",
+    ),
     "predict-max-frames-0": Case("dp-predict", on_images("max_frames=0"), 2, r"max_frames"),
     "predict-max-frames-minus-1": Case("dp-predict", on_images("max_frames=-1"), 2, r"max_frames"),
     "predict-tracker-bogus": Case(

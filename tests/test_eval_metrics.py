@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,7 +11,6 @@ import pytest
 from depth_pose.detect import Detections
 from depth_pose.eval import baselines as bl
 from depth_pose.eval.images import box_iou, match_person
-from depth_pose.eval.io import json_safe
 from depth_pose.eval.metrics import (
     PERSON_PX_BANDS,
     calibration_curve,
@@ -21,6 +21,7 @@ from depth_pose.eval.metrics import (
     per_group,
     seed_spread,
 )
+from depth_pose.jsonvalues import json_safe
 from depth_pose.keypoints import pixel_height
 
 PRED = np.array([10.0, 22.0, 27.0, 52.0, np.nan])
@@ -188,3 +189,17 @@ def test_json_safe():
     assert json_safe(
         {"a": np.float32(1.5), "b": [float("nan"), np.int64(3)], "c": np.array([1.0, np.inf])}
     ) == {"a": 1.5, "b": [None, 3], "c": [1.0, None]}
+
+
+def test_dp_predicts_json_outputs_are_strict(tmp_path):
+    """summary.json echoes the config (a user's ``nan`` included) and the records carry NaN where a
+    value is unknown: both are written as strict JSON (null), never as NaN / Infinity tokens."""
+    from depth_pose.predict.outputs import write_json_atomic
+
+    path = tmp_path / "summary.json"
+    write_json_atomic(path, {"min_box_px": float("nan"), "z": np.float32(np.inf), "p": tmp_path, "n": 2})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {
+        "min_box_px": None, "z": None, "p": str(tmp_path), "n": 2,
+    }  # fmt: skip

@@ -270,6 +270,10 @@ def test_targets_verdicts():
         ("scenes.min_children=7", r"more than scenes.n_people=6"),
         ("scenes.cadence_hz=[0.9,5]", r"below half of scenes.fps \(5: the gait would alias\)"),
         ("scenes.cadence_hz=[-1,1]", r"scenes.cadence_hz must be a number in \[0, inf\]"),
+        ("scenes.n_bodies=2", r"scenes.n_bodies=2 is fewer than scenes.n_people=6"),
+        ("scenes.sit_poses=[]", r"scenes.sit_poses must be a non-empty list of pose names"),
+        ("scenes.targets.scene_aware_median=abc", r"scenes.targets.scene_aware_median must be a number"),
+        ("scenes.per_frame_samples=maybe", r"scenes.per_frame_samples must be true or false"),
     ],
 )
 def test_scene_suite_refuses_a_bad_option_before_any_work(override, message):
@@ -280,6 +284,31 @@ def test_scene_suite_refuses_a_bad_option_before_any_work(override, message):
     check_scene_suite(compose("eval", []).scenes)
     with pytest.raises(SceneSuiteConfigError, match=message) as e:
         check_scene_suite(compose("eval", [override]).scenes)
+    assert user_error(e.value) is not None and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("scenes.mounts.cctv_3m.pitch_deg=90",
+         r"scenes.mounts.cctv_3m \(height_m 3.0, pitch_deg 90\), scene 0: the camera sees no walkable floor"),
+        ("scenes.hfov_deg=[1,1]", r"scene 0: no person detected in any frame"),
+        ("scenes.sit_poses=[nosuchpose]", r"scenes.sit_poses: unknown named pose 'nosuchpose'"),
+        ("scenes.noise.forced_complete_share=2",
+         r"scenes.noise: .*must be a probability in \[0, 1\], got 2.0"),
+    ],
+)  # fmt: skip
+def test_scene_suite_refuses_options_that_build_no_scene(override, message):
+    """Options the up-front check cannot judge (a mount that sees no floor, a camera too narrow to see
+    anybody, an unknown pose, a bad noise model) are one line naming the option (exit 2) when the scenes
+    are built, not a traceback (found by a hostile review)."""
+    from depth_pose.cli.shell import user_error
+    from depth_pose.suites.scene_config import SceneSuiteConfigError
+    from depth_pose.suites.scenes import build_scenes
+
+    cfg = compose("eval", ["suite=scenes", *TINY, "scenes.floors=[flat]", "scenes.n_frames=10", override])
+    with pytest.raises(SceneSuiteConfigError, match=message) as e:
+        build_scenes(cfg.scenes, progress=False)
     assert user_error(e.value) is not None and "\n" not in str(e.value)
 
 

@@ -534,6 +534,25 @@ def test_dp_predict_stream_calibrates_live_and_saves(tmp_path, monkeypatch):
         assert u is None if f < 4 else np.allclose(u, cam["up_cam"], atol=1e-5), (f, u)
 
 
+def test_dp_predict_stream_with_a_given_mount_saves_it(tmp_path, monkeypatch):
+    """A stream whose mount the user gives (up and height) is never fitted; ``scene.save`` still writes that
+    calibration, as for a video (found by a hostile review: nothing saved, no warning)."""
+    import depth_pose.predict.run as run_mod
+    from depth_pose.predict.sources import Item
+
+    video = write_video(tmp_path / "live.mp4")
+    monkeypatch.setattr(run_mod, "resolve_source", lambda src: ([Item("stream", str(video), "cam")], [], []))
+    saved = tmp_path / "given.json"
+    height, pitch = MAIN[0], MAIN[1]
+    summary, _, _, _ = run_predict(
+        tmp_path, "rtsp://camera", MAIN, 60, f"scene.pitch_deg={pitch}", f"scene.height_m={height}",
+        f"scene.save={saved}",
+    )  # fmt: skip
+    assert summary["scene"]["saved"] and summary["scene"]["cameras"][0]["origin"] == "given"
+    calib = SceneCalibration.load(saved)
+    assert calib.height_m == pytest.approx(height) and calib.pitch_deg == pytest.approx(pitch, abs=1e-4)
+
+
 def test_dp_predict_scene_inputs_and_outputs_are_safe(tmp_path):
     """scene.save never lands on the model, an image or video of the run, or under a file; a loaded
     calibration that contradicts the given up direction is refused; a late refusal (another camera's

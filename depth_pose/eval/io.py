@@ -32,7 +32,7 @@ from depth_pose.errors import InputError
 from depth_pose.fileio import atomic_write_text
 from depth_pose.geometry import check_intrinsics
 from depth_pose.gravity import up_from_mapping
-from depth_pose.jsonvalues import as_float, shown
+from depth_pose.jsonvalues import as_float, json_safe, shown
 from depth_pose.keypoints import NUM_KEYPOINTS
 
 
@@ -330,21 +330,6 @@ def read_synthetic_set(path: str | Path, max_rows: int | None = None, verify: bo
         groups={"pose": names, "arms": arms},
         image_wh=None if host.image_wh is None else host.image_wh.numpy().astype(np.float64),
     )
-
-
-def json_safe(obj):
-    """Recursively turn numpy scalars/arrays into Python values and non-finite floats into None."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def atomic_write_json(path: str | Path, obj) -> Path:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from depth_pose.fileio import atomic_write, atomic_write_text, refuse_non_regular
+from depth_pose.jsonvalues import json_safe
 from depth_pose.keypoints import SKELETON
 
 RECORD_FILES = ("predictions.jsonl", "predictions.csv")  # written into ``out`` by RecordWriter
@@ -89,17 +90,7 @@ def write_image_atomic(path: Path, image: np.ndarray) -> None:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=1, allow_nan=False) + "\n")
 
 
 class RecordWriter:
@@ -118,7 +109,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, rec: dict) -> None:
-        self.jsonl.write(json.dumps(rec, default=_json_default) + "\n")
+        self.jsonl.write(json.dumps(json_safe(rec), allow_nan=False) + "\n")
         flat = dict(rec)
         flat["box_x1"], flat["box_y1"], flat["box_x2"], flat["box_y2"] = rec["box_xyxy"]
         flat["ground_x_m"], flat["ground_y_m"], flat["ground_z_m"] = rec["ground_xyz_m"]

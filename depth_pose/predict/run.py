@@ -74,7 +74,7 @@ from depth_pose.predict.positions import positions
 from depth_pose.predict.sources import Item, SourceError, VideoSource, read_image, resolve_source
 from depth_pose.predictor import DEFAULT_MODEL
 from depth_pose.ranges import STATUSES, status_counts
-from depth_pose.scene import SceneCalibration
+from depth_pose.scene import SceneCalibration, SceneCalibrationError
 from depth_pose.scene_commands import (
     SOURCES,
     SceneFit,
@@ -358,7 +358,11 @@ class Predictor:
                 stacklevel=2,
             )
             return
-        fit.calib.save(path)
+        try:
+            fit.calib.save(path)
+        except SceneCalibrationError as e:  # an estimate out of range: the run's records are kept
+            warnings.warn(str(e), stacklevel=2)
+            return
         self.saved = (str(path), name)
 
     def scene_done(self, name: str, entry: dict, fit: SceneFit | None) -> None:
@@ -665,7 +669,8 @@ def _run_sequence(P: Predictor, item: Item, cfg, out: Path, used, writer, viewer
         if video is not None:
             video.close()
         if scene is not None:
-            P.scene_done(item.name, scene.entry(gravity=P.uses_gravity), None)
+            # a given mount is never fitted (on_fit): saved here, as a video's is (a loaded one is not)
+            P.scene_done(item.name, scene.entry(gravity=P.uses_gravity), fixed)
         info["tracks"] = len({tid for name, tid in track_ids if name == item.name})
     return stop
 

@@ -19,6 +19,7 @@ import torch
 
 from depth_pose import geometry
 from depth_pose.detect import Detections
+from depth_pose.jsonvalues import option_number
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -84,6 +85,12 @@ class Zoom:
         min_iou: float = 0.3,
         imgsz: int = 416,
     ) -> None:
+        option_number(min_box_px, "zoom.min_box_px", 0.0)
+        option_number(context, "zoom.context", 1.0)
+        option_number(target_px, "zoom.target_px", 1.0)
+        option_number(max_scale, "zoom.max_scale", 1.0)
+        option_number(min_iou, "zoom.min_iou", 0.0, 1.0)
+        option_number(imgsz, "zoom.imgsz", 32, 8192, integer=True)
         self.enabled, self.min_box_px, self.context = enabled, min_box_px, context
         self.target_px, self.max_scale, self.min_iou, self.imgsz = target_px, max_scale, min_iou, imgsz
 

@@ -10,6 +10,7 @@ or image size, refuses a calibration made for another camera (:class:`Calibratio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from depth_pose.scene.vanishing import UpEstimate, estimate_up, pitch_roll_sigma
 FORMAT = "depth_pose.scene_calibration"
 VERSION = 1
 MAX_HEIGHT_M = 1000.0  # a camera height above this (metres) is a mistake, not a mount
+MAX_COUNT = 10**12  # person-frame counts above this are a damaged file
 K_RTOL, K_ATOL_PX = 1e-4, 1e-3  # a calibration's K matches the camera's within these
 REFINE_STEPS = 6  # at most: up <- verticals + the floor's tilt, the floor again (the tilt is linearised) ...
 REFINE_TOL_DEG = 0.02  # ... until up moves less than this
@@ -47,6 +49,9 @@ START_SIGMAS = 3.0  # no floor under the verticals' up: look for one up to this 
 START_STEP = 0.5  # ... on a grid of this step (sigmas) ...
 START_MIN_TRACKS = 3  # ... standing on it
 MODEL_UP_MAX_SIGMA_DEG = 1.0  # an estimated up reaches the depth model only when known this well (deg)
+HEIGHT_STEP_DEG = 1.0  # the up moved this far each way to measure how the fitted height follows it
+HEIGHT_ITERATIONS = 3  # chord steps of the up under a given height
+HEIGHT_GATE_SIGMAS = 3.0  # a given height further than this from the people's floor is of another floor
 
 
 class SceneCalibrationError(InputError):
@@ -124,7 +129,7 @@ class SceneCalibration:
             raise SceneCalibrationError(f"{where}: expected a JSON mapping, got {type(d).__name__}")
         if d.get("format") != FORMAT:
             raise SceneCalibrationError(f"{where}: format is {d.get('format')!r}, expected {FORMAT!r}")
-        if d.get("version") != VERSION:
+        if isinstance(d.get("version"), bool) or d.get("version") != VERSION:
             raise SceneCalibrationError(f"{where}: version {d.get('version')!r} is not supported ({VERSION})")
         missing = [k for k in cls._REQUIRED if k not in d]
         if missing:
@@ -156,8 +161,10 @@ class SceneCalibration:
             raise SceneCalibrationError(f"{where}: planarity must be a string, got {d['planarity']!r}")
         counts = {}
         for k in ("n_up_inliers", "n_height_inliers"):
-            if not (_is_int(d[k]) and d[k] >= 0):
-                raise SceneCalibrationError(f"{where}: {k} must be a non-negative integer, got {d[k]!r}")
+            if not (_is_int(d[k]) and 0 <= d[k] <= MAX_COUNT):
+                raise SceneCalibrationError(
+                    f"{where}: {k} must be an integer in [0, {MAX_COUNT}], got {shown(d[k])}"
+                )
             counts[k] = int(d[k])
         sig = {k: _number(d, k, where, 0.0, math.inf, allow_none=True) for k in cls._SIGMAS}
         pitch, roll = (float(v) for v in pitch_roll_from_up(torch.as_tensor(up, dtype=torch.float64)))
@@ -179,8 +186,16 @@ class SceneCalibration:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the calibration as JSON, atomically (a reader never sees half a file)."""
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the calibration as JSON, atomically (a reader never sees half a file), with the sha256 of
+        its content (:func:`content_sha256`), which :meth:`load` verifies. A calibration that :meth:`load`
+        would refuse (an estimate out of range: a camera 100 km up from absurd intrinsics) is not written:
+        :class:`SceneCalibrationError`."""
+        d = self.to_dict()
+        try:
+            type(self).from_dict(d, "the calibration")
+        except SceneCalibrationError as e:
+            raise SceneCalibrationError(f"scene calibration '{path}' not saved: {e}") from None
+        return atomic_write_text(path, json.dumps(d | {"sha256": content_sha256(d)}, indent=2) + "\n")
 
     @classmethod
     def load(
@@ -197,9 +212,20 @@ class SceneCalibration:
         if not path.is_file():
             raise SceneCalibrationError(f"{where} does not exist or is not a file")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
         except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSON, huge integers
             raise SceneCalibrationError(f"{where}: not valid JSON ({type(e).__name__}: {e})") from None
+        if isinstance(data, dict) and "sha256" in data:
+            stated = data.pop("sha256")
+            try:
+                same = stated == content_sha256(data)
+            except ValueError:  # NaN / Infinity in the file: nothing save() writes
+                same = False
+            if not same:
+                raise SceneCalibrationError(
+                    f"{where}: its content does not match its sha256 (changed or damaged since it was "
+                    'saved): recalibrate, or delete the "sha256" line to load a calibration edited by hand'
+                )
         calib = cls.from_dict(data, where)
         if K is not None:
             K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
@@ -232,6 +258,23 @@ class SceneCalibration:
         "planarity",
     )
     _SIGMAS = ("sigma_up_deg", "sigma_pitch_deg", "sigma_roll_deg", "sigma_height_m")
+
+
+def content_sha256(d: dict[str, Any]) -> str:
+    """sha256 of a calibration mapping (without its ``sha256`` key) in a canonical form: sorted keys, no
+    spaces; what :meth:`SceneCalibration.save` writes and :meth:`SceneCalibration.load` verifies."""
+    canon = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (json's default keeps the last of a repeated key)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key {k!r} appears twice")
+        out[k] = v
+    return out
 
 
 def _is_int(v: Any) -> bool:
@@ -316,6 +359,79 @@ def _height_sigma_from_up(
     return math.sqrt(var)
 
 
+def up_at_height(
+    points: BodyPoints,
+    up: np.ndarray,
+    cov: np.ndarray,
+    height_m: float,
+    floor_args: tuple,
+    hip_above_ankle_m: float,
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """The up direction (3,) and its covariance (3, 3) once the camera's height above a level floor is known:
+    the people's floor lies ``height_m`` below the camera only under the right up. The height fitted under an
+    up (:func:`~depth_pose.scene.floor.fit_floor`) moves with it (a level camera's by the pitch error times
+    the people's distance) and, apart from that, errs by the people's mean size (its own ``sigma_height_m``);
+    so ``height_m`` is one more measurement of up, combined with ``up`` / ``cov`` by inverse covariance in
+    the tangent plane (linearised once, by refitting the floor with up moved :data:`HEIGHT_STEP_DEG` each way
+    along each horizontal axis: the robust fit's height is not smooth on a finer scale; then
+    :data:`HEIGHT_ITERATIONS` chord steps). Where the up is already precise (a
+    floor's tilt after many frames) it hardly moves; where it is loose (a level camera's pitch after a few
+    frames) the given height pins it. Without this, a user's true height combined with an up that was
+    estimated together with a wrong height undoes the errors' cancellation: docs/bench_scenes.md, session 21.
+    ``up`` / ``cov`` unchanged where the floor cannot be fitted or the covariance is unknown, and (third,
+    the reason) where the given height lies more than :data:`HEIGHT_GATE_SIGMAS` from the people's floor,
+    counting the up's own uncertainty: then it is not their floor's (a nominal car-camera height over
+    pedestrians on a raised pavement: KITTI's second camera, 1.65 m given, 1.31 +- 0.02 m measured) and
+    would turn the up by degrees to fit it."""
+    up = np.asarray(up, np.float64)
+    if not (np.isfinite(cov).all() and math.isfinite(height_m) and height_m > 0):
+        return up, cov, None
+    E = np.stack(horizontal_axes(up), 1)  # (3, 2) tangent basis at the prior's up
+    C = E.T @ cov @ E
+    info_prior = np.linalg.pinv(C)
+    step = math.radians(HEIGHT_STEP_DEG)
+    delta = np.zeros(2)
+
+    def tilted(d: np.ndarray) -> np.ndarray:
+        v = up + E @ d
+        return v / np.linalg.norm(v)
+
+    def height(d: np.ndarray) -> float:
+        return fit_floor(points, tilted(d), *floor_args, hip_above_ankle_m=hip_above_ankle_m).height_m
+
+    try:  # the height's slope against the tilt, once, by central differences (a robust fit: not too fine)
+        grad = np.array([height(step * e) - height(-step * e) for e in np.eye(2)]) / (2 * step)
+        base = fit_floor(points, up, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
+    except TooFewPeopleError:
+        return up, cov, None
+    var_h = base.sigma_height_m**2
+    if not (np.isfinite(grad).all() and math.isfinite(var_h) and var_h > 0):
+        return up, cov, None
+    spread = math.sqrt(var_h + float(grad @ C @ grad))  # of the fitted height, the up's share included
+    if abs(height_m - base.height_m) > HEIGHT_GATE_SIGMAS * spread:
+        return (
+            up,
+            cov,
+            f"the given height {height_m:g} m is not the people's floor ({base.height_m:.2f} +- "
+            f"{spread:.2f} m below the camera under the estimated up): the up is not turned to fit it",
+        )
+    # the height linear in the tilt delta (measured: height_m, variance var_h); the prior delta ~ N(0, C)
+    info = info_prior + np.outer(grad, grad) / var_h
+    post = np.linalg.pinv(info)
+    h_at = base.height_m
+    for _ in range(HEIGHT_ITERATIONS):  # chord steps: the slope kept, the height refitted where we are
+        new = post @ (grad * (height_m - h_at + grad @ delta) / var_h)
+        try:  # an up whose floor cannot be fitted is not taken
+            h_new = height(new)
+        except TooFewPeopleError:
+            break
+        moved = float(np.linalg.norm(new - delta))
+        delta, h_at = new, h_new
+        if moved < math.radians(REFINE_TOL_DEG):
+            break
+    return tilted(delta), E @ post @ E.T, None
+
+
 def floor_start(
     points: BodyPoints, up: UpEstimate, floor_args: tuple, hip_above_ankle_m: float
 ) -> tuple[np.ndarray, FloorEstimate] | None:
@@ -394,6 +510,7 @@ def calibrate_scene(
     up_cam: np.ndarray | None = None,
     seed: int = 0,
     fps: float | None = None,
+    height_m: float | None = None,
 ) -> SceneCalibration:
     """Calibrate a fixed camera (one ``K`` (3, 3)) from N person-frames: keypoints (N, 17, 3), the model's
     mid-hip depths and spreads (N,), optional track ids (N,) (one id per person over frames) and image size.
@@ -419,10 +536,17 @@ def calibrate_scene(
     above their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
     taken as exact (no vanishing point, no refinement): only the height and the floor are measured, under it
     (:func:`given_up`). ``fps``: the frame rate of a video's person-frames (how many of a track's frames the
-    planarity test takes as one piece of evidence: :func:`~depth_pose.scene.planarity.segment_rows`)."""
+    planarity test takes as one piece of evidence: :func:`~depth_pose.scene.planarity.segment_rows`).
+    ``height_m``: the camera's known height above the floor: where a floor is found, reported as it is (zero
+    uncertainty) and, unless the floor was found uneven or the up was given (``up_cam``), one more
+    measurement of the estimated up (:func:`up_at_height`)."""
     K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
     if K.shape != (3, 3):
         raise InputError(f"calibrate_scene is for a fixed camera: K must be (3, 3), got {K.shape}")
+    if height_m is not None and not 0.0 < as_float(height_m) <= MAX_HEIGHT_M:
+        raise InputError(
+            f"calibrate_scene: height_m must be a number in (0, {MAX_HEIGHT_M:g}], got {shown(height_m)}"
+        )
     points = body_points(keypoints_xyc, K, min_conf, image_wh)
     if up_cam is not None:
         up, refine_up = given_up(up_cam, len(points.hip)), False
@@ -500,7 +624,12 @@ def calibrate_scene(
         # a floor tested and not found level tells nothing about up (nor did it while too small to test, when
         # it refined up all the same): the first fit's up (and its height)
         u, cov, height, sigma_h, n_floor = first_fit
-    if height is not None:
+    if height_m is not None and height is not None:  # the floor found, its height known
+        if refine_up and not (tested and not planar):
+            u, cov, conflict = up_at_height(points, u, cov, float(height_m), floor_args, hip_above_ankle_m)
+            reason = reason if conflict is None else f"{reason}; {conflict}"
+        height, sigma_h = float(height_m), 0.0
+    elif height is not None:
         from_up = _height_sigma_from_up(points, u, cov, height, floor_args, hip_above_ankle_m)
         sigma_h = math.hypot(sigma_h, from_up)
     pitch, roll, s_pitch, s_roll = pitch_roll_sigma(u, cov)

@@ -12,8 +12,10 @@ Per person-frame (the model's mid-hip depth ``z_m`` with spread ``sigma_m``):
    track with at least ``min_track_frames`` ground depths, ``s`` = median of ``z_g / z_m`` (robust to lifted
    feet), with a MAD-based uncertainty; the track's prior becomes ``s z_m`` on all its frames (feet hidden
    included). Its spread: with the person's size error removed, what is left is the frame-to-frame scatter
-   of ``z_g / z_m`` (measured, at least ``MIN_REL_SPREAD``; from ``min_spread_frames`` frames on), plus the
-   scale's own uncertainty, never more than the model's ``s sigma_m``.
+   of ``z_g / z_m`` (measured, at least ``MIN_REL_SPREAD``; from ``min_spread_frames`` frames on; a frame
+   whose relative model spread exceeds the median of the frames it was measured on keeps that excess
+   variance: a frame with few joints stays as uncertain as the model says), plus the scale's own
+   uncertainty, never more than the model's ``s sigma_m``.
 3. Fusion: inverse-variance mean of the prior and ``z_g``, unless they disagree by more than ``gate_sigmas``
    combined sigmas: then the prior alone. The failures of a ground contact (feet in the air, a truncated leg
    whose ankle is guessed too high, a person standing on something) all put it *further* than the truth,
@@ -180,6 +182,7 @@ def fuse_depths(
             raise ValueError(f"track_ids has {len(tids)} entries for {n} person-frames")
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = z_g / z_m
+            rel_m = s_m / np.abs(z_m)
             scales = track_scales(ratio, s_g_own / z_g, tids, min_track_frames)
         for tid, ts in scales.items():
             sel = tids == tid
@@ -187,7 +190,14 @@ def fuse_depths(
             own = rel_cal[sel & np.isfinite(ratio) & np.isfinite(rel_cal)]
             rel_cal_p[sel] = np.median(own) if own.size else 0.0
             if ts.n_frames >= min_spread_frames:
-                spread[sel] = ts.spread
+                # the scatter was measured on the track's frames with a ground contact; a frame the model
+                # is less sure of (few joints, an odd pose) keeps its own excess variance over theirs
+                measured = sel & np.isfinite(ratio) & (rel_m > 0)
+                typical = float(np.median(rel_m[measured])) if measured.any() else 0.0
+                typical = min(typical, 1.0) if math.isfinite(typical) else 1.0
+                rel = np.minimum(np.nan_to_num(rel_m[sel], nan=1.0), 1.0)  # beyond 100%: no information
+                excess = np.maximum(rel**2 - typical**2, 0.0)
+                spread[sel] = np.sqrt(ts.spread**2 + excess)
     z_p = z_m * scale
     s_p = np.minimum(s_m * scale, z_p * spread)
     s_p = np.maximum(np.hypot(s_p, z_m * s_scale), 1e-6 * np.abs(z_p))

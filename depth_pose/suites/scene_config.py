@@ -101,3 +101,25 @@ def check_scene_suite(cfg: Mapping) -> None:
         )
     for key in ("calib_at", "seen_bins"):
         _int_list(cfg, key)
+    if not cfg.get("body_bank") and cfg["n_bodies"] < cfg["n_people"]:
+        raise SceneSuiteConfigError(
+            f"scenes.n_bodies={cfg['n_bodies']} is fewer than scenes.n_people={cfg['n_people']} (each person "
+            "of a scene is another body)"
+        )
+    sit = cfg.get("sit_poses")
+    if (
+        isinstance(sit, str)
+        or not isinstance(sit, Sequence)
+        or not sit
+        or not all(isinstance(x, str) for x in sit)
+    ):
+        raise SceneSuiteConfigError(f"scenes.sit_poses must be a non-empty list of pose names, got {sit!r}")
+    targets = cfg.get("targets")
+    if not isinstance(targets, Mapping):
+        raise SceneSuiteConfigError(f"scenes.targets must be a mapping, got {targets!r}")
+    for key, v in targets.items():
+        _num(v, f"scenes.targets.{key}", 0.0, open_lo=True)
+    if not isinstance(cfg.get("per_frame_samples"), bool):
+        raise SceneSuiteConfigError(
+            f"scenes.per_frame_samples must be true or false, got {cfg.get('per_frame_samples')!r}"
+        )

@@ -101,7 +101,7 @@ from depth_pose.eval.report import CALIB_PARAMS
 from depth_pose.predict.smoothing import TrackSmoother
 from depth_pose.scene import SceneCalibration, TooFewPeopleError, calibrate_scene, fuse_depths
 from depth_pose.suites.invariance import noise_label
-from depth_pose.suites.scene_config import check_scene_suite
+from depth_pose.suites.scene_config import SceneSuiteConfigError, check_scene_suite
 from generation.types import Cameras, PosedBodies
 
 if TYPE_CHECKING:
@@ -211,7 +211,9 @@ class Region:
         hit = centre[None, :2] + s[:, None] * rays[down, :2]
         hit = hit[self.inside(hit)]
         if len(hit) < 10:
-            raise ValueError("the camera sees no walkable floor (check the mount and depth_range_m)")
+            raise SceneSuiteConfigError(
+                "the camera sees no walkable floor (check the mount, hfov_deg and depth_range_m)"
+            )
         lo, hi = hit.min(0), hit.max(0)
         box = rng.uniform(lo, hi, (4 * n, 2))
         return box[self.inside(box)][:n]
@@ -344,7 +346,10 @@ def pose_people(bodies, body_index: np.ndarray, activity: np.ndarray, cfg, g: to
     jitter = float(cfg.jitter_deg)
     stand = bodies.pose(bi, named_poses(["standing"], P, g, jitter_deg=jitter)).keypoints.float()
     names = list(cfg.sit_poses)
-    sits = named_poses(names, P, g, jitter_deg=jitter)  # rows name-major: name k, person p -> k * P + p
+    try:
+        sits = named_poses(names, P, g, jitter_deg=jitter)  # rows name-major: name k, person p -> k * P + p
+    except KeyError as e:
+        raise SceneSuiteConfigError(f"scenes.sit_poses: {e.args[0]}") from e
     choice = torch.randint(0, len(names), (P,), generator=g)
     sit = bodies.pose(bi.repeat(len(names)), sits).keypoints.float()[choice * P + torch.arange(P)]
     act = torch.as_tensor(activity)
@@ -361,7 +366,7 @@ def pick_people(rng: np.random.Generator, ages: np.ndarray, n: int, min_children
     chosen = rng.choice(kids, size=k, replace=False) if k else np.zeros(0, dtype=np.int64)
     rest = np.setdiff1d(np.arange(len(ages)), chosen)
     if len(rest) < n - k:
-        raise ValueError(f"the body bank has {len(ages)} bodies, fewer than {n} people per scene")
+        raise SceneSuiteConfigError(f"the body bank has {len(ages)} bodies, fewer than {n} people per scene")
     out = np.concatenate((chosen, rng.choice(rest, size=n - k, replace=False)))
     return rng.permutation(out)
 
@@ -422,7 +427,7 @@ def build_scene(
         region_f = Region(K, R, t, (W, H), cfg.depth_range_m, float(cfg.edge_margin), floor=fz)
         pool_f = pool[region_f.inside(pool)]
         if len(pool_f) < 10:
-            raise ValueError(f"mount {mount}, scene {seed}: no walkable {floor} floor in view")
+            raise SceneSuiteConfigError(f"no walkable {floor} floor in view")
         xy, heading = walk_paths(np.random.default_rng([*path_seed, 1]), region_f, pool_f, activity, cfg)
         # Body yaw: facing -Y at yaw 0, so facing the heading h at yaw h + 90 deg.
         yaw = torch.as_tensor(heading + math.pi / 2, dtype=torch.float32).reshape(-1)
@@ -467,18 +472,36 @@ def build_scene(
 def build_scenes(cfg, progress: bool = True) -> tuple[list[SceneRun], dict]:
     """Every mount x scene x floor; returns the runs and what the bank holds (bodies, children).
     :class:`~depth_pose.suites.scene_config.SceneSuiteConfigError` (exit 2) for a bad ``scenes.*`` value."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     check_scene_suite(cfg)
     bodies = load_bodies(cfg)
-    walker, noise = walk_sampler(), instantiate(cfg.noise)
+    try:
+        noise = instantiate(cfg.noise)
+    except InstantiationException as e:  # Hydra's multi-line "Error in call to target ...": the cause
+        lines = [line.strip() for line in str(e).splitlines()]
+        cause = [x for x in lines if x and not x.startswith(("Error in call to target", "full_key:"))]
+        raise SceneSuiteConfigError(f"scenes.noise: {cause[0] if cause else type(e).__name__}") from e
+    walker = walk_sampler()
     runs: list[SceneRun] = []
     mounts = list(cfg.mounts.items())
     n_scenes = int(cfg.n_scenes)
     with tqdm(total=len(mounts) * n_scenes, desc="scenes: build", disable=not progress) as bar:
         for mi, (name, mcfg) in enumerate(mounts):
             for s in range(n_scenes):
-                runs += build_scene(cfg, bodies, str(name), mcfg, mi, s, walker, noise)
+                try:
+                    built = build_scene(cfg, bodies, str(name), mcfg, mi, s, walker, noise)
+                    if any(len(r) == 0 for r in built):
+                        raise SceneSuiteConfigError(
+                            "no person detected in any frame (check hfov_deg, depth_range_m and min_joints)"
+                        )
+                    runs += built
+                except SceneSuiteConfigError as e:
+                    raise SceneSuiteConfigError(
+                        f"scenes.mounts.{name} (height_m {mcfg.height_m}, pitch_deg {mcfg.pitch_deg}), scene "
+                        f"{s}: {e}"
+                    ) from e
                 bar.update()
     ages = bodies.shapes.age_years.cpu().numpy()
     bank = {
