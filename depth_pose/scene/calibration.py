@@ -52,6 +52,9 @@ MODEL_UP_MAX_SIGMA_DEG = 1.0  # an estimated up reaches the depth model only whe
 HEIGHT_STEP_DEG = 1.0  # the up moved this far each way to measure how the fitted height follows it
 HEIGHT_ITERATIONS = 3  # chord steps of the up under a given height
 HEIGHT_GATE_SIGMAS = 3.0  # a given height further than this from the people's floor is of another floor
+# The model's scale error common to a scene's people (its view bias), in no term of the floor fit's sigma:
+# 1-2% measured on the scene suite (docs/bench_scenes.md, session 18); a given height weighs against it.
+MODEL_SCALE_REL = 0.02
 
 
 class SceneCalibrationError(InputError):
@@ -370,7 +373,8 @@ def up_at_height(
     """The up direction (3,) and its covariance (3, 3) once the camera's height above a level floor is known:
     the people's floor lies ``height_m`` below the camera only under the right up. The height fitted under an
     up (:func:`~depth_pose.scene.floor.fit_floor`) moves with it (a level camera's by the pitch error times
-    the people's distance) and, apart from that, errs by the people's mean size (its own ``sigma_height_m``);
+    the people's distance) and, apart from that, errs by the people's mean size (its own ``sigma_height_m``)
+    and the model's scale error common to them (:data:`MODEL_SCALE_REL`);
     so ``height_m`` is one more measurement of up, combined with ``up`` / ``cov`` by inverse covariance in
     the tangent plane (linearised once, by refitting the floor with up moved :data:`HEIGHT_STEP_DEG` each way
     along each horizontal axis: the robust fit's height is not smooth on a finer scale; then
@@ -404,7 +408,7 @@ def up_at_height(
         base = fit_floor(points, up, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
     except TooFewPeopleError:
         return up, cov, None
-    var_h = base.sigma_height_m**2
+    var_h = base.sigma_height_m**2 + (MODEL_SCALE_REL * base.height_m) ** 2
     if not (np.isfinite(grad).all() and math.isfinite(var_h) and var_h > 0):
         return up, cov, None
     spread = math.sqrt(var_h + float(grad @ C @ grad))  # of the fitted height, the up's share included
