@@ -469,6 +469,7 @@ def scene_depths(
         up=up,
         height_m=opts.height_m,
         repredict=repredict,
+        line_up=people.up,
     )
     status = [None] * n
     for _, fit, idx, _ in res.cameras:

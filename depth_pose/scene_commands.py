@@ -33,7 +33,7 @@ import numpy as np
 
 from depth_pose.errors import InputError
 from depth_pose.eval.metrics import depth_metrics
-from depth_pose.gravity import CALIBRATION_KEYS, KEYS, pitch_roll_rows
+from depth_pose.gravity import AGREE_DEG, CALIBRATION_KEYS, KEYS, pitch_roll_rows
 from depth_pose.jsonvalues import as_float
 from depth_pose.scene import FusedDepth, SceneCalibration, calibrate_scene, fuse_depths
 from depth_pose.scene.calibration import K_ATOL_PX, K_RTOL, MAX_HEIGHT_M, MODEL_UP_MAX_SIGMA_DEG
@@ -126,6 +126,9 @@ def predict_scene_options(block: Any, resolve: Callable[[Path], Path] | None = N
     """Check ``dp-predict``'s ``scene`` block; ``resolve`` makes the file paths absolute.
     :class:`SceneOptionsError` (exit 2) for a bad value or a contradiction."""
     d = _plain(block)
+    for key in ("group", "track_fields", "truth_fields"):
+        if key in d:
+            raise SceneOptionsError(f"scene.{key} is a dp-eval option, not dp-predict's")
     calibrate = parse_calibrate(d.get("calibrate"))
     height = parse_height(d.get("height_m"))
     save, load = _path(d.get("save"), "scene.save"), _path(d.get("load"), "scene.load")
@@ -612,6 +615,24 @@ class GroupedScenes:
     cameras: list[tuple[str, SceneFit, np.ndarray, FusedDepth]]
     gravity: bool = False  # the depth model was run again with each camera's up (when precise enough)
     up_given: bool = False  # an up direction given for every camera
+    up_from_lines: frozenset[str] = frozenset()  # cameras whose lines all gave one up direction
+
+
+def lines_up(ups: np.ndarray | None) -> np.ndarray | None:
+    """The up direction (3,) that every one of a camera's lines gives (``ups`` (n, 3), NaN rows = none),
+    when all give one and each lies within :data:`~depth_pose.gravity.AGREE_DEG` of their mean; else None
+    (the camera's up is estimated)."""
+    if ups is None or len(ups) == 0:
+        return None
+    u = np.asarray(ups, np.float64)
+    if not np.isfinite(u).all():
+        return None
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    mean = u.mean(0)
+    mean /= np.linalg.norm(mean)
+    if float(np.min(u @ mean)) < math.cos(math.radians(AGREE_DEG)):
+        return None
+    return mean
 
 
 def _same_K(K: np.ndarray) -> bool:
@@ -707,15 +728,19 @@ def calibrate_groups(
     height_m: float | None = None,
     repredict: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
     torso_lines: bool = False,
+    line_up: np.ndarray | None = None,
 ) -> GroupedScenes:
     """Calibrate every camera (people with the same ``groups`` value; None = no camera) and fuse its
     people's depths. ``K`` (N, 3, 3) must be one matrix per camera and ``image_wh`` one size (else that camera
     fails, or has no border test). ``tracks`` (N,) int, -1 = none (tracks are per camera). ``repredict(idx,
     up)``: the model's depths (z, sigma) of people ``idx`` with the calibration's up direction (models with a
     gravity input; only where :attr:`~depth_pose.scene.SceneCalibration.model_up` gives one), the fusion's
-    starting point."""
+    starting point. ``line_up`` (N, 3): each line's own up direction (NaN rows = none); a camera whose lines
+    all give one (:func:`lines_up`) is calibrated under it, as a given ``up`` (its height and floor
+    measured)."""
     n = len(z)
     names = camera_names(groups)
+    from_lines = set()
     tracks = np.full(n, -1, np.int64) if tracks is None else np.asarray(tracks, np.int64)
     sizes = list(image_wh) if image_wh is not None else [None] * n
     z_out, s_out = np.asarray(z, np.float64).copy(), np.asarray(sigma, np.float64).copy()
@@ -730,12 +755,17 @@ def calibrate_groups(
         Kg = np.asarray(K, np.float64)[idx]
         wh_set = {sizes[i] for i in idx if sizes[i] is not None}
         wh = next(iter(wh_set)) if len(wh_set) == 1 else None
+        cam_up = up
+        if cam_up is None and line_up is not None:
+            cam_up = lines_up(np.asarray(line_up)[idx])
+            if cam_up is not None:
+                from_lines.add(name)
         if not _same_K(Kg):
             fit = SceneFit(None, "estimated", "the lines of this camera give different K", len(idx))
         else:
             fit = fit_scene(
                 keypoints_xyc[idx], Kg[0], z_out[idx], s_out[idx], tracks[idx], wh,
-                up=up, height_m=height_m, torso_lines=torso_lines,
+                up=cam_up, height_m=height_m, torso_lines=torso_lines,
             )  # fmt: skip
         zg, sg = z_out[idx], s_out[idx]
         if fit.calib is not None and fit.calib.model_up is not None and repredict is not None:
@@ -744,8 +774,9 @@ def calibrate_groups(
         z_out[idx], s_out[idx], src[idx] = fused.z, fused.sigma, fused.source
         cameras.append((name, fit, idx, fused))
     return GroupedScenes(
-        z_out, s_out, src, names, cameras, gravity=repredict is not None, up_given=up is not None
-    )
+        z_out, s_out, src, names, cameras, gravity=repredict is not None, up_given=up is not None,
+        up_from_lines=frozenset(from_lines),
+    )  # fmt: skip
 
 
 def _truth(values: Sequence[Any]) -> float | None:
@@ -775,7 +806,8 @@ def scene_metrics(
     per_cam = []
     in_calibrated = np.zeros(len(gt), bool)
     for name, fit, idx, fused in result.cameras:
-        to_model = estimated_up_to_model(fit.calib, result.gravity, result.up_given)
+        given = result.up_given or name in result.up_from_lines
+        to_model = estimated_up_to_model(fit.calib, result.gravity, given)
         e = {"camera": name, "n": len(idx), **scene_entry(fit, fused, up_to_model=to_model)}
         e["n_with_gt"] = int(has[idx].sum())
         e["median_rel_single"] = _median_rel(np.asarray(z_single)[idx], gt[idx])

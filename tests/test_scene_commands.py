@@ -32,6 +32,7 @@ from depth_pose.scene.calibration import MODEL_UP_MAX_SIGMA_DEG
 from depth_pose.scene_commands import (
     CALIBRATED,
     FAILED,
+    GIVEN_UP,
     SceneOptionsError,
     StreamScene,
     eval_scene_options,
@@ -163,6 +164,28 @@ def test_dp_eval_calibrates_each_camera_and_fuses(tmp_path, monkeypatch):
     assert {r["depth_source"] for r in main} >= {"ground", "model"}
     assert m["scene"]["ale_m"] < m["single"]["ale_m"]
     assert "## Scene self-calibration" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_dp_eval_calibrates_a_camera_under_the_up_its_lines_give(tmp_path, monkeypatch):
+    """Lines that carry their camera's up direction (``pitch_deg`` / ``roll_deg``, all agreeing within 1 deg)
+    calibrate that camera under it, as a given up (its height and floor measured), not under an estimate
+    that would disagree with what the model was given; lines that disagree leave the up estimated (found by
+    a hostile review: a per-line pitch of 0 under an estimated -29 deg)."""
+    lines = []
+    for line in eval_lines():
+        d = json.loads(line)
+        if d["camera_id"] == "main":
+            d["pitch_deg"], d["roll_deg"] = MAIN[1], MAIN[2]
+        elif d["camera_id"] == "second":  # one up per line, 3 deg apart: no camera-wide up
+            d["pitch_deg"], d["roll_deg"] = SECOND[1] + (1.5 if len(lines) % 2 else -1.5), SECOND[2]
+        lines.append(json.dumps(d))
+    metrics, _ = run_eval(tmp_path, monkeypatch, lines, "scene.group=camera_id")
+    cams = {c["camera"]: c for c in metrics["scene"]["cameras"]}
+    main, second = cams["main"], cams["second"]
+    assert main["origin"] == GIVEN_UP and main["pitch_deg"] == pytest.approx(MAIN[1], abs=1e-3)
+    assert main["sigma_pitch_deg"] == 0 and abs(main["height_m"] / MAIN[0] - 1) < 0.05
+    assert main["up_to_model"] is None  # the lines' own up, not an estimate
+    assert second["origin"] == "estimated" and abs(second["pitch_deg"] - SECOND[1]) < 2.0
 
 
 class GravityFake(FakeDepth):
@@ -673,6 +696,8 @@ def test_predict_scene_options():
         ({"height_m": -1.0}, r"scene.height_m must be in \(0, 1000\]"),
         ({"load": "a.json", "save": "b.json"}, "not estimated again"),
         ({"stream_person_frames": 3}, "integer >= 10"),
+        ({"group": "camera_id"}, "scene.group is a dp-eval option, not dp-predict's"),
+        ({"truth_fields": None}, "scene.truth_fields is a dp-eval option"),
     ):
         with pytest.raises(SceneOptionsError, match=message):
             predict_scene_options(block)
