@@ -49,15 +49,23 @@ def json_safe(obj: Any) -> Any:
 
 
 def option_number(
-    value: Any, name: str, lo: float, hi: float = math.inf, *, integer: bool = False, allow_inf: bool = False
+    value: Any,
+    name: str,
+    lo: float,
+    hi: float = math.inf,
+    *,
+    integer: bool = False,
+    allow_inf: bool = False,
+    open_lo: bool = False,
+    error: type[InputError] = InputError,
 ) -> float:
-    """A command option ``name`` that must be a number (an integer with ``integer``) in [lo, hi], finite
-    unless ``allow_inf``: the value as a float, else :class:`~depth_pose.errors.InputError` naming it
-    (exit 2)."""
+    """A command option ``name`` that must be a number (an integer with ``integer``) in [lo, hi] (``open_lo``:
+    (lo, hi]), finite unless ``allow_inf``: the value as a float, else ``error`` (an
+    :class:`~depth_pose.errors.InputError`: exit 2) naming it."""
     x = as_float(value)
-    ok = (math.isfinite(x) or (allow_inf and x == math.inf)) and lo <= x <= hi
+    ok = (math.isfinite(x) or (allow_inf and x == math.inf)) and lo <= x <= hi and not (open_lo and x == lo)
     if not ok or (integer and not float(x).is_integer()):
         kind = "an integer" if integer else "a number"
         top = f"{hi:g}]" if math.isfinite(hi) else ("inf]" if allow_inf else "inf)")
-        raise InputError(f"{name} must be {kind} in [{lo:g}, {top}, got {shown(value)}")
+        raise error(f"{name} must be {kind} in {'(' if open_lo else '['}{lo:g}, {top}, got {shown(value)}")
     return x

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from depth_pose.fileio import atomic_write_text
 from depth_pose.predictor import DepthPredictor
 from depth_pose.scene_commands import fit_scene, given_calibration
-from depth_pose.suites.scenes import SIT, build_scenes, calib_errors, fuse_online
+from depth_pose.suites.scenes import SIT, build_scenes, calib_errors, fuse_online, model_ups
 
 WAYS = ("self", "height", "mount")
 
@@ -75,12 +75,10 @@ def main() -> None:
                     at = "all" if c == len(run) else str(c)
                     pitch.setdefault((run.mount, way, at), []).append(calib_errors(run, calib)["pitch"])
                 calibs = [x for x in calibs if x[0] < len(run)] or calibs[:1]
-            ups = np.full((len(run), 3), np.nan)  # the model's up: the calibration in effect, when precise
-            for c, calib, _ in calibs:
-                if calib is not None:
-                    ups[c:] = np.nan if calib.model_up is None else calib.model_up
-            p = predictor.predict(run.keypoints, K, up=ups if predictor.uses_gravity else None, **frame)
             run.calibs = calibs
+            p = predictor.predict(
+                run.keypoints, K, up=model_ups(run) if predictor.uses_gravity else None, **frame
+            )
             fused = fuse_online(
                 run, np.asarray(p.z_m, np.float64), np.asarray(p.sigma_m, np.float64), cfg, image_wh
             )

@@ -269,7 +269,7 @@ def test_targets_verdicts():
         ("scenes.mounts.level.height_m=-1", r"scenes.mounts.level.height_m must be a number in \(0, 1000\]"),
         ("scenes.min_children=7", r"more than scenes.n_people=6"),
         ("scenes.cadence_hz=[0.9,5]", r"below half of scenes.fps \(5: the gait would alias\)"),
-        ("scenes.cadence_hz=[-1,1]", r"scenes.cadence_hz must be a number in \[0, inf\]"),
+        ("scenes.cadence_hz=[-1,1]", r"scenes.cadence_hz must be a number in \[0, inf\), got -1"),
         ("scenes.n_bodies=2", r"scenes.n_bodies=2 is fewer than scenes.n_people=6"),
         ("scenes.sit_poses=[]", r"scenes.sit_poses must be a non-empty list of pose names"),
         ("scenes.targets.scene_aware_median=abc", r"scenes.targets.scene_aware_median must be a number"),

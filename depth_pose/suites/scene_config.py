@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from depth_pose.errors import InputError
+from depth_pose.jsonvalues import option_number
 
 FLOORS = ("flat", "step", "ramp")
 
@@ -25,11 +26,7 @@ def _int(cfg: Mapping, key: str, lo: int) -> int:
 
 
 def _num(v: Any, name: str, lo: float, hi: float = math.inf, open_lo: bool = False) -> float:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or v < lo or v > hi or (open_lo and v == lo):
-        span = f"({lo:g}, {hi:g}]" if open_lo else f"[{lo:g}, {hi:g}]"
-        raise SceneSuiteConfigError(f"{name} must be a number in {span}, got {v!r}")
-    return float(v)
+    return option_number(v, name, lo, hi, open_lo=open_lo, error=SceneSuiteConfigError)
 
 
 def _range(cfg: Mapping, key: str, lo: float, hi: float = math.inf, open_lo: bool = True) -> None:

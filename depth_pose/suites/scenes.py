@@ -479,10 +479,8 @@ def build_scenes(cfg, progress: bool = True) -> tuple[list[SceneRun], dict]:
     bodies = load_bodies(cfg)
     try:
         noise = instantiate(cfg.noise)
-    except InstantiationException as e:  # Hydra's multi-line "Error in call to target ...": the cause
-        lines = [line.strip() for line in str(e).splitlines()]
-        cause = [x for x in lines if x and not x.startswith(("Error in call to target", "full_key:"))]
-        raise SceneSuiteConfigError(f"scenes.noise: {cause[0] if cause else type(e).__name__}") from e
+    except InstantiationException as e:  # a bad noise value: the error Hydra wrapped, on one line
+        raise SceneSuiteConfigError(f"scenes.noise: {e.__cause__ or e}") from e
     walker = walk_sampler()
     runs: list[SceneRun] = []
     mounts = list(cfg.mounts.items())
@@ -546,6 +544,17 @@ def up_to_model(run: SceneRun, rank: int, gravity: bool) -> bool:
     ``single`` elsewhere)."""
     calib = segment_calibration(run, rank)
     return gravity and calib is not None and calib.model_up is not None
+
+
+def model_ups(run: SceneRun) -> np.ndarray:
+    """(n, 3) the up direction a gravity model gets at each person-frame: the calibration in effect
+    (:func:`segment_calibration`) when precise enough (:attr:`~depth_pose.scene.SceneCalibration.model_up`),
+    else NaN (none)."""
+    u = np.full((len(run), 3), np.nan)
+    for c, calib, _ in run.calibs:
+        if calib is not None:
+            u[c:] = np.nan if calib.model_up is None else calib.model_up
+    return u
 
 
 def segments(run: SceneRun, start: int, every_frames: int) -> list[tuple[int, int]]:
@@ -903,14 +912,7 @@ def run_scenes(predictor, cfg, out_jsonl: Path, plots_enabled: bool = True, prog
     t_calib = time.perf_counter() - t2
     if gravity:
         t1 = time.perf_counter()
-        ups = []
-        for r in runs:
-            u = np.full((len(r), 3), np.nan)
-            for c, calib, _ in r.calibs:  # the calibration in effect (segment_calibration)
-                if calib is not None:
-                    u[c:] = np.nan if calib.model_up is None else calib.model_up
-            ups.append(u)
-        z_est, s_est = predict(np.concatenate(ups))
+        z_est, s_est = predict(np.concatenate([model_ups(r) for r in runs]))
         t_predict += time.perf_counter() - t1
     else:
         z_est, s_est = z1, s1
