@@ -340,10 +340,11 @@ def _height_sigma_from_up(
     height: float,
     floor_args: tuple,
     hip_above_ankle_m: float,
+    min_people: int | None = None,
 ) -> float:
     """What the up direction's own uncertainty (``cov`` (3, 3)) does to the camera height: the floor fitted
     again with up moved by one sigma along each principal axis of ``cov`` (a level camera's height moves by
-    the pitch error times the people's distance)."""
+    the pitch error times the people's distance; ``min_people`` as the floor was fitted with)."""
     if not np.isfinite(cov).all():
         return 0.0
     vals, vecs = np.linalg.eigh(cov)
@@ -354,7 +355,11 @@ def _height_sigma_from_up(
         moved = up + math.sqrt(val) * vec
         try:
             h = fit_floor(
-                points, moved / np.linalg.norm(moved), *floor_args, hip_above_ankle_m=hip_above_ankle_m
+                points,
+                moved / np.linalg.norm(moved),
+                *floor_args,
+                hip_above_ankle_m=hip_above_ankle_m,
+                min_people=min_people,
             ).height_m
         except TooFewPeopleError:
             continue
@@ -369,6 +374,7 @@ def up_at_height(
     height_m: float,
     floor_args: tuple,
     hip_above_ankle_m: float,
+    min_people: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str | None]:
     """The up direction (3,) and its covariance (3, 3) once the camera's height above a level floor is known:
     the people's floor lies ``height_m`` below the camera only under the right up. The height fitted under an
@@ -386,7 +392,8 @@ def up_at_height(
     the reason) where the given height lies more than :data:`HEIGHT_GATE_SIGMAS` from the people's floor,
     counting the up's own uncertainty: then it is not their floor's (a nominal car-camera height over
     pedestrians on a raised pavement: KITTI's second camera, 1.65 m given, 1.31 +- 0.02 m measured) and
-    would turn the up by degrees to fit it."""
+    would turn the up by degrees to fit it. ``min_people``: as the floor was fitted with
+    (:func:`few_people_floor`)."""
     up = np.asarray(up, np.float64)
     if not (np.isfinite(cov).all() and math.isfinite(height_m) and height_m > 0):
         return up, cov, None
@@ -400,12 +407,15 @@ def up_at_height(
         v = up + E @ d
         return v / np.linalg.norm(v)
 
+    def fit(u: np.ndarray) -> FloorEstimate:
+        return fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m, min_people=min_people)
+
     def height(d: np.ndarray) -> float:
-        return fit_floor(points, tilted(d), *floor_args, hip_above_ankle_m=hip_above_ankle_m).height_m
+        return fit(tilted(d)).height_m
 
     try:  # the height's slope against the tilt, once, by central differences (a robust fit: not too fine)
         grad = np.array([height(step * e) - height(-step * e) for e in np.eye(2)]) / (2 * step)
-        base = fit_floor(points, up, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
+        base = fit(up)
     except TooFewPeopleError:
         return up, cov, None
     var_h = base.sigma_height_m**2 + (MODEL_SCALE_REL * base.height_m) ** 2
@@ -472,6 +482,52 @@ def floor_start(
     return best
 
 
+def few_people_floor(
+    points: BodyPoints, up: UpEstimate, floor_args: tuple, hip_above_ankle_m: float
+) -> FloorEstimate:
+    """The floor under ``up`` of fewer than :data:`~depth_pose.scene.floor.MIN_FLOOR_FRAMES` upright
+    person-frames, tried when neither the verticals' up nor any start finds more (``floor_args`` as for
+    :func:`floor_start`, track ids given): six people's first 50 person-frames seen from high above can hold
+    only 8 or 9 upright ones, and the height's error is the people's mean size, stated in its sigma, not a
+    count of frames. It must keep :data:`START_MIN_TRACKS` people among its inliers and still be found with
+    up turned by one sigma along each axis of its covariance (else the up's share of the height's sigma is
+    unknown: a few frames under a wrong up can make a floor metres off). Too small to test or to tilt up:
+    the caller keeps the verticals' up. :class:`TooFewPeopleError` (why) when there is no such floor."""
+    floor = fit_floor(
+        points, up.up_cam, *floor_args, hip_above_ankle_m=hip_above_ankle_m, min_people=START_MIN_TRACKS
+    )
+    kept = len(np.unique(floor.groups[floor.inliers]))
+    if kept < START_MIN_TRACKS:
+        raise TooFewPeopleError(
+            f"{floor.n_candidates} upright person-frames on the floor, {kept} people kept by its robust "
+            f"fit; {MIN_FLOOR_FRAMES} person-frames or {START_MIN_TRACKS} people are needed to find the "
+            "camera height"
+        )
+    if not np.isfinite(up.cov).all():
+        raise TooFewPeopleError(
+            "the up direction's uncertainty is unknown: a floor of few person-frames is not used"
+        )
+    vals, vecs = np.linalg.eigh(up.cov)
+    for val, vec in zip(vals, vecs.T, strict=True):
+        if val <= 0:
+            continue
+        for sign in (1.0, -1.0):
+            moved = up.up_cam + sign * math.sqrt(val) * vec
+            try:
+                fit_floor(
+                    points,
+                    moved / np.linalg.norm(moved),
+                    *floor_args,
+                    hip_above_ankle_m=hip_above_ankle_m,
+                    min_people=START_MIN_TRACKS,
+                )
+            except TooFewPeopleError as e:
+                raise TooFewPeopleError(
+                    f"a floor of {floor.n_candidates} person-frames that up turned by one sigma loses ({e})"
+                ) from None
+    return floor
+
+
 def given_up(up_cam: np.ndarray, n: int) -> UpEstimate:
     """A known up direction (3,) as an :class:`UpEstimate` of ``n`` person-frames: exact (zero covariance),
     no line used."""
@@ -523,8 +579,11 @@ def calibrate_scene(
 
     Steps: up from the people's verticals (:func:`~depth_pose.scene.vanishing.estimate_up`); camera height
     (:func:`~depth_pose.scene.floor.fit_floor`; when that up finds no floor, from the up within its
-    uncertainty that does: :func:`floor_start`); is the floor level (:func:`~depth_pose.scene.planarity.
-    check_planarity`, which also measures the floor's tilt against that up: a ramp when they disagree).
+    uncertainty that does: :func:`floor_start`; with track ids and no floor of
+    :data:`~depth_pose.scene.floor.MIN_FLOOR_FRAMES` person-frames, one of three people under the
+    verticals' up, which it does not refine: :func:`few_people_floor`); is the floor level
+    (:func:`~depth_pose.scene.planarity.check_planarity`, which also measures the floor's tilt against that
+    up: a ramp when they disagree).
     Unless it is a ramp (and with ``refine_up``), the floor's tilt (:func:`~depth_pose.scene.planarity.
     floor_tilt`, from every person-frame on the floor) is a second measurement of up, precise where
     verticals are weak (a level camera's pitch): both are combined (:func:`floor_refined_up`) and height and
@@ -562,16 +621,24 @@ def calibrate_scene(
     n_floor, planar, reason, fitted = 0, False, "no floor: ", (u, cov)
     first = first_fit = None
     tested, unsettled = False, ""  # unsettled: how the refinement failed to settle
+    few = None  # people a floor of fewer than MIN_FLOOR_FRAMES person-frames needs (None: no such floor)
     for step in range(REFINE_STEPS + 1):
         try:
-            floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m)
+            floor = fit_floor(points, u, *floor_args, hip_above_ankle_m=hip_above_ankle_m, min_people=few)
         except TooFewPeopleError as e:
             start = (
                 floor_start(points, up, floor_args, hip_above_ankle_m) if step == 0 and refine_up else None
             )
+            why = str(e)
+            if start is None and step == 0 and track_ids is not None:
+                try:
+                    start = (u, few_people_floor(points, up, floor_args, hip_above_ankle_m))
+                    few = START_MIN_TRACKS
+                except TooFewPeopleError as e_few:
+                    why = f"{why}; with fewer person-frames: {e_few}"
             if start is None:
                 if step == 0:
-                    reason += str(e)
+                    reason += why
                 else:  # a refined up lost the floor the previous up stood on
                     unsettled = f"the refined up direction finds no floor: {e}"
                 break
@@ -596,7 +663,7 @@ def calibrate_scene(
             first, first_fit = verdict, (u, cov, height, sigma_h, n_floor)
         elif first.ramp or first.step:
             planar, reason = False, first.reason
-        if step == REFINE_STEPS or verdict.ramp or not refine_up:
+        if step == REFINE_STEPS or verdict.ramp or not refine_up or few:  # few: too small to tilt up
             if refine_up and step == REFINE_STEPS > 0:  # still moving after every refinement
                 unsettled = f"in {REFINE_STEPS} refinements"
             break
@@ -630,11 +697,13 @@ def calibrate_scene(
         u, cov, height, sigma_h, n_floor = first_fit
     if height_m is not None and height is not None:  # the floor found, its height known
         if refine_up and not (tested and not planar):
-            u, cov, conflict = up_at_height(points, u, cov, float(height_m), floor_args, hip_above_ankle_m)
+            u, cov, conflict = up_at_height(
+                points, u, cov, float(height_m), floor_args, hip_above_ankle_m, min_people=few
+            )
             reason = reason if conflict is None else f"{reason}; {conflict}"
         height, sigma_h = float(height_m), 0.0
     elif height is not None:
-        from_up = _height_sigma_from_up(points, u, cov, height, floor_args, hip_above_ankle_m)
+        from_up = _height_sigma_from_up(points, u, cov, height, floor_args, hip_above_ankle_m, few)
         sigma_h = math.hypot(sigma_h, from_up)
     pitch, roll, s_pitch, s_roll = pitch_roll_sigma(u, cov)
     return SceneCalibration(

@@ -286,11 +286,16 @@ def fit_floor(
     huber_k: float = 1.5,
     inlier_sigmas: float = 3.0,
     iterations: int = 20,
+    min_people: int | None = None,
 ) -> FloorEstimate:
     """Camera height above the floor from upright person-frames and model mid-hip depths ``z_model`` (N,)
     with spreads ``sigma_model`` (N,) (see the module docstring). ``track_ids`` (N,) make each person count
     once and give honest uncertainties when a person is seen in many frames. :class:`TooFewPeopleError` when
-    fewer than :data:`MIN_FLOOR_FRAMES` person-frames are usable. Upright means the body leans less than
+    fewer than :data:`MIN_FLOOR_FRAMES` person-frames are usable, unless they come from at least
+    ``min_people`` tracked people (the height's error is the people's mean size, at least
+    :data:`POPULATION_LOG_SIGMA` over the root of their number, which more frames of them do not shrink; ten
+    frames are the safer count where the frames that pass the upright test are themselves a sign of the
+    right up; without track ids ``min_people`` changes nothing). Upright means the body leans less than
     ``max_lean_deg``, however steeply it is seen (:func:`~depth_pose.scene.joints.body_lean_deg`: a camera
     70 deg down magnifies a walker's sideways lean 2-3x in the image, and its image test kept half of them);
     the few sitting bodies a steep view lets through are outliers of the robust fit below.
@@ -318,10 +323,16 @@ def fit_floor(
         cand &= np.isfinite(drop) & (drop > MIN_DROP_M) & foot_lift_harmless(points, drop)
     rel = np.sqrt(np.nan_to_num(sz / z, nan=np.inf) ** 2 + MIN_REL_SIGMA**2)
     idx = np.flatnonzero(cand)
-    if len(idx) < MIN_FLOOR_FRAMES:
+    people = 0 if track_ids is None else len(np.unique(groups[idx]))
+    if len(idx) < MIN_FLOOR_FRAMES and not (min_people and people >= min_people):
+        also = (
+            f" (or {min_people} tracked people; {people} seen)"
+            if min_people and track_ids is not None
+            else ""
+        )
         raise TooFewPeopleError(
             f"{len(idx)} upright person-frames with visible hips and feet on the floor; at least "
-            f"{MIN_FLOOR_FRAMES} are needed to find the camera height"
+            f"{MIN_FLOOR_FRAMES}{also} are needed to find the camera height"
         )
     g = np.unique(groups[idx], return_inverse=True)[1]
     s = rel[idx]
