@@ -293,8 +293,8 @@ def test_three_tracked_people_find_the_height_from_fewer_than_ten_frames():
             calib = calibrate_scene(sc6.keypoints, sc6.K, z6, s6, sc6.track, IMAGE)
             if calib.height_m is not None:
                 z_scores.append(abs(calib.height_m - sc6.height) / calib.sigma_height_m)
-    assert len(z_scores) >= 20, len(z_scores)  # measured: 42 of 80 scenes
-    assert np.mean(np.array(z_scores) <= 2.0) >= 0.9, np.round(z_scores, 2)  # measured: 0.98 (1 sigma: 0.74)
+    assert len(z_scores) >= 20, len(z_scores)  # measured: 41 of 80 scenes
+    assert np.mean(np.array(z_scores) <= 2.0) >= 0.9, np.round(z_scores, 2)  # measured: 0.98 (1 sigma: 0.76)
 
 
 @pytest.mark.parametrize("cam", [(10.0, -70.0, 0.0), (6.0, -50.0, 0.0)], ids=["ceiling", "cctv6"])

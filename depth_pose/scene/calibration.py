@@ -333,6 +333,22 @@ def floor_refined_up(
     return new / np.linalg.norm(new), E @ C @ E.T
 
 
+def one_sigma_turns(up: np.ndarray, cov: np.ndarray, both_ways: bool = False) -> list[np.ndarray]:
+    """The up direction (3,) turned by one sigma along each principal axis of its covariance ``cov`` (3, 3)
+    with some spread (unit vectors; ``both_ways``: each axis in both directions): where a fit under up is
+    redone to see what the up's own uncertainty does to it."""
+    vals, vecs = np.linalg.eigh(cov)
+    signs = (1.0, -1.0) if both_ways else (1.0,)
+    out = []
+    for val, vec in zip(vals, vecs.T, strict=True):
+        if val <= 0:
+            continue
+        for sign in signs:
+            moved = up + sign * math.sqrt(val) * vec
+            out.append(moved / np.linalg.norm(moved))
+    return out
+
+
 def _height_sigma_from_up(
     points: BodyPoints,
     up: np.ndarray,
@@ -347,19 +363,11 @@ def _height_sigma_from_up(
     the pitch error times the people's distance; ``min_people`` as the floor was fitted with)."""
     if not np.isfinite(cov).all():
         return 0.0
-    vals, vecs = np.linalg.eigh(cov)
     var = 0.0
-    for val, vec in zip(vals, vecs.T, strict=True):
-        if val <= 0:
-            continue
-        moved = up + math.sqrt(val) * vec
+    for moved in one_sigma_turns(up, cov):
         try:
             h = fit_floor(
-                points,
-                moved / np.linalg.norm(moved),
-                *floor_args,
-                hip_above_ankle_m=hip_above_ankle_m,
-                min_people=min_people,
+                points, moved, *floor_args, hip_above_ankle_m=hip_above_ankle_m, min_people=min_people
             ).height_m
         except TooFewPeopleError:
             continue
@@ -489,42 +497,28 @@ def few_people_floor(
     person-frames, tried when neither the verticals' up nor any start finds more (``floor_args`` as for
     :func:`floor_start`, track ids given): six people's first 50 person-frames seen from high above can hold
     only 8 or 9 upright ones, and the height's error is the people's mean size, stated in its sigma, not a
-    count of frames. It must keep :data:`START_MIN_TRACKS` people among its inliers and still be found with
-    up turned by one sigma along each axis of its covariance (else the up's share of the height's sigma is
-    unknown: a few frames under a wrong up can make a floor metres off). Too small to test or to tilt up:
-    the caller keeps the verticals' up. :class:`TooFewPeopleError` (why) when there is no such floor."""
+    count of frames. It must keep :data:`START_MIN_TRACKS` people among its inliers
+    (:func:`~depth_pose.scene.floor.fit_floor`'s ``min_people``) and still be found with up turned by one
+    sigma along each axis of its covariance (:func:`one_sigma_turns`; else the up's share of the height's
+    sigma is unknown: a few frames under a wrong up can make a floor metres off). Too small to test or to
+    tilt up: the caller keeps the verticals' up. :class:`TooFewPeopleError` (why) when there is no such
+    floor."""
     floor = fit_floor(
         points, up.up_cam, *floor_args, hip_above_ankle_m=hip_above_ankle_m, min_people=START_MIN_TRACKS
     )
-    kept = len(np.unique(floor.groups[floor.inliers]))
-    if kept < START_MIN_TRACKS:
-        raise TooFewPeopleError(
-            f"{floor.n_candidates} upright person-frames on the floor, {kept} people kept by its robust "
-            f"fit; {MIN_FLOOR_FRAMES} person-frames or {START_MIN_TRACKS} people are needed to find the "
-            "camera height"
-        )
     if not np.isfinite(up.cov).all():
         raise TooFewPeopleError(
             "the up direction's uncertainty is unknown: a floor of few person-frames is not used"
         )
-    vals, vecs = np.linalg.eigh(up.cov)
-    for val, vec in zip(vals, vecs.T, strict=True):
-        if val <= 0:
-            continue
-        for sign in (1.0, -1.0):
-            moved = up.up_cam + sign * math.sqrt(val) * vec
-            try:
-                fit_floor(
-                    points,
-                    moved / np.linalg.norm(moved),
-                    *floor_args,
-                    hip_above_ankle_m=hip_above_ankle_m,
-                    min_people=START_MIN_TRACKS,
-                )
-            except TooFewPeopleError as e:
-                raise TooFewPeopleError(
-                    f"a floor of {floor.n_candidates} person-frames that up turned by one sigma loses ({e})"
-                ) from None
+    for moved in one_sigma_turns(up.up_cam, up.cov, both_ways=True):
+        try:
+            fit_floor(
+                points, moved, *floor_args, hip_above_ankle_m=hip_above_ankle_m, min_people=START_MIN_TRACKS
+            )
+        except TooFewPeopleError as e:
+            raise TooFewPeopleError(
+                f"a floor of {floor.n_candidates} person-frames that up turned by one sigma loses ({e})"
+            ) from None
     return floor
 
 

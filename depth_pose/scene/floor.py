@@ -292,13 +292,14 @@ def fit_floor(
     with spreads ``sigma_model`` (N,) (see the module docstring). ``track_ids`` (N,) make each person count
     once and give honest uncertainties when a person is seen in many frames. :class:`TooFewPeopleError` when
     fewer than :data:`MIN_FLOOR_FRAMES` person-frames are usable, unless they come from at least
-    ``min_people`` tracked people (the height's error is the people's mean size, at least
-    :data:`POPULATION_LOG_SIGMA` over the root of their number, which more frames of them do not shrink; ten
-    frames are the safer count where the frames that pass the upright test are themselves a sign of the
-    right up; without track ids ``min_people`` changes nothing). Upright means the body leans less than
-    ``max_lean_deg``, however steeply it is seen (:func:`~depth_pose.scene.joints.body_lean_deg`: a camera
-    70 deg down magnifies a walker's sideways lean 2-3x in the image, and its image test kept half of them);
-    the few sitting bodies a steep view lets through are outliers of the robust fit below.
+    ``min_people`` tracked people that the robust fit keeps (the height's error is the people's mean size,
+    at least :data:`POPULATION_LOG_SIGMA` over the root of their number, which more frames of them do not
+    shrink; ten frames are the safer count where the frames that pass the upright test are themselves a
+    sign of the right up; without track ids ``min_people`` changes nothing). Upright means the body leans
+    less than ``max_lean_deg``, however steeply it is seen
+    (:func:`~depth_pose.scene.joints.body_lean_deg`: a camera 70 deg down magnifies a walker's sideways
+    lean 2-3x in the image, and its image test kept half of them); the few sitting bodies a steep view
+    lets through are outliers of the robust fit below.
 
     Each frame's drop is the mean (in log) of two cues that share the people's size prior: the model's
     depth, and the hip seen ``hip_above_ankle_m`` above the ankles (pixels and ``up`` only:
@@ -347,6 +348,13 @@ def fit_floor(
     c = 0.5 * (fits[0][0] + fits[1][0])
     var_c = (0.5 * (math.sqrt(fits[0][1]) + math.sqrt(fits[1][1]))) ** 2  # one size error: correlated
     keep = fits[0][2]
+    kept = len(np.unique(g[keep]))
+    if len(idx) < MIN_FLOOR_FRAMES and kept < min_people:  # the few frames' people, as the fit keeps them
+        raise TooFewPeopleError(
+            f"{len(idx)} upright person-frames with visible hips and feet on the floor, {kept} people kept "
+            f"by its robust fit; at least {MIN_FLOOR_FRAMES} (or {min_people} tracked people) are needed "
+            "to find the camera height"
+        )
     inliers = np.zeros(n, dtype=bool)
     inliers[idx[keep]] = True
     d = math.exp(c)
