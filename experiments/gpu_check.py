@@ -132,9 +132,23 @@ def markdown(data: dict) -> str:
             "| what | value |",
             "|---|---|",
             f"| rows in memory | {_fmt(g['rows'])} |",
-            f"| samples/s (best of {g['repeats']}) | **{_fmt(g['samples_per_s'])}** |",
-            f"| of its time: pose sampling on the CPU ({_fmt(g['rows'] // 8)} poses) | "
-            f"{g['pose_sampling_share']:.0%} |",
+            f"| samples/s (best of {g['repeats']}), poses drawn as the default set draws them here | "
+            f"**{_fmt(g['samples_per_s'])}** |",
+        ]
+        if g.get("pose_sampling_share") is not None:
+            lines.append(
+                f"| poses on one CPU thread: pose sampling's share ({_fmt(g['rows'] // 8)} poses) | "
+                f"{g['pose_sampling_share']:.0%} |"
+            )
+        for name, v in (g.get("variants") or {}).items():
+            st_ok = v.get("stats")
+            lines.append(
+                f"| poses {name} ({' '.join(v['overrides']) or 'default'}): samples/s | "
+                f"**{_fmt(v['samples_per_s'])}**"
+                + ("" if st_ok is None else f"; statistics {'within tolerance' if st_ok['ok'] else 'OFF'}")
+                + " |"
+            )
+        lines += [
             f"| CPU path samples/s (same process, {_fmt(g['cpu_rows'])} rows) | "
             f"{_fmt(g['cpu_samples_per_s'])} |",
             f"| statistics vs the CPU path ({g['stats']['n_columns']} columns) | "
@@ -214,23 +228,28 @@ def body_choice(args) -> tuple[list[str], str]:
     return [], "anny"
 
 
-def gen_config(args, device: str, rows: int):
-    """dp-generate's composed default config (+ body choice), for ``rows`` rows on ``device``."""
+def gen_config(args, device: str, rows: int, extra: list[str] | tuple[str, ...] = ()):
+    """dp-generate's composed default config (+ body choice, + ``extra`` overrides), for ``rows`` rows on
+    ``device``."""
     from hydra import compose, initialize_config_dir
 
     from depth_pose.env import config_dir
     from generation import config
 
     overrides = [*args.body_overrides, f"device={device}", f"num_samples={rows}", "paths.root_dir=/tmp"]
+    overrides += list(extra)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="generate", overrides=overrides)
     return config.with_defaults(cfg)
 
 
 def draw(gen, rows: int, seed: int):
-    """``Generator.sample`` of ``rows`` rows as ``Generator.shard`` seeds it (poses on the CPU)."""
+    """``Generator.sample`` of ``rows`` rows as ``Generator.shard`` seeds it (poses where its
+    ``pose_device`` says)."""
     g_pose = torch.Generator().manual_seed(seed)
     g = g_pose if gen.device.type == "cpu" else torch.Generator(device=gen.device).manual_seed(seed ^ 1)
+    if gen.pose_device == "device":
+        g_pose = g
     with torch.no_grad():
         return gen.sample(rows, g, int(gen.cfg.batch_size), g_pose)
 
@@ -350,10 +369,21 @@ def compare_stats(dev: dict[str, np.ndarray], cpu: dict[str, np.ndarray], spp: i
     }
 
 
-def stage_generation(args, dev: torch.device) -> dict:
-    from generation.generator import Generator, columns
+# Stage 1's ways of drawing the poses (the rest of every row is drawn on the device): on the CPU, one thread
+# (pose_device=cpu: session 23's first GPU run, before pose_device), the same with every CPU core (same
+# data), on the device (pose_device=device, the default there: other random numbers, compared with the CPU
+# path), and that with 16x the rows per body-model call.
+GEN_VARIANTS = {
+    "cpu": ["pose_device=cpu"],
+    "cpu_all_cores": ["pose_device=cpu", "threads=0", "pose_sampling.threads=0"],
+    "device": ["pose_device=device"],
+    "device_batch1m": ["pose_device=device", "batch_size=1048576"],  # fewer body-model calls: same data
+    "device_compiled": ["pose_device=device", "compile=true"],  # fused kernels (Triton): same data
+}
+DEFAULT_GEN_VARIANTS = ("cpu", "cpu_all_cores", "device", "device_batch1m")
 
-    gen = Generator(gen_config(args, str(dev), args.gen_rows))
+
+def _time_draws(gen, args, dev: torch.device) -> list[float]:
     draw(gen, min(65536, args.gen_rows), 123)  # warm-up: CUDA context, kernels, caches
     sync(dev)
     times = []
@@ -365,33 +395,121 @@ def stage_generation(args, dev: torch.device) -> dict:
         del res
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    n_poses = -(-args.gen_rows // gen.spp)
+    return times
+
+
+def _stat_columns(gen, rows: int, seed: int) -> dict[str, np.ndarray]:
+    from generation.generator import columns
+
+    poses, posed, cams, obs, rep = draw(gen, rows, seed)
+    return _numeric(columns(poses, posed, cams, obs, rep, gen.body.shapes))
+
+
+def stage_gen_profile(args, dev: torch.device) -> dict:
+    """Where one draw of ``gen_rows`` rows with the poses on the device spends its time: the Python side
+    (cProfile) and the device's kernels (torch.profiler), as text in ``<out>/gen_profile.txt``."""
+    import cProfile
+    import io
+    import pstats
+
+    from generation.generator import Generator
+
+    gen = Generator(gen_config(args, str(dev), args.gen_rows, GEN_VARIANTS["device"]))
+    draw(gen, min(65536, args.gen_rows), 123)
+    sync(dev)
+    pr = cProfile.Profile()
     t0 = time.perf_counter()
-    gen.pose_sampler.sample(n_poses, torch.Generator().manual_seed(3))  # the CPU part of every row
-    t_pose = time.perf_counter() - t0
-    poses, posed, cams, obs, rep = draw(gen, args.stat_rows, 7)
-    c_dev = _numeric(columns(poses, posed, cams, obs, rep, gen.body.shapes))
-    del poses, posed, cams, obs, rep
+    pr.enable()
+    draw(gen, args.gen_rows, 5)
+    sync(dev)
+    pr.disable()
+    wall = time.perf_counter() - t0
+    text = io.StringIO()
+    for key in ("tottime", "cumulative"):
+        pstats.Stats(pr, stream=text).sort_stats(key).print_stats(35)
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if dev.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=acts) as prof:
+        draw(gen, args.gen_rows, 6)
+        sync(dev)
+    events = prof.key_averages()
+    new_names = hasattr(events[0], "self_device_time_total")
+    sort = ("self_device_time_total" if new_names else "self_cuda_time_total") if dev.type == "cuda" else None
+    table = events.table(sort_by=sort or "self_cpu_time_total", row_limit=40)
+    text.write(table)
+    (Path(args.out) / "gen_profile.txt").write_text(text.getvalue())
+    return {
+        "rows": args.gen_rows,
+        "wall_s_under_cprofile": wall,
+        "host_s": _profile_total(table, "CPU"),
+        "device_kernel_s": _profile_total(table, "CUDA") or _profile_total(table, "Device"),
+        "file": "gen_profile.txt",
+    }
+
+
+def _profile_total(table: str, kind: str) -> float | None:
+    """Seconds of the ``Self <kind> time total`` line that ends torch.profiler's table (None: absent)."""
+    import re
+
+    m = re.search(rf"Self {kind} time total: ([0-9.]+)(us|ms|s)", table)
+    return None if m is None else float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group(2)]
+
+
+def stage_generation(args, dev: torch.device, on_variant=None) -> dict:
+    from generation.generator import Generator
+
     cpu_cfg = gen_config(args, "cpu", args.stat_rows)
     cpu_cfg.threads, cpu_cfg.compile = 0, False  # all cores, no one-off compile (speed only: same data)
     cpu_gen = Generator(cpu_cfg)
     t0 = time.perf_counter()
-    poses, posed, cams, obs, rep = draw(cpu_gen, args.stat_rows, 11)
+    c_cpu = _stat_columns(cpu_gen, args.stat_rows, 11)
     t_cpu = time.perf_counter() - t0
-    c_cpu = _numeric(columns(poses, posed, cams, obs, rep, cpu_gen.body.shapes))
+    variants = {}
+    for name in args.gen_variants:
+        gen = Generator(gen_config(args, str(dev), args.gen_rows, GEN_VARIANTS[name]))
+        times = _time_draws(gen, args, dev)
+        v = {"overrides": GEN_VARIANTS[name], "seconds": times, "samples_per_s": args.gen_rows / min(times)}
+        if gen.pose_device == "cpu":
+            n_poses = -(-args.gen_rows // gen.spp)
+            t0 = time.perf_counter()
+            gen.pose_sampler.sample(n_poses, torch.Generator().manual_seed(3))  # the CPU part of every row
+            v["pose_sampling_s"] = t_pose = time.perf_counter() - t0
+            v["pose_sampling_share"] = t_pose / min(times)
+        if name in ("cpu", "device"):  # threads change no data: cpu_all_cores has cpu's statistics
+            c_dev = _stat_columns(gen, args.stat_rows, 7)
+            v["stats"] = compare_stats(c_dev, c_cpu, gen.spp)
+            v["columns_device"] = column_stats(c_dev)
+        v["config"] = {
+            "device": str(dev),
+            "batch_size": int(gen.cfg.batch_size),
+            "compiled": gen.compiled,
+            "pose_device": gen.pose_device,
+        }
+        variants[name] = v
+        if on_variant is not None:
+            on_variant(variants)
+        print(f"gpu_check: generation, poses {name}: {v['samples_per_s']:,.0f} samples/s", flush=True)
+        del gen
+    main = variants.get("device") or next(iter(variants.values()))  # the default set's way on this device
+    columns_main = main.get("columns_device")
+    for v in variants.values():
+        v.pop("columns_device", None)
+    best = max(variants, key=lambda k: variants[k]["samples_per_s"])
     return {
         "rows": args.gen_rows,
         "repeats": args.gen_repeats,
-        "seconds": times,
-        "samples_per_s": args.gen_rows / min(times),
-        "pose_sampling_s": t_pose,
-        "pose_sampling_share": t_pose / min(times),
-        "config": {"device": str(dev), "batch_size": int(gen.cfg.batch_size), "compiled": gen.compiled},
+        **{k: main[k] for k in ("seconds", "samples_per_s", "config")},
+        "pose_sampling_s": variants.get("cpu", {}).get("pose_sampling_s"),
+        "pose_sampling_share": variants.get("cpu", {}).get("pose_sampling_share"),
+        "stats": main.get("stats") or next(v["stats"] for v in variants.values() if "stats" in v),
+        "variants": variants,
+        "best_variant": best,
+        "best_samples_per_s": variants[best]["samples_per_s"],
         "stat_rows": args.stat_rows,
         "cpu_rows": args.stat_rows,
         "cpu_samples_per_s": args.stat_rows / t_cpu,
-        "stats": compare_stats(c_dev, c_cpu, gen.spp),
-        "columns_device": column_stats(c_dev),
+        "columns_device": columns_main,
         "columns_cpu": column_stats(c_cpu),
     }
 
@@ -718,6 +836,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kitti", default=str(KITTI_COPY if KITTI_COPY.exists() else KITTI_SHARED))
     ap.add_argument("--gen-rows", type=int, default=10_000_000)
     ap.add_argument("--gen-repeats", type=int, default=2)
+    ap.add_argument(
+        "--gen-variants",
+        nargs="+",
+        default=list(DEFAULT_GEN_VARIANTS),
+        choices=list(GEN_VARIANTS),
+        help="stage 1: where the poses are drawn (cpu: the default set's way)",
+    )
     ap.add_argument("--stat-rows", type=int, default=1_000_000)
     ap.add_argument("--tp-rows", type=int, default=4_000_000, help="stage 2: generated rows")
     ap.add_argument("--tp-samples", type=int, default=1_000_000, help="stage 2: samples timed per run")
@@ -768,7 +893,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             if name == "generation":
-                res = stage_generation(args, dev)
+                res = stage_generation(args, dev, lambda v: rep.stage("generation_partial", {"variants": v}))
+            elif name == "gen_profile":
+                res = stage_gen_profile(args, dev)
             elif name == "throughput":
                 host, _ = host_set(_generator(args, dev, args.tp_rows), args.tp_rows, 5, args.chunk)
                 res = stage_throughput(args, dev, host)
@@ -789,6 +916,7 @@ def main(argv: list[str] | None = None) -> int:
             rep.write()
             continue
         res["stage_s"] = round(time.perf_counter() - t0, 1)
+        rep.data["stages"].pop("generation_partial", None)  # stage 1's variants so far: now in its result
         rep.stage(name, res)
         print(f"gpu_check: stage {name} done in {res['stage_s']} s", flush=True)
         if dev.type == "cuda":

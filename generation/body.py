@@ -133,9 +133,12 @@ class KeypointBank:
     def keypoints23(self, body_index: Tensor, poses: PoseBatch, chunk: int | None = None) -> Tensor:
         """All 23 regressor keypoints (B, 23, 3) in Anny's posed frame (root at the origin), not yet placed.
 
-        Works in chunks of ``chunk`` (default ``pose_chunk``) samples so that the per-body constants gathered
-        for a chunk stay in cache.
+        Works in chunks of ``chunk`` samples so that the per-body constants gathered for a chunk stay in
+        cache. Default: ``pose_chunk`` on the CPU; elsewhere (a GPU) the whole batch, since each chunk costs
+        some 400 kernel launches and the cache argument is the CPU's (docs/bench_gpu.md).
         """
+        if chunk is None and self.device.type != "cpu":
+            chunk = max(1, len(poses))
         chunk = int(chunk or self.pose_chunk)
         with torch_threads(self.pose_threads if self.device.type == "cpu" else 0):
             return self._keypoints23(body_index, poses, chunk)

@@ -19,6 +19,7 @@ from depth_pose.errors import InputError
 # Top-level keys of conf/generate.yaml that are not generation settings.
 NON_SETTINGS = ("defaults", "hydra", "paths", "out_dir", "task_name")
 STAGE_GROUPS = ("camera", "noise", "pose_sampling")
+POSE_DEVICES = ("auto", "cpu", "device")  # pose_device: where poses are drawn (device: the generator's)
 
 
 class GenerationConfigError(InputError):
@@ -67,6 +68,16 @@ def with_defaults(cfg: DictConfig | dict) -> DictConfig:
     return out
 
 
+def pose_device(cfg: DictConfig) -> str:
+    """Where the poses are drawn: ``cpu`` (a CPU generator, whatever ``device`` is) or ``device`` (the
+    generator's own device); ``auto``: ``device`` off the CPU (on a GPU, poses drawn on one CPU thread are
+    most of the time: docs/bench_gpu.md), ``cpu`` on it (the same generator either way there)."""
+    v = str(cfg.get("pose_device", "auto"))
+    if v == "auto":
+        return "cpu" if str(cfg.get("device", "cpu")) == "cpu" else "device"
+    return v
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`GenerationConfigError` naming the first bad top-level value."""
 
@@ -105,6 +116,8 @@ def validate(cfg: DictConfig) -> None:
     dev = str(cfg.device)
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise GenerationConfigError(f"device={dev} but CUDA is not available")
+    if str(cfg.get("pose_device", "cpu")) not in POSE_DEVICES:
+        raise GenerationConfigError(f"pose_device={cfg.pose_device} is not one of {', '.join(POSE_DEVICES)}")
 
 
 def instantiate_stage(group: str, node: DictConfig, **kwargs):

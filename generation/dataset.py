@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from depth_pose import shards
 from depth_pose.schema import ALL_COLS
 from generation.bank import body_id_config
-from generation.config import GenerationConfigError, framing_cut_share, resolved, with_defaults
+from generation.config import GenerationConfigError, framing_cut_share, pose_device, resolved, with_defaults
 from generation.pose import pose_files_digest
 
 # Config entries that determine the data (hashed into the dataset id and compared on resume).
@@ -72,6 +72,8 @@ def id_payload(cfg: DictConfig) -> dict:
     payload["generator_version"] = GENERATOR_VERSION
     if str(cfg.get("device", "cpu")) != "cpu":  # a different RNG stream: a different set
         payload["device"] = str(cfg.device)
+        if pose_device(cfg) == "device":  # poses drawn there too: another stream again
+            payload["pose_device"] = "device"
     return payload
 
 

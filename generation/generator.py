@@ -21,7 +21,7 @@ from depth_pose import geometry
 from depth_pose.keypoints import COCO_NAMES
 from depth_pose.schema import ALL_COLS, TAG_COLS
 from generation import kernels
-from generation.config import build_framing_cut, build_stages, instantiate_stage, resolved
+from generation.config import build_framing_cut, build_stages, instantiate_stage, pose_device, resolved
 from generation.dataset import shard_seed
 from generation.project import observe
 from generation.threads import torch_threads
@@ -54,6 +54,7 @@ class Generator:
         self.cfg = cfg
         self.device = torch.device(str(cfg.device))
         self.spp = int(cfg.samples_per_pose)
+        self.pose_device = pose_device(cfg)  # cpu | device: where shards draw their poses
         self.threads = int(cfg.get("threads", 1))
         self.self_occlusion = bool(cfg.project.get("self_occlusion", True))
         self.compiled = kernels.configure(
@@ -136,8 +137,10 @@ class Generator:
     ) -> dict[str, Any]:
         """Columns (depth_pose.schema.ALL_COLS) of shard ``index``."""
         base = shard_seed(seed, index)
-        g_pose = torch.Generator().manual_seed(base)  # pose samplers draw on the CPU
+        g_pose = torch.Generator().manual_seed(base)  # pose samplers draw on the CPU (pose_device=cpu)
         g = g_pose if self.device.type == "cpu" else torch.Generator(device=self.device).manual_seed(base ^ 1)
+        if self.pose_device == "device":  # ... or with the device's generator, on the device
+            g_pose = g
         with torch.no_grad():
             poses, posed, cams, obs, rep = self.sample(n_rows, g, batch_size, g_pose)
         return columns(poses, posed, cams, obs, rep, self.body.shapes, row_offset, pose_offset)

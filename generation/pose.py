@@ -16,6 +16,8 @@ in ``data/joint_limits.yaml`` and ``docs/joint_limits.md``.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import math
 from collections.abc import Mapping
@@ -60,6 +62,30 @@ FLOOR_POSES = (
     "climb_step",
 )
 _MIRROR = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, 1.0], [-1.0, 1.0, 1.0]])  # M R M, M = diag(-1, 1, 1)
+
+
+def moved(x: Any, device: torch.device) -> Any:
+    """``x`` with every tensor in it on ``device``: tensors, tuples / lists / dicts of them, the dataclasses
+    here (:class:`JointSet`, :class:`Preset`) and nested samplers (a mixture's components)."""
+    if isinstance(x, Tensor):
+        return x.to(device)
+    if isinstance(x, PoseSampler):
+        return x.to(device)
+    if isinstance(x, (JointSet, Preset)):
+        out = copy.copy(x)
+        for k, v in vars(x).items():
+            setattr(out, k, moved(v, device))
+        return out
+    if isinstance(x, (tuple, list)):
+        return type(x)(moved(v, device) for v in x)
+    if isinstance(x, dict):
+        return {k: moved(v, device) for k, v in x.items()}
+    return x
+
+
+def on_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """New tensors on ``device`` inside the block (off the CPU only: the CPU path runs unchanged)."""
+    return contextlib.nullcontext() if device.type == "cpu" else torch.device(device)
 
 
 def _resolve(path: str | Path | None, default: Path) -> Path:
@@ -161,10 +187,11 @@ class JointSet:
                 ],
                 -2,
             )  # (J, 3 axes, 3, 3)
-            eye = torch.eye(3).expand_as(K)
+            eye = torch.eye(3, device=a.device).expand_as(K)
             basis = torch.stack((eye, K, K @ K), 2)  # (J, 3 axes, 3 terms, 3, 3)
             prod = (basis[:, 0, :, None, None] @ basis[:, 1, None, :, None]) @ basis[:, 2, None, None, :]
-            prod = prod * torch.where(self.right[:, None, None, None, None, None], _MIRROR, 1.0)
+            mirror = _MIRROR.to(a.device)
+            prod = prod * torch.where(self.right[:, None, None, None, None, None], mirror, 1.0)
             self._mono = prod.reshape(len(self.names), 27, 9).contiguous()
         return self._mono
 
@@ -180,6 +207,7 @@ class PoseSampler:
     """Base class: subclasses implement :meth:`sample_angles`; :meth:`sample` turns them into a PoseBatch."""
 
     name = "base"
+    device = torch.device("cpu")
 
     def __init__(self, limits_file: str | None = None, name: str | None = None, threads: int = 1) -> None:
         self.joints = JointSet.load(limits_file)
@@ -188,11 +216,24 @@ class PoseSampler:
             raise ValueError(f"{type(self).__name__} has name {self.name!r}, config says {name!r}")
 
     def sample(self, n: int, generator: torch.Generator) -> PoseBatch:
+        """``n`` poses drawn with ``generator``, on its device (a CUDA generator: every draw and the
+        rotations on the GPU; the sampler's tables follow it there)."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        with torch_threads(self.threads):
+        dev = generator.device
+        self.to(dev)
+        with torch_threads(self.threads), on_device(dev):
             angles, preset, tags = self.sample_angles(n, generator)
             return self.to_batch(angles, preset, tags)
+
+    def to(self, device: torch.device | str) -> PoseSampler:
+        """The sampler with every tensor it holds (limits, presets, tables, components) on ``device``."""
+        device = torch.device(device)
+        if device != self.device:
+            for k, v in list(vars(self).items()):
+                setattr(self, k, moved(v, device))
+            self.device = device
+        return self
 
     def sample_angles(self, n: int, g: torch.Generator) -> tuple[Tensor, list[str], dict[str, Tensor]]:
         raise NotImplementedError

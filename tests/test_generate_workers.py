@@ -63,3 +63,25 @@ def test_world_to_pixels_matches_project():
     ok = cam_ref[..., 2] > 0.1  # (nearer points project to huge pixels: only round-off differs there)
     assert ok.sum() > 0.5 * B * 17
     assert torch.allclose(px[ok], px_ref[ok], rtol=1e-5, atol=1e-3)
+
+
+def test_pose_device_is_checked_and_names_its_own_set(tmp_path):
+    """pose_device: poses drawn with the device's generator (auto: off the CPU) are other numbers on a GPU, so
+    another dataset id; on the CPU the same generator as before (same id, same data); a bad value: one clear
+    error."""
+    base = _cfg(tmp_path, "num_samples=800", "shard_size=800", "seed=2", f"out_dir={tmp_path / 'a'}")
+    dev = _cfg(tmp_path, "num_samples=800", "shard_size=800", "seed=2", "pose_device=device")
+    assert config.pose_device(base) == "cpu" and dataset.dataset_id(base) == dataset.dataset_id(dev)
+    ids = {}
+    for pose in ("auto", "device", "cpu"):
+        gpu = base.copy()
+        gpu.device, gpu.pose_device = "cuda", pose
+        ids[pose] = dataset.dataset_id(gpu)
+    assert ids["auto"] == ids["device"] != ids["cpu"] != dataset.dataset_id(base)
+    dev.out_dir = str(tmp_path / "b")
+    a, b = pipeline.generate(base), pipeline.generate(dev)
+    sha = [[s["sha256"] for s in shards.load_manifest(d)["shards"]] for d in (a, b)]
+    assert sha[0] == sha[1]
+    bad = _cfg(tmp_path, "num_samples=10", "pose_device=gpu", f"out_dir={tmp_path / 'c'}")
+    with pytest.raises(config.GenerationConfigError, match="pose_device"):
+        pipeline.generate(bad)

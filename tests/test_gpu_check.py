@@ -15,6 +15,20 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ["generation", "throughput", "converge", "kitti"]
 
 
+def _dry_run(out: Path, bank: Path, *args: str) -> dict:
+    """``gpu_check.py --dry-run`` on the bank, Anny hidden, results in ``out``; its gpu_check.json."""
+    proc = subprocess.run(
+        [sys.executable, "experiments/gpu_check.py", "--dry-run", "--body", "bank", f"--bank={bank}", *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OUT": str(out), "GPU_CHECK_NO_ANNY": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "gpu_check.json").read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.real
 def test_gpu_check_dry_run_without_anny(tmp_path, real_dir):
@@ -24,24 +38,7 @@ def test_gpu_check_dry_run_without_anny(tmp_path, real_dir):
         [sys.executable, "-m", "generation.bank", str(bank), "n_bodies=64"], cwd=REPO, env=env, check=True
     )
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "experiments/gpu_check.py",
-            "--dry-run",
-            "--body",
-            "bank",
-            f"--bank={bank}",
-            f"--kitti={real_dir / 'kitti_pedestrians_dev.jsonl'}",
-        ],
-        cwd=REPO,
-        env={**env, "OUT": str(out), "GPU_CHECK_NO_ANNY": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads((out / "gpu_check.json").read_text())
+    data = _dry_run(out, bank, f"--kitti={real_dir / 'kitti_pedestrians_dev.jsonl'}")
     md = (out / "gpu_check.md").read_text()
     meta = data["meta"]
     assert meta["dry_run"] and not meta["anny_importable"] and meta["body"].startswith("bank")
@@ -53,6 +50,9 @@ def test_gpu_check_dry_run_without_anny(tmp_path, real_dir):
     gen = data["stages"]["generation"]
     assert gen["samples_per_s"] > 0 and gen["stats"]["ok"], gen["stats"]
     assert gen["stats"]["n_columns"] > 50
+    # every way of drawing the poses ran; the device's (other random numbers) matches the CPU path too
+    assert set(gen["variants"]) == {"cpu", "cpu_all_cores", "device", "device_batch1m"}
+    assert gen["variants"]["device"]["stats"]["ok"] and "generation_partial" not in data["stages"]
     tp = data["stages"]["throughput"]
     with_base = [r for r in tp["table"] if r.get("dataloader")]
     assert {r["precision"] for r in with_base} == {"32-true", "bf16-mixed"}
@@ -62,6 +62,12 @@ def test_gpu_check_dry_run_without_anny(tmp_path, real_dir):
     assert conv["reference_best_val_ale"] is not None  # read from experiments/gpu_check_reference.json
     kitti = data["stages"]["kitti"]
     assert kitti["n"] == 178 and 0 < kitti["ale"] < 100
+    # the optional profile of one draw (Python side and kernels) writes its text file
+    prof_out = tmp_path / "prof"
+    prof = _dry_run(prof_out, bank, "--stages", "gen_profile")["stages"]["gen_profile"]
+    text = (prof_out / prof["file"]).read_text()
+    assert prof["wall_s_under_cprofile"] > 0 and "_forward_kinematics" in text and "aten::" in text
+    assert prof["host_s"] > 0 and prof["device_kernel_s"] is None  # no kernels on the CPU
 
 
 def test_stats_compare_flags_a_shift():

@@ -280,3 +280,46 @@ def test_empty_batches():
     for s in (UniformPoseSampler(), NormalPoseSampler(), HybridPoseSampler()):
         b = s.sample(0, g)
         assert len(b) == 0 and b.preset == [] and all(len(v) == 0 for v in b.tags.values())
+
+
+def _tensors(x, seen=None):
+    """Every tensor held by ``x`` (attributes, containers, nested samplers and dataclasses)."""
+    seen = set() if seen is None else seen
+    if id(x) in seen:
+        return
+    seen.add(id(x))
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif isinstance(x, dict):
+        for v in x.values():
+            yield from _tensors(v, seen)
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _tensors(v, seen)
+    elif hasattr(x, "__dict__") and type(x).__module__.startswith("generation"):
+        for v in vars(x).values():
+            yield from _tensors(v, seen)
+
+
+@pytest.mark.parametrize("name", ["uniform", "normal", "hybrid", "mixture"])
+def test_sampler_follows_its_generators_device(name):
+    """pose_device=device (a GPU's generator draws the poses there): ``to`` moves every table a sampler holds,
+    a mixture's components too, and leaves the original on the CPU; drawing with a CPU generator afterwards
+    gives the same poses as before (the CPU path is unchanged)."""
+    import copy
+
+    from helpers import compose
+    from hydra.utils import instantiate
+
+    s = instantiate(compose("generate", [f"pose_sampling={name}"]).pose_sampling)
+    a = s.sample(300, torch.Generator().manual_seed(4))
+    held = list(_tensors(s))
+    assert held and all(t.device.type == "cpu" for t in held)
+    m = copy.deepcopy(s).to("meta")
+    moved = list(_tensors(m))
+    assert m.device.type == "meta" and len(moved) >= len(held)
+    assert all(t.device.type == "meta" for t in moved), [t.shape for t in moved if t.device.type != "meta"]
+    assert all(t.device.type == "cpu" for t in _tensors(s))
+    b = s.to("cpu").sample(300, torch.Generator().manual_seed(4))
+    assert torch.equal(a.rotations, b.rotations) and a.preset == b.preset
+    assert all(torch.equal(a.tags[k], b.tags[k]) for k in a.tags)
