@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import Tensor
@@ -463,6 +464,7 @@ class HybridPoseSampler(PoseSampler):
             torch.tensor([len(v) for v in nbs]),
         )
         self._allow_hands_up = torch.tensor([self.presets[k].hands_up for k in self.preset_names])
+        self._preset_lut = np.array(["", *self.preset_names], dtype=object)  # row name: index + 1 (0: none)
         J = self.joints
         # joint groups as slices where the joint order allows it (fancy indexing is slow on big batches)
         self._side = {s: _sel([J.index(f"{j}_{s}") for j in ("hip", "knee", "ankle")]) for s in "LR"}
@@ -554,7 +556,8 @@ class HybridPoseSampler(PoseSampler):
         legs = self._walk(n, g, both)
         for k, s in enumerate("LR"):
             ang[:, self._side[s]] = torch.where(use_preset[:, None, None], ang[:, self._side[s]], legs[:, k])
-        preset = [self.preset_names[i] if u else "" for i, u in zip(pidx.tolist(), use_preset.tolist())]
+        row_name = torch.where(use_preset, pidx + 1, 0).cpu().numpy()  # 0: no preset (one gather, no loop)
+        preset = self._preset_lut[row_name].tolist()
         # spine: small posture noise; turn with probability p_spine_turn
         spine_set = use_preset[:, None] & p_mask[:, self._spine]
         noise = 2.0 * torch.randn(n, self._n_spine, 3, generator=g)
