@@ -63,6 +63,7 @@ CARRY_LIMIT = 64 * 2**20
 WHEELS = ["hydra-core==1.3.8", "omegaconf==2.3.1"]
 SDIST_WHEELS = ["antlr4-python3-runtime==4.9.3"]
 STAGES = ("generation", "throughput", "converge", "kitti")
+OPTIONAL_STAGES = ("gen_profile",)  # run only when named in --stages
 STAT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # Columns compared in stage 1: every numeric shard column but ids and constants.
 SKIP_STAT_COLS = {"sample_id", "pose_id", "body_id", "source", "strategy", "preset", "gt_vis_mask"}
@@ -852,6 +853,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=1_000_000, help="rows generated per call")
     ap.add_argument("--recipe", default=str(REFERENCE), help="JSON with the stage-3 recipe and CPU reference")
     args = ap.parse_args(argv)
+    if not {"cpu", "device"} & set(args.gen_variants):
+        ap.error("--gen-variants needs cpu or device among them (stage 1 compares their statistics)")
     if args.prepare:
         prepare(args)
         return 0
@@ -907,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError("stage kitti needs the model of stage converge (run both)")
                 res = stage_kitti(args, model, reference)
             else:
-                raise ValueError(f"unknown stage {name!r} (known: {', '.join(STAGES)})")
+                raise ValueError(f"unknown stage {name!r} (known: {', '.join(STAGES + OPTIONAL_STAGES)})")
         except Exception as e:  # noqa: BLE001  (record it, go on with the next stage)
             import traceback
 
@@ -916,7 +919,8 @@ def main(argv: list[str] | None = None) -> int:
             rep.write()
             continue
         res["stage_s"] = round(time.perf_counter() - t0, 1)
-        rep.data["stages"].pop("generation_partial", None)  # stage 1's variants so far: now in its result
+        if name == "generation":  # stage 1's variants so far: now in its result (kept if it failed)
+            rep.data["stages"].pop("generation_partial", None)
         rep.stage(name, res)
         print(f"gpu_check: stage {name} done in {res['stage_s']} s", flush=True)
         if dev.type == "cuda":

@@ -67,6 +67,9 @@ EXTENDED_POSABLE_BONES: tuple[str, ...] = (
 )
 
 NUM_REGRESSOR_POINTS = 23  # 17 COCO + (big toe, small toe, heel) x (left, right)
+# Samples per forward-kinematics chunk off the CPU: a fixed size (like pose_chunk), few kernel launches, and
+# bounded memory (~6 KB a sample with every intermediate alive: < 1 GB).
+GPU_POSE_CHUNK = 131_072
 # Median stature (m) by age 5..17 (WHO/CDC growth references, rounded); SD = child_stature_cv * median.
 _BOYS_MEDIAN = (1.10, 1.16, 1.22, 1.28, 1.33, 1.38, 1.43, 1.49, 1.56, 1.64, 1.70, 1.73, 1.75)
 _GIRLS_MEDIAN = (1.09, 1.15, 1.21, 1.27, 1.33, 1.38, 1.44, 1.51, 1.57, 1.60, 1.62, 1.62, 1.63)
@@ -134,11 +137,11 @@ class KeypointBank:
         """All 23 regressor keypoints (B, 23, 3) in Anny's posed frame (root at the origin), not yet placed.
 
         Works in chunks of ``chunk`` samples so that the per-body constants gathered for a chunk stay in
-        cache. Default: ``pose_chunk`` on the CPU; elsewhere (a GPU) the whole batch, since each chunk costs
-        some 400 kernel launches and the cache argument is the CPU's (docs/bench_gpu.md).
+        cache. Default: ``pose_chunk`` on the CPU; elsewhere (a GPU) :data:`GPU_POSE_CHUNK`, since each chunk
+        costs some 400 kernel launches and the cache argument is the CPU's (docs/bench_gpu.md).
         """
         if chunk is None and self.device.type != "cpu":
-            chunk = max(1, len(poses))
+            chunk = GPU_POSE_CHUNK
         chunk = int(chunk or self.pose_chunk)
         with torch_threads(self.pose_threads if self.device.type == "cpu" else 0):
             return self._keypoints23(body_index, poses, chunk)

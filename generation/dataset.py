@@ -79,8 +79,9 @@ def id_payload(cfg: DictConfig) -> dict:
 
 def dataset_id(cfg: DictConfig | dict) -> str:
     """Short hash (12 hex) of the data-determining config: body, pose_sampling, camera, noise, render,
-    project, num_samples, samples_per_pose, seed, shard_size (and device when not cpu), the sha256 of the
-    preset and joint-limit files the pose sampler reads and :data:`GENERATOR_VERSION`."""
+    project, num_samples, samples_per_pose, seed, shard_size (and device and pose_device when not cpu), the
+    sha256 of the preset and joint-limit files the pose sampler reads and :data:`GENERATOR_VERSION`. A GPU
+    set's numbers may also depend on the GPU model (CUDA's random kernels size their grids by it)."""
     blob = json.dumps(id_payload(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -79,8 +79,10 @@ class Generator:
         """Compile the fused kernels now (when on) with a tiny throw-away batch, e.g. before
         forking workers."""
         if self.compiled:
+            g = torch.Generator(device=self.device).manual_seed(0)
+            g_pose = g if self.pose_device == "device" else torch.Generator().manual_seed(0)  # as in shard()
             with torch.no_grad():
-                self.sample(64, torch.Generator(device=self.device).manual_seed(0))
+                self.sample(64, g, g_pose=g_pose)
 
     def sample(
         self,
@@ -91,8 +93,8 @@ class Generator:
     ) -> tuple[PoseBatch, PosedBodies, Cameras, Observations, Tensor]:
         """``n_rows`` samples: ceil(n_rows / spp) poses x spp cameras (truncated), all stages, in memory.
 
-        ``g_pose`` (CPU) draws poses and body indices, ``g`` (on the device) cameras and noise; one CPU
-        generator may serve both.
+        ``g_pose`` draws poses and body indices on its own device (the CPU, or the device: ``pose_device``),
+        ``g`` (on the device) cameras and noise; one generator may serve both.
         """
         with torch_threads(self.threads if self.device.type == "cpu" else 0):
             return self._sample(n_rows, g, batch_size, g_pose)

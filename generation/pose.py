@@ -177,8 +177,8 @@ class JointSet:
     def _monomial_map(self) -> Tensor:
         """(J, 27, 9): row (i, j, k) = (A_i B_j C_k) flattened, A/B/C in {I, K, K^2} of the
         flex/abd/rot axes."""
-        if getattr(self, "_mono", None) is None:
-            a = self.axis  # (J, 3 axes, 3)
+        if getattr(self, "_mono", None) is None:  # built on the CPU wherever it is used: the same bits
+            a = self.axis.cpu()  # (J, 3 axes, 3)
             z = torch.zeros_like(a[..., 0])
             K = torch.stack(
                 [
@@ -188,12 +188,11 @@ class JointSet:
                 ],
                 -2,
             )  # (J, 3 axes, 3, 3)
-            eye = torch.eye(3, device=a.device).expand_as(K)
+            eye = torch.eye(3).expand_as(K)
             basis = torch.stack((eye, K, K @ K), 2)  # (J, 3 axes, 3 terms, 3, 3)
             prod = (basis[:, 0, :, None, None] @ basis[:, 1, None, :, None]) @ basis[:, 2, None, None, :]
-            mirror = _MIRROR.to(a.device)
-            prod = prod * torch.where(self.right[:, None, None, None, None, None], mirror, 1.0)
-            self._mono = prod.reshape(len(self.names), 27, 9).contiguous()
+            prod = prod * torch.where(self.right.cpu()[:, None, None, None, None, None], _MIRROR, 1.0)
+            self._mono = prod.reshape(len(self.names), 27, 9).contiguous().to(self.axis.device)
         return self._mono
 
     def clamp(self, angles: Tensor, skip_root: bool = True) -> Tensor:
@@ -231,6 +230,7 @@ class PoseSampler:
         """The sampler with every tensor it holds (limits, presets, tables, components) on ``device``."""
         device = torch.device(device)
         if device != self.device:
+            self.joints._monomial_map()  # built here first: the rotation table travels, not rebuilt there
             for k, v in list(vars(self).items()):
                 setattr(self, k, moved(v, device))
             self.device = device
@@ -635,7 +635,7 @@ class MixturePoseSampler(PoseSampler):
     def sample_angles(self, n, g):
         comp = torch.multinomial(self.probs, max(n, 1), replacement=True, generator=g)[:n]
         angles = torch.zeros(n, len(self.joints.names), 3)
-        preset = [""] * n
+        preset = np.full(n, "", dtype=object)
         tags = {t: torch.zeros(n, dtype=torch.bool) for t in TAGS}
         for i, part in enumerate(self.parts.values()):
             idx = torch.nonzero(comp == i).flatten()
@@ -643,11 +643,10 @@ class MixturePoseSampler(PoseSampler):
                 continue
             a, p, t = part.sample_angles(int(idx.numel()), g)
             angles[idx] = a
-            for row, name in zip(idx.tolist(), p):
-                preset[row] = name
+            preset[idx.cpu().numpy()] = np.array(p, dtype=object)  # one scatter, no loop over rows
             for name, v in t.items():
                 tags[name][idx] = v
-        return angles, preset, tags
+        return angles, preset.tolist(), tags
 
 
 def named_poses(

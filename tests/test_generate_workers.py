@@ -78,6 +78,8 @@ def test_pose_device_is_checked_and_names_its_own_set(tmp_path):
         gpu.device, gpu.pose_device = "cuda", pose
         ids[pose] = dataset.dataset_id(gpu)
     assert ids["auto"] == ids["device"] != ids["cpu"] != dataset.dataset_id(base)
+    gpu.pose_device = "cpu"  # poses on the CPU: the GPU set's id as before pose_device existed
+    assert "pose_device" not in dataset.id_payload(gpu) and dataset.id_payload(gpu)["device"] == "cuda"
     dev.out_dir = str(tmp_path / "b")
     a, b = pipeline.generate(base), pipeline.generate(dev)
     sha = [[s["sha256"] for s in shards.load_manifest(d)["shards"]] for d in (a, b)]
@@ -85,3 +87,18 @@ def test_pose_device_is_checked_and_names_its_own_set(tmp_path):
     bad = _cfg(tmp_path, "num_samples=10", "pose_device=gpu", f"out_dir={tmp_path / 'c'}")
     with pytest.raises(config.GenerationConfigError, match="pose_device"):
         pipeline.generate(bad)
+
+
+def test_batch_size_does_not_change_the_data(tmp_path):
+    """``batch_size`` (rows posed per body-model call) is speed only: a shard drawn in batches of 800 rows
+    (100 poses, chunks split across batches) equals the one drawn in one batch, column for column."""
+    import numpy as np
+
+    from generation.generator import Generator
+
+    gen = Generator(_cfg(tmp_path, "num_samples=2000", "shard_size=2000"))
+    one, parts = gen.shard(0, 2000, 0, 0, 7), gen.shard(0, 2000, 0, 0, 7, batch_size=800)
+    assert one.keys() == parts.keys()
+    for k, v in one.items():
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(v, parts[k], equal_nan=v.dtype.kind == "f"), k

@@ -323,3 +323,20 @@ def test_sampler_follows_its_generators_device(name):
     b = s.to("cpu").sample(300, torch.Generator().manual_seed(4))
     assert torch.equal(a.rotations, b.rotations) and a.preset == b.preset
     assert all(torch.equal(a.tags[k], b.tags[k]) for k in a.tags)
+
+
+@pytest.mark.parametrize("name", ["uniform", "normal"])
+def test_sampler_draws_on_another_device(name):
+    """The GPU path's logic on the CPU: a sampler moved to another device (``meta``: shapes only, and any CPU
+    tensor mixed in raises as CUDA would) draws and builds its rotations there under the default-device
+    context that ``sample`` uses. (hybrid / mixture read their preset choices back as data, which meta has
+    not; the GPU run checks them against the CPU path's statistics: docs/bench_gpu.md.)"""
+    from helpers import compose
+    from hydra.utils import instantiate
+
+    s = instantiate(compose("generate", [f"pose_sampling={name}"]).pose_sampling).to("meta")
+    with torch.device("meta"):
+        angles, preset, tags = s.sample_angles(50, torch.Generator().manual_seed(0))
+        batch = s.to_batch(angles, preset, tags)
+    assert batch.rotations.device.type == "meta" and batch.rotations.shape[:2] == (50, len(batch.bone_names))
+    assert all(t.device.type == "meta" for t in batch.tags.values())
