@@ -147,6 +147,12 @@ def markdown(data: dict) -> str:
                 f"| poses {name} ({' '.join(v['overrides']) or 'default'}): samples/s | "
                 f"**{_fmt(v['samples_per_s'])}**"
                 + ("" if st_ok is None else f"; statistics {'within tolerance' if st_ok['ok'] else 'OFF'}")
+                + (
+                    ""
+                    if v.get("bits_differ") is None
+                    else f"; bits as `{SAME_DATA_AS[name]}`: "
+                    + ("identical" if not v["bits_differ"] else f"{len(v['bits_differ'])} columns differ")
+                )
                 + " |"
             )
         lines += [
@@ -382,6 +388,12 @@ GEN_VARIANTS = {
     "device_compiled": ["pose_device=device", "compile=true"],  # fused kernels (Triton): same data
 }
 DEFAULT_GEN_VARIANTS = ("cpu", "cpu_all_cores", "device", "device_batch1m")
+SAME_DATA_AS = {"device_batch1m": "device"}  # speed-only settings: their bits checked against that variant
+
+
+def bits_differ(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
+    """Columns whose values differ in any bit between two draws of the same seed (NaN equals NaN)."""
+    return [k for k in a if not np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f")]
 
 
 def _time_draws(gen, args, dev: torch.device) -> list[float]:
@@ -466,7 +478,8 @@ def stage_generation(args, dev: torch.device, on_variant=None) -> dict:
     t0 = time.perf_counter()
     c_cpu = _stat_columns(cpu_gen, args.stat_rows, 11)
     t_cpu = time.perf_counter() - t0
-    variants = {}
+    variants: dict[str, dict] = {}
+    c_device: dict[str, np.ndarray] = {}
     for name in args.gen_variants:
         gen = Generator(gen_config(args, str(dev), args.gen_rows, GEN_VARIANTS[name]))
         times = _time_draws(gen, args, dev)
@@ -481,6 +494,10 @@ def stage_generation(args, dev: torch.device, on_variant=None) -> dict:
             c_dev = _stat_columns(gen, args.stat_rows, 7)
             v["stats"] = compare_stats(c_dev, c_cpu, gen.spp)
             v["columns_device"] = column_stats(c_dev)
+            if name == "device":
+                c_device = c_dev
+        elif name in SAME_DATA_AS and SAME_DATA_AS[name] in variants:  # speed only: are the bits the same?
+            v["bits_differ"] = bits_differ(_stat_columns(gen, args.stat_rows, 7), c_device)
         v["config"] = {
             "device": str(dev),
             "batch_size": int(gen.cfg.batch_size),

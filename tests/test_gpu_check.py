@@ -53,6 +53,7 @@ def test_gpu_check_dry_run_without_anny(tmp_path, real_dir):
     # every way of drawing the poses ran; the device's (other random numbers) matches the CPU path too
     assert set(gen["variants"]) == {"cpu", "cpu_all_cores", "device", "device_batch1m"}
     assert gen["variants"]["device"]["stats"]["ok"] and "generation_partial" not in data["stages"]
+    assert gen["variants"]["device_batch1m"]["bits_differ"] == []  # batch_size changes no bit (here: the CPU)
     tp = data["stages"]["throughput"]
     with_base = [r for r in tp["table"] if r.get("dataloader")]
     assert {r["precision"] for r in with_base} == {"32-true", "bf16-mixed"}
