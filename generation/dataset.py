@@ -294,10 +294,15 @@ def prepare_out_dir(cfg: DictConfig, out_dir: Path, did: str, n_shards: int) -> 
                 theirs = old.get("id_config") if isinstance(old.get("id_config"), dict) else {}
                 ours = id_payload(cfg)
                 diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+                hint = (
+                    " (a GPU set made with its poses drawn on the CPU: add pose_device=cpu to resume it)"
+                    if diff == ["pose_device"] and "pose_device" not in theirs
+                    else ""
+                )
                 raise GenerationConfigError(
                     f"{out_dir} already holds a different dataset "
                     f"(dataset_id {old.get('dataset_id')} != {did}; "
-                    f"differs in: {', '.join(diff) or '?'}). Use another out_dir or overwrite=true."
+                    f"differs in: {', '.join(diff) or '?'}). Use another out_dir or overwrite=true{hint}."
                 )
             for tmp in out_dir.glob(".*.tmp"):  # half-written files of a killed run
                 tmp.unlink()

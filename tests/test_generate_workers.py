@@ -102,3 +102,18 @@ def test_batch_size_does_not_change_the_data(tmp_path):
     for k, v in one.items():
         if isinstance(v, np.ndarray):
             assert np.array_equal(v, parts[k], equal_nan=v.dtype.kind == "f"), k
+
+
+def test_resuming_a_gpu_set_made_with_cpu_poses_names_the_fix(tmp_path):
+    """A GPU set whose poses were drawn on the CPU (pose_device=cpu, the only way before the key existed) is
+    refused under the new default (auto: on the GPU), with the override that resumes it in the line."""
+    old = _cfg(tmp_path, "num_samples=800", "shard_size=800", "pose_device=cpu")
+    new = _cfg(tmp_path, "num_samples=800", "shard_size=800")
+    old.device = new.device = "cuda"
+    out = tmp_path / "gpu_set"
+    out.mkdir()
+    shards.write_manifest(out, dataset.new_manifest(old, dataset.dataset_id(old), 1))
+    with pytest.raises(config.GenerationConfigError, match="differs in: pose_device.*add pose_device=cpu"):
+        dataset.prepare_out_dir(new, out, dataset.dataset_id(new), 1)
+    old_id = dataset.dataset_id(old)
+    assert dataset.prepare_out_dir(old, out, old_id, 1)["dataset_id"] == old_id  # pose_device=cpu resumes it
