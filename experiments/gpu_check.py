@@ -253,10 +253,7 @@ def gen_config(args, device: str, rows: int, extra: list[str] | tuple[str, ...] 
 def draw(gen, rows: int, seed: int):
     """``Generator.sample`` of ``rows`` rows as ``Generator.shard`` seeds it (poses where its
     ``pose_device`` says)."""
-    g_pose = torch.Generator().manual_seed(seed)
-    g = g_pose if gen.device.type == "cpu" else torch.Generator(device=gen.device).manual_seed(seed ^ 1)
-    if gen.pose_device == "device":
-        g_pose = g
+    g, g_pose = gen.generators(seed)
     with torch.no_grad():
         return gen.sample(rows, g, int(gen.cfg.batch_size), g_pose)
 
@@ -396,9 +393,13 @@ def bits_differ(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]
     return [k for k in a if not np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f")]
 
 
-def _time_draws(gen, args, dev: torch.device) -> list[float]:
-    draw(gen, min(65536, args.gen_rows), 123)  # warm-up: CUDA context, kernels, caches
+def _warm_up(gen, args, dev: torch.device) -> None:
+    draw(gen, min(65536, args.gen_rows), 123)  # CUDA context, kernels, caches
     sync(dev)
+
+
+def _time_draws(gen, args, dev: torch.device) -> list[float]:
+    _warm_up(gen, args, dev)
     times = []
     for r in range(args.gen_repeats):
         t0 = time.perf_counter()
@@ -428,8 +429,7 @@ def stage_gen_profile(args, dev: torch.device) -> dict:
     from generation.generator import Generator
 
     gen = Generator(gen_config(args, str(dev), args.gen_rows, GEN_VARIANTS["device"]))
-    draw(gen, min(65536, args.gen_rows), 123)
-    sync(dev)
+    _warm_up(gen, args, dev)
     pr = cProfile.Profile()
     t0 = time.perf_counter()
     pr.enable()

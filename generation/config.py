@@ -73,6 +73,8 @@ def pose_device(cfg: DictConfig) -> str:
     generator's own device); ``auto``: ``device`` off the CPU (on a GPU, poses drawn on one CPU thread are
     most of the time: docs/bench_gpu.md), ``cpu`` on it (the same generator either way there)."""
     v = str(cfg.get("pose_device", "auto"))
+    if v not in POSE_DEVICES:
+        raise GenerationConfigError(f"pose_device={v} is not one of {', '.join(POSE_DEVICES)}")
     if v == "auto":
         return "cpu" if str(cfg.get("device", "cpu")) == "cpu" else "device"
     return v
@@ -116,8 +118,7 @@ def validate(cfg: DictConfig) -> None:
     dev = str(cfg.device)
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise GenerationConfigError(f"device={dev} but CUDA is not available")
-    if str(cfg.get("pose_device", "cpu")) not in POSE_DEVICES:
-        raise GenerationConfigError(f"pose_device={cfg.pose_device} is not one of {', '.join(POSE_DEVICES)}")
+    pose_device(cfg)  # a bad value: one clear line
 
 
 def instantiate_stage(group: str, node: DictConfig, **kwargs):

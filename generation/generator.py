@@ -79,10 +79,16 @@ class Generator:
         """Compile the fused kernels now (when on) with a tiny throw-away batch, e.g. before
         forking workers."""
         if self.compiled:
-            g = torch.Generator(device=self.device).manual_seed(0)
-            g_pose = g if self.pose_device == "device" else torch.Generator().manual_seed(0)  # as in shard()
+            g, g_pose = self.generators(0)
             with torch.no_grad():
                 self.sample(64, g, g_pose=g_pose)
+
+    def generators(self, seed: int) -> tuple[torch.Generator, torch.Generator]:
+        """``(g, g_pose)`` seeded from ``seed`` as every shard draws: ``g`` on the device (cameras, noise; the
+        CPU generator itself on the CPU), ``g_pose`` where :attr:`pose_device` says (poses, body indices)."""
+        g_cpu = torch.Generator().manual_seed(seed)
+        g = g_cpu if self.device.type == "cpu" else torch.Generator(device=self.device).manual_seed(seed ^ 1)
+        return g, (g if self.pose_device == "device" else g_cpu)
 
     def sample(
         self,
@@ -138,11 +144,7 @@ class Generator:
         batch_size: int | None = None,
     ) -> dict[str, Any]:
         """Columns (depth_pose.schema.ALL_COLS) of shard ``index``."""
-        base = shard_seed(seed, index)
-        g_pose = torch.Generator().manual_seed(base)  # pose samplers draw on the CPU (pose_device=cpu)
-        g = g_pose if self.device.type == "cpu" else torch.Generator(device=self.device).manual_seed(base ^ 1)
-        if self.pose_device == "device":  # ... or with the device's generator, on the device
-            g_pose = g
+        g, g_pose = self.generators(shard_seed(seed, index))
         with torch.no_grad():
             poses, posed, cams, obs, rep = self.sample(n_rows, g, batch_size, g_pose)
         return columns(poses, posed, cams, obs, rep, self.body.shapes, row_offset, pose_offset)

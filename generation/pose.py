@@ -230,7 +230,7 @@ class PoseSampler:
         """The sampler with every tensor it holds (limits, presets, tables, components) on ``device``."""
         device = torch.device(device)
         if device != self.device:
-            self.joints._monomial_map()  # built here first: the rotation table travels, not rebuilt there
+            self.joints._monomial_map()  # built before it leaves (on the CPU): the rotation table travels
             for k, v in list(vars(self).items()):
                 setattr(self, k, moved(v, device))
             self.device = device

@@ -503,13 +503,13 @@ def few_people_floor(
     sigma is unknown: a few frames under a wrong up can make a floor metres off). Too small to test or to
     tilt up: the caller keeps the verticals' up. :class:`TooFewPeopleError` (why) when there is no such
     floor."""
-    floor = fit_floor(
-        points, up.up_cam, *floor_args, hip_above_ankle_m=hip_above_ankle_m, min_people=START_MIN_TRACKS
-    )
     if not np.isfinite(up.cov).all():
         raise TooFewPeopleError(
             "the up direction's uncertainty is unknown: a floor of few person-frames is not used"
         )
+    floor = fit_floor(
+        points, up.up_cam, *floor_args, hip_above_ankle_m=hip_above_ankle_m, min_people=START_MIN_TRACKS
+    )
     for moved in one_sigma_turns(up.up_cam, up.cov, both_ways=True):
         try:
             fit_floor(

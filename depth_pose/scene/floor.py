@@ -348,8 +348,8 @@ def fit_floor(
     c = 0.5 * (fits[0][0] + fits[1][0])
     var_c = (0.5 * (math.sqrt(fits[0][1]) + math.sqrt(fits[1][1]))) ** 2  # one size error: correlated
     keep = fits[0][2]
-    kept = len(np.unique(g[keep]))
-    if len(idx) < MIN_FLOOR_FRAMES and kept < min_people:  # the few frames' people, as the fit keeps them
+    kept = len(np.unique(g[keep])) if len(idx) < MIN_FLOOR_FRAMES else None  # the few frames' people, kept
+    if kept is not None and kept < min_people:
         raise TooFewPeopleError(
             f"{len(idx)} upright person-frames with visible hips and feet on the floor, {kept} people kept "
             f"by its robust fit; at least {MIN_FLOOR_FRAMES} (or {min_people} tracked people) are needed "
