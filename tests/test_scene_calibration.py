@@ -36,6 +36,7 @@ from depth_pose.scene import (
     upright_mask,
 )
 from depth_pose.scene.calibration import (
+    MODEL_SCALE_REL,
     MODEL_UP_MAX_SIGMA_DEG,
     REFINE_STEPS,
     REFINE_TOL_DEG,
@@ -101,6 +102,20 @@ def test_calibration_recovers_pitch_roll_and_height(cam):
     p, r = math.radians(calib.pitch_deg), math.radians(calib.roll_deg)
     expected = [math.sin(r) * math.cos(p), -math.cos(r) * math.cos(p), math.sin(p)]
     np.testing.assert_allclose(calib.up_cam, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("cam", CAMERAS, ids=lambda c: f"h{c[0]}_p{c[1]}_r{c[2]}")
+def test_a_self_calibrated_height_carries_the_models_common_scale_error(cam):
+    """Eighty people average their sizes away (the population's spread over their number: ~1%), but the
+    model's scale error common to everyone in a scene (its view bias, 1-2% on the scene suite) does not
+    average: the height from their model depths is no better known than that. A given height has no such
+    error (sigma 0)."""
+    calib = calibrated(cam)
+    assert calib.sigma_height_m >= MODEL_SCALE_REL * calib.height_m
+    assert POPULATION_LOG_SIGMA / math.sqrt(80) < MODEL_SCALE_REL  # the people alone would claim less
+    sc, z, sigma = scene(cam)
+    given = calibrate_scene(sc.keypoints, sc.K, z, sigma, sc.track, IMAGE, height_m=cam[0])
+    assert given.sigma_height_m == 0.0
 
 
 def test_the_floor_sharpens_a_level_cameras_pitch():

@@ -53,7 +53,8 @@ HEIGHT_STEP_DEG = 1.0  # the up moved this far each way to measure how the fitte
 HEIGHT_ITERATIONS = 3  # chord steps of the up under a given height
 HEIGHT_GATE_SIGMAS = 3.0  # a given height further than this from the people's floor is of another floor
 # The model's scale error common to a scene's people (its view bias), in no term of the floor fit's sigma:
-# 1-2% measured on the scene suite (docs/bench_scenes.md, session 18); a given height weighs against it.
+# 1-2% measured on the scene suite (docs/bench_scenes.md, session 18). A self-calibrated height carries it
+# (added to its sigma); a given height weighs against it.
 MODEL_SCALE_REL = 0.02
 
 
@@ -589,7 +590,8 @@ def calibrate_scene(
     and the height under it: an uneven floor's tilt is no measurement of up (a model with a gravity input
     gets it when precise enough: :attr:`SceneCalibration.model_up`). A floor too small to test still refines
     up (unless a later test finds it uneven). ``sigma_height_m`` includes what
-    the up direction's uncertainty does to the height. ``hip_above_ankle_m``: the people's mean hip height
+    the up direction's uncertainty does to the height, and the model's scale error common to the people
+    (:data:`MODEL_SCALE_REL`). ``hip_above_ankle_m``: the people's mean hip height
     above their ankles (:func:`~depth_pose.scene.floor.fit_floor`). ``up_cam`` (3,): the user's up direction,
     taken as exact (no vanishing point, no refinement): only the height and the floor are measured, under it
     (:func:`given_up`). ``fps``: the frame rate of a video's person-frames (how many of a track's frames the
@@ -696,9 +698,9 @@ def calibrate_scene(
             )
             reason = reason if conflict is None else f"{reason}; {conflict}"
         height, sigma_h = float(height_m), 0.0
-    elif height is not None:
+    elif height is not None:  # the people's mean size, the up's share, and the model's common scale error
         from_up = _height_sigma_from_up(points, u, cov, height, floor_args, hip_above_ankle_m, few)
-        sigma_h = math.hypot(sigma_h, from_up)
+        sigma_h = math.sqrt(sigma_h**2 + from_up**2 + (MODEL_SCALE_REL * height) ** 2)
     pitch, roll, s_pitch, s_roll = pitch_roll_sigma(u, cov)
     return SceneCalibration(
         K=K,
