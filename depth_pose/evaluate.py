@@ -43,6 +43,7 @@ from depth_pose.eval.io import (
     atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
+    check_keypoints_file,
     read_keypoints_jsonl,
     read_synthetic_set,
 )
@@ -56,6 +57,7 @@ from depth_pose.eval.report import (
 )
 from depth_pose.fileio import Named, check_outputs
 from depth_pose.gravity import pitch_roll_rows, scene_up
+from depth_pose.jsonvalues import option_number
 from depth_pose.keypoints import pixel_height
 from depth_pose.ranges import NO_JOINTS, OK, STATUSES, status_counts
 from depth_pose.scene_commands import (
@@ -499,6 +501,20 @@ def scene_depths(
     return metrics
 
 
+def check_baselines(b) -> None:
+    """The baselines' numbers (``baselines.*``), refused before any work when they are no lengths or shares
+    (a negative stature gave negative box-height depths)."""
+    for key, lo, hi, open_lo in (
+        ("stature_m", 0.0, 10.0, True),
+        ("kp_extent_over_stature", 0.0, 2.0, True),
+        ("shoulder_hip_m", 0.0, 10.0, True),
+        ("shoulder_hip_min_conf", 0.0, 1.0, False),
+        ("floor_rel", 0.0, 1.0, False),
+    ):
+        if key in b:
+            option_number(b[key], f"baselines.{key}", lo, hi, open_lo=open_lo, error=EvalInputError)
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Run the evaluation chosen by ``keypoints=``, ``images=``, ``dataset=`` or ``suite=``;
     return the metrics.
@@ -512,6 +528,7 @@ def evaluate(cfg: DictConfig) -> dict:
             f"suite={'|'.join(SUITES)} (got {modes or 'none'})"
         )
     mode = modes[0]
+    check_baselines(cfg.get("baselines") or {})
     scene = scene_up(cfg.get("scene"))  # exit 2 on a bad value, before any work
     sopts = eval_scene_options(cfg.get("scene"))
     if sopts.enabled and mode != "keypoints":
@@ -583,8 +600,8 @@ def evaluate(cfg: DictConfig) -> dict:
         return res
 
     src = abs_path(cfg[mode])
-    if mode == "keypoints" and not src.is_file():
-        raise EvalInputError(f"keypoints file not found: '{src}'")
+    if mode == "keypoints":
+        check_keypoints_file(src)
     out = check_out(
         out_path(cfg, "predictions.jsonl"),
         [(mode, src), *model_inputs(cfg.get("ckpt"))],
@@ -609,8 +626,6 @@ def evaluate(cfg: DictConfig) -> dict:
         except Exception as e:
             raise EvalInputError(f"cannot build the pose detector: {type(e).__name__}: {e}") from e
         people = detect_people(src, detector, cfg.match_iou, progress=bool(cfg.progress))
-    for where, why in people.skipped:
-        log.warning("left out %s: %s", where, why)
     groups = people.fields.get(sopts.group, []) if mode == "keypoints" and sopts.enabled else [0]
     if len(people.ids) and not any(usable_id(v) for v in groups):  # (no usable line at all: the usual error)
         raise EvalInputError(

@@ -59,12 +59,12 @@ def check_intrinsics(K: Tensor, image_size: tuple[float, float] | None = None) -
     """Why ``K`` (3, 3) or (N, 3, 3) is not a pixel intrinsics matrix
     ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]``, else None.
 
-    Checked, in this order: the shape; finite entries; the bottom row ``[0, 0, 1]`` (within 1e-6; a matrix
-    with the principal point in its bottom row is named as transposed); ``K[1][0] = 0``; ``fx, fy > 0``; not
-    singular; and, when the image size ``(W, H)`` is known, a horizontal field of view
-    ``2 atan(W / (2 fx))`` within :data:`SANE_HFOV_DEG`. A valid matrix can still lie outside what a model
-    was trained on (``fx = 1e12``): that is flagged per person (:mod:`depth_pose.ranges`), not refused here.
-    For a batch, the first bad matrix is named ``K[i]``."""
+    Checked, in this order: the shape; finite entries, within float32's range; the bottom row ``[0, 0, 1]``
+    (within 1e-6; a matrix with the principal point in its bottom row is named as transposed);
+    ``K[1][0] = 0``; ``fx, fy > 0``; not singular; and, when the image size ``(W, H)`` is known, a
+    horizontal field of view ``2 atan(W / (2 fx))`` within :data:`SANE_HFOV_DEG`. A valid matrix can still
+    lie outside what a model was trained on (``fx = 1e12``): that is flagged per person
+    (:mod:`depth_pose.ranges`), not refused here. For a batch, the first bad matrix is named ``K[i]``."""
     if K.shape[-2:] != (3, 3):
         return f"K must be 3x3, got shape {tuple(K.shape[-2:])}"
     batched = K.ndim == 3 and K.shape[0] > 1
@@ -78,6 +78,9 @@ def check_intrinsics(K: Tensor, image_size: tuple[float, float] | None = None) -
 
     if hit := first(~torch.isfinite(Kd).flatten(1).all(1)):
         return f"{hit[0]} has non-finite entries"
+    big = torch.finfo(torch.float32).max  # the model computes in float32: beyond this an entry is infinite
+    if hit := first((Kd.abs() > big).flatten(1).any(1)):
+        return f"{hit[0]} has entries beyond {big:.3g} (float32's range, in which the model computes)"
     eye_row = torch.tensor([0.0, 0.0, 1.0], dtype=Kd.dtype)
     if hit := first((Kd[:, 2, :] - eye_row).abs().amax(1) > 1e-6):
         name, k = hit

@@ -69,3 +69,24 @@ def option_number(
         top = f"{hi:g}]" if math.isfinite(hi) else ("inf]" if allow_inf else "inf)")
         raise error(f"{name} must be {kind} in {'(' if open_lo else '['}{lo:g}, {top}, got {shown(value)}")
     return x
+
+
+def option_device(value: Any, name: str, *, error: type[InputError] = InputError) -> str:
+    """A command option ``name`` that must name a torch device this machine has (``cpu``, ``cuda``,
+    ``cuda:1``, ``mps``; None is left to the caller's default): the value as given, else ``error`` naming it
+    (torch would fail later with a multi-line trace, or only on the first tensor moved there)."""
+    import torch
+
+    try:
+        dev = torch.device(str(value))
+    except (RuntimeError, ValueError):
+        raise error(f"{name}={shown(value)} is not a device (cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index is not None and dev.index >= count):
+            raise error(f"{name}={shown(value)} but this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise error(f"{name}={shown(value)} but MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise error(f"{name}={shown(value)}: use cpu, cuda, cuda:N or mps")
+    return str(value)

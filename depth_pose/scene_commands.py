@@ -912,12 +912,12 @@ def _cell(text: Any, n: int = 60) -> str:
 
 def reasons(cameras: Sequence[Mapping[str, Any]]) -> list[str]:
     """Markdown bullets: why cameras were not calibrated (or have no level floor), with counts (numbers in the
-    reasons replaced by N)."""
+    reasons replaced by N, parenthesised asides left out)."""
     out: dict[str, int] = {}
     for c in cameras:
         if c["status"] == CALIBRATED:
             continue
-        why = str(c["why"] or c["planarity"] or "?").split(";")[0].split(" (")[0]
+        why = re.sub(r" \([^()]*\)", "", str(c["why"] or c["planarity"] or "?"))  # asides differ by camera
         key = f"{c['status']}: {re.sub(r'[-+]?[0-9]+([.][0-9]+)?', 'N', why)}"
         out[key] = out.get(key, 0) + 1
     return [f"- {n} × {k}" for k, n in sorted(out.items(), key=lambda kv: -kv[1])]

@@ -183,6 +183,20 @@ def check_manifest(path: str | Path, manifest: dict, require_complete: bool = Fa
     entries = manifest.get("shards")
     if not isinstance(entries, list) or not all(_entry_ok(e) for e in entries):
         raise CorruptSetError(f"dataset {root}: {MANIFEST} has a malformed shard list")
+    index = [e["index"] for e in entries]
+    if len(set(index)) != len(index) or any(e["file"] != shard_name(e["index"]) for e in entries):
+        raise CorruptSetError(  # a file elsewhere (../, an absolute path) or one shard counted twice
+            f"dataset {root}: {MANIFEST} lists a shard twice or under another name than its "
+            f"{shard_name(0).replace('0', 'N')} (corrupt or edited manifest)"
+        )
+    n = manifest.get("num_shards", len(entries))
+    if manifest.get("complete", False) and (
+        isinstance(n, bool) or not isinstance(n, int) or sorted(index) != list(range(n))
+    ):
+        raise CorruptSetError(
+            f"dataset {root}: {MANIFEST} says num_shards={n!r} but lists the shards {sorted(index)[:8]}"
+            f"{' ...' if len(index) > 8 else ''} (corrupt or edited manifest)"
+        )
     done = sum(int(e["rows"]) for e in entries)
     if require_complete and not manifest.get("complete", False):
         raise IncompleteSetError(

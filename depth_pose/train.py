@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,9 @@ def resolve_data_dir(cfg: DictConfig) -> tuple[Path, str]:
     """Dataset directory (generating it if needed) and its id (manifest ``dataset_id`` or the path)."""
     if cfg.data.get("dir"):
         path = Path(cfg.data.dir)
-        if path.exists() and not path.is_dir():
+        if not path.exists():
+            raise DataDirError(f"data.dir={path}: no such folder (a dataset folder of dp-generate)")
+        if not path.is_dir():
             raise DataDirError(
                 f"data.dir={path} is a file, not a dataset folder (Parquet shards + manifest.json from "
                 "dp-generate)"
@@ -217,6 +220,8 @@ def read_checkpoint_run(path: Path) -> dict[str, Any] | None:
         ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # noqa: BLE001  (any failure to read it means: not a usable checkpoint)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        if isinstance(e, pickle.UnpicklingError):  # never torch's advice to unpickle it after all
+            first = "it holds pickled Python objects beyond tensors and plain values, never loaded"
         raise CheckpointPathError(
             f"ckpt_path={path} is not a readable Lightning checkpoint ({type(e).__name__}: {first})"
         ) from e
@@ -371,7 +376,12 @@ def fit(
             lg.log_hyperparams(run_config)
         except Exception as err:  # a logger that cannot store the config must not stop training
             log.warning("logger %s could not store the config: %s", type(lg).__name__, err)
-    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning's graceful shutdown on Ctrl-C ends in exit(1): say what it was
+            raise KeyboardInterrupt from None
+        raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
     ckpt_cb = trainer.checkpoint_callback
     best = getattr(ckpt_cb, "best_model_path", "") if ckpt_cb is not None else ""

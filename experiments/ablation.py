@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import depth_pose  # noqa: F401  (environment defaults)
-from depth_pose.env import REPO_ROOT, config_dir
+from depth_pose.env import REPO_ROOT, config_dir, real_data_dir
 
 DEFAULT_SWEEP = ["pose_sampling=uniform,normal,hybrid"]
 
@@ -357,10 +357,7 @@ def main() -> None:
         "--sweep", type=Path, default=None, help="score this finished dp-train -m folder (no training)"
     )
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "ablation")
-    default_real = os.environ.get("DEPTH_POSE_REAL_DATA") or str(
-        REPO_ROOT.parent / "shared" / "data" / "real"
-    )
-    ap.add_argument("--real", type=Path, default=Path(default_real))
+    ap.add_argument("--real", type=Path, default=real_data_dir())
     args = ap.parse_args()
 
     out = args.out.resolve()

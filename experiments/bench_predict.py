@@ -25,11 +25,12 @@ import torch
 import depth_pose  # noqa: F401
 from depth_pose import geometry
 from depth_pose.detect import PoseDetector
+from depth_pose.env import real_data_dir
 from depth_pose.predict.positions import positions
 from depth_pose.predict.zoom import Zoom, box_iou
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "data" / "real"
+REAL = real_data_dir()
 
 
 def load_depth(ckpt: str | None):

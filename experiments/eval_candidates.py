@@ -19,8 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from depth_pose.env import real_data_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "data" / "real"
+REAL = real_data_dir()
 BIN = ROOT / ".venv" / "bin"
 STEPS = ("rendered", "kitti", "invariance", "truncation", "phone")
 

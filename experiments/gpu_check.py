@@ -49,12 +49,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "experiments")]
 
 import depth_pose  # noqa: E402, F401  (env before anything else of the project)
+from depth_pose.env import real_data_dir  # noqa: E402
 
 GPU_DIR = ROOT / ".gpu"  # ignored; travels with carry=[".gpu"]
 WHEEL_DIR = GPU_DIR / "wheels"
 BANK_FILE = GPU_DIR / "bank.safetensors"
 KITTI_COPY = GPU_DIR / "kitti_pedestrians_dev.jsonl"
-KITTI_SHARED = ROOT.parent / "shared" / "data" / "real" / "kitti_pedestrians_dev.jsonl"
+KITTI_SHARED = real_data_dir() / "kitti_pedestrians_dev.jsonl"
 REFERENCE = ROOT / "experiments" / "gpu_check_reference.json"
 CARRY_LIMIT = 64 * 2**20
 # What the GPU machine lacks (its image has torch, lightning, numpy, pyarrow, safetensors, pyyaml, packaging):
@@ -906,6 +907,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.dry_run:
         meta["carry"] = carry_size([".gpu"])
+    if "kitti" in stages and not Path(args.kitti).is_file():  # the real data is not everywhere: said, skipped
+        stages.remove("kitti")
+        meta["skipped"] = {"kitti": f"no file at {args.kitti} (--kitti FILE, or DEPTH_POSE_REAL_DATA)"}
+        print(f"gpu_check: stage kitti skipped: {meta['skipped']['kitti']}", flush=True)
     rep = Report(Path(args.out), meta)
     print(f"gpu_check: device {dev} ({meta['device_name']}), body {body}, out {args.out}", flush=True)
     model = None

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 
 import depth_pose  # noqa: F401
-from depth_pose.env import REPO_ROOT
+from depth_pose.env import real_data_dir
 from depth_pose.eval.baselines import shoulder_hip_depth
 from depth_pose.eval.io import read_keypoints_jsonl
 from depth_pose.eval.metrics import PERSON_PX_BANDS, band_name, depth_metrics, per_band
 from depth_pose.keypoints import pixel_height
 from depth_pose.predictor import DepthPredictor
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "real" / "kitti_pedestrians_dev.jsonl"
+DEFAULT_DATA = real_data_dir() / "kitti_pedestrians_dev.jsonl"
 
 
 def box_heights(path: Path) -> np.ndarray | None:

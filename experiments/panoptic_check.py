@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import depth_pose  # noqa: F401
-from depth_pose.env import REPO_ROOT
+from depth_pose.env import real_data_dir
 from depth_pose.geometry import up_from_pitch_roll
 from depth_pose.predictor import DepthPredictor
 
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tilt import DEFAULT_MODELS  # noqa: E402
 from model_bench import add_model_args, emit, model_names  # noqa: E402
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "real" / "panoptic_band" / "panoptic_band.jsonl"
+DEFAULT_DATA = real_data_dir() / "panoptic_band" / "panoptic_band.jsonl"
 # (name, lowest pitch, highest pitch): half-open [lo, hi), the last one closed.
 PITCH_BINS = [
     ("−53…−38° (steep)", -90.0, -38.0),

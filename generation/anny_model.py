@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -37,6 +39,9 @@ def limits_bones(path: str | Path | None = None) -> list[str]:
 def load_anny():
     """Anny model (float32, CPU) and its COCO regressor, loaded once per process."""
     if "model" not in _ANNY_CACHE:
+        cache = Path(os.environ.get("ANNY_CACHE_DIR", ""))
+        if not cache.is_dir() or not any(p.is_file() for p in cache.rglob("*")):  # Anny builds it on import
+            print(f"anny: building the body model's cache in {cache} (once, about a minute)", file=sys.stderr)
         import anny
 
         model = anny.Anny().to(torch.float32)

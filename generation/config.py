@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from depth_pose.env import config_dir
 from depth_pose.errors import InputError
+from depth_pose.jsonvalues import option_device
+
+# render keys that say how the user vouches for the detector's weights (checks, not data: not in a set's id)
+RENDER_TRUST_KEYS = ("yolo_weights_sha256", "yolo_trust_weights")
 
 # Top-level keys of conf/generate.yaml that are not generation settings.
 NON_SETTINGS = ("defaults", "hydra", "paths", "out_dir", "task_name")
@@ -115,9 +118,7 @@ def validate(cfg: DictConfig) -> None:
             "framing_cut.share > 0 applies to the analytic path only (render=none); the render path frames "
             "its people itself"
         )
-    dev = str(cfg.device)
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise GenerationConfigError(f"device={dev} but CUDA is not available")
+    option_device(cfg.device, "device", error=GenerationConfigError)
     pose_device(cfg)  # a bad value: one clear line
 
 

@@ -21,7 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from depth_pose import shards
 from depth_pose.schema import ALL_COLS
 from generation.bank import body_id_config
-from generation.config import GenerationConfigError, framing_cut_share, pose_device, resolved, with_defaults
+from generation.config import (
+    RENDER_TRUST_KEYS,
+    GenerationConfigError,
+    framing_cut_share,
+    pose_device,
+    resolved,
+    with_defaults,
+)
 from generation.pose import pose_files_digest
 
 # Config entries that determine the data (hashed into the dataset id and compared on resume).
@@ -60,6 +67,8 @@ def id_payload(cfg: DictConfig) -> dict:
     payload["body"] = body_id_config(payload["body"])  # body=bank: the config its bank was made from
     if isinstance(payload["render"], dict) and payload["render"].get("shard_range") is not None:
         payload["render"] = {**payload["render"], "shard_range": None}  # which shards a run writes: no data
+    if isinstance(payload["render"], dict):  # how the user vouches for the detector's weights: no data
+        payload["render"] = {k: v for k, v in payload["render"].items() if k not in RENDER_TRUST_KEYS}
     noise = payload["noise"]
     if isinstance(noise, dict) and not noise.get("border_clamp_prob"):  # the border behaviour, off: no data
         payload["noise"] = noise = {k: v for k, v in noise.items() if k not in BORDER_NOISE_KEYS}

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_toy_set
+from test_detector_weights import evil_weights
 from test_eval_cli import K, line, person
 from test_integrity import copy_model, flip_bytes, triple_depth
 from test_outputs_vs_inputs import fifo, image_dir, keypoints_file, snapshot
@@ -124,6 +125,10 @@ def _no_joints_counted_out(t: Path, err: str) -> None:
     assert rows["nan"]["status"] == "no_joints" and rows["nan"]["z_pred_m"] is None
     metrics = json.loads((t / "o" / "metrics.json").read_text())
     assert metrics["model_ok_only"]["n"] == 1 and metrics["status_counts"]["no_joints"] == 1
+
+
+def _no_code_ran(t: Path, err: str) -> None:
+    assert not (t / "code_ran").exists(), "the pickled weights' code ran"
 
 
 def _trained(t: Path, err: str) -> None:
@@ -273,6 +278,30 @@ CASES: dict[str, Case] = {
         3,
         r"left out line 2: .*\[0, 0, 1\]",
     ),
+    "eval-confidence-5-line": Case(
+        "dp-eval",
+        on_keypoints(_two(GOOD, line("b", person(conf=5.0)))),
+        3,
+        r"left out line 2: keypoints_xyc confidences must be scores in \[0, 1\], got 5",
+    ),
+    "eval-image-wh-1e300-line": Case(
+        "dp-eval",
+        on_keypoints(_two(GOOD, line("b", person(), image_wh=[1e300, 1e300]))),
+        3,
+        r"left out line 2: image_wh must be .* up to 1e\+06",
+    ),
+    "eval-baseline-stature-negative": Case(
+        "dp-eval",
+        lambda t, fx: [*on_keypoints(_two(GOOD))(t, fx), "baselines.stature_m=-1"],
+        2,
+        r"baselines\.stature_m must be a number in \(0, 10\], got -1",
+    ),
+    "eval-K-beyond-float32-line": Case(
+        "dp-eval",
+        on_keypoints(_two(GOOD, line("b", person(), k=[[K[0][0], 0, 1e39], K[1], K[2]]))),
+        3,
+        r"left out line 2: K has entries beyond .*float32",
+    ),
     "eval-deeply-nested-line": Case(
         "dp-eval",
         on_keypoints(_two(GOOD, "[" * 100_000 + "]" * 100_000)),
@@ -360,6 +389,31 @@ CASES: dict[str, Case] = {
         2,
         r"/nonexistent\.pt",
     ),
+    "predict-pickled-detector-weights": Case(
+        "dp-predict",
+        lambda t, fx: [
+            f"source={image_dir(t / 'imgs')}",
+            f"out={t / 'o'}",
+            f"detector.weights={evil_weights(t)[0]}",
+        ],
+        2,
+        r"detector\.weights=.*evil\.pt.*pickle.*detector\.trust_weights=true",
+        check=_no_code_ran,
+    ),
+    "predict-no-source": Case("dp-predict", lambda t, fx: [f"out={t / 'o'}"], 2, r"source= is required"),
+    "predict-device-bogus": Case("dp-predict", on_images("device=foo"), 2, r"device='foo' is not a device"),
+    "predict-detector-device-bogus": Case(
+        "dp-predict", on_images("detector.device=foo"), 2, r"detector\.device='foo' is not a device"
+    ),
+    "predict-fx-not-a-number": Case(
+        "dp-predict", on_images("intrinsics.fx=abc"), 2, r"intrinsics\.fx must be a number in \(0, inf\)"
+    ),
+    "predict-calib-size-zero": Case(
+        "dp-predict",
+        on_images("intrinsics.calib={made}", "intrinsics.calib_size=[0,0]", make=lambda t: calib(t, K)),
+        2,
+        r"intrinsics\.calib_size must be an integer in \[1, ",
+    ),
     "predict-zoom-min-box-nan": Case(
         "dp-predict", on_images("zoom.min_box_px=nan"), 2, r"zoom\.min_box_px must be a number.*nan"
     ),
@@ -395,12 +449,22 @@ CASES: dict[str, Case] = {
     ),
     # ---- dp-train
     "train-data-dir-is-a-file": Case("dp-train", on_set(make=a_file), 2, r"file\.txt.*is a file"),
+    "train-data-dir-missing": Case(
+        "dp-train", lambda t, fx: [f"data.dir={t}/nothere"], 2, r"data\.dir=.*/nothere: no such folder"
+    ),
     "train-data-dir-without-manifest": Case("dp-train", on_set(make=empty_dir), 2, r"/empty\b.*manifest"),
     "train-ckpt-path-not-a-checkpoint": Case(
         "dp-train",
         on_set("ckpt_path={t}/file.txt", make=lambda t: (a_file(t), small_set(t))[1]),
         2,
         r"file\.txt.*not a readable Lightning checkpoint",
+    ),
+    "train-ckpt-path-pickled-objects": Case(
+        "dp-train",
+        on_set("ckpt_path={t}/evil.pt", make=lambda t: (evil_weights(t), small_set(t))[1]),
+        2,
+        r"evil\.pt is not a readable Lightning checkpoint .*pickled Python objects.*never loaded",
+        check=_no_code_ran,
     ),
     "train-ckpt-path-missing": Case("dp-train", on_set("ckpt_path={t}/gone.ckpt"), 2, r"gone\.ckpt"),
     "train-ckpt-path-last-nothing-to-resume": Case(

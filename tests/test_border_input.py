@@ -316,7 +316,7 @@ def test_dp_eval_jsonl_image_wh(tmp_path, border_model, bpred):
         metrics, rows = run_eval(tmp_path, border_model, f"keypoints={src}")
     assert [r["id"] for r in rows] == ["with", "without", "null"] and metrics["exit_code"] == 3
     why = {s["where"]: s["why"] for s in metrics["skipped"]}
-    msg = "image_wh must be [width, height] in pixels (two positive numbers), got "
+    msg = "image_wh must be [width, height] in pixels (two positive numbers up to 1e+06), got "
     assert why == {"line 4": msg + "[1242, 0]", "line 5": msg + "'1242x375'"}
     kp = np.asarray([cut, cut, person(9.0)], np.float32)
     wh = np.array([[W, H], [np.nan, np.nan], [np.nan, np.nan]], np.float32)

@@ -88,3 +88,18 @@ def test_generation_config_error_is_one_line(tmp_path: Path) -> None:
     (line,) = error_lines(res, "dp-generate")
     assert "camera" in line and "depth_min_m" in line
     assert not (tmp_path / "set").exists()
+
+
+def test_a_sweep_runs_as_the_readme_writes_it(tmp_path: Path) -> None:
+    """``dp-generate -m ...`` with no ``paths.root_dir`` / ``hydra.sweep.dir``: the sweep folder is resolved
+    before any job exists, where ``${hydra:runtime.cwd}`` fails ("HydraConfig was not set"); the launch
+    directory is the root there too."""
+    res = run_cli(
+        "generate", "-m", "num_samples=300", "seed=1,2", "out_dir=${paths.root_dir}/set${seed}",
+        "progress=false", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    assert all((tmp_path / f"set{s}" / "manifest.json").is_file() for s in (1, 2))
+    sweeps = list((tmp_path / "outputs" / "generate" / "multiruns").iterdir())
+    assert len(sweeps) == 1 and {p.name for p in sweeps[0].iterdir()} >= {"0", "1"}

@@ -113,3 +113,30 @@ def test_default_model_on_kitti_dev(real_dir, tmp_path):
     model = m["methods"]["model"]
     assert model["ale_m"] < 1.5 and model["delta_1.25"] > 0.85
     assert 0.4 < model["cov_1sigma"] < 0.95
+
+
+@pytest.mark.parametrize(
+    "change, pattern",
+    [
+        ({"gt_z_m": -8.41}, r"people\[0\]: gt_z_m must be a positive finite number .* got -8\.41"),
+        ({"gt_z_m": "abc"}, r"people\[0\]: gt_z_m must be a positive finite number .* got 'abc'"),
+        (
+            {"gt_z_m": None, "person_depth_m_approx": True},
+            r"people\[0\]: person_depth_m_approx must be .* got True",
+        ),
+        ({"bbox_xyxy_px": [1, 2, 3]}, r"people\[0\]: bbox_xyxy_px must have shape \(4,\)"),
+    ],
+)
+def test_a_bad_label_in_gt_json_is_named_not_dropped(tmp_path, change, pattern):
+    """A label that is not a depth (or a box that is not four numbers) was read as "no label": the person
+    silently left the scores. It is an unusable input, named."""
+    from depth_pose.eval.images import read_image_set
+    from depth_pose.eval.io import EvalInputError
+
+    person = {"gt_z_m": 8.41, "bbox_xyxy_px": [10, 20, 60, 200]} | change
+    gt = {"image": "a.png", "K": [[700, 0, 600], [0, 700, 180], [0, 0, 1]], "people": [person]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    with pytest.raises(EvalInputError, match=pattern):
+        read_image_set(tmp_path)
+    (tmp_path / "gt.json").write_text(json.dumps(gt | {"people": [{"gt_z_m": None}]}))
+    assert np.isnan(read_image_set(tmp_path)[0].gt_z)  # null: an unlabelled person, as before

@@ -125,6 +125,29 @@ def test_missing_shard_refused(toy_set_dir, tmp_path):
         shards.read_table(d)
 
 
+def _edited(m: dict, how: str, outside: Path) -> dict:
+    """``m`` (a two-shard set's manifest) edited by hand, ``how``; each listed file still matches its hash."""
+    a, b = m["shards"]
+    return {
+        "drop": {**m, "shards": [a], "num_samples": a["rows"]},  # rows add up; num_shards says 2
+        "twice": {**m, "shards": [a, {**a}, b], "num_samples": 2 * a["rows"] + b["rows"]},
+        "traversal": {**m, "shards": [a, {**b, "file": f"../{outside.name}/{SHARD}"}]},
+        "absolute": {**m, "shards": [a, {**b, "file": str(outside / SHARD)}]},
+        "num-shards-text": {**m, "num_shards": "x"},
+    }[how]
+
+
+@pytest.mark.parametrize("how", ["drop", "twice", "traversal", "absolute", "num-shards-text"])
+def test_a_hand_edited_shard_list_is_refused(how, toy_set_dir, tmp_path):
+    """Each listed file matching its sha256 is not enough: a shard dropped, counted twice, read from outside
+    the set (``../``, an absolute path) or a shard count that is no number is an edited manifest."""
+    d = copy_set(toy_set_dir, tmp_path / "set")
+    outside = copy_set(toy_set_dir, tmp_path / "other")
+    shards.write_manifest(d, _edited(shards.load_manifest(d), how, outside))
+    with pytest.raises(shards.CorruptSetError, match="corrupt or edited manifest"):
+        shards.read_table(d)
+
+
 # ---- sets: datamodule, dp-eval, dp-train ----
 def test_corrupt_set_refused_by_datamodule(bad_depth):
     dm = DeviceDataModule(dir=bad_depth, batch_size=256, device="cpu")

@@ -260,6 +260,9 @@ def test_worker_crash_is_isolated_and_pool_recovers():
         crashed = pool.result({**job, "abort": True}, pool.submit({**job, "abort": True}))
         assert crashed == [None] and pool.failed_jobs == 1
         img = pool.result(job, pool.submit(job))[0]
+        frames = pool.tmp_dir
+        assert any(Path(frames).rglob("frame.png"))  # the workers render into the pool's folder ...
+    assert not Path(frames).exists()  # ... which goes with the pool, the crashed worker's frames included
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     assert img.std() > 1.0  # a real render, not a blank frame
 

@@ -202,7 +202,7 @@ def test_image_set_gt_json_with_a_transposed_K_is_refused(tmp_path):
 
 def test_dp_predict_intrinsics_refused_in_one_line(tmp_path):
     for hfov in (0.001, 179.9):
-        with pytest.raises(IntrinsicsError, match=r"hfov_deg must be in \[1, 175\]"):
+        with pytest.raises(IntrinsicsError, match=r"hfov_deg must be a number in \[1, 175\]"):
             IntrinsicsResolver(hfov_deg=hfov)
     with pytest.raises(IntrinsicsError, match="field of view") as e:
         IntrinsicsResolver(fx=1e12)(1280, 720, "x.jpg")

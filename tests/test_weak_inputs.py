@@ -42,6 +42,11 @@ def test_a_non_utf8_byte_costs_only_its_line(tmp_path: Path) -> None:
     [
         (b"", "has no people"),
         (b"\n  \n\r\n", "has no people"),
+        (
+            b'{"id": "a", "keypoints_xyc": [\n{"id": "b"}\n',
+            r"has no people: none of its 2 lines is usable \(line 1: ",
+        ),
+        ("[1,2]\n".encode("utf-16"), r"is UTF-16 \(its byte-order mark\): save it as UTF-8"),
         (json.dumps([json.loads(line("a", person()))]).encode(), "JSON array, not JSON Lines"),
     ],
 )

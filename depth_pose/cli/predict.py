@@ -3,7 +3,8 @@
 
 Exit codes: 0 every source processed (a scene that cannot be calibrated is a warning: single-frame depths); 3
 some files failed (listed); 2 unusable input (source, intrinsics, detector weights, config, a scene.load file
-that is malformed or made for another K or image size).
+that is malformed or made for another K or image size); 130 stopped by Ctrl-C (the records of the frames done
+are kept; before the first record, ``out`` is left as it was).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from omegaconf import DictConfig
 
 import depth_pose  # noqa: F401  (offline env defaults first)
 from depth_pose.cli.shell import run
-from depth_pose.errors import EXIT_OK, EXIT_PARTIAL, InputError
+from depth_pose.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, InputError
 
 TRACKERS = ("bytetrack", "botsort")  # ultralytics' trackers (tracking.tracker)
 
@@ -40,6 +41,13 @@ def task(cfg: DictConfig) -> tuple[Any, int]:
     warnings.formatwarning = lambda msg, *args, **kw: f"dp-predict: warning: {msg}\n"
     summary = predict(cfg)
     c = summary["counts"]
+    if summary["interrupted"] and not c["records"]:
+        print(
+            f"dp-predict: interrupted (Ctrl-C) before any record was written: '{summary['out']}' left as it "
+            "was",
+            file=sys.stderr,
+        )
+        return summary["out"], EXIT_INTERRUPTED
     print(
         f"dp-predict: {c['frames']} frames, {c['people']} people, {c['tracks']} tracks, "
         f"{c['zoom_uses']} zoomed, "
@@ -48,8 +56,17 @@ def task(cfg: DictConfig) -> tuple[Any, int]:
     for cam in summary["scene"]["cameras"]:  # the failed ones were warnings
         if cam["status"] != "failed":
             print(f"dp-predict: {scene_line(cam['source'], cam)}")
+    if summary["scene"]["saved"]:
+        print(f"dp-predict: scene calibration saved to {summary['scene']['save']}")
     for e in summary["errors"]:
         print(f"  failed: {e['source']}: {e['error']}", file=sys.stderr)
+    if summary["interrupted"]:
+        print(
+            f"dp-predict: interrupted (Ctrl-C): the {c['records']} records of the frames done are in "
+            f"'{summary['out']}'",
+            file=sys.stderr,
+        )
+        return summary["out"], EXIT_INTERRUPTED
     return summary["out"], EXIT_PARTIAL if summary["errors"] else EXIT_OK
 
 

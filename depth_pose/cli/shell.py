@@ -5,8 +5,10 @@ Every command is ``run(prog, config_name, task)``: Hydra composes ``conf/<config
 ``task(cfg) -> (value, exit_code)`` once per job (``value`` goes back to Hydra's sweeper: the optimised metric
 of ``dp-train -m``). A user mistake -- a bad override, an :class:`~depth_pose.errors.InputError` (also when
 Hydra's ``instantiate`` wrapped it), a target that does not exist -- becomes one ``<prog>: error: ...``
-line and :data:`~depth_pose.errors.EXIT_USAGE`; anything else is a bug and keeps its traceback. The process
-exits with the worst code of its jobs: 0 done, 3 partly done, 2 unusable input (1: a job crashed).
+line and :data:`~depth_pose.errors.EXIT_USAGE`; anything else is a bug and keeps its traceback. Ctrl-C is one
+``<prog>: interrupted (Ctrl-C)`` line and :data:`~depth_pose.errors.EXIT_INTERRUPTED` (130; a multirun stops
+there). The process exits with the worst code of its jobs: 0 done, 3 partly done, 2 unusable input (1: a job
+crashed).
 
 Multiruns (``-m``): the sweep's overrides are checked like a single run's (the first value of each sweep), and
 every job's code reaches the launching process also when the jobs run elsewhere (``hydra/launcher=slurm`` or
@@ -26,10 +28,10 @@ from typing import Any, NoReturn
 from hydra.experimental.callback import Callback
 
 from depth_pose.env import config_dir
-from depth_pose.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, InputError
+from depth_pose.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, InputError
 
 Task = Callable[[Any], tuple[Any, int]]
-_SEVERITY = {EXIT_OK: 0, EXIT_PARTIAL: 1, EXIT_USAGE: 2}
+_SEVERITY = {EXIT_OK: 0, EXIT_PARTIAL: 1, EXIT_USAGE: 2, EXIT_INTERRUPTED: 4}
 # Flags after which Hydra prints something and exits without running the task.
 _INFO_FLAGS = (
     "--help",
@@ -161,11 +163,20 @@ def check_overrides(config_name: str, argv: list[str]) -> str | None:
 
 def check_common(cfg: Any) -> None:
     """Values several commands share, checked before any job work (:class:`InputError`, exit 2):
-    ``vis_threshold`` (dp-generate, dp-train, dp-eval) is a keypoint confidence in [0, 1]."""
+    ``vis_threshold`` (dp-generate, dp-train, dp-eval) is a keypoint confidence in [0, 1]; ``device``
+    (dp-generate, dp-eval, dp-predict) and ``detector.device`` (null: ultralytics picks) name a device this
+    machine has."""
+    from depth_pose.jsonvalues import option_device
+
     if "vis_threshold" in cfg:
         v = cfg.vis_threshold
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
             raise InputError(f"vis_threshold={v} must be a number in [0, 1] (keypoint confidence)")
+    if cfg.get("device") is not None:
+        option_device(cfg.device, "device")
+    detector = cfg.get("detector")
+    if hasattr(detector, "get") and detector.get("device") is not None:
+        option_device(detector.device, "detector.device")
 
 
 class JobCodes(Callback):
@@ -246,17 +257,28 @@ def run(
         try:
             check_common(cfg)
             value, code = task(cfg)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+            state["jobs"].add(record_job_code(EXIT_INTERRUPTED))
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as e:
-            err = user_error(e, kinds)
+            from omegaconf.errors import MissingMandatoryValue
+
+            err = user_error(e, (*kinds, MissingMandatoryValue))
             if err is None:
                 state["jobs"].add(record_job_code(1))
                 raise
+            if isinstance(err, MissingMandatoryValue):  # a ??? value of the config nobody gave
+                key = getattr(err, "full_key", None) or "a required value"
+                err = InputError(f"{key}= is required (e.g. {prog} {key}=...)")
             print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)
             state["code"] = worst(state["code"], EXIT_USAGE)
             state["jobs"].add(record_job_code(EXIT_USAGE))
             return float("nan")
         state["code"] = worst(state["code"], int(code))
         state["jobs"].add(record_job_code(int(code)))
+        if code == EXIT_INTERRUPTED:  # the task stopped on Ctrl-C itself (and said so): no further jobs
+            sys.exit(EXIT_INTERRUPTED)
         return value
 
     try:

@@ -24,8 +24,9 @@ import torch
 from tqdm import tqdm
 
 from depth_pose.detect import Detections
-from depth_pose.eval.io import EvalInputError, PeopleSet, float_array
+from depth_pose.eval.io import MAX_GT_Z_M, EvalInputError, PeopleSet, float_array
 from depth_pose.geometry import check_intrinsics
+from depth_pose.jsonvalues import as_float, shown
 
 
 @dataclass
@@ -39,12 +40,30 @@ class LabelledPerson:
     box: np.ndarray | None  # (4,) xyxy px, None = take the largest detection
 
 
-def _gt_depth(entry: dict) -> float:
+def _gt_depth(entry: dict, where: str) -> float:
+    """The entry's true depth (``gt_z_m``, else ``person_depth_m_approx``); NaN when it gives none (an
+    unlabelled person); EvalInputError naming ``where`` and the key when a given one is not a depth."""
     for key in ("gt_z_m", "person_depth_m_approx"):
         v = entry.get(key)
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
-            return float(v)
+        if v is None:
+            continue
+        x = as_float(v)
+        if not (math.isfinite(x) and 0 < x <= MAX_GT_Z_M):
+            raise EvalInputError(
+                f"{where}: {key} must be a positive finite number up to {MAX_GT_Z_M:g} m, got {shown(v, 40)}"
+            )
+        return x
     return math.nan
+
+
+def _box(entry: dict, where: str) -> np.ndarray | None:
+    """The entry's ``bbox_xyxy_px`` (4,), None when absent; EvalInputError naming ``where`` when malformed."""
+    if entry.get("bbox_xyxy_px") is None:
+        return None
+    try:
+        return float_array(entry["bbox_xyxy_px"], (4,), f"{where}: bbox_xyxy_px")
+    except ValueError as e:
+        raise EvalInputError(str(e)) from None
 
 
 def _K(value, where: str) -> np.ndarray:
@@ -81,16 +100,20 @@ def read_image_set(folder: str | Path) -> list[LabelledPerson]:
         entries = gt["people"] if isinstance(gt["people"], list) else []
         for i, p in enumerate(entries):
             pid = Path(image).stem if len(entries) == 1 else f"{Path(image).stem}-{i}"
-            box = np.asarray(p["bbox_xyxy_px"], np.float64) if p.get("bbox_xyxy_px") is not None else None
-            people.append(LabelledPerson(pid, image, K, _gt_depth(p), box))
+            where = f"{gt_path} people[{i}]"
+            if not isinstance(p, dict):
+                raise EvalInputError(f"{where} must be a JSON object")
+            people.append(LabelledPerson(pid, image, K, _gt_depth(p, where), _box(p, where)))
     elif "samples" in gt:
         for i, s in enumerate(gt["samples"] if isinstance(gt["samples"], list) else []):
             if not isinstance(s, dict) or "image" not in s:
                 raise EvalInputError(f"'{gt_path}': samples[{i}] has no 'image'")
-            K = _K(s.get("K", gt.get("K")), f"{gt_path} samples[{i}]")
-            box = np.asarray(s["bbox_xyxy_px"], np.float64) if s.get("bbox_xyxy_px") is not None else None
+            where = f"{gt_path} samples[{i}]"
+            K = _K(s.get("K", gt.get("K")), where)
             people.append(
-                LabelledPerson(Path(s["image"]).stem, folder / str(s["image"]), K, _gt_depth(s), box)
+                LabelledPerson(
+                    Path(s["image"]).stem, folder / str(s["image"]), K, _gt_depth(s, where), _box(s, where)
+                )
             )
     else:
         raise EvalInputError(f"'{gt_path}': expected a 'people' or a 'samples' list")

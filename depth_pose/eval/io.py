@@ -144,6 +144,10 @@ def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, flo
     if "keypoints_xyc" not in obj:
         raise ValueError("missing 'keypoints_xyc'")
     kp = clean_keypoints(float_array(obj["keypoints_xyc"], (NUM_KEYPOINTS, 3), "keypoints_xyc"))
+    if (kp[:, 2] > 1.0 + 1e-6).any():  # a score on another scale (percent, logits) would read as "seen"
+        raise ValueError(
+            f"keypoints_xyc confidences must be scores in [0, 1], got {kp[:, 2].max():.6g} (another scale?)"
+        )
     if "K" not in obj or obj["K"] is None:
         raise ValueError("missing 'K'")
     K = float_array(obj["K"], (3, 3), "K")
@@ -175,24 +179,29 @@ def parse_image_wh(obj: dict) -> np.ndarray | None:
         wh = np.asarray(value, dtype=np.float64) if ok else None
     except OverflowError:
         wh = None
-    if wh is None or not (np.isfinite(wh).all() and (wh > 0).all()):
+    if wh is None or not (np.isfinite(wh).all() and (wh > 0).all() and (wh <= MAX_IMAGE_PX).all()):
         raise ValueError(
-            f"image_wh must be [width, height] in pixels (two positive numbers), got {shown(value, 40)}"
+            f"image_wh must be [width, height] in pixels (two positive numbers up to {MAX_IMAGE_PX:g}), got "
+            f"{shown(value, 40)}"
         )
     return wh
 
 
+MAX_IMAGE_PX = 1e6  # an image side beyond a million pixels is a mistake (sums of it overflow float32)
 MAX_GT_Z_M = 1e6  # a depth beyond 1000 km is not a person (its squared error would overflow float32)
 MAX_LINE_CHARS = 1_000_000  # a person is ~1 KB of JSON; longer lines are refused, not parsed
 
 
 def jsonl_lines(path: Path) -> list[tuple[int, str | None, str]]:
     """The non-blank lines of a JSON Lines file as (line number, text or None, why not): a UTF-8 BOM and CRLF
-    endings are read normally; a line that is not UTF-8 is named (not the whole file refused)."""
+    endings are read normally; a line that is not UTF-8 is named (not the whole file refused); a UTF-16
+    file (its byte-order mark) is refused as a whole."""
     try:
         data = path.read_bytes()
     except OSError as e:
         raise EvalInputError(f"cannot read keypoints file '{path}': {e}") from e
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise EvalInputError(f"keypoints file '{path}' is UTF-16 (its byte-order mark): save it as UTF-8")
     data = data.removeprefix(b"\xef\xbb\xbf")
     out = []
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
@@ -206,15 +215,22 @@ def jsonl_lines(path: Path) -> list[tuple[int, str | None, str]]:
     return out
 
 
+def check_keypoints_file(path: str | Path) -> Path:
+    """``path`` as a Path when it is a regular file, else EvalInputError saying what it is instead."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "not found"
+        raise EvalInputError(f"keypoints file {what}: '{path}' (JSON Lines, one person per line)")
+    return path
+
+
 def read_keypoints_jsonl(path: str | Path, keep: tuple[str, ...] = ()) -> PeopleSet:
     """Read a keypoint set; malformed lines land in ``skipped`` as ``("line N", why)``; blank lines are
     ignored. ``keep``: other fields whose raw values go to ``PeopleSet.fields`` (None where absent).
 
-    Refused as a whole (:class:`EvalInputError`): a missing file, a file with no people, a JSON array instead
-    of JSON Lines, ids that repeat (named with their lines)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EvalInputError(f"keypoints file not found: '{path}'")
+    Refused as a whole (:class:`EvalInputError`): a missing file, a file with no people (no lines, or none
+    usable), a JSON array instead of JSON Lines, ids that repeat (named with their lines)."""
+    path = check_keypoints_file(path)
     lines = jsonl_lines(path)
     if not lines:
         raise EvalInputError(f"keypoints file '{path}' has no people (no JSON lines)")
@@ -262,6 +278,11 @@ def read_keypoints_jsonl(path: str | Path, keep: tuple[str, ...] = ()) -> People
         where.append(lineno)
         for name in keep:
             kept.setdefault(name, []).append(obj.get(name))
+    if not ids:  # every line left out: nothing to score is an unusable file, not a partly done run
+        whys = "; ".join(f"{w}: {why}" for w, why in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        raise EvalInputError(
+            f"keypoints file '{path}' has no people: none of its {len(skipped)} lines is usable ({whys})"
+        )
     first: dict[str, int] = {}
     dups = []
     for pid, lineno in zip(ids, where):

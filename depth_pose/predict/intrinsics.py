@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ import torch
 from depth_pose import geometry
 from depth_pose.errors import InputError
 from depth_pose.gravity import up_from_mapping
+from depth_pose.jsonvalues import option_number, shown
 
 DIAG_35MM = math.hypot(36.0, 24.0)  # full-frame diagonal (mm), the reference of "35 mm equivalent"
 
@@ -254,20 +256,35 @@ class IntrinsicsResolver:
         default_hfov_deg: float = 60.0,
         calib_size: tuple[int, int] | list[int] | None = None,
     ) -> None:
+        def number(v, key: str, lo: float, hi: float = math.inf, **kw) -> float | None:
+            return (
+                None
+                if v is None
+                else option_number(v, f"intrinsics.{key}", lo, hi, error=IntrinsicsError, **kw)
+            )
+
         self.calibration = load_calibration(calib) if calib else None
         if fx is None and any(v is not None for v in (fy, cx, cy)):
             raise IntrinsicsError("intrinsics: fy/cx/cy given without fx")
-        if fx is not None and (
-            not math.isfinite(fx) or fx <= 0 or (fy is not None and not (math.isfinite(fy) and fy > 0))
-        ):
-            raise IntrinsicsError(f"intrinsics: focal length must be positive, got fx={fx}, fy={fy}")
+        fx, fy = (number(v, k, 0.0, open_lo=True) for k, v in (("fx", fx), ("fy", fy)))
+        cx, cy = (number(v, k, -math.inf) for k, v in (("cx", cx), ("cy", cy)))
         lo, hi = geometry.SANE_HFOV_DEG
-        for key, v in (("hfov_deg", hfov_deg), ("default_hfov_deg", default_hfov_deg)):
-            if v is not None and not lo <= v <= hi:
-                raise IntrinsicsError(f"intrinsics: {key} must be in [{lo:g}, {hi:g}] degrees, got {v}")
+        hfov_deg, default_hfov_deg = (
+            number(v, k, lo, hi) for k, v in (("hfov_deg", hfov_deg), ("default_hfov_deg", default_hfov_deg))
+        )
+        if calib_size is not None and (
+            isinstance(calib_size, str) or not isinstance(calib_size, Sequence) or len(calib_size) != 2
+        ):
+            raise IntrinsicsError(
+                f"intrinsics.calib_size must be [width, height] in pixels, got {shown(calib_size)}"
+            )
         self.fx, self.fy, self.cx, self.cy = fx, fy, cx, cy
         self.hfov_deg, self.exif, self.default_hfov_deg = hfov_deg, exif, default_hfov_deg
-        self.calib_size = tuple(int(v) for v in calib_size) if calib_size else None
+        self.calib_size = (
+            tuple(int(number(v, "calib_size", 1, 1e6, integer=True)) for v in calib_size)
+            if calib_size
+            else None
+        )
         self._warned: set[str] = set()
 
     def _warn_once(self, key: str, msg: str) -> None:

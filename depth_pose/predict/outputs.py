@@ -132,7 +132,8 @@ class RecordWriter:
 
 
 class VideoOut:
-    """Annotated video (mp4v) written to a temporary name and renamed on close."""
+    """Annotated video (mp4v) written to a temporary name and renamed on close (when it holds a frame: a run
+    stopped before its first leaves an earlier run's video as it was)."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         self.path = path
@@ -141,13 +142,18 @@ class VideoOut:
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
             raise OSError(f"cannot open video writer for '{path}'")
+        self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
         self.writer.write(frame)
+        self.frames += 1
 
     def close(self) -> None:
         self.writer.release()
-        os.replace(self.tmp, self.path)
+        if self.frames:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
 
 
 def display_available() -> bool:

@@ -525,8 +525,9 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
             n_people += info["people"]
             per_source.append(info)
         finished = True
-    finally:  # a failed run (a late bad input: exit 2; a bug) leaves an earlier run's records as they were
-        if finished:
+    finally:  # a failed run (a late bad input: exit 2; a bug) leaves an earlier run's records as they were,
+        # and so does one stopped by Ctrl-C before its first record (a video's first pass)
+        if finished and not (interrupted and writer.count == 0):
             writer.close()
         else:
             writer.discard()
@@ -542,6 +543,7 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
             "failed": len(errors),
             "frames": n_frames,
             "people": n_people,
+            "records": writer.count,
             "tracks": len(track_ids),
             "zoom_uses": P.zoom_uses,
             "status": P.status_counts,
@@ -574,6 +576,8 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
         },
         "config": OmegaConf.to_container(cfg, resolve=False),
     }
+    if interrupted and writer.count == 0:
+        return summary  # nothing recorded: an earlier run's summary stays beside its records
     write_json_atomic(out / SUMMARY, summary)
     if not per_source:
         raise PredictError(
@@ -753,10 +757,16 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
     for k, d in enumerate(done):
         cams.setdefault((np.round(d[2], 6).tobytes(), d[4]), []).append(k)
     if P.scene.save is not None and len(cams) > 1:  # known only once the images are read: before any record
-        sizes = ", ".join(sorted({f"{d[4][0]}x{d[4][1]}" for d in done}))
+        first = [done[m[0]] for m in cams.values()]  # one image of each camera, named with its K and size
+        which = "; ".join(
+            f"'{Path(str(d[0].ref)).name}': fx {d[2][0, 0]:.6g}, cx {d[2][0, 2]:.6g}, cy {d[2][1, 2]:.6g}, "
+            f"{d[4][0]}x{d[4][1]}"
+            for d in first[:3]
+        )
         raise PredictError(
             f"scene.save='{P.scene.save}' holds one camera's calibration, but the run's images come from "
-            f"{len(cams)} cameras (other intrinsics or image sizes: {sizes}): run them one at a time"
+            f"{len(cams)} cameras (another K or image size: {which}{' ...' if len(first) > 3 else ''}): run "
+            "them one at a time"
         )
     row_of = np.repeat(np.arange(len(done)), counts)
     zf, sf, src = z.copy(), s.copy(), np.full(len(z), "model", dtype="<U6")

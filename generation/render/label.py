@@ -16,6 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_pose.detect import Detections, PoseDetector
+from generation.config import RENDER_TRUST_KEYS
+
+# the render config's keys for the detector's weights (named when weights are refused)
+RENDER_WEIGHT_KEYS = ("render.yolo_weights", *(f"render.{k}" for k in RENDER_TRUST_KEYS))
 
 COCO_SIGMAS = np.array(
     [
@@ -105,8 +109,12 @@ class Labeller:
         oks_threshold: float = 0.5,
         batch: int = 8,
         area_factor: float = 0.5,
+        weights_sha256: str | None = None,
+        trust_weights: bool = False,
     ) -> None:
-        self.detector = PoseDetector(weights, imgsz=imgsz, conf=conf, device=device)
+        self.detector = PoseDetector(
+            weights, imgsz, conf, device, weights_sha256, trust_weights, keys=RENDER_WEIGHT_KEYS
+        )
         self.oks_threshold, self.batch, self.area_factor = (
             float(oks_threshold),
             int(batch),

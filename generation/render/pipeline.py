@@ -99,6 +99,8 @@ class RenderGenerator:
             oks_threshold=float(r.oks_threshold),
             batch=int(r.yolo_batch),
             area_factor=float(r.area_factor),
+            weights_sha256=r.get("yolo_weights_sha256"),
+            trust_weights=r.get("yolo_trust_weights", False),
         )
         self.counts: Counter = Counter()
         self.timing: Counter = Counter()
@@ -350,8 +352,8 @@ class RenderGenerator:
                 cols = self._columns(plan, acc)
                 cols["pose_id"] = cols["pose_id"] + pose_base
                 parts.append(cols)
+                bar.update(min(len(acc), n_rows - got))  # the rows kept: a chunk's surplus is cut
                 got += len(acc)
-                bar.update(len(acc))
             pose_base += chunk
             if nxt is None and got < n_rows:
                 nxt = launch()

@@ -7,8 +7,13 @@ pose. Coordinates: Blender world = our body world (Z up, metres, floor Z = 0, th
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import sys
 import tempfile
+import weakref
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -22,6 +27,21 @@ def _principled(bpy, name: str):
     m = bpy.data.materials.new(name)
     m.use_nodes = True
     return m, m.node_tree.nodes["Principled BSDF"]
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Blender prints a ``Saved: '...frame.png'`` line per render on the process's stdout (file descriptor 1,
+    under any progress bar): dropped while rendering; its errors go to stderr, kept."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class BlenderScene:
@@ -89,7 +109,9 @@ class BlenderScene:
         sc.collection.objects.link(self.cam)
         sc.camera = self.cam
         self._configure(settings)
-        self._tmp = tempfile.mkdtemp(prefix="dp_render_")
+        # in the pool's folder (``settings["tmp_dir"]``, removed by the pool); removed with the scene too
+        self._tmp = tempfile.mkdtemp(prefix="dp_render_", dir=settings.get("tmp_dir"))
+        weakref.finalize(self, shutil.rmtree, self._tmp, True)
 
     def _configure(self, s: dict) -> None:
         sc, r = self.scene, self.scene.render
@@ -193,7 +215,8 @@ class BlenderScene:
             self.scene.cycles.seed = int(seed) % (2**31)
         path = os.path.join(self._tmp, "frame.png")
         self.scene.render.filepath = path
-        self.bpy.ops.render.render(write_still=True)
+        with quiet_stdout():
+            self.bpy.ops.render.render(write_still=True)
         img = cv2.imread(path, cv2.IMREAD_COLOR)
         if img is None:
             raise RuntimeError(f"Blender wrote no readable image at {path}")

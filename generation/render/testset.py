@@ -203,6 +203,7 @@ class OwnCanvasRenderer:
         from depth_pose.detect import PoseDetector
         from depth_pose.env import config_dir
         from generation.render import appearance
+        from generation.render.label import RENDER_WEIGHT_KEYS
         from generation.render.worker import RenderPool
 
         r = OmegaConf.load(Path(config_dir()) / "render" / f"{preset}.yaml")
@@ -211,7 +212,14 @@ class OwnCanvasRenderer:
         settings = {k: r.get(k) for k in ("engine", "samples", "denoise", "max_bounces", "threads", "device")}
         self.pool = RenderPool(faces, face_part, hair, settings, workers=workers)
         self.yolo_conf = float(yolo_conf)
-        self.detector = PoseDetector(r.yolo_weights, imgsz=self.res, conf=self.yolo_conf)
+        self.detector = PoseDetector(
+            r.yolo_weights,
+            imgsz=self.res,
+            conf=self.yolo_conf,
+            weights_sha256=r.get("yolo_weights_sha256"),
+            trust_weights=r.get("yolo_trust_weights", False),
+            keys=RENDER_WEIGHT_KEYS,
+        )
 
     def close(self) -> None:
         self.pool.close()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -66,6 +68,8 @@ class RenderPool:
         settings = dict(settings)
         if not settings.get("threads"):
             settings["threads"] = max(1, (os.cpu_count() or 1) // self.workers)
+        # the workers' frame files live here, removed on close (a killed worker cannot clean up after itself)
+        self.tmp_dir = settings["tmp_dir"] = tempfile.mkdtemp(prefix="dp_render_")
         self._initargs = (faces, face_part, hair_score, settings, os.getpid())
         self.failed_jobs = 0
         self._pool = None
@@ -102,6 +106,7 @@ class RenderPool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def __enter__(self) -> RenderPool:
         return self
