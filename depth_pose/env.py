@@ -50,11 +50,14 @@ def launch_root() -> str:
 
 
 def register_resolvers() -> None:
-    """The config resolvers the project's YAML uses (``${dp_root:}``), registered once per process."""
+    """The config resolvers the project's YAML uses (``${dp_root:}``, ``${dp_real_data:}``), registered once
+    per process."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("dp_root"):
         OmegaConf.register_new_resolver("dp_root", launch_root)
+    if not OmegaConf.has_resolver("dp_real_data"):
+        OmegaConf.register_new_resolver("dp_real_data", lambda: str(real_data_dir()))
 
 
 def apply_defaults() -> None:

@@ -71,12 +71,21 @@ def option_number(
     return x
 
 
-def option_device(value: Any, name: str, *, error: type[InputError] = InputError) -> str:
+def option_device(
+    value: Any, name: str, *, gpu_indices: bool = False, error: type[InputError] = InputError
+) -> str:
     """A command option ``name`` that must name a torch device this machine has (``cpu``, ``cuda``,
-    ``cuda:1``, ``mps``; None is left to the caller's default): the value as given, else ``error`` naming it
-    (torch would fail later with a multi-line trace, or only on the first tensor moved there)."""
+    ``cuda:1``, ``mps``; with ``gpu_indices``, ultralytics' GPU indices too: ``0``, ``0,1``): the value as
+    given, else ``error`` naming it (torch would fail later with a multi-line trace, or only on the first
+    tensor moved there)."""
     import torch
 
+    text = str(value).replace(" ", "")
+    if gpu_indices and text.replace(",", "").isdigit():
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not text.split(",") or any(not i or int(i) >= count for i in text.split(",")):
+            raise error(f"{name}={shown(value)} but this machine has {count} CUDA device(s)")
+        return str(value)
     try:
         dev = torch.device(str(value))
     except (RuntimeError, ValueError):

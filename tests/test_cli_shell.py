@@ -103,3 +103,25 @@ def test_a_sweep_runs_as_the_readme_writes_it(tmp_path: Path) -> None:
     assert all((tmp_path / f"set{s}" / "manifest.json").is_file() for s in (1, 2))
     sweeps = list((tmp_path / "outputs" / "generate" / "multiruns").iterdir())
     assert len(sweeps) == 1 and {p.name for p in sweeps[0].iterdir()} >= {"0", "1"}
+
+
+def test_device_options_name_what_this_machine_has() -> None:
+    """``device`` / ``detector.device``: torch's names, and for the detector ultralytics' GPU indices (``0``,
+    ``0,1``), each checked against the CUDA devices there are (one line, before any work)."""
+    import torch
+
+    from depth_pose.jsonvalues import option_device
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert option_device("cpu", "device") == "cpu"
+    with pytest.raises(InputError, match=r"device='foo' is not a device"):
+        option_device("foo", "device")
+    with pytest.raises(InputError, match=r"is not a device"):
+        option_device("0", "device")  # torch has no bare index
+    for value in ("0", 0, "0,1", f"cuda:{n}"):
+        ok = value != f"cuda:{n}" and all(int(i) < n for i in str(value).split(","))
+        if ok:
+            assert option_device(value, "detector.device", gpu_indices=True) == str(value)
+        else:
+            with pytest.raises(InputError, match=rf"this machine has {n} CUDA device"):
+                option_device(value, "detector.device", gpu_indices=True)

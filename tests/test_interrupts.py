@@ -30,6 +30,7 @@ class InterruptingDetector:
 
     calls = 0
     at = 3
+    nobody = False  # True: the frames before the Ctrl-C show no one
 
     def __init__(self, *args, **kwargs) -> None:
         kp = np.asarray(person(10.0), np.float32)[None]
@@ -40,7 +41,7 @@ class InterruptingDetector:
         InterruptingDetector.calls += 1
         if InterruptingDetector.calls == InterruptingDetector.at:
             raise KeyboardInterrupt
-        return self.dets
+        return Detections.empty() if InterruptingDetector.nobody else self.dets
 
     def __call__(self, images, imgsz=None) -> list[Detections]:
         return [self._one() for _ in (images if isinstance(images, list) else [images])]
@@ -90,28 +91,73 @@ def test_ctrl_c_in_a_videos_first_pass_leaves_an_earlier_run_as_it_was(
     for name, text in earlier.items():
         (out / name).write_text(text)
     InterruptingDetector.calls, InterruptingDetector.at = 0, 3  # in the first pass: nothing recorded yet
+    InterruptingDetector.nobody = False
     code, err = invoke("predict", predict_args(video, out, tiny_model), tmp_path, capsys, monkeypatch)
     assert code == EXIT_INTERRUPTED, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
-    assert "dp-predict: interrupted (Ctrl-C) before any record was written" in err, err[-3000:]
+    assert "dp-predict: interrupted (Ctrl-C) before any frame was written" in err, err[-3000:]
     assert {p.name: p.read_text() for p in out.iterdir()} == earlier  # nothing lost, no temporary left
 
 
-def test_ctrl_c_between_images_keeps_the_records_of_those_done(tiny_model, tmp_path, capsys, monkeypatch):
+def image_folder(tmp_path: Path) -> Path:
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
         cv2.imwrite(str(imgs / name), np.full((64, 96, 3), 127, np.uint8))
+    return imgs
+
+
+def test_ctrl_c_between_images_keeps_the_records_of_those_done(tiny_model, tmp_path, capsys, monkeypatch):
+    imgs = image_folder(tmp_path)
     out = tmp_path / "out"
-    InterruptingDetector.calls, InterruptingDetector.at = 0, 3
+    InterruptingDetector.calls, InterruptingDetector.at, InterruptingDetector.nobody = 0, 3, False
     code, err = invoke("predict", predict_args(imgs, out, tiny_model), tmp_path, capsys, monkeypatch)
     assert code == EXIT_INTERRUPTED and "Traceback" not in err, err[-3000:]
-    assert "dp-predict: interrupted (Ctrl-C): the 2 records of the frames done are in" in err, err[-3000:]
+    assert "dp-predict: interrupted (Ctrl-C): the 2 records of the 2 frames done are in" in err, err[-3000:]
     records = (out / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(r)["source"] for r in records] == ["a.jpg", "b.jpg"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["counts"]["records"] == 2
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_ctrl_c_after_frames_with_nobody_still_reports_them(tiny_model, tmp_path, capsys, monkeypatch):
+    """Frames without people write annotated images but no record: such a run is not "nothing written"
+    (a camera nobody walked past yet, stopped with Ctrl-C): its summary is written."""
+    imgs = image_folder(tmp_path)
+    out = tmp_path / "out"
+    InterruptingDetector.calls, InterruptingDetector.at, InterruptingDetector.nobody = 0, 3, True
+    code, err = invoke("predict", predict_args(imgs, out, tiny_model), tmp_path, capsys, monkeypatch)
+    assert code == EXIT_INTERRUPTED and "Traceback" not in err, err[-3000:]
+    assert "the 0 records of the 2 frames done" in err, err[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["counts"]["frames"] == 2
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["a.jpg", "b.jpg"]
+
+
+def test_ctrl_c_while_one_cameras_images_are_written(tiny_model, tmp_path, capsys, monkeypatch):
+    """``scene.calibrate=true``: the images are detected first, then written one by one; a Ctrl-C between
+    two keeps those written (exit 130, not "nothing processed")."""
+    import depth_pose.predict.run as run
+
+    imgs = image_folder(tmp_path)
+    out = tmp_path / "out"
+    InterruptingDetector.calls, InterruptingDetector.at, InterruptingDetector.nobody = 0, 99, False
+    drawn = []
+
+    def annotate_then_stop(image, recs):
+        drawn.append(1)
+        if len(drawn) == 2:
+            raise KeyboardInterrupt
+        return image
+
+    monkeypatch.setattr(run, "annotate", annotate_then_stop)
+    args = [*predict_args(imgs, out, tiny_model), "scene.calibrate=true"]
+    code, err = invoke("predict", args, tmp_path, capsys, monkeypatch)
+    assert code == EXIT_INTERRUPTED and "Traceback" not in err and "nothing processed" not in err, err[-3000:]
+    sources = [json.loads(r)["source"] for r in (out / "predictions.jsonl").read_text().splitlines()]
+    assert sources == ["a.jpg", "b.jpg"]  # b's record was written before its image was drawn
+    assert json.loads((out / "summary.json").read_text())["counts"]["frames"] == 2
 
 
 def test_ctrl_c_in_any_commands_task_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):

@@ -4,7 +4,7 @@
 Exit codes: 0 every source processed (a scene that cannot be calibrated is a warning: single-frame depths); 3
 some files failed (listed); 2 unusable input (source, intrinsics, detector weights, config, a scene.load file
 that is malformed or made for another K or image size); 130 stopped by Ctrl-C (the records of the frames done
-are kept; before the first record, ``out`` is left as it was).
+are kept; before the first frame, ``out`` is left as it was).
 """
 
 from __future__ import annotations
@@ -41,9 +41,11 @@ def task(cfg: DictConfig) -> tuple[Any, int]:
     warnings.formatwarning = lambda msg, *args, **kw: f"dp-predict: warning: {msg}\n"
     summary = predict(cfg)
     c = summary["counts"]
-    if summary["interrupted"] and not c["records"]:
+    if summary["interrupted"] and not c["frames"]:
+        for e in summary["errors"]:
+            print(f"  failed: {e['source']}: {e['error']}", file=sys.stderr)
         print(
-            f"dp-predict: interrupted (Ctrl-C) before any record was written: '{summary['out']}' left as it "
+            f"dp-predict: interrupted (Ctrl-C) before any frame was written: '{summary['out']}' left as it "
             "was",
             file=sys.stderr,
         )
@@ -62,8 +64,8 @@ def task(cfg: DictConfig) -> tuple[Any, int]:
         print(f"  failed: {e['source']}: {e['error']}", file=sys.stderr)
     if summary["interrupted"]:
         print(
-            f"dp-predict: interrupted (Ctrl-C): the {c['records']} records of the frames done are in "
-            f"'{summary['out']}'",
+            f"dp-predict: interrupted (Ctrl-C): the {c['records']} records of the {c['frames']} frames done "
+            f"are in '{summary['out']}'",
             file=sys.stderr,
         )
         return summary["out"], EXIT_INTERRUPTED

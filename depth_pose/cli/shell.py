@@ -176,7 +176,7 @@ def check_common(cfg: Any) -> None:
         option_device(cfg.device, "device")
     detector = cfg.get("detector")
     if hasattr(detector, "get") and detector.get("device") is not None:
-        option_device(detector.device, "detector.device")
+        option_device(detector.device, "detector.device", gpu_indices=True)  # ultralytics takes "0", "0,1"
 
 
 class JobCodes(Callback):
@@ -242,7 +242,15 @@ def run(
     prog: str, config_name: str, task: Task, kinds: tuple[type[BaseException], ...] = (InputError,)
 ) -> NoReturn:
     """Run ``task`` as the Hydra app ``prog`` on ``conf/<config_name>.yaml`` and exit with the
-    documented code."""
+    documented code (a Ctrl-C anywhere, the start-up and a launcher's wait included: one line, 130)."""
+    try:
+        _run(prog, config_name, task, kinds)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _run(prog: str, config_name: str, task: Task, kinds: tuple[type[BaseException], ...]) -> NoReturn:
     import hydra
 
     problem = check_overrides(config_name, sys.argv[1:])

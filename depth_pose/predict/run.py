@@ -500,10 +500,11 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
             if any(item is it for it in pooled):  # the run's images as one camera: all at the first of them
                 if item is not pooled[0]:
                     continue
+                infos: list[dict] = []
                 try:
-                    infos, stop = _run_image_pool(P, pooled, cfg, out, used_names, writer, viewer, errors)
-                except KeyboardInterrupt:
-                    infos, interrupted, stop = [], True, True
+                    stop = _run_image_pool(P, pooled, cfg, out, used_names, writer, viewer, errors, infos)
+                except KeyboardInterrupt:  # the images written so far stay in infos
+                    interrupted = stop = True
                 for info in infos:
                     n_frames += info["frames"]
                     n_people += info["people"]
@@ -526,8 +527,8 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
             per_source.append(info)
         finished = True
     finally:  # a failed run (a late bad input: exit 2; a bug) leaves an earlier run's records as they were,
-        # and so does one stopped by Ctrl-C before its first record (a video's first pass)
-        if finished and not (interrupted and writer.count == 0):
+        # and so does one stopped by Ctrl-C before its first frame was written (a video's first pass)
+        if finished and not (interrupted and n_frames == 0):
             writer.close()
         else:
             writer.discard()
@@ -576,10 +577,10 @@ def predict(cfg: DictConfig, depth_model=None, detector=None) -> dict:
         },
         "config": OmegaConf.to_container(cfg, resolve=False),
     }
-    if interrupted and writer.count == 0:
-        return summary  # nothing recorded: an earlier run's summary stays beside its records
+    if interrupted and n_frames == 0:
+        return summary  # nothing written: an earlier run's summary stays beside its records
     write_json_atomic(out / SUMMARY, summary)
-    if not per_source:
+    if not per_source and not interrupted:
         raise PredictError(
             "nothing processed: "
             + "; ".join(e["error"] for e in errors[:5])
@@ -728,10 +729,13 @@ def _run_video_batch(
     return False
 
 
-def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, writer, viewer, errors):
+def _run_image_pool(
+    P: Predictor, items: list[Item], cfg, out: Path, used, writer, viewer, errors, infos: list[dict]
+) -> bool:
     """The run's images as one fixed camera (``scene.calibrate=true``, or a loaded / given calibration):
     detect in all, calibrate from all of them (one K and image size needed; a loaded or given calibration
-    applies to each size), fuse (no tracks) and write records and annotated images. (infos, stop)."""
+    applies to each size), fuse (no tracks) and write records and annotated images. Each image written adds
+    its info to ``infos`` (the caller's: kept when a Ctrl-C stops the rest). Returns stop."""
     done = []
     for item in items:
         info: dict = {"source": str(item.ref), "kind": item.kind, "frames": 0, "people": 0}
@@ -747,7 +751,7 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
         dets, zoomed = P.detect(img, track=False)
         done.append((item, info, np.asarray(K, np.float64), k_src, (W, H), dets, zoomed))
     if not done:
-        return [], False
+        return False
     counts = [len(d[5]) for d in done]
     kp = np.concatenate([d[5].keypoints for d in done])
     K_rows = np.concatenate([np.broadcast_to(d[2], (len(d[5]), 3, 3)) for d in done])
@@ -795,7 +799,7 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
         if k_up is not None:
             known[rows] = k_up
         P.scene_done(name, scene_entry(fit, fused, up_to_model=P.up_to_model(fit.calib)), fit)
-    infos, off, stop = [], 0, False
+    off, stop = 0, False
     for (item, info, K, k_src, _, dets, zoomed), n in zip(done, counts):
         sl = slice(off, off + n)
         off += n
@@ -820,4 +824,4 @@ def _run_image_pool(P: Predictor, items: list[Item], cfg, out: Path, used, write
                     write_image_atomic(out / _unique_name(used, Path(item.name).stem + ".jpg"), vis)
                 stop = not viewer.show(vis)
         P._timed("output", t0)
-    return infos, stop
+    return stop
