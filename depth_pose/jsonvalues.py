@@ -83,7 +83,7 @@ def option_device(
     text = str(value).replace(" ", "")
     if gpu_indices and text.replace(",", "").isdigit():
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not text.split(",") or any(not i or int(i) >= count for i in text.split(",")):
+        if any(not i or int(i) >= count for i in text.split(",")):  # "0,,1" has an empty index
             raise error(f"{name}={shown(value)} but this machine has {count} CUDA device(s)")
         return str(value)
     try:
