@@ -284,6 +284,12 @@ CASES: dict[str, Case] = {
         3,
         r"left out line 2: keypoints_xyc confidences must be scores in \[0, 1\] .*got 5 \(another scale",
     ),
+    "eval-keypoint-x-1e300-line": Case(
+        "dp-eval",
+        on_keypoints(_two(GOOD, line("b", [[1e300, 100.0, 0.9], *person()[1:]]))),
+        3,
+        r"left out line 2: keypoints_xyc coordinates must be pixels within ±1e\+07, got 1e\+300",
+    ),
     "eval-image-wh-1e300-line": Case(
         "dp-eval",
         on_keypoints(_two(GOOD, line("b", person(), image_wh=[1e300, 1e300]))),

@@ -144,6 +144,11 @@ def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, flo
     if "keypoints_xyc" not in obj:
         raise ValueError("missing 'keypoints_xyc'")
     kp = clean_keypoints(float_array(obj["keypoints_xyc"], (NUM_KEYPOINTS, 3), "keypoints_xyc"))
+    if (np.abs(kp[:, :2]) > MAX_KEYPOINT_PX).any():  # NaN (unseen) compares False
+        raise ValueError(
+            f"keypoints_xyc coordinates must be pixels within ±{MAX_KEYPOINT_PX:g}, got "
+            f"{np.nanmax(np.abs(kp[:, :2])):.6g}"
+        )
     if (kp[:, 2] > MAX_CONFIDENCE).any():  # another scale (percent, logits) would read every joint as "seen"
         raise ValueError(
             f"keypoints_xyc confidences must be scores in [0, 1] (up to {MAX_CONFIDENCE:g} taken as seen), "
@@ -191,6 +196,7 @@ def parse_image_wh(obj: dict) -> np.ndarray | None:
 # Heatmap detectors report scores a little above 1; a joint's confidence is only compared with vis_threshold,
 # so those are simply "seen". Beyond this it is another scale (percent), where every joint would read as seen.
 MAX_CONFIDENCE = 1.5
+MAX_KEYPOINT_PX = 1e7  # a joint this far out is no pixel (beyond it float32 products lose the person)
 MAX_IMAGE_PX = 1e6  # an image side beyond a million pixels is a mistake (sums of it overflow float32)
 MAX_GT_Z_M = 1e6  # a depth beyond 1000 km is not a person (its squared error would overflow float32)
 MAX_LINE_CHARS = 1_000_000  # a person is ~1 KB of JSON; longer lines are refused, not parsed
