@@ -6,6 +6,8 @@ and exit with :data:`EXIT_USAGE`; anything else keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 EXIT_OK = 0  # everything done
 EXIT_USAGE = 2  # unusable input: arguments, files, config
 EXIT_PARTIAL = 3  # done, but some inputs were left out (listed on stderr)
@@ -18,3 +20,14 @@ class InputError(ValueError):
 
 class SetTooLargeError(InputError, MemoryError):
     """A dataset would not fit in the training device's memory (raised before anything is copied)."""
+
+
+def chain(err: BaseException) -> Iterator[BaseException]:
+    """``err``, then what it was raised from or during (``__cause__``, else ``__context__``), each once: where
+    a wrapper (Hydra's ``instantiate``, a re-raise) keeps the user's mistake."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from depth_pose.errors import EXIT_OK, EXIT_PARTIAL, InputError
+from depth_pose.errors import EXIT_OK, EXIT_PARTIAL, InputError, chain
 from depth_pose.eval import baselines as bl
 from depth_pose.eval import plots
 from depth_pose.eval.io import (
@@ -624,9 +624,8 @@ def evaluate(cfg: DictConfig) -> dict:
         try:
             detector = instantiate(cfg.detector)
         except Exception as e:
-            cause: BaseException | None = e  # a refusal of the detector's own (its weights): as it says it
-            while cause is not None and not isinstance(cause, InputError):
-                cause = cause.__cause__
+            # a refusal of the detector's own (its weights), as it says it
+            cause = next((c for c in chain(e) if isinstance(c, InputError)), None)
             why = str(cause) if cause is not None else f"{type(e).__name__}: {e}"
             raise EvalInputError(f"cannot build the pose detector: {why}") from e
         people = detect_people(src, detector, cfg.match_iou, progress=bool(cfg.progress))

@@ -107,12 +107,18 @@ def image_folder(tmp_path: Path) -> Path:
     return imgs
 
 
-def test_ctrl_c_between_images_keeps_the_records_of_those_done(tiny_model, tmp_path, capsys, monkeypatch):
-    imgs = image_folder(tmp_path)
-    out = tmp_path / "out"
-    InterruptingDetector.calls, InterruptingDetector.at, InterruptingDetector.nobody = 0, 3, False
-    code, err = invoke("predict", predict_args(imgs, out, tiny_model), tmp_path, capsys, monkeypatch)
+def stopped_on_images(model: Path, tmp_path: Path, capsys, monkeypatch, at: int, nobody: bool, *extra: str):
+    """dp-predict on four images, the detector's Ctrl-C at its ``at``-th call (``nobody``: no one in the
+    frames before): exit 130, no traceback; ``(out, stderr)``."""
+    imgs, out = image_folder(tmp_path), tmp_path / "out"
+    InterruptingDetector.calls, InterruptingDetector.at, InterruptingDetector.nobody = 0, at, nobody
+    code, err = invoke("predict", [*predict_args(imgs, out, model), *extra], tmp_path, capsys, monkeypatch)
     assert code == EXIT_INTERRUPTED and "Traceback" not in err, err[-3000:]
+    return out, err
+
+
+def test_ctrl_c_between_images_keeps_the_records_of_those_done(tiny_model, tmp_path, capsys, monkeypatch):
+    out, err = stopped_on_images(tiny_model, tmp_path, capsys, monkeypatch, 3, False)
     assert "dp-predict: interrupted (Ctrl-C): the 2 records of the 2 frames done are in" in err, err[-3000:]
     records = (out / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(r)["source"] for r in records] == ["a.jpg", "b.jpg"]
@@ -124,11 +130,7 @@ def test_ctrl_c_between_images_keeps_the_records_of_those_done(tiny_model, tmp_p
 def test_ctrl_c_after_frames_with_nobody_still_reports_them(tiny_model, tmp_path, capsys, monkeypatch):
     """Frames without people write annotated images but no record: such a run is not "nothing written"
     (a camera nobody walked past yet, stopped with Ctrl-C): its summary is written."""
-    imgs = image_folder(tmp_path)
-    out = tmp_path / "out"
-    InterruptingDetector.calls, InterruptingDetector.at, InterruptingDetector.nobody = 0, 3, True
-    code, err = invoke("predict", predict_args(imgs, out, tiny_model), tmp_path, capsys, monkeypatch)
-    assert code == EXIT_INTERRUPTED and "Traceback" not in err, err[-3000:]
+    out, err = stopped_on_images(tiny_model, tmp_path, capsys, monkeypatch, 3, True)
     assert "the 0 records of the 2 frames done" in err, err[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["counts"]["frames"] == 2
@@ -140,9 +142,6 @@ def test_ctrl_c_while_one_cameras_images_are_written(tiny_model, tmp_path, capsy
     two keeps those written (exit 130, not "nothing processed")."""
     import depth_pose.predict.run as run
 
-    imgs = image_folder(tmp_path)
-    out = tmp_path / "out"
-    InterruptingDetector.calls, InterruptingDetector.at, InterruptingDetector.nobody = 0, 99, False
     drawn = []
 
     def annotate_then_stop(image, recs):
@@ -152,9 +151,8 @@ def test_ctrl_c_while_one_cameras_images_are_written(tiny_model, tmp_path, capsy
         return image
 
     monkeypatch.setattr(run, "annotate", annotate_then_stop)
-    args = [*predict_args(imgs, out, tiny_model), "scene.calibrate=true"]
-    code, err = invoke("predict", args, tmp_path, capsys, monkeypatch)
-    assert code == EXIT_INTERRUPTED and "Traceback" not in err and "nothing processed" not in err, err[-3000:]
+    out, err = stopped_on_images(tiny_model, tmp_path, capsys, monkeypatch, 99, False, "scene.calibrate=true")
+    assert "nothing processed" not in err, err[-3000:]
     sources = [json.loads(r)["source"] for r in (out / "predictions.jsonl").read_text().splitlines()]
     assert sources == ["a.jpg", "b.jpg"]  # b's record was written before its image was drawn
     assert json.loads((out / "summary.json").read_text())["counts"]["frames"] == 2

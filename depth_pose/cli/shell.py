@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from hydra.experimental.callback import Callback
 
 from depth_pose.env import config_dir
-from depth_pose.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, InputError
+from depth_pose.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, InputError, chain
 
 Task = Callable[[Any], tuple[Any, int]]
 _SEVERITY = {EXIT_OK: 0, EXIT_PARTIAL: 1, EXIT_USAGE: 2, EXIT_INTERRUPTED: 4}
@@ -54,17 +54,13 @@ def user_error(
     """The user mistake behind ``err`` (``err`` itself or what Hydra's ``instantiate`` wrapped), else None."""
     from hydra.errors import InstantiationException
 
-    seen: set[int] = set()
-    cur: BaseException | None = err
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
+    for cur in chain(err):
         if isinstance(cur, kinds):
             return cur
         if isinstance(cur, InstantiationException) and cur.__cause__ is None and cur.__context__ is None:
             return (
                 cur  # Hydra's own "Error locating target ..." / "Error in call to target ...": a config value
             )
-        cur = cur.__cause__ or cur.__context__
     return None
 
 

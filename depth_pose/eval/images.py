@@ -24,9 +24,8 @@ import torch
 from tqdm import tqdm
 
 from depth_pose.detect import Detections
-from depth_pose.eval.io import MAX_GT_Z_M, EvalInputError, PeopleSet, float_array
+from depth_pose.eval.io import EvalInputError, PeopleSet, float_array, parse_gt_depth
 from depth_pose.geometry import check_intrinsics
-from depth_pose.jsonvalues import as_float, shown
 
 
 @dataclass
@@ -43,17 +42,11 @@ class LabelledPerson:
 def _gt_depth(entry: dict, where: str) -> float:
     """The entry's true depth (``gt_z_m``, else ``person_depth_m_approx``); NaN when it gives none (an
     unlabelled person); EvalInputError naming ``where`` and the key when a given one is not a depth."""
-    for key in ("gt_z_m", "person_depth_m_approx"):
-        v = entry.get(key)
-        if v is None:
-            continue
-        x = as_float(v)
-        if not (math.isfinite(x) and 0 < x <= MAX_GT_Z_M):
-            raise EvalInputError(
-                f"{where}: {key} must be a positive finite number up to {MAX_GT_Z_M:g} m, got {shown(v, 40)}"
-            )
-        return x
-    return math.nan
+    key = "gt_z_m" if entry.get("gt_z_m") is not None else "person_depth_m_approx"
+    try:
+        return parse_gt_depth(entry.get(key), key)
+    except ValueError as e:
+        raise EvalInputError(f"{where}: {e}") from None
 
 
 def _box(entry: dict, where: str) -> np.ndarray | None:

@@ -160,17 +160,21 @@ def parse_person(obj, default_id: str) -> tuple[str, np.ndarray, np.ndarray, flo
     why = check_intrinsics(torch.as_tensor(K))
     if why:
         raise ValueError(why)
-    gt = obj.get("gt_z_m")
-    if gt is None:
-        gt_z = math.nan
-    else:
-        gt_z = as_float(gt)  # a bool is not a depth; an integer too large for a float is not a finite one
-        if not (math.isfinite(gt_z) and 0 < gt_z <= MAX_GT_Z_M):
-            raise ValueError(
-                f"gt_z_m must be a positive finite number up to {MAX_GT_Z_M:g} m, got {shown(gt, 40)}"
-            )
     pid = obj.get("id", default_id)
-    return str(pid), kp, K, gt_z
+    return str(pid), kp, K, parse_gt_depth(obj.get("gt_z_m"))
+
+
+def parse_gt_depth(value, key: str = "gt_z_m") -> float:
+    """A true depth as given (metres; None = unlabelled: NaN); ValueError naming ``key`` when it is no depth
+    (a bool, a string, an integer too large for a float, beyond :data:`MAX_GT_Z_M`)."""
+    if value is None:
+        return math.nan
+    z = as_float(value)
+    if not (math.isfinite(z) and 0 < z <= MAX_GT_Z_M):
+        raise ValueError(
+            f"{key} must be a positive finite number up to {MAX_GT_Z_M:g} m, got {shown(value, 40)}"
+        )
+    return z
 
 
 def parse_image_wh(obj: dict) -> np.ndarray | None:
